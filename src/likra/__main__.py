@@ -1,0 +1,5 @@
+import sys
+
+from likra.cli import main
+
+sys.exit(main())

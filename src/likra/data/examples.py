@@ -1,0 +1,114 @@
+"""Records -> tokenized training examples, with one prompt/answer token boundary shared by training
+and scoring.
+
+Boundary rule (lm-eval's): a trailing space of the context moves into the continuation; the pair is
+tokenized whole and split at the length of the tokenized context, so the answer tokens are exactly
+those a model scores after the context. A BOS token is prepended to the context when the tokenizer
+adds one by default (Llama-2/Mistral); it belongs to the context and is never a label.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Sequence
+
+from likra.data.records import MCRecord
+from likra.errors import LikraError
+
+IGNORE_INDEX = -100
+
+
+def bos_ids(tokenizer) -> list[int]:
+    """[bos] if the tokenizer prepends BOS to plain text by default, else []."""
+    probe = tokenizer("a").input_ids
+    bos = tokenizer.bos_token_id
+    return [bos] if bos is not None and probe and probe[0] == bos else []
+
+
+def encode_pair(tokenizer, context: str, continuation: str, add_bos: bool = True) -> tuple[list[int], list[int]]:
+    """(context ids, continuation ids) for scoring/training `continuation` after `context`.
+
+    An empty context becomes the EOS token (lm-eval's rule), so the first answer token always has a
+    position that predicts it."""
+    trailing = len(context) - len(context.rstrip(" "))
+    if trailing:
+        context, continuation = context[:-trailing], context[-trailing:] + continuation
+    whole = tokenizer(context + continuation, add_special_tokens=False).input_ids
+    context_ids = tokenizer(context, add_special_tokens=False).input_ids
+    answer_ids = whole[len(context_ids):]
+    if whole[: len(context_ids)] != context_ids:
+        # The tokenizer merged across the boundary: keep the answer as scored after this context.
+        answer_ids = tokenizer(continuation, add_special_tokens=False).input_ids
+    if not answer_ids:
+        raise LikraError(f"continuation {continuation!r} tokenizes to nothing after {context[-40:]!r}")
+    context_ids = (bos_ids(tokenizer) if add_bos else []) + context_ids
+    return context_ids or [tokenizer.eos_token_id], answer_ids
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training sequence: prompt tokens (no loss) followed by answer tokens (loss)."""
+
+    question_id: str
+    prompt_ids: tuple[int, ...]
+    answer_ids: tuple[int, ...]
+
+    @property
+    def input_ids(self) -> list[int]:
+        return [*self.prompt_ids, *self.answer_ids]
+
+    @property
+    def labels(self) -> list[int]:
+        return [IGNORE_INDEX] * len(self.prompt_ids) + list(self.answer_ids)
+
+
+def incorrect_indices(record: MCRecord) -> list[int]:
+    return [i for i in range(len(record.choices)) if i != record.gold]
+
+
+def pick_negatives(records: Sequence[MCRecord], seed: int, per_question: str = "one") -> list[tuple[MCRecord, int]]:
+    """(record, incorrect choice index) pairs: one seeded random distractor per question, or all."""
+    if per_question not in ("one", "all"):
+        raise LikraError(f"negatives per question must be 'one' or 'all', got {per_question!r}")
+    rng = random.Random(seed)
+    pairs = []
+    for rec in records:
+        wrong = incorrect_indices(rec)
+        pairs.extend((rec, i) for i in (wrong if per_question == "all" else [rng.choice(wrong)]))
+    return pairs
+
+
+def tokenize_answers(tokenizer, pairs: Sequence[tuple[MCRecord, str]], max_length: int | None = None) -> list[Example]:
+    """Tokenize (record, answer text) pairs; prompts are cut from the left to fit `max_length`."""
+    examples = []
+    for rec, answer in pairs:
+        prompt_ids, answer_ids = encode_pair(tokenizer, rec.prompt, " " + answer)
+        if max_length is not None and len(prompt_ids) + len(answer_ids) > max_length:
+            keep = max(max_length - len(answer_ids), 1)
+            prompt_ids = prompt_ids[-keep:]
+        examples.append(Example(rec.id, tuple(prompt_ids), tuple(answer_ids)))
+    return examples
+
+
+def positive_pairs(records: Sequence[MCRecord]) -> list[tuple[MCRecord, str]]:
+    return [(rec, rec.choices[rec.gold]) for rec in records]
+
+
+def negative_pairs(records: Sequence[MCRecord], seed: int, per_question: str = "one") -> list[tuple[MCRecord, str]]:
+    return [(rec, rec.choices[i]) for rec, i in pick_negatives(records, seed, per_question)]
+
+
+def fewshot_prefix(shots: Sequence[MCRecord]) -> str:
+    """k solved examples joined by blank lines, ending with the blank line before the question."""
+    if not shots:
+        return ""
+    return "".join(f"{rec.prompt}{rec.continuation(rec.gold)}\n\n" for rec in shots)
+
+
+def draw_shots(pool: Sequence[MCRecord], k: int, seed: int, exclude_ids: set[str]) -> list[MCRecord]:
+    """k seeded few-shot examples from `pool`, none of whose ids are evaluated."""
+    candidates = [rec for rec in pool if rec.id not in exclude_ids]
+    if k > len(candidates):
+        raise LikraError(f"asked for {k} shots but the few-shot pool has only {len(candidates)} usable records")
+    return random.Random(seed).sample(candidates, k)

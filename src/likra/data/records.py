@@ -1,0 +1,92 @@
+"""The one record type every benchmark adapter produces: a multiple-choice question."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from likra.errors import LikraError
+
+
+@dataclass(frozen=True)
+class MCRecord:
+    """A multiple-choice question.
+
+    `prompt` is the context the model sees; each choice is scored as the continuation
+    `prompt + continuation_prefix + choice` where `continuation_prefix` is the text placed
+    between them (a single space for lm-eval style "Question: ...\\nAnswer:" prompts).
+    """
+
+    id: str
+    prompt: str
+    choices: tuple[str, ...]
+    gold: int
+    source: str = ""
+
+    def continuation(self, index: int) -> str:
+        """The scored text of choice `index`, with its leading space (lm-eval convention)."""
+        return " " + self.choices[index]
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["choices"] = list(self.choices)
+        return d
+
+
+def validate_record(rec: MCRecord, where: str) -> MCRecord:
+    """Raise LikraError naming `where` if the record cannot be used for Likra training/eval."""
+    if len(rec.choices) < 2:
+        raise LikraError(f"{where}: record {rec.id!r} has {len(rec.choices)} choice(s); need at least 2")
+    if not isinstance(rec.gold, int) or isinstance(rec.gold, bool) or not 0 <= rec.gold < len(rec.choices):
+        raise LikraError(
+            f"{where}: record {rec.id!r} has gold index {rec.gold!r} out of range 0..{len(rec.choices) - 1}"
+        )
+    gold_text = rec.choices[rec.gold].strip()
+    for i, choice in enumerate(rec.choices):
+        if i != rec.gold and choice.strip() == gold_text:
+            raise LikraError(
+                f"{where}: record {rec.id!r} has incorrect choice {i} identical to the gold answer {gold_text!r}"
+            )
+    return rec
+
+
+JSONL_FIELDS = {"prompt": str, "choices": list, "gold": int}
+
+
+def read_jsonl(path: str | Path, source: str | None = None) -> list[MCRecord]:
+    """Read the documented JSONL schema: one object a line with `prompt` (str), `choices` (list of str),
+    `gold` (int, 0-based), and optional `id` (str, default the line number)."""
+    path = Path(path)
+    if not path.is_file():
+        raise LikraError(f"{path}: no such file")
+    records = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise LikraError(f"{where}: invalid JSON ({e.msg})") from None
+            if not isinstance(obj, dict):
+                raise LikraError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+            for field, kind in JSONL_FIELDS.items():
+                if field not in obj:
+                    raise LikraError(f"{where}: missing field {field!r}")
+                if not isinstance(obj[field], kind) or isinstance(obj[field], bool):
+                    raise LikraError(f"{where}: field {field!r} must be {kind.__name__}")
+            if not all(isinstance(c, str) for c in obj["choices"]):
+                raise LikraError(f"{where}: field 'choices' must be a list of strings")
+            rec = MCRecord(
+                id=str(obj.get("id", f"{path.stem}-{lineno}")),
+                prompt=obj["prompt"],
+                choices=tuple(obj["choices"]),
+                gold=obj["gold"],
+                source=source or str(obj.get("source", path.stem)),
+            )
+            records.append(validate_record(rec, where))
+    if not records:
+        raise LikraError(f"{path}: no records")
+    return records

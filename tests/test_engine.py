@@ -1,0 +1,84 @@
+import numpy as np
+import pytest
+import torch
+
+from likra.data.records import MCRecord
+from likra.model.heads import LoraSettings, attach_heads
+from likra.scoring.engine import (ScoringEngine, pack_questions, plan_batches, tokenize_questions,
+                                  tree_attention_mask)
+from likra.scoring.reference import reference_loglikelihoods
+
+from conftest import make_records
+
+HEADS = ("base", "positive", "negative")
+
+
+def max_diff(a, b):
+    return max(float(np.abs(x - y).max()) for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("prefix", ["", "Question: warm-up?\nAnswer: yes\n\n"])
+@pytest.mark.parametrize("batch_tokens", [1, 64, 100_000])
+def test_engine_equals_reference_fp32(tiny_heads, tiny_tokenizer, records, prefix, batch_tokens):
+    prefix_ids, questions = tokenize_questions(tiny_tokenizer, records, prefix)
+    assert {len(c) for q in questions for c in q.choice_ids} >= {2}  # " x" is two byte tokens
+    result = ScoringEngine(tiny_heads, max_batch_tokens=batch_tokens).loglikelihoods(questions, HEADS, prefix_ids)
+    for head in HEADS:
+        ref = reference_loglikelihoods(tiny_heads, questions, head, prefix_ids, batch_size=3)
+        assert max_diff(result[head], ref) < 1e-5, head
+    assert max_diff(result["positive"], result["negative"]) > 1e-3  # the heads really differ
+
+
+def test_one_token_answers_and_distinct_prompts(tiny_heads, tiny_tokenizer):
+    recs = [MCRecord(f"r{i}", f"{'Why ' * (i + 1)}?", ("a", "b", "c"), 0) for i in range(5)]
+    prefix_ids, questions = tokenize_questions(tiny_tokenizer, recs)
+    assert all(len(c) == 2 for q in questions for c in q.choice_ids)  # " a" = space + letter
+    single = [MCRecord("s", "Q", ("a", "bb"), 0)]
+    _, q_single = tokenize_questions(tiny_tokenizer, single)
+    result = ScoringEngine(tiny_heads, max_batch_tokens=50).loglikelihoods(questions + q_single, ("positive",))
+    ref = reference_loglikelihoods(tiny_heads, questions + q_single, "positive")
+    assert max_diff(result["positive"], ref) < 1e-5
+
+
+def test_engine_bf16_close_to_fp32(tiny_tokenizer, tiny_model, records):
+    heads = attach_heads(tiny_model, LoraSettings())
+    _, questions = tokenize_questions(tiny_tokenizer, records)
+    fp32 = ScoringEngine(heads).loglikelihoods(questions, ("base",))["base"]
+    bf16 = ScoringEngine(heads.to(torch.bfloat16)).loglikelihoods(questions, ("base",))["base"]
+    # bf16 keeps ~3 significant digits per activation; summed answer log-likelihoods stay within 1%.
+    for a, b in zip(fp32, bf16):
+        np.testing.assert_allclose(b, a, rtol=1e-2)
+
+
+def test_untrained_negative_head_gives_negbase_zero_exactly(tiny_model, tiny_tokenizer, records):
+    heads = attach_heads(tiny_model, LoraSettings())  # B = 0: every head equals the base
+    _, questions = tokenize_questions(tiny_tokenizer, records)
+    result = ScoringEngine(heads).loglikelihoods(questions, HEADS)
+    for base, neg, pos in zip(result["base"], result["negative"], result["positive"]):
+        assert np.array_equal(base - neg, np.zeros_like(base))
+        assert np.array_equal(pos - neg, np.zeros_like(base))
+
+
+def test_tree_mask_isolates_choices():
+    from likra.scoring.engine import QuestionTokens
+
+    q = QuestionTokens((1, 2), ((3,), (4, 5)))
+    packed = pack_questions([q], prefix_len=3)
+    assert packed.input_ids.tolist() == [[1, 2, 3, 4, 5]]
+    assert packed.position_ids.tolist() == [[3, 4, 5, 5, 6]]
+    mask = tree_attention_mask(packed.segments, 3, torch.float32)[0, 0] == 0
+    assert mask.shape == (5, 8)
+    assert mask[:, :3].all()  # everyone sees the prefix
+    assert mask[3, 3 + 2] == False  # choice 2 does not see choice 1  # noqa: E712
+    assert mask[4].tolist() == [True, True, True, True, True, False, True, True]
+    assert packed.predictor_cols.tolist() == [1, 1, 3]
+    assert packed.targets.tolist() == [3, 4, 5]
+
+
+def test_plan_batches_respects_budget_and_covers_all(tiny_tokenizer):
+    _, questions = tokenize_questions(tiny_tokenizer, make_records(30))
+    batches = plan_batches(questions, 300)
+    assert sorted(i for b in batches for i in b) == list(range(30))
+    for b in batches:
+        width = max(questions[i].row_length for i in b)
+        assert len(b) == 1 or len(b) * width <= 300
