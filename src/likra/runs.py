@@ -62,8 +62,7 @@ def load_run_model(run: str | Path, dtype: str | None = None, device=None):
 
     manifest = read_manifest(run)
     model_info = manifest["model"]
-    base = load_base_model(model_info["name"], dtype or model_info.get("dtype", "auto"), device,
-                           seed=model_info.get("seed", 0))
+    base = load_base_model(model_info["name"], dtype or model_info.get("dtype", "auto"), device)
     model = load_heads(base, Path(run) / ADAPTERS, tuple(manifest["heads"]))
     return model, load_tokenizer(model_info["name"]), manifest
 

@@ -1,7 +1,97 @@
-"""Sub-commands of the experiments (learning curves, studies); each registers its parser here."""
+"""Sub-commands of the experiments: `likra curve` and `likra plot`."""
 
 from __future__ import annotations
 
+import argparse
+import json
+from pathlib import Path
+
+from likra.errors import LikraError
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
 
 def add_experiment_parsers(sub) -> None:
-    """No experiment commands yet."""
+    p = sub.add_parser("curve", help="learning curves: SFT vs Likra vs Base-Likra over 2^k training examples",
+                       description="Train both heads once with checkpoints after 1, 2, 4, ... optimizer steps, "
+                                   "evaluate each checkpoint in every mode, write curve.json/csv/png and report.md. "
+                                   "Re-running the same command resumes where it stopped.")
+    p.add_argument("--config", help="YAML file with CurveConfig keys")
+    p.add_argument("--model", help="hub id, local path, smollm2-135m (default) or random-tiny")
+    p.add_argument("--data", help="training data spec (default arc-train)")
+    p.add_argument("--eval-data", help="evaluation data spec (default arc_challenge:validation)")
+    p.add_argument("--source", choices=["auto", "offline", "hub"])
+    p.add_argument("--limit", type=int, help="training questions (default 512)")
+    p.add_argument("--points", type=_int_list, help="example counts to checkpoint at, e.g. 16,64,256 (default 2^k steps)")
+    p.add_argument("--seeds", type=int, help="independent runs (data order, negatives, subset); mean and CI across them")
+    p.add_argument("--negatives", choices=["one", "all"])
+    p.add_argument("--modes", help="comma-separated modes (default base,sft,likra,negbase)")
+    p.add_argument("--weight", type=float, help="negative-head weight w")
+    p.add_argument("--shots", type=int)
+    p.add_argument("--fewshot-data")
+    p.add_argument("--eval-limit", type=int, help="evaluate on the first N questions only")
+    p.add_argument("--dtype")
+    p.add_argument("--batch-tokens", type=int)
+    p.add_argument("--lr", dest="learning_rate", type=float)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lora-r", type=int)
+    p.add_argument("--lora-alpha", type=int)
+    p.add_argument("--out", help="curve folder (default runs/curve)")
+    p.set_defaults(func=cmd_curve)
+
+    p = sub.add_parser("plot", help="draw curve.json files (several runs on one figure)")
+    p.add_argument("curves", nargs="+", help="curve.json files or curve folders")
+    p.add_argument("--labels", help="comma-separated labels, one per curve (default: model names)")
+    p.add_argument("--metric", choices=["acc", "acc_norm"], default="acc_norm")
+    p.add_argument("--out", required=True, help="output stem or file (.png and .svg are written)")
+    p.set_defaults(func=cmd_plot)
+
+
+def cmd_curve(args) -> int:
+    from likra.cli import TRAIN_NESTED, config_from_args
+    from likra.experiments.curve import CurveConfig, CurveRun
+    from likra.experiments.report import write_outputs
+
+    cfg = config_from_args(CurveConfig, args, TRAIN_NESTED)
+    curve = CurveRun(cfg, progress=not args.quiet).run()
+    paths = write_outputs(curve, Path(cfg.out))
+    from likra.experiments.report import markdown_report
+
+    print(markdown_report(curve).split("## acc\n")[0])
+    print("written: " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def load_curve(path: str) -> dict:
+    p = Path(path)
+    if p.is_dir():
+        p = p / "curve.json"
+    if not p.is_file():
+        raise LikraError(f"{p}: no such curve file")
+    try:
+        curve = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise LikraError(f"{p}: not valid JSON ({e.msg})") from None
+    if not isinstance(curve, dict) or "rows" not in curve or "config" not in curve:
+        raise LikraError(f"{p}: not a likra curve.json (no rows/config)")
+    return curve
+
+
+def cmd_plot(args) -> int:
+    from likra.experiments.report import curve_title, draw_curves, save_figure
+
+    curves = [load_curve(c) for c in args.curves]
+    labels = args.labels.split(",") if args.labels else [c["model"] for c in curves]
+    if len(labels) != len(curves):
+        raise LikraError(f"--labels has {len(labels)} names for {len(curves)} curves")
+    title = curve_title(curves[0], args.metric) if len(curves) == 1 else \
+        f"{' vs '.join(labels)} on {curves[0]['eval_data']} ({args.metric})"
+    out = Path(args.out)
+    paths = save_figure(draw_curves(list(zip(labels, curves)), args.metric, title), out.with_suffix(""))
+    print("written: " + ", ".join(str(p) for p in paths))
+    return 0

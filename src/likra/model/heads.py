@@ -33,14 +33,29 @@ class LoraSettings:
         )
 
 
-def attach_heads(base, lora: LoraSettings, names=HEADS):
-    """Wrap `base` in a PeftModel carrying one fresh (B = 0) adapter per name."""
+def attach_heads(base, lora: LoraSettings, names=HEADS, seed: int = 0):
+    """Wrap `base` in a PeftModel carrying one fresh (B = 0, seeded A) adapter per name."""
     from peft import get_peft_model
 
     model = get_peft_model(base, lora.to_peft(), adapter_name=names[0])
     for name in names[1:]:
         model.add_adapter(name, lora.to_peft())
+    reinit_heads(model, names, seed)
     return model
+
+
+def reinit_heads(model, names=HEADS, seed: int = 0) -> None:
+    """Give each head peft's default initialisation (A random, B = 0) from `seed`, so a run is
+    reproducible across processes (a resumed run equals an uninterrupted one)."""
+    import torch
+    from peft.tuners.lora import LoraLayer
+
+    layers = [m for m in model.modules() if isinstance(m, LoraLayer)]
+    for k, name in enumerate(names):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed * 1000 + k)
+            for layer in layers:
+                layer.reset_lora_parameters(name, True)
 
 
 def save_heads(model, folder: Path, names=HEADS) -> None:

@@ -137,14 +137,14 @@ def load_tokenizer(model: str):
     return tokenizer
 
 
-def load_base_model(model: str, dtype: str = "auto", device: torch.device | None = None, seed: int = 0):
-    """The base causal LM, in eval mode, on `device`; `seed` only matters for `random-tiny`."""
+def load_base_model(model: str, dtype: str = "auto", device: torch.device | None = None):
+    """The base causal LM, in eval mode, on `device`."""
     from transformers import AutoModelForCausalLM
 
     device = device or default_device()
     torch_dtype = resolve_dtype(dtype, device)
     if model == TINY_MODEL:
-        base = build_tiny_model(len(build_tiny_tokenizer()), seed=seed).to(torch_dtype)
+        base = build_tiny_model(len(build_tiny_tokenizer())).to(torch_dtype)
     else:
         path = embedded_model_dir() if model == EMBEDDED_MODEL else model
         try:

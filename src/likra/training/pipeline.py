@@ -52,7 +52,7 @@ def train_run(cfg: TrainConfig, progress: bool = True) -> Path:
         raise LikraError(f"{out}: already holds a run; choose another --out or pass --overwrite")
     records = select_questions(load_spec(cfg.data, source=cfg.source), cfg.limit, cfg.train.seed)
     tokenizer = load_tokenizer(cfg.model)
-    model = attach_heads(load_base_model(cfg.model, cfg.dtype, seed=cfg.train.seed), cfg.lora)
+    model = attach_heads(load_base_model(cfg.model, cfg.dtype), cfg.lora, seed=cfg.train.seed)
     pos, neg = build_examples(cfg, tokenizer, records)
     staging = out.with_name(out.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -68,7 +68,7 @@ def train_run(cfg: TrainConfig, progress: bool = True) -> Path:
     save_heads(model, staging / ADAPTERS)
     manifest = {
         "kind": "train",
-        "model": {"name": cfg.model, "dtype": cfg.dtype, "seed": cfg.train.seed},
+        "model": {"name": cfg.model, "dtype": cfg.dtype},
         "heads": [POSITIVE, NEGATIVE],
         "data": {"spec": cfg.data, "source": cfg.source, "questions": len(records),
                  "question_ids": [r.id for r in records]},

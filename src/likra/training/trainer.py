@@ -14,7 +14,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 
@@ -96,15 +96,47 @@ def _trainer_class():
     return AnswerOnlyTrainer
 
 
-def _checkpoint_callback(steps: set[int], save: Callable[[int], None]):
+def _save_at_steps_callback(steps: set[int]):
+    """Make the Trainer write a full (resumable) checkpoint after each of `steps` optimizer steps."""
     from transformers import TrainerCallback
 
     class SaveAtSteps(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step in steps and state.is_world_process_zero:
-                save(state.global_step)
+            if state.global_step in steps:
+                control.should_save = True
+            return control
 
     return SaveAtSteps()
+
+
+CHECKPOINT_PREFIX = "checkpoint-"
+RESUME_FILES = ("optimizer.pt", "trainer_state.json")
+
+
+def checkpoint_dir(work_dir: Path, step: int) -> Path:
+    return Path(work_dir) / f"{CHECKPOINT_PREFIX}{step}"
+
+
+def complete_checkpoints(work_dir: Path, head: str) -> dict[int, Path]:
+    """{step: folder} of checkpoints holding the head's adapter (and, while training, its resume state)."""
+    found = {}
+    for path in Path(work_dir).glob(f"{CHECKPOINT_PREFIX}*"):
+        step = path.name[len(CHECKPOINT_PREFIX):]
+        if step.isdigit() and (path / head / "adapter_model.safetensors").is_file() and (path / "trainer_state.json").is_file():
+            found[int(step)] = path
+    return dict(sorted(found.items()))
+
+
+def latest_resumable(work_dir: Path, head: str) -> Path | None:
+    resumable = [p for p in complete_checkpoints(work_dir, head).values() if all((p / f).is_file() for f in RESUME_FILES)]
+    return resumable[-1] if resumable else None
+
+
+def drop_resume_state(work_dir: Path) -> None:
+    """After a head finished: keep each checkpoint's adapter, delete optimizer and RNG state."""
+    for path in Path(work_dir).glob(f"{CHECKPOINT_PREFIX}*"):
+        for name in ("optimizer.pt", "scheduler.pt", "rng_state.pth", "training_args.bin"):
+            (path / name).unlink(missing_ok=True)
 
 
 @dataclass
@@ -118,13 +150,16 @@ class TrainStats:
 
 
 def train_head(model, head: str, examples: Sequence[Example], settings: TrainSettings, work_dir: Path,
-               pad_id: int, checkpoint_steps: Sequence[int] = (), save_checkpoint: Callable[[int], None] | None = None,
+               pad_id: int, checkpoint_steps: Sequence[int] = (), resume: bool = False,
                bf16: bool = False, progress: bool = True) -> TrainStats:
-    """Train adapter `head` of PeftModel `model` in place on `examples`; other heads stay frozen."""
+    """Train adapter `head` of PeftModel `model` in place on `examples`; other heads stay frozen.
+
+    With `checkpoint_steps`, a full Trainer checkpoint (adapters, optimizer, RNG state) is written to
+    `work_dir/checkpoint-<step>` after each of those optimizer steps; with `resume`, training continues
+    from the latest of them exactly as an uninterrupted run would (same data order, same state)."""
     from transformers import TrainingArguments
 
     model.set_adapter(head)
-    use_cpu = not torch.cuda.is_available()
     args = TrainingArguments(
         output_dir=str(work_dir),
         per_device_train_batch_size=settings.batch_size,
@@ -142,13 +177,11 @@ def train_head(model, head: str, examples: Sequence[Example], settings: TrainSet
         report_to=[],
         remove_unused_columns=False,
         bf16=bf16,
-        use_cpu=use_cpu,
+        use_cpu=not torch.cuda.is_available(),
         disable_tqdm=not progress,
         dataloader_num_workers=0,
     )
-    callbacks = []
-    if checkpoint_steps and save_checkpoint is not None:
-        callbacks.append(_checkpoint_callback(set(checkpoint_steps), save_checkpoint))
+    callbacks = [_save_at_steps_callback(set(checkpoint_steps))] if checkpoint_steps else []
     trainer_cls = _trainer_class() if settings.answer_only_logits else __import__("transformers").Trainer
     trainer = trainer_cls(model=model, args=args, train_dataset=ExampleDataset(examples),
                           data_collator=PadCollator(pad_id), callbacks=callbacks)
@@ -157,13 +190,18 @@ def train_head(model, head: str, examples: Sequence[Example], settings: TrainSet
 
         trainer.remove_callback(PrinterCallback)
         trainer.remove_callback(ProgressCallback)
+    resume_from = latest_resumable(work_dir, head) if resume else None
+    if resume_from is not None:
+        log.info("resuming %s head from %s", head, resume_from)
     start = time.perf_counter()
-    trainer.train()
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     seconds = time.perf_counter() - start
+    model.set_adapter(head)
     model.eval()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    steps = trainer.state.global_step
-    return TrainStats(head, len(examples), steps, seconds, len(examples) * settings.epochs / max(seconds, 1e-9), losses)
+    done = trainer.state.global_step - (int(resume_from.name[len(CHECKPOINT_PREFIX):]) if resume_from else 0)
+    n_seen = min(len(examples) * settings.epochs, done * settings.batch_size * args.world_size)
+    return TrainStats(head, len(examples), trainer.state.global_step, seconds, n_seen / max(seconds, 1e-9), losses)
 
 
 def steps_per_epoch(n_examples: int, batch_size: int, world_size: int = 1) -> int:

@@ -1,0 +1,241 @@
+"""`likra curve`: one training run per head with checkpoints after 2^k optimizer steps, every
+checkpoint evaluated in every mode, resumable at any point.
+
+Folder layout (everything finished is reused on a re-run with the same settings):
+
+    <out>/curve-config.json          the settings; a re-run with other settings is refused
+    <out>/base-scores.json           base-model log-likelihoods (scored once per curve)
+    <out>/seed-<s>/<head>/checkpoint-<step>/   Trainer checkpoints (adapter; resume state until done)
+    <out>/seed-<s>/<head>.done.json  training statistics, written when the head finished
+    <out>/seed-<s>/scores/step-<step>-<head>.json   per-question log-likelihoods of a checkpoint
+    <out>/curve.json, curve.csv, curve.png, curve.svg, report.md
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from likra.data.benchmarks import load_spec
+from likra.data.examples import draw_shots, fewshot_prefix, negative_pairs, positive_pairs, tokenize_answers
+from likra.errors import LikraError
+from likra.io import atomic_write_json
+from likra.model.heads import BASE, NEGATIVE, POSITIVE, LoraSettings, attach_heads, reinit_heads
+from likra.model.loading import load_base_model, load_tokenizer
+from likra.scoring.engine import ScoringEngine, tokenize_questions
+from likra.scoring.evaluate import default_fewshot_spec, mode_metrics
+from likra.scoring.metrics import Z95
+from likra.scoring.modes import check_modes
+from likra.training.pipeline import select_questions
+from likra.training.trainer import (TrainSettings, complete_checkpoints, drop_resume_state, steps_per_epoch,
+                                    train_head)
+
+log = logging.getLogger(__name__)
+
+METRICS = ("acc", "acc_norm")
+
+
+@dataclass
+class CurveConfig:
+    """The embedded default: SmolLM2-135M, ARC outside ARC-Challenge validation/test, evaluated on
+    ARC-Challenge validation, sized (limit, points, batch, lr) to fit 20 minutes on 2 CPU cores."""
+
+    model: str = "smollm2-135m"
+    data: str = "arc-train"
+    eval_data: str = "arc_challenge:validation"
+    source: str = "auto"
+    limit: int | None = 512
+    points: list[int] | None = None
+    seeds: int = 1
+    negatives: str = "one"
+    modes: list[str] = field(default_factory=lambda: ["base", "sft", "likra", "negbase"])
+    weight: float = 1.0
+    shots: int = 0
+    fewshot_data: str | None = None
+    eval_limit: int | None = None
+    dtype: str = "auto"
+    batch_tokens: int | None = None
+    out: str = "runs/curve"
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
+
+
+def checkpoint_schedule(n_examples: int, batch_size: int, points: Sequence[int] | None = None,
+                        world_size: int = 1) -> list[tuple[int, int]]:
+    """(optimizer step, examples seen) pairs: after 1, 2, 4, ... steps by default, or after the steps
+    that first reach each requested example count; the last point is always the whole data."""
+    per_step = batch_size * world_size
+    total = steps_per_epoch(n_examples, batch_size, world_size)
+    if points is None:
+        steps = {2**k for k in range(max(total.bit_length(), 1)) if 2**k < total}
+    else:
+        bad = [p for p in points if not 1 <= p <= n_examples]
+        if bad:
+            raise LikraError(f"curve points {bad} are outside 1..{n_examples} (the training examples)")
+        steps = {math.ceil(p / per_step) for p in points}
+    steps.add(total)
+    return [(s, min(s * per_step, n_examples)) for s in sorted(steps)]
+
+
+class CurveRun:
+    """Executes a CurveConfig in its folder, skipping every piece already finished."""
+
+    def __init__(self, cfg: CurveConfig, progress: bool = True):
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        self.progress = progress
+        check_modes(cfg.modes)
+        if cfg.seeds < 1:
+            raise LikraError(f"--seeds must be at least 1, got {cfg.seeds}")
+
+    # -- settings -------------------------------------------------------------------------------
+    def check_settings(self) -> None:
+        path = self.out / "curve-config.json"
+        current = asdict(self.cfg)
+        if path.is_file():
+            previous = json.loads(path.read_text())
+            keys = [k for k in current if k not in ("out",) and previous.get(k) != current[k]]
+            if keys:
+                raise LikraError(f"{self.out}: holds a curve with other settings ({', '.join(keys)}); "
+                                 "use another --out or delete it")
+        else:
+            atomic_write_json(path, current)
+
+    # -- main -----------------------------------------------------------------------------------
+    def run(self) -> dict:
+        self.check_settings()
+        cfg = self.cfg
+        tokenizer = load_tokenizer(cfg.model)
+        self.pad_id = tokenizer.pad_token_id
+        model = attach_heads(load_base_model(cfg.model, cfg.dtype), cfg.lora)
+        eval_records = load_spec(cfg.eval_data, source=cfg.source)[: cfg.eval_limit]
+        prefix_ids, questions = self.eval_tokens(tokenizer, eval_records)
+        engine = ScoringEngine(model, max_batch_tokens=cfg.batch_tokens, progress=self.progress)
+        base = self.cached_scores(self.out / "base-scores.json", engine, questions, prefix_ids, BASE)
+        train_records = load_spec(cfg.data, source=cfg.source)
+        results = []
+        for seed in range(cfg.seeds):
+            results.append(self.run_seed(seed, model, tokenizer, train_records, engine, questions, prefix_ids, base,
+                                         eval_records))
+        return build_curve(cfg, results, eval_records, base)
+
+    def eval_tokens(self, tokenizer, records):
+        prefix = ""
+        if self.cfg.shots:
+            pool = load_spec(self.cfg.fewshot_data or default_fewshot_spec(self.cfg.eval_data), source=self.cfg.source)
+            prefix = fewshot_prefix(draw_shots(pool, self.cfg.shots, 1234, {r.id for r in records}))
+        return tokenize_questions(tokenizer, records, prefix)
+
+    def cached_scores(self, path: Path, engine, questions, prefix_ids, head: str) -> list[np.ndarray]:
+        if path.is_file():
+            return [np.array(v) for v in json.loads(path.read_text())]
+        scores = engine.loglikelihoods(questions, (head,), prefix_ids)[head]
+        atomic_write_json(path, [s.tolist() for s in scores])
+        return scores
+
+    def run_seed(self, seed, model, tokenizer, train_records, engine, questions, prefix_ids, base, eval_records) -> dict:
+        from peft import set_peft_model_state_dict
+        from peft.utils import load_peft_weights
+
+        cfg = self.cfg
+        seed_dir = self.out / f"seed-{seed}"
+        records = select_questions(train_records, cfg.limit, seed)
+        reinit_heads(model, (POSITIVE, NEGATIVE), seed)
+        settings = TrainSettings(**{**asdict(cfg.train), "seed": seed})
+        examples = {
+            POSITIVE: tokenize_answers(tokenizer, positive_pairs(records), settings.max_length),
+            NEGATIVE: tokenize_answers(tokenizer, negative_pairs(records, seed, cfg.negatives), settings.max_length),
+        }
+        schedules = {}
+        stats = {}
+        for head, exs in examples.items():
+            world = _world_size()
+            schedules[head] = checkpoint_schedule(len(exs), settings.batch_size, cfg.points, world)
+            stats[head] = self.train_head_once(model, head, exs, settings, seed_dir, [s for s, _ in schedules[head]])
+        points = []
+        for (pos_step, n_pos), (neg_step, n_neg) in zip(schedules[POSITIVE], schedules[NEGATIVE]):
+            per_head = {BASE: base}
+            for head, step in ((POSITIVE, pos_step), (NEGATIVE, neg_step)):
+                path = seed_dir / "scores" / f"step-{step}-{head}.json"
+                if not path.is_file():
+                    weights = load_peft_weights(str(seed_dir / head / f"checkpoint-{step}" / head))
+                    set_peft_model_state_dict(model, weights, adapter_name=head)
+                per_head[head] = self.cached_scores(path, engine, questions, prefix_ids, head)
+            points.append({"step": pos_step, "examples": n_pos, "negative_examples": n_neg,
+                           "metrics": mode_metrics(per_head, eval_records, cfg.modes, cfg.weight)})
+        return {"seed": seed, "points": points, "train": stats}
+
+    def train_head_once(self, model, head, examples, settings, seed_dir: Path, steps: list[int]) -> dict:
+        done = seed_dir / f"{head}.done.json"
+        if done.is_file():
+            return json.loads(done.read_text())
+        work = seed_dir / head
+        stats = train_head(model, head, examples, settings, work, self.pad_id,
+                           checkpoint_steps=steps, resume=True, bf16=_uses_cuda_bf16(model), progress=self.progress)
+        missing = [s for s in steps if s not in complete_checkpoints(work, head)]
+        if missing:
+            raise LikraError(f"{work}: training ended without checkpoints for steps {missing}")
+        drop_resume_state(work)
+        atomic_write_json(done, asdict(stats))
+        return asdict(stats)
+
+
+def _uses_cuda_bf16(model) -> bool:
+    import torch
+
+    p = next(model.parameters())
+    return p.device.type == "cuda" and p.dtype == torch.bfloat16
+
+
+def _world_size() -> int:
+    from accelerate import PartialState
+
+    return PartialState().num_processes
+
+
+# -- results ---------------------------------------------------------------------------------------
+def across_seeds(values: Sequence[float]) -> tuple[float, float, float]:
+    """(mean, 95% CI low, high) of per-seed values (normal interval on the seeds' standard error)."""
+    v = np.asarray(values, dtype=float)
+    mean = float(v.mean())
+    if len(v) < 2:
+        return mean, float("nan"), float("nan")
+    half = Z95 * float(v.std(ddof=1)) / math.sqrt(len(v))
+    return mean, mean - half, mean + half
+
+
+def build_curve(cfg: CurveConfig, seeds: list[dict], eval_records, base) -> dict:
+    """curve.json content: one row per (seed, examples, mode, metric), plus seed means."""
+    base_metrics = mode_metrics({BASE: base}, eval_records, ["base"], cfg.weight)["base"]
+    rows = []
+    for result in seeds:
+        for metric in METRICS:
+            m = base_metrics[metric]
+            rows.append({"seed": result["seed"], "examples": 0, "step": 0, "mode": "base", "metric": metric,
+                         "value": m["value"], "n": m["n"], "ci_low": m["ci_low"], "ci_high": m["ci_high"]})
+        for point in result["points"]:
+            for mode, metrics in point["metrics"].items():
+                for metric in METRICS:
+                    m = metrics[metric]
+                    rows.append({"seed": result["seed"], "examples": point["examples"], "step": point["step"],
+                                 "mode": mode, "metric": metric, "value": m["value"], "n": m["n"],
+                                 "ci_low": m["ci_low"], "ci_high": m["ci_high"]})
+    if len(seeds) > 1:
+        keys = sorted({(r["examples"], r["step"], r["mode"], r["metric"]) for r in rows})
+        for examples, step, mode, metric in keys:
+            vals = [r["value"] for r in rows if (r["examples"], r["step"], r["mode"], r["metric"]) == (examples, step, mode, metric)
+                    and r["seed"] != "mean"]
+            mean, lo, hi = across_seeds(vals)
+            rows.append({"seed": "mean", "examples": examples, "step": step, "mode": mode, "metric": metric,
+                         "value": mean, "n": len(vals), "ci_low": lo, "ci_high": hi})
+    return {
+        "model": cfg.model, "data": cfg.data, "eval_data": cfg.eval_data, "seeds": cfg.seeds,
+        "n_eval": len(eval_records), "config": asdict(cfg), "rows": rows,
+        "train": [s["train"] for s in seeds],
+    }
