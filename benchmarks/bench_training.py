@@ -38,6 +38,36 @@ def mean_loss(model, head, examples, pad_id, batch=32) -> float:
     return total / count
 
 
+def measure_training(model, examples, pad: int, batch_size: int, lr: float) -> dict:
+    """Train heads `hf_default` and `likra` of `model` on `examples`; examples/s and final losses."""
+    variants = {
+        "hf_default": TrainSettings(learning_rate=lr, batch_size=batch_size, group_by_length=False,
+                                    answer_only_logits=False, logging_steps=1),
+        "likra": TrainSettings(learning_rate=lr, batch_size=batch_size, logging_steps=1),
+    }
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+    # Same initialisation for both heads.
+    set_peft_model_state_dict(model, get_peft_model_state_dict(model, adapter_name="hf_default"), adapter_name="likra")
+    bf16 = next(model.parameters()).dtype == torch.bfloat16 and torch.cuda.is_available()
+    rows = {}
+    for name, settings in variants.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            stats = train_head(model, name, examples, settings, Path(tmp), pad, bf16=bf16, progress=False)
+        rows[name] = {"examples_per_s": stats.examples_per_second, "seconds": stats.seconds,
+                      "final_loss": mean_loss(model, name, examples, pad), "logged_losses": stats.losses}
+    return {"examples": len(examples), "batch_size": batch_size, "initial_loss": mean_loss(model, "base", examples, pad),
+            "rows": rows, "speedup": rows["likra"]["examples_per_s"] / rows["hf_default"]["examples_per_s"]}
+
+
+def print_training(result: dict) -> None:
+    print(f"{result['examples']} examples, batch {result['batch_size']}, {torch.get_num_threads()} threads; "
+          f"answer loss before training {result['initial_loss']:.4f}")
+    for name, r in result["rows"].items():
+        print(f"{name:<11} {r['examples_per_s']:7.2f} examples/s  {r['seconds']:7.1f} s  loss after {r['final_loss']:.4f}")
+    print(f"speedup {result['speedup']:.2f}x")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="smollm2-135m")
@@ -50,27 +80,10 @@ def main() -> None:
     tokenizer = load_tokenizer(args.model)
     model = attach_heads(load_base_model(args.model), LoraSettings(), names=("hf_default", "likra"))
     examples = tokenize_answers(tokenizer, positive_pairs(select_questions(load_spec(args.data), args.examples, 0)))
-    pad = tokenizer.pad_token_id
-    variants = {
-        "hf_default": TrainSettings(learning_rate=args.lr, batch_size=args.batch_size, group_by_length=False,
-                                    answer_only_logits=False),
-        "likra": TrainSettings(learning_rate=args.lr, batch_size=args.batch_size),
-    }
-    rows = {}
-    for name, settings in variants.items():
-        with tempfile.TemporaryDirectory() as tmp:
-            stats = train_head(model, name, examples, settings, Path(tmp), pad, progress=False)
-        rows[name] = {"examples_per_s": stats.examples_per_second, "seconds": stats.seconds,
-                      "final_loss": mean_loss(model, name, examples, pad), "logged_losses": stats.losses}
-    initial = mean_loss(model, "base", examples, pad)
-    ratio = rows["likra"]["examples_per_s"] / rows["hf_default"]["examples_per_s"]
-    print(f"{len(examples)} examples, batch {args.batch_size}, {torch.get_num_threads()} threads; "
-          f"answer loss before training {initial:.4f}")
-    for name, r in rows.items():
-        print(f"{name:<11} {r['examples_per_s']:7.2f} examples/s  {r['seconds']:7.1f} s  loss after {r['final_loss']:.4f}")
-    print(f"speedup {ratio:.2f}x")
+    result = measure_training(model, examples, tokenizer.pad_token_id, args.batch_size, args.lr)
+    print_training(result)
     if args.json:
-        Path(args.json).write_text(json.dumps({"initial_loss": initial, "rows": rows, "speedup": ratio}, indent=2))
+        Path(args.json).write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -121,9 +121,9 @@ def test_resume_after_failure_in_evaluation(tmp_path, monkeypatch, uninterrupted
 
     monkeypatch.setattr(ScoringEngine, "loglikelihoods", failing)
     assert main(CURVE + ["--out", str(out)]) == 130
-    scored = sorted(p.name for p in (out / "seed-0" / "scores").glob("*.json"))
+    scored = sorted(p.name for p in (out / "seed-0" / "scores").rglob("*.json"))
     assert len(scored) == 3
-    mtimes = {p: p.stat().st_mtime_ns for p in (out / "seed-0" / "scores").glob("*.json")}
+    mtimes = {p: p.stat().st_mtime_ns for p in (out / "seed-0" / "scores").rglob("*.json")}
     calls["n"] = -100
     monkeypatch.setattr("likra.experiments.curve.train_head", lambda *a, **k: pytest.fail("retrained"))
     assert main(CURVE + ["--out", str(out)]) == 0
@@ -132,9 +132,18 @@ def test_resume_after_failure_in_evaluation(tmp_path, monkeypatch, uninterrupted
     assert [r["value"] for r in rows_of(out)] == pytest.approx([r["value"] for r in rows_of(uninterrupted)], abs=1e-12)
 
 
-def test_other_settings_are_refused(uninterrupted, capsys):
-    code = main(CURVE[:-2] + ["--eval-limit", "5", "--out", str(uninterrupted)])
-    assert code == 2 and "other settings (eval_limit)" in capsys.readouterr().err
+def test_other_training_settings_are_refused(uninterrupted, capsys):
+    code = main(CURVE + ["--lr", "0.02", "--out", str(uninterrupted)])
+    assert code == 2 and "other settings (train)" in capsys.readouterr().err
+
+
+def test_new_evaluation_reuses_the_trained_checkpoints(uninterrupted, monkeypatch):
+    monkeypatch.setattr("likra.experiments.curve.train_head", lambda *a, **k: pytest.fail("retrained"))
+    out = uninterrupted
+    assert main(CURVE[:-2] + ["--eval-limit", "6", "--out", str(out)]) == 0
+    assert {r["n"] for r in rows_of(out)} == {6}
+    assert len(list((out / "seed-0" / "scores").iterdir())) == 2  # two evaluation sets side by side
+    assert main(CURVE + ["--out", str(out)]) == 0  # restore the fixture's outputs
 
 
 def test_seeds_give_means_and_plot_several_runs(tmp_path, uninterrupted):

@@ -59,26 +59,35 @@ def test_untrained_negative_head_gives_negbase_zero_exactly(tiny_model, tiny_tok
         assert np.array_equal(pos - neg, np.zeros_like(base))
 
 
-def test_tree_mask_isolates_choices():
+def test_tree_mask_isolates_choices_and_questions():
     from likra.scoring.engine import QuestionTokens
 
-    q = QuestionTokens((1, 2), ((3,), (4, 5)))
-    packed = pack_questions([q], prefix_len=3)
-    assert packed.input_ids.tolist() == [[1, 2, 3, 4, 5]]
-    assert packed.position_ids.tolist() == [[3, 4, 5, 5, 6]]
-    mask = tree_attention_mask(packed.segments, 3, torch.float32)[0, 0] == 0
-    assert mask.shape == (5, 8)
+    q1 = QuestionTokens((1, 2), ((3,), (4, 5)))
+    q2 = QuestionTokens((6,), ((7,),))
+    packed = pack_questions([[q1, q2]], prefix_len=3)
+    assert packed.input_ids.tolist() == [[1, 2, 3, 4, 5, 6, 7]]
+    assert packed.position_ids.tolist() == [[3, 4, 5, 5, 6, 3, 4]]
+    mask = tree_attention_mask(packed.question, packed.segment, 3, torch.float32)[0, 0] == 0
+    assert mask.shape == (7, 10)
     assert mask[:, :3].all()  # everyone sees the prefix
-    assert mask[3, 3 + 2] == False  # choice 2 does not see choice 1  # noqa: E712
-    assert mask[4].tolist() == [True, True, True, True, True, False, True, True]
-    assert packed.predictor_cols.tolist() == [1, 1, 3]
-    assert packed.targets.tolist() == [3, 4, 5]
+    # Token 5 (second token of q1's choice 2) sees the prefix, q1's context and its own choice.
+    assert mask[4].tolist() == [True] * 3 + [True, True, False, True, True, False, False]
+    # Token 7 (q2's only choice) sees the prefix and q2 alone.
+    assert mask[6].tolist() == [True] * 3 + [False] * 5 + [True, True]
+    assert packed.predictor_cols.tolist() == [1, 1, 3, 5]
+    assert packed.targets.tolist() == [3, 4, 5, 7]
+    assert packed.choice_of_target.tolist() == [0, 1, 1, 2]
 
 
-def test_plan_batches_respects_budget_and_covers_all(tiny_tokenizer):
+def test_plan_batches_packs_rows_and_covers_all(tiny_tokenizer):
     _, questions = tokenize_questions(tiny_tokenizer, make_records(30))
-    batches = plan_batches(questions, 300)
-    assert sorted(i for b in batches for i in b) == list(range(30))
-    for b in batches:
-        width = max(questions[i].row_length for i in b)
-        assert len(b) == 1 or len(b) * width <= 300
+    batches = plan_batches(questions, max_batch_tokens=600, row_width=200)
+    flat = [i for batch in batches for row in batch for i in row]
+    assert sorted(flat) == list(range(30))
+    width = max(200, max(q.row_length for q in questions))
+    for batch in batches:
+        assert len(batch) * width <= max(600, width)
+        for row in batch:
+            assert sum(questions[i].row_length for i in row) <= width
+    rows = [row for batch in batches for row in batch]
+    assert any(len(row) > 1 for row in rows)  # several questions share a row

@@ -1,7 +1,7 @@
 import pytest
 
 from likra.data.examples import (IGNORE_INDEX, draw_shots, encode_pair, fewshot_prefix, negative_pairs,
-                                 pick_negatives, positive_pairs, tokenize_answers)
+                                 positive_pairs, tokenize_answers)
 from likra.data.records import MCRecord
 from likra.errors import LikraError
 
@@ -29,21 +29,16 @@ def test_loss_only_on_answer_tokens(tiny_tokenizer, records):
         assert ex.input_ids[:n_masked] == list(ex.prompt_ids)
 
 
-def test_negatives_are_seeded_and_never_gold(records):
-    a = pick_negatives(records, seed=3)
-    b = pick_negatives(records, seed=3)
-    c = pick_negatives(records, seed=4)
-    assert a == b
-    assert len(a) == len(records)
-    assert all(i != rec.gold for rec, i in a)
-    assert [i for _, i in a] != [i for _, i in c]
-    every = pick_negatives(records, seed=0, per_question="all")
+def test_default_negatives_are_seeded_near_misses(records):
+    a = negative_pairs(records, seed=3)
+    assert a == negative_pairs(records, seed=3)
+    assert [t for _, t in a] != [t for _, t in negative_pairs(records, seed=4)]
+    assert [rec.id for rec, _ in a] == [rec.id for rec in records]
+    assert all(t in rec.choices and t != rec.choices[rec.gold] for rec, t in a)
+    every = negative_pairs(records, seed=0, per_question="all")
     assert len(every) == sum(len(r.choices) - 1 for r in records)
-    assert all(i != rec.gold for rec, i in every)
-    texts = [t for _, t in negative_pairs(records, seed=3)]
-    assert texts == [rec.choices[i] for rec, i in a]
     with pytest.raises(LikraError, match="one' or 'all"):
-        pick_negatives(records, seed=0, per_question="two")
+        negative_pairs(records, seed=0, per_question="two")
 
 
 def test_fewshot_prefix_and_shots(records):

@@ -181,12 +181,15 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "info": cmd_info}
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "lm-eval":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     _quiet_libraries()
-    handler = COMMANDS.get(args.command) or args.func
     try:
-        return handler(args)
+        if args.command == "lm-eval":
+            return args.func(args, extra)
+        return (COMMANDS.get(args.command) or args.func)(args)
     except LikraError as e:
         print(f"likra: error: {e}", file=sys.stderr)
         return 2

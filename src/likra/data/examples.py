@@ -63,22 +63,6 @@ class Example:
         return [IGNORE_INDEX] * len(self.prompt_ids) + list(self.answer_ids)
 
 
-def incorrect_indices(record: MCRecord) -> list[int]:
-    return [i for i in range(len(record.choices)) if i != record.gold]
-
-
-def pick_negatives(records: Sequence[MCRecord], seed: int, per_question: str = "one") -> list[tuple[MCRecord, int]]:
-    """(record, incorrect choice index) pairs: one seeded random distractor per question, or all."""
-    if per_question not in ("one", "all"):
-        raise LikraError(f"negatives per question must be 'one' or 'all', got {per_question!r}")
-    rng = random.Random(seed)
-    pairs = []
-    for rec in records:
-        wrong = incorrect_indices(rec)
-        pairs.extend((rec, i) for i in (wrong if per_question == "all" else [rng.choice(wrong)]))
-    return pairs
-
-
 def tokenize_answers(tokenizer, pairs: Sequence[tuple[MCRecord, str]], max_length: int | None = None) -> list[Example]:
     """Tokenize (record, answer text) pairs; prompts are cut from the left to fit `max_length`."""
     examples = []
@@ -96,7 +80,10 @@ def positive_pairs(records: Sequence[MCRecord]) -> list[tuple[MCRecord, str]]:
 
 
 def negative_pairs(records: Sequence[MCRecord], seed: int, per_question: str = "one") -> list[tuple[MCRecord, str]]:
-    return [(rec, rec.choices[i]) for rec, i in pick_negatives(records, seed, per_question)]
+    """The default negative set: near-misses (another choice of the same question), seeded."""
+    from likra.data.negatives import near_miss
+
+    return near_miss(records, seed, per_question)
 
 
 def fewshot_prefix(shots: Sequence[MCRecord]) -> str:
@@ -106,9 +93,16 @@ def fewshot_prefix(shots: Sequence[MCRecord]) -> str:
     return "".join(f"{rec.prompt}{rec.continuation(rec.gold)}\n\n" for rec in shots)
 
 
+def shot_order(pool: Sequence[MCRecord], seed: int, exclude_ids: set[str]) -> list[MCRecord]:
+    """The few-shot pool in a seeded order, without evaluated ids; k shots are its first k."""
+    candidates = [rec for rec in pool if rec.id not in exclude_ids]
+    random.Random(seed).shuffle(candidates)
+    return candidates
+
+
 def draw_shots(pool: Sequence[MCRecord], k: int, seed: int, exclude_ids: set[str]) -> list[MCRecord]:
     """k seeded few-shot examples from `pool`, none of whose ids are evaluated."""
-    candidates = [rec for rec in pool if rec.id not in exclude_ids]
-    if k > len(candidates):
-        raise LikraError(f"asked for {k} shots but the few-shot pool has only {len(candidates)} usable records")
-    return random.Random(seed).sample(candidates, k)
+    ordered = shot_order(pool, seed, exclude_ids)
+    if k > len(ordered):
+        raise LikraError(f"asked for {k} shots but the few-shot pool has only {len(ordered)} usable records")
+    return ordered[:k]

@@ -29,7 +29,10 @@ def add_experiment_parsers(sub) -> None:
     p.add_argument("--limit", type=int, help="training questions (default 512)")
     p.add_argument("--points", type=_int_list, help="example counts to checkpoint at, e.g. 16,64,256 (default 2^k steps)")
     p.add_argument("--seeds", type=int, help="independent runs (data order, negatives, subset); mean and CI across them")
-    p.add_argument("--negatives", choices=["one", "all"])
+    p.add_argument("--negatives", choices=["one", "all"], help="near-miss negatives per question (default one)")
+    p.add_argument("--negative-kind", help="near_miss (default), random_question, other_benchmark, hardest, easiest")
+    p.add_argument("--negative-pool", help="spec of the other benchmark for --negative-kind other_benchmark")
+    p.add_argument("--contamination", type=float, help="fraction of negatives replaced by correct answers")
     p.add_argument("--modes", help="comma-separated modes (default base,sft,likra,negbase)")
     p.add_argument("--weight", type=float, help="negative-head weight w")
     p.add_argument("--shots", type=int)
@@ -50,6 +53,7 @@ def add_experiment_parsers(sub) -> None:
     p.add_argument("--metric", choices=["acc", "acc_norm"], default="acc_norm")
     p.add_argument("--out", required=True, help="output stem or file (.png and .svg are written)")
     p.set_defaults(func=cmd_plot)
+    add_lmeval_parser(sub)
 
 
 def cmd_curve(args) -> int:
@@ -94,4 +98,67 @@ def cmd_plot(args) -> int:
     out = Path(args.out)
     paths = save_figure(draw_curves(list(zip(labels, curves)), args.metric, title), out.with_suffix(""))
     print("written: " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def add_lmeval_parser(sub) -> None:
+    p = sub.add_parser(
+        "lm-eval", help="run the stock lm-evaluation-harness with the `likra` model (extra flags go to lm-eval)",
+        description="Score any lm-eval multiple-choice task in a Likra mode. Flags not listed here (--tasks, "
+                    "--num_fewshot, --limit, --log_samples, --output_path, ...) are passed to lm-eval unchanged. "
+                    "Offline tasks for the bundled benchmarks: likra_arc_challenge, likra_arc_easy, likra_hellaswag, "
+                    "likra_winogrande, likra_openbookqa, likra_piqa, likra_socialiqa, likra_commonsense_qa, likra_mmlu.")
+    p.add_argument("--run", help="run folder written by likra train")
+    p.add_argument("--model", dest="base_model", help="a plain model instead of a run (mode base)")
+    p.add_argument("--mode", default="likra", help="likra, negbase, sft, base or pos_base (default likra)")
+    p.add_argument("--weight", type=float, default=1.0, help="negative-head weight w (default 1)")
+    p.add_argument("--dtype", help="model dtype (default: the run's)")
+    p.add_argument("--batch-tokens", type=int, help="token budget of one forward pass")
+    p.add_argument("--source", choices=["auto", "offline", "hub"], default="auto", help="data of the likra_* tasks")
+    p.set_defaults(func=cmd_lmeval)
+
+
+def harness_argv(args, extra: list[str], include_path: str) -> list[str]:
+    model_args = [f"mode={args.mode}", f"weight={args.weight}"]
+    if args.run:
+        model_args.append(f"run={args.run}")
+    if args.base_model:
+        model_args.append(f"model={args.base_model}")
+    if args.dtype:
+        model_args.append(f"dtype={args.dtype}")
+    if args.batch_tokens:
+        model_args.append(f"batch_tokens={args.batch_tokens}")
+    return ["lm-eval", "run", "--model", "likra", "--model_args", ",".join(model_args),
+            "--include_path", include_path, *extra]
+
+
+def cmd_lmeval(args, extra: list[str]) -> int:
+    import importlib.util
+    import sys
+
+    if importlib.util.find_spec("lm_eval") is None:
+        raise LikraError("lm-eval is not installed: pip install 'likra[lmeval]' (lm-eval 0.4.x)")
+    if not args.run and not args.base_model:
+        raise LikraError("give --run RUN (a trained run folder) or --model MODEL (mode base)")
+    if args.run:
+        from likra.runs import read_manifest
+
+        read_manifest(args.run)
+    from likra.lmeval.tasks import export_requested
+
+    tasks = next((extra[i + 1] for i, a in enumerate(extra[:-1]) if a == "--tasks"), "")
+    tasks = tasks or next((a.split("=", 1)[1] for a in extra if a.startswith("--tasks=")), "")
+    if not tasks:
+        raise LikraError("give --tasks (e.g. likra_arc_challenge, or any lm-eval multiple-choice task)")
+    folder = export_requested(tasks, source=args.source)
+    import likra.lmeval.model  # noqa: F401  (registers the `likra` model with lm-eval)
+    from lm_eval._cli import HarnessCLI
+
+    saved = sys.argv
+    sys.argv = harness_argv(args, extra, str(folder))
+    try:
+        cli = HarnessCLI()
+        cli.execute(cli.parse_args())
+    finally:
+        sys.argv = saved
     return 0

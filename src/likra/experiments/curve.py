@@ -3,12 +3,15 @@ checkpoint evaluated in every mode, resumable at any point.
 
 Folder layout (everything finished is reused on a re-run with the same settings):
 
-    <out>/curve-config.json          the settings; a re-run with other settings is refused
-    <out>/base-scores.json           base-model log-likelihoods (scored once per curve)
-    <out>/seed-<s>/<head>/checkpoint-<step>/   Trainer checkpoints (adapter; resume state until done)
-    <out>/seed-<s>/<head>.done.json  training statistics, written when the head finished
-    <out>/seed-<s>/scores/step-<step>-<head>.json   per-question log-likelihoods of a checkpoint
+    <out>/curve-config.json          the training settings; a re-run with other ones is refused
+    <out>/scores/<eval>/base.json    base-model log-likelihoods (scored once per evaluation set)
+    <out>/seed-<s>/<head dir>/checkpoint-<step>/   Trainer checkpoints (adapter; resume state until done)
+    <out>/seed-<s>/<head dir>.done.json            training statistics, written when the head finished
+    <out>/seed-<s>/scores/<eval>/step-<step>-<head dir>.json   per-question log-likelihoods of a checkpoint
     <out>/curve.json, curve.csv, curve.png, curve.svg, report.md
+
+The head dirs are `positive` and `negative` (near-miss negatives) or `negative-<variant>` for the
+studies' other negative sets, which share the folder's positive head.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -23,7 +27,8 @@ from typing import Sequence
 import numpy as np
 
 from likra.data.benchmarks import load_spec
-from likra.data.examples import draw_shots, fewshot_prefix, negative_pairs, positive_pairs, tokenize_answers
+from likra.data.examples import draw_shots, fewshot_prefix, positive_pairs, tokenize_answers
+from likra.data.negatives import NEGATIVE_KINDS, build_negatives, contaminate
 from likra.errors import LikraError
 from likra.io import atomic_write_json
 from likra.model.heads import BASE, NEGATIVE, POSITIVE, LoraSettings, attach_heads, reinit_heads
@@ -54,6 +59,9 @@ class CurveConfig:
     points: list[int] | None = None
     seeds: int = 1
     negatives: str = "one"
+    negative_kind: str = "near_miss"
+    negative_pool: str = "hellaswag:validation"
+    contamination: float = 0.0
     modes: list[str] = field(default_factory=lambda: ["base", "sft", "likra", "negbase"])
     weight: float = 1.0
     shots: int = 0
@@ -64,6 +72,11 @@ class CurveConfig:
     out: str = "runs/curve"
     lora: LoraSettings = field(default_factory=LoraSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
+
+
+# Settings that define the trained checkpoints: a folder holds one training setup, evaluated any number
+# of ways, with any number of negative-set variants (kind, contamination) sharing its positive head.
+TRAINING_KEYS = ("model", "data", "source", "limit", "points", "seeds", "negatives", "dtype", "lora", "train")
 
 
 def checkpoint_schedule(n_examples: int, batch_size: int, points: Sequence[int] | None = None,
@@ -83,6 +96,15 @@ def checkpoint_schedule(n_examples: int, batch_size: int, points: Sequence[int] 
     return [(s, min(s * per_step, n_examples)) for s in sorted(steps)]
 
 
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", text).strip("_")
+
+
+def variant_name(cfg: CurveConfig) -> str:
+    """The negative set's name: its kind, plus the contamination rate when there is one."""
+    return cfg.negative_kind + (f"-contaminated{cfg.contamination:g}" if cfg.contamination else "")
+
+
 class CurveRun:
     """Executes a CurveConfig in its folder, skipping every piece already finished."""
 
@@ -93,16 +115,22 @@ class CurveRun:
         check_modes(cfg.modes)
         if cfg.seeds < 1:
             raise LikraError(f"--seeds must be at least 1, got {cfg.seeds}")
+        if cfg.negative_kind not in NEGATIVE_KINDS:
+            raise LikraError(f"unknown negative kind {cfg.negative_kind!r}; choose from {', '.join(NEGATIVE_KINDS)}")
+        self.variant = variant_name(cfg)
+        self.negative_dir = NEGATIVE if self.variant == "near_miss" else f"{NEGATIVE}-{self.variant}"
+        self.eval_tag = slug(f"{cfg.eval_data}-{cfg.shots}shot" + (f"-first{cfg.eval_limit}" if cfg.eval_limit else "")
+                             + (f"-shots_from_{cfg.fewshot_data}" if cfg.fewshot_data else ""))
 
     # -- settings -------------------------------------------------------------------------------
     def check_settings(self) -> None:
         path = self.out / "curve-config.json"
-        current = asdict(self.cfg)
+        current = {k: v for k, v in asdict(self.cfg).items() if k in TRAINING_KEYS}
         if path.is_file():
             previous = json.loads(path.read_text())
-            keys = [k for k in current if k not in ("out",) and previous.get(k) != current[k]]
+            keys = [k for k in TRAINING_KEYS if previous.get(k) != current[k]]
             if keys:
-                raise LikraError(f"{self.out}: holds a curve with other settings ({', '.join(keys)}); "
+                raise LikraError(f"{self.out}: holds a curve trained with other settings ({', '.join(keys)}); "
                                  "use another --out or delete it")
         else:
             atomic_write_json(path, current)
@@ -117,13 +145,13 @@ class CurveRun:
         eval_records = load_spec(cfg.eval_data, source=cfg.source)[: cfg.eval_limit]
         prefix_ids, questions = self.eval_tokens(tokenizer, eval_records)
         engine = ScoringEngine(model, max_batch_tokens=cfg.batch_tokens, progress=self.progress)
-        base = self.cached_scores(self.out / "base-scores.json", engine, questions, prefix_ids, BASE)
+        base = self.cached_scores(self.out / "scores" / self.eval_tag / "base.json", engine, questions, prefix_ids, BASE)
         train_records = load_spec(cfg.data, source=cfg.source)
         results = []
         for seed in range(cfg.seeds):
             results.append(self.run_seed(seed, model, tokenizer, train_records, engine, questions, prefix_ids, base,
                                          eval_records))
-        return build_curve(cfg, results, eval_records, base)
+        return build_curve(cfg, results, eval_records, base, self.variant)
 
     def eval_tokens(self, tokenizer, records):
         prefix = ""
@@ -139,6 +167,30 @@ class CurveRun:
         atomic_write_json(path, [s.tolist() for s in scores])
         return scores
 
+    def negative_examples(self, records, seed, tokenizer, engine) -> list[tuple]:
+        """The variant's negative set: drawn by kind (mined with the base model for hardest/easiest),
+        then a fraction replaced by correct answers when contaminated."""
+        cfg = self.cfg
+        pool = load_spec(cfg.negative_pool, source=cfg.source) if cfg.negative_kind == "other_benchmark" else None
+        scores = self.mined_scores(records, tokenizer, engine) if cfg.negative_kind in ("hardest", "easiest") else None
+        pairs = build_negatives(cfg.negative_kind, records, seed, pool=pool, scores=scores, per_question=cfg.negatives)
+        if cfg.contamination:
+            pairs, _ = contaminate(records, pairs, cfg.contamination, seed)
+        return pairs
+
+    def mined_scores(self, records, tokenizer, engine) -> list[np.ndarray]:
+        """Base-model score per choice of each training question (summed log-likelihood per character,
+        the acc_norm convention), cached by question id in <out>/mined-base-scores.json."""
+        path = self.out / "mined-base-scores.json"
+        cache = json.loads(path.read_text()) if path.is_file() else {}
+        missing = [r for r in records if r.id not in cache]
+        if missing:
+            _, questions = tokenize_questions(tokenizer, missing)
+            for rec, ll in zip(missing, engine.loglikelihoods(questions, (BASE,))[BASE]):
+                cache[rec.id] = (ll / np.array([max(len(c), 1) for c in rec.choices])).tolist()
+            atomic_write_json(path, cache)
+        return [np.array(cache[r.id]) for r in records]
+
     def run_seed(self, seed, model, tokenizer, train_records, engine, questions, prefix_ids, base, eval_records) -> dict:
         from peft import set_peft_model_state_dict
         from peft.utils import load_peft_weights
@@ -148,34 +200,35 @@ class CurveRun:
         records = select_questions(train_records, cfg.limit, seed)
         reinit_heads(model, (POSITIVE, NEGATIVE), seed)
         settings = TrainSettings(**{**asdict(cfg.train), "seed": seed})
-        examples = {
-            POSITIVE: tokenize_answers(tokenizer, positive_pairs(records), settings.max_length),
-            NEGATIVE: tokenize_answers(tokenizer, negative_pairs(records, seed, cfg.negatives), settings.max_length),
+        heads = {  # adapter -> (work folder name, examples)
+            POSITIVE: (POSITIVE, tokenize_answers(tokenizer, positive_pairs(records), settings.max_length)),
+            NEGATIVE: (self.negative_dir, tokenize_answers(tokenizer, self.negative_examples(records, seed, tokenizer, engine),
+                                                           settings.max_length)),
         }
-        schedules = {}
-        stats = {}
-        for head, exs in examples.items():
-            world = _world_size()
-            schedules[head] = checkpoint_schedule(len(exs), settings.batch_size, cfg.points, world)
-            stats[head] = self.train_head_once(model, head, exs, settings, seed_dir, [s for s, _ in schedules[head]])
+        schedules, stats = {}, {}
+        for head, (folder, exs) in heads.items():
+            schedules[head] = checkpoint_schedule(len(exs), settings.batch_size, cfg.points, _world_size())
+            stats[head] = self.train_head_once(model, head, folder, exs, settings, seed_dir,
+                                               [s for s, _ in schedules[head]])
         points = []
         for (pos_step, n_pos), (neg_step, n_neg) in zip(schedules[POSITIVE], schedules[NEGATIVE]):
             per_head = {BASE: base}
             for head, step in ((POSITIVE, pos_step), (NEGATIVE, neg_step)):
-                path = seed_dir / "scores" / f"step-{step}-{head}.json"
+                folder = heads[head][0]
+                path = seed_dir / "scores" / self.eval_tag / f"step-{step}-{folder}.json"
                 if not path.is_file():
-                    weights = load_peft_weights(str(seed_dir / head / f"checkpoint-{step}" / head))
+                    weights = load_peft_weights(str(seed_dir / folder / f"checkpoint-{step}" / head))
                     set_peft_model_state_dict(model, weights, adapter_name=head)
                 per_head[head] = self.cached_scores(path, engine, questions, prefix_ids, head)
             points.append({"step": pos_step, "examples": n_pos, "negative_examples": n_neg,
                            "metrics": mode_metrics(per_head, eval_records, cfg.modes, cfg.weight)})
         return {"seed": seed, "points": points, "train": stats}
 
-    def train_head_once(self, model, head, examples, settings, seed_dir: Path, steps: list[int]) -> dict:
-        done = seed_dir / f"{head}.done.json"
+    def train_head_once(self, model, head, folder, examples, settings, seed_dir: Path, steps: list[int]) -> dict:
+        done = seed_dir / f"{folder}.done.json"
         if done.is_file():
             return json.loads(done.read_text())
-        work = seed_dir / head
+        work = seed_dir / folder
         stats = train_head(model, head, examples, settings, work, self.pad_id,
                            checkpoint_steps=steps, resume=True, bf16=_uses_cuda_bf16(model), progress=self.progress)
         missing = [s for s in steps if s not in complete_checkpoints(work, head)]
@@ -210,7 +263,7 @@ def across_seeds(values: Sequence[float]) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def build_curve(cfg: CurveConfig, seeds: list[dict], eval_records, base) -> dict:
+def build_curve(cfg: CurveConfig, seeds: list[dict], eval_records, base, variant: str = "near_miss") -> dict:
     """curve.json content: one row per (seed, examples, mode, metric), plus seed means."""
     base_metrics = mode_metrics({BASE: base}, eval_records, ["base"], cfg.weight)["base"]
     rows = []
@@ -235,7 +288,7 @@ def build_curve(cfg: CurveConfig, seeds: list[dict], eval_records, base) -> dict
             rows.append({"seed": "mean", "examples": examples, "step": step, "mode": mode, "metric": metric,
                          "value": mean, "n": len(vals), "ci_low": lo, "ci_high": hi})
     return {
-        "model": cfg.model, "data": cfg.data, "eval_data": cfg.eval_data, "seeds": cfg.seeds,
+        "model": cfg.model, "data": cfg.data, "eval_data": cfg.eval_data, "seeds": cfg.seeds, "negatives": variant,
         "n_eval": len(eval_records), "config": asdict(cfg), "rows": rows,
         "train": [s["train"] for s in seeds],
     }

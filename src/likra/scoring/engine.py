@@ -1,13 +1,16 @@
 """The scoring engine: summed answer log-likelihood of every choice under every head, fast.
 
 How it avoids the straightforward way's waste:
-- each question is ONE packed row `[context | choice 1 | choice 2 | ...]` with a tree attention mask
+- each question is laid out once as `[context | choice 1 | choice 2 | ...]` with a tree attention mask
   (every choice sees the context and itself, never another choice) and position ids that restart
   after the context for each choice, so the context runs once per head and is shared by its choices;
+- several questions share a row (first-fit decreasing packing, block-diagonal mask), so the padding
+  that plain length-sorted batches would compute is almost gone;
 - a few-shot prefix common to all questions runs once per head; its KV cache is reused by every batch;
 - the output projection and log-softmax run only at the positions that predict answer tokens;
-- rows are sorted by length and batched under a token budget, so padding is small;
-- every head runs once; all score modes and negative weights are derived afterwards (scoring.modes).
+- rows are batched under a token budget sized to the device;
+- every head runs once, in fp32 with its LoRA folded into the weights (no adapter matmuls); all score
+  modes and negative weights are derived afterwards (scoring.modes).
 Log-softmax is taken per head in fp32 and summed over the answer; nothing is renormalised.
 """
 
@@ -22,7 +25,7 @@ import torch
 
 from likra.data.examples import bos_ids, encode_pair
 from likra.data.records import MCRecord
-from likra.model.heads import unwrap_lm, use_head
+from likra.model.heads import folded_head, unwrap_lm, use_head
 
 
 @dataclass(frozen=True)
@@ -58,22 +61,28 @@ def _decoder_and_head(model):
 
 
 def answer_logprobs(hidden: torch.Tensor, lm_head, targets: torch.Tensor, softcap: float | None = None,
-                    chunk: int = 1024) -> torch.Tensor:
-    """log p(target) for each row of `hidden` (N, d): output projection + fp32 log-softmax, in chunks."""
-    out = []
+                    chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log p(target), target is the argmax) for each row of `hidden` (N, d): output projection and
+    fp32 log-softmax, in chunks so the (N, vocab) logits never exist at once."""
+    logprobs, greedy = [], []
     for start in range(0, hidden.shape[0], chunk):
         logits = lm_head(hidden[start:start + chunk]).float()
         if softcap:
             logits = torch.tanh(logits / softcap) * softcap
-        out.append(torch.log_softmax(logits, dim=-1).gather(1, targets[start:start + chunk, None]).squeeze(1))
-    return torch.cat(out) if out else hidden.new_zeros(0, dtype=torch.float32)
+        target = targets[start:start + chunk, None]
+        logprobs.append(torch.log_softmax(logits, dim=-1).gather(1, target).squeeze(1))
+        greedy.append(logits.gather(1, target).squeeze(1) >= logits.max(dim=-1).values)
+    if not logprobs:
+        return hidden.new_zeros(0, dtype=torch.float32), torch.zeros(0, dtype=torch.bool, device=hidden.device)
+    return torch.cat(logprobs), torch.cat(greedy)
 
 
 @dataclass
 class PackedBatch:
     input_ids: torch.Tensor      # (B, T)
     position_ids: torch.Tensor   # (B, T)
-    segments: torch.Tensor       # (B, T): 0 context, j+1 choice j, -1 padding
+    question: torch.Tensor       # (B, T): question slot within its row, -1 padding
+    segment: torch.Tensor        # (B, T): 0 context, j+1 choice j
     predictor_rows: torch.Tensor  # (N,) row of the hidden state predicting each answer token
     predictor_cols: torch.Tensor  # (N,)
     targets: torch.Tensor        # (N,) the answer token ids
@@ -81,63 +90,76 @@ class PackedBatch:
     n_choices: int
 
 
-def pack_questions(questions: Sequence[QuestionTokens], prefix_len: int) -> PackedBatch:
-    """Lay out questions as tree-packed rows and list which hidden state predicts which answer token."""
-    width = max(q.row_length for q in questions)
-    ids = torch.zeros(len(questions), width, dtype=torch.long)
-    pos = torch.zeros(len(questions), width, dtype=torch.long)
-    seg = torch.full((len(questions), width), -1, dtype=torch.long)
-    rows, cols, targets, owners = [], [], [], []
+def pack_questions(rows: Sequence[Sequence[QuestionTokens]], prefix_len: int) -> PackedBatch:
+    """Lay out rows of questions (each `[context | choice 1 | choice 2 ...]`, several per row) and list
+    which hidden state predicts which answer token. Choices are numbered in row order."""
+    width = max(sum(q.row_length for q in row) for row in rows)
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    pos = torch.zeros(len(rows), width, dtype=torch.long)
+    question = torch.full((len(rows), width), -1, dtype=torch.long)
+    segment = torch.zeros(len(rows), width, dtype=torch.long)
+    pred_rows, pred_cols, targets, owners = [], [], [], []
     flat_choice = 0
-    for r, q in enumerate(questions):
-        lc = len(q.context_ids)
-        ids[r, :lc] = torch.tensor(q.context_ids)
-        pos[r, :lc] = torch.arange(prefix_len, prefix_len + lc)
-        seg[r, :lc] = 0
-        start = lc
-        for j, ans in enumerate(q.choice_ids):
-            n = len(ans)
-            ids[r, start:start + n] = torch.tensor(ans)
-            pos[r, start:start + n] = torch.arange(prefix_len + lc, prefix_len + lc + n)
-            seg[r, start:start + n] = j + 1
-            predictors = [lc - 1, *range(start, start + n - 1)]
-            rows += [r] * n
-            cols += predictors
-            targets += list(ans)
-            owners += [flat_choice] * n
-            flat_choice += 1
-            start += n
-    return PackedBatch(ids, pos, seg, torch.tensor(rows), torch.tensor(cols), torch.tensor(targets),
-                       torch.tensor(owners), flat_choice)
+    for r, row in enumerate(rows):
+        start = 0
+        for slot, q in enumerate(row):
+            lc = len(q.context_ids)
+            ids[r, start:start + lc] = torch.tensor(q.context_ids)
+            pos[r, start:start + lc] = torch.arange(prefix_len, prefix_len + lc)
+            question[r, start:start + q.row_length] = slot
+            last_context = start + lc - 1
+            start += lc
+            for j, ans in enumerate(q.choice_ids):
+                n = len(ans)
+                ids[r, start:start + n] = torch.tensor(ans)
+                pos[r, start:start + n] = torch.arange(prefix_len + lc, prefix_len + lc + n)
+                segment[r, start:start + n] = j + 1
+                pred_rows += [r] * n
+                pred_cols += [last_context, *range(start, start + n - 1)]
+                targets += list(ans)
+                owners += [flat_choice] * n
+                flat_choice += 1
+                start += n
+    return PackedBatch(ids, pos, question, segment, torch.tensor(pred_rows), torch.tensor(pred_cols),
+                       torch.tensor(targets), torch.tensor(owners), flat_choice)
 
 
-def tree_attention_mask(segments: torch.Tensor, prefix_len: int, dtype: torch.dtype) -> torch.Tensor:
-    """Additive (B, 1, T, prefix+T) mask: causal, a choice sees the context and itself, all see the prefix."""
-    seg_q = segments[:, :, None]
-    seg_k = segments[:, None, :]
-    width = segments.shape[1]
-    causal = torch.ones(width, width, dtype=torch.bool, device=segments.device).tril()
-    allowed = causal & (seg_k >= 0) & ((seg_k == 0) | (seg_k == seg_q))
+def tree_attention_mask(question: torch.Tensor, segment: torch.Tensor, prefix_len: int, dtype: torch.dtype) -> torch.Tensor:
+    """Additive (B, 1, T, prefix+T) mask: causal within a question, a choice sees its question's context
+    and itself (never another choice or question), everyone sees the shared prefix."""
+    width = question.shape[1]
+    causal = torch.ones(width, width, dtype=torch.bool, device=question.device).tril()
+    same_question = question[:, :, None] == question[:, None, :]
+    visible_segment = (segment[:, None, :] == 0) | (segment[:, None, :] == segment[:, :, None])
+    allowed = causal & same_question & visible_segment & (question[:, None, :] >= 0)
+    allowed |= torch.eye(width, dtype=torch.bool, device=question.device)  # padding sees itself: no empty rows
     if prefix_len:
         allowed = torch.cat([allowed.new_ones(*allowed.shape[:2], prefix_len), allowed], dim=2)
-    mask = torch.zeros(allowed.shape, dtype=dtype, device=segments.device)
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=question.device)
     mask.masked_fill_(~allowed, torch.finfo(dtype).min)
     return mask[:, None]
 
 
-def plan_batches(questions: Sequence[QuestionTokens], max_batch_tokens: int) -> list[list[int]]:
-    """Question indices in batches, longest rows first, each batch's padded size <= max_batch_tokens."""
+def plan_batches(questions: Sequence[QuestionTokens], max_batch_tokens: int,
+                 row_width: int = 256) -> list[list[list[int]]]:
+    """Batches of rows of question indices. Questions are packed into rows of `row_width` tokens
+    (or the longest question, if longer) by first-fit decreasing, so almost no padding is computed;
+    each batch holds at most `max_batch_tokens` row tokens."""
+    width = max([row_width, *(q.row_length for q in questions)])
     order = sorted(range(len(questions)), key=lambda i: -questions[i].row_length)
-    batches, current = [], []
+    rows: list[list[int]] = []
+    free: list[int] = []
     for i in order:
-        width = questions[current[0]].row_length if current else questions[i].row_length
-        if current and (len(current) + 1) * width > max_batch_tokens:
-            batches.append(current)
-            current = []
-        current.append(i)
-    if current:
-        batches.append(current)
-    return batches
+        need = questions[i].row_length
+        slot = next((k for k, room in enumerate(free) if room >= need), None)
+        if slot is None:
+            rows.append([i])
+            free.append(width - need)
+        else:
+            rows[slot].append(i)
+            free[slot] -= need
+    per_batch = max(1, max_batch_tokens // width)
+    return [rows[k:k + per_batch] for k in range(0, len(rows), per_batch)]
 
 
 def default_batch_tokens(model, device: torch.device) -> int:
@@ -155,20 +177,29 @@ def default_batch_tokens(model, device: torch.device) -> int:
 class ScoringEngine:
     """Scores questions under several heads of one model; see the module docstring."""
 
-    def __init__(self, model, max_batch_tokens: int | None = None, progress: bool = False):
+    def __init__(self, model, max_batch_tokens: int | None = None, progress: bool = False,
+                 fold_heads: bool | None = None):
         self.model = model
         self.device = next(model.parameters()).device
         self.max_batch_tokens = max_batch_tokens or default_batch_tokens(model, self.device)
         self.progress = progress
+        # Folding LoRA into the weights saves the adapter matmuls; only exact enough in fp32.
+        self.fold_heads = next(model.parameters()).dtype == torch.float32 if fold_heads is None else fold_heads
 
-    @torch.inference_mode()
     def loglikelihoods(self, questions: Sequence[QuestionTokens], heads: Sequence[str],
                        prefix_ids: Sequence[int] = ()) -> dict[str, list[np.ndarray]]:
         """{head: [per-question array of summed answer log-likelihoods, one per choice]}."""
+        return {head: [ll for ll, _ in per_q] for head, per_q in self.score(questions, heads, prefix_ids).items()}
+
+    @torch.inference_mode()
+    def score(self, questions: Sequence[QuestionTokens], heads: Sequence[str],
+              prefix_ids: Sequence[int] = ()) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+        """{head: [per question: (summed log-likelihood per choice, whether every answer token is the
+        head's greedy choice)]}."""
         batches = plan_batches(questions, self.max_batch_tokens)
         result = {}
         for head in heads:
-            with use_head(self.model, head):
+            with (folded_head if self.fold_heads else use_head)(self.model, head):
                 result[head] = self._score_all(questions, batches, tuple(prefix_ids), head)
         return result
 
@@ -178,37 +209,42 @@ class ScoringEngine:
         if prefix_ids:
             out = decoder(input_ids=torch.tensor([prefix_ids], device=self.device), use_cache=True)
             prefix_cache = out.cache
-        scores: list[np.ndarray | None] = [None] * len(questions)
+        scores: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(questions)
         iterator = batches
         if self.progress:
             from tqdm.auto import tqdm
 
             iterator = tqdm(batches, desc=f"scoring {head}", unit="batch", leave=False)
         for batch in iterator:
-            for i, s in zip(batch, self._score_batch([questions[i] for i in batch], decoder, lm_head, softcap,
-                                                     prefix_cache, len(prefix_ids))):
+            rows = [[questions[i] for i in row] for row in batch]
+            flat = [i for row in batch for i in row]
+            for i, s in zip(flat, self._score_batch(rows, decoder, lm_head, softcap, prefix_cache, len(prefix_ids))):
                 scores[i] = s
         return scores
 
-    def _score_batch(self, questions, decoder, lm_head, softcap, prefix_cache, prefix_len):
-        packed = pack_questions(questions, prefix_len)
+    def _score_batch(self, rows, decoder, lm_head, softcap, prefix_cache, prefix_len):
+        packed = pack_questions(rows, prefix_len)
         dtype = lm_head.weight.dtype
-        mask = tree_attention_mask(packed.segments.to(self.device), prefix_len, dtype)
+        mask = tree_attention_mask(packed.question.to(self.device), packed.segment.to(self.device), prefix_len, dtype)
         cache = None
         if prefix_cache is not None:
             cache = copy.deepcopy(prefix_cache)
-            cache.batch_repeat_interleave(len(questions))
+            cache.batch_repeat_interleave(len(rows))
         hidden = decoder(
             input_ids=packed.input_ids.to(self.device), position_ids=packed.position_ids.to(self.device),
             attention_mask=mask, cache=cache, use_cache=cache is not None,
         ).last_hidden_state
         picked = hidden[packed.predictor_rows.to(self.device), packed.predictor_cols.to(self.device)]
-        token_lp = answer_logprobs(picked, lm_head, packed.targets.to(self.device), softcap)
+        token_lp, token_greedy = answer_logprobs(picked, lm_head, packed.targets.to(self.device), softcap)
+        owners = packed.choice_of_target.to(self.device)
         sums = torch.zeros(packed.n_choices, dtype=torch.float64, device=self.device)
-        sums.index_add_(0, packed.choice_of_target.to(self.device), token_lp.double())
-        sums = sums.cpu().numpy()
+        sums.index_add_(0, owners, token_lp.double())
+        misses = torch.zeros(packed.n_choices, dtype=torch.long, device=self.device)
+        misses.index_add_(0, owners, (~token_greedy).long())
+        sums, greedy = sums.cpu().numpy(), (misses == 0).cpu().numpy()
         out, k = [], 0
-        for q in questions:
-            out.append(sums[k:k + len(q.choice_ids)])
-            k += len(q.choice_ids)
+        for q in (q for row in rows for q in row):
+            n = len(q.choice_ids)
+            out.append((sums[k:k + n], greedy[k:k + n]))
+            k += n
         return out

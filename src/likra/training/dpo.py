@@ -1,0 +1,271 @@
+"""The paper's DPO baseline: TRL's DPOTrainer (sigmoid loss, beta 0.1) training one LoRA adapter, "dpo", on
+(prompt, chosen = gold answer, rejected = one incorrect choice) pairs built from the same negatives Likra's
+negative head trains on.
+
+The reference model is the base LM itself: a fresh adapter has B = 0, so TRL computes the reference
+log-probabilities with the adapter disabled (no second copy of the model in memory).
+
+Tokenization. TRL 1.16 tokenizes a plain-text pair as `tok(prompt)` and `tok(prompt + completion)` (with the
+tokenizer's special tokens, so a BOS where the tokenizer adds one) and splits at their common prefix; before that
+it appends `tokenizer.eos_token` to both completions, so stock TRL trains on `answer + EOS`. Likra scores
+log p(" " + choice | prompt) with no EOS, so here the pairs are tokenized by likra itself
+(`likra.data.examples.encode_pair`, the boundary training and scoring share: a trailing prompt space moves into
+the answer, BOS only where the tokenizer uses one) and handed to TRL already tokenized; `append_eos=True`
+restores TRL's EOS. Sequences longer than `max_length` lose prompt tokens from the left (likra's rule), never
+answer tokens, so TRL's own keep-start truncation never fires.
+
+Checkpoints. With `checkpoint_steps`, a full resumable Trainer checkpoint is written after each of those
+optimizer steps to `work_dir/checkpoint-<step>/`; because the adapter is named "dpo" (not peft's "default"),
+its weights lie in `work_dir/checkpoint-<step>/dpo/adapter_model.safetensors` (+ `adapter_config.json`), the
+same layout as Likra's heads, so `trainer.complete_checkpoints(work_dir, "dpo")` lists them. The folder also
+holds the optimizer/scheduler/RNG state and `trainer_state.json`; TRL also writes a model card `README.md`
+into `work_dir`.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from likra.data.examples import encode_pair, negative_pairs
+from likra.data.records import MCRecord
+from likra.errors import LikraError
+from likra.model.heads import LoraSettings, attach_heads, reinit_heads
+from likra.training.trainer import CHECKPOINT_PREFIX, _save_at_steps_callback, latest_resumable
+
+log = logging.getLogger(__name__)
+
+DPO_HEAD = "dpo"
+ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+TOKENIZED_COLUMNS = ("prompt_ids", "chosen_ids", "rejected_ids")
+
+
+def dpo_lora() -> LoraSettings:
+    """The baseline's LoRA: r=16, alpha=16, no dropout, every attention and MLP projection."""
+    return LoraSettings(r=16, alpha=16, dropout=0.0, target_modules=list(ALL_PROJECTIONS))
+
+
+@dataclass
+class DPOSettings:
+    """The paper's DPO baseline: sigmoid loss, beta 0.1, lr 5e-5 with a cosine schedule, 1 epoch."""
+
+    beta: float = 0.1
+    loss_type: str = "sigmoid"
+    learning_rate: float = 5e-5
+    lr_scheduler_type: str = "cosine"
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    batch_size: int = 16
+    epochs: float = 1.0
+    seed: int = 0
+    lora: LoraSettings = field(default_factory=dpo_lora)
+    max_length: int = 1024
+    negatives: str = "one"          # incorrect choices per question, as for Likra's negative head
+    append_eos: bool = False        # True: train on answer + EOS, as stock TRL does for plain text
+    gradient_checkpointing: bool = False
+    logging_steps: int = 10
+
+    def __post_init__(self):
+        if self.loss_type != "sigmoid":
+            raise LikraError(f"the DPO baseline uses the sigmoid loss, got loss_type={self.loss_type!r}")
+
+
+def dpo_pairs(records: Sequence[MCRecord], seed: int, per_question: str = "one",
+              negatives: Sequence[tuple[MCRecord, str]] | None = None) -> list[dict]:
+    """{"id", "prompt", "chosen", "rejected"} per (question, negative): chosen is " " + the gold answer, rejected
+    is " " + the incorrect choice Likra's `negative_pairs(records, seed, per_question)` picks for that question.
+    `negatives`: (record, negative text) pairs already built for Likra's negative head (e.g. by
+    `likra.data.negatives.build_negatives`), used as they are instead; `records` is then ignored."""
+    if negatives is None:
+        negatives = negative_pairs(records, seed, per_question)
+    pairs = []
+    for rec, wrong in negatives:
+        pairs.append({"id": rec.id, "prompt": rec.prompt, "chosen": rec.continuation(rec.gold),
+                      "rejected": " " + wrong})
+    return pairs
+
+
+def tokenize_dpo_pairs(tokenizer, pairs: Sequence[dict], max_length: int | None = None,
+                       append_eos: bool = False) -> list[dict]:
+    """Pairs as TRL's pre-tokenized columns, with likra's prompt/answer boundary (see the module docstring)."""
+    rows = []
+    for pair in pairs:
+        prompt_ids, chosen_ids = encode_pair(tokenizer, pair["prompt"], pair["chosen"])
+        rejected_prompt_ids, rejected_ids = encode_pair(tokenizer, pair["prompt"], pair["rejected"])
+        if rejected_prompt_ids != prompt_ids:
+            raise LikraError(f"pair {pair.get('id', pair['prompt'][:40])!r}: prompt tokenizes differently before "
+                             "chosen and rejected")
+        if append_eos:
+            chosen_ids, rejected_ids = chosen_ids + [tokenizer.eos_token_id], rejected_ids + [tokenizer.eos_token_id]
+        if max_length is not None:
+            longest = max(len(chosen_ids), len(rejected_ids))
+            if len(prompt_ids) + longest > max_length:
+                prompt_ids = prompt_ids[-max(max_length - longest, 1):]
+        rows.append({"prompt_ids": list(prompt_ids), "chosen_ids": list(chosen_ids),
+                     "rejected_ids": list(rejected_ids)})
+    return rows
+
+
+@dataclass
+class DPOStats:
+    head: str
+    pairs: int
+    steps: int
+    seconds: float
+    pairs_per_second: float
+    losses: list[float] = field(default_factory=list)
+    log: list[dict] = field(default_factory=list)   # TRL's logged training metrics (rewards/*, logps/*, ...)
+
+
+def _dpo_trainer_class():
+    from trl import DPOTrainer
+
+    class PretokenizedDPOTrainer(DPOTrainer):
+        """DPOTrainer that keeps a dataset already holding prompt_ids/chosen_ids/rejected_ids as it is
+        (stock TRL always re-tokenizes from text and appends EOS)."""
+
+        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+            if set(TOKENIZED_COLUMNS) <= set(dataset.column_names or ()):
+                return dataset
+            return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+
+    return PretokenizedDPOTrainer
+
+
+def _rename_adapter(model, old: str, new: str) -> None:
+    """Give adapter `old` of PeftModel `model` the name `new` (same weights, `new` active and trainable)."""
+    model.add_adapter(new, copy.deepcopy(model.peft_config[old]))
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, p in params.items():
+            if f".{old}." in name:
+                params[name.replace(f".{old}.", f".{new}.")].copy_(p)
+    model.set_adapter(new)
+    model.delete_adapter(old)
+
+
+def _drop_fused_lm_head(lm) -> None:
+    """Undo TRL's `add_fused_lm_head`, which patches the base LM's `forward` as an instance attribute."""
+    patched = vars(lm).get("forward")
+    code = getattr(getattr(patched, "__func__", None), "__code__", None)
+    if code is not None and code.co_name == "_fused_forward":  # functools.wraps hides it from __name__
+        del lm.forward
+
+
+def train_dpo(base_model, tokenizer, records_or_pairs: Sequence, settings: DPOSettings, work_dir: Path,
+              checkpoint_steps: Sequence[int] = (), resume: bool = False, bf16: bool = False,
+              progress: bool = False):
+    """Train a "dpo" LoRA adapter on `base_model` with TRL's DPOTrainer; returns (PeftModel, DPOStats).
+
+    `records_or_pairs`: MCRecords (pairs made by `dpo_pairs(records, settings.seed, settings.negatives)`) or
+    pair dicts with prompt/chosen/rejected text. `base_model` must be a plain causal LM (not a PeftModel); it is
+    wrapped in place. With `checkpoint_steps`, a full resumable checkpoint is written after each of those
+    optimizer steps to `work_dir/checkpoint-<step>/` (adapter in its `dpo/` subfolder); with `resume`,
+    training continues from the latest of them."""
+    from datasets import Dataset
+    from trl import DPOConfig
+
+    if hasattr(base_model, "peft_config"):
+        raise LikraError("train_dpo needs the plain base model, not a PeftModel")
+    items = list(records_or_pairs)
+    if not items:
+        raise LikraError("no DPO training pairs")
+    pairs = dpo_pairs(items, settings.seed, settings.negatives) if isinstance(items[0], MCRecord) else items
+    rows = tokenize_dpo_pairs(tokenizer, pairs, settings.max_length, settings.append_eos)
+    args = DPOConfig(
+        output_dir=str(work_dir),
+        per_device_train_batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+        lr_scheduler_type=settings.lr_scheduler_type,
+        warmup_steps=settings.warmup_steps,
+        weight_decay=settings.weight_decay,
+        num_train_epochs=settings.epochs,
+        seed=settings.seed,
+        data_seed=settings.seed,
+        beta=settings.beta,
+        loss_type=[settings.loss_type],
+        max_length=settings.max_length,
+        precompute_ref_log_probs=False,
+        disable_dropout=True,
+        # TRL's defaults differ from TrainingArguments': bf16=True and gradient_checkpointing=True.
+        bf16=bf16,
+        gradient_checkpointing=settings.gradient_checkpointing,
+        logging_steps=settings.logging_steps,
+        save_strategy="no",
+        report_to=[],
+        push_to_hub=False,
+        use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=not progress,
+        dataloader_num_workers=0,
+    )
+    callbacks = [_save_at_steps_callback(set(checkpoint_steps))] if checkpoint_steps else []
+    trainer = _dpo_trainer_class()(
+        model=base_model, ref_model=None, args=args, train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer, callbacks=callbacks, peft_config=settings.lora.to_peft(),
+    )
+    model = trainer.model
+    # TRL wraps the model as peft's "default" adapter; name it "dpo" before the optimizer exists, with likra's
+    # seeded initialisation (B = 0, so the disabled-adapter reference equals the initial policy).
+    _rename_adapter(model, "default", DPO_HEAD)
+    reinit_heads(model, (DPO_HEAD,), settings.seed)
+    if not progress:
+        from transformers import PrinterCallback, ProgressCallback
+
+        trainer.remove_callback(PrinterCallback)
+        trainer.remove_callback(ProgressCallback)
+    resume_from = latest_resumable(work_dir, DPO_HEAD) if resume else None
+    if resume_from is not None:
+        log.info("resuming DPO from %s", resume_from)
+    start = time.perf_counter()
+    try:
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    finally:
+        _drop_fused_lm_head(model.get_base_model())
+    seconds = time.perf_counter() - start
+    model.set_adapter(DPO_HEAD)
+    model.eval()
+    history = trainer.state.log_history
+    losses = [h["loss"] for h in history if "loss" in h]
+    logged = [{k: v for k, v in h.items() if isinstance(v, (int, float))} for h in history if "loss" in h]
+    done = trainer.state.global_step - (int(resume_from.name[len(CHECKPOINT_PREFIX):]) if resume_from else 0)
+    n_seen = min(len(rows) * settings.epochs, done * settings.batch_size * args.world_size)
+    stats = DPOStats(DPO_HEAD, len(rows), trainer.state.global_step, seconds, n_seen / max(seconds, 1e-9),
+                     losses, logged)
+    return model, stats
+
+
+def attach_dpo_head(base_model, lora: LoraSettings | None = None, seed: int = 0):
+    """A PeftModel with a fresh "dpo" adapter, ready for `load_dpo_checkpoint`."""
+    return attach_heads(base_model, lora or dpo_lora(), names=(DPO_HEAD,), seed=seed)
+
+
+def dpo_adapter_dir(checkpoint_dir: Path) -> Path:
+    """The folder holding the DPO adapter's weights: `<checkpoint>/dpo/`, or the folder itself when the adapter
+    was saved at its top (peft's layout for an adapter named "default")."""
+    checkpoint_dir = Path(checkpoint_dir)
+    for folder in (checkpoint_dir / DPO_HEAD, checkpoint_dir):
+        if any((folder / f).is_file() for f in ("adapter_model.safetensors", "adapter_model.bin")):
+            return folder
+    raise LikraError(f"{checkpoint_dir}: no DPO adapter weights (looked in {DPO_HEAD}/ and the folder itself)")
+
+
+def load_dpo_checkpoint(model, checkpoint_dir: Path, head: str = DPO_HEAD) -> None:
+    """Load a checkpoint's DPO adapter weights into the existing adapter `head` of PeftModel `model`."""
+    from peft import load_peft_weights, set_peft_model_state_dict
+
+    if head not in getattr(model, "peft_config", {}):
+        raise LikraError(f"model has no adapter {head!r} to load DPO weights into")
+    device = next(model.parameters()).device
+    weights = load_peft_weights(str(dpo_adapter_dir(checkpoint_dir)), device=str(device))
+    result = set_peft_model_state_dict(model, weights, adapter_name=head)
+    unexpected = [k for k in result.unexpected_keys if "lora_" in k]
+    missing = [k for k in result.missing_keys if "lora_" in k and f".{head}." in k]
+    if unexpected or missing:
+        raise LikraError(f"{checkpoint_dir}: adapter weights do not fit the model's {head!r} adapter "
+                         f"(unexpected {unexpected[:3]}, missing {missing[:3]})")
