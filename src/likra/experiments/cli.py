@@ -16,11 +16,14 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
-def add_experiment_parsers(sub) -> None:
-    p = sub.add_parser("curve", help="learning curves: SFT vs Likra vs Base-Likra over 2^k training examples",
-                       description="Train both heads once with checkpoints after 1, 2, 4, ... optimizer steps, "
-                                   "evaluate each checkpoint in every mode, write curve.json/csv/png and report.md. "
-                                   "Re-running the same command resumes where it stopped.")
+def _float_list(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _curve_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML file with CurveConfig keys")
     p.add_argument("--model", help="hub id, local path, smollm2-135m (default) or random-tiny")
     p.add_argument("--data", help="training data spec (default arc-train)")
@@ -41,11 +44,47 @@ def add_experiment_parsers(sub) -> None:
     p.add_argument("--dtype")
     p.add_argument("--batch-tokens", type=int)
     p.add_argument("--lr", dest="learning_rate", type=float)
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--batch-size", type=int, help="examples per optimizer step, over all processes (default 16)")
     p.add_argument("--lora-r", type=int)
     p.add_argument("--lora-alpha", type=int)
     p.add_argument("--out", help="curve folder (default runs/curve)")
+
+
+STUDY_FLAGS = ("kinds", "rates", "tune_data", "weights", "dpo_lr", "dpo_beta", "study")
+
+
+def add_experiment_parsers(sub) -> None:
+    p = sub.add_parser("curve", help="learning curves: SFT vs Likra vs Base-Likra over 2^k training examples",
+                       description="Train both heads once with checkpoints after 1, 2, 4, ... optimizer steps, "
+                                   "evaluate each checkpoint in every mode, write curve.json/csv/png and report.md. "
+                                   "Re-running the same command resumes where it stopped.")
+    _curve_flags(p)
     p.set_defaults(func=cmd_curve)
+
+    study = sub.add_parser("study", help="the paper's studies: negatives, contamination, weight, dpo, likelihood")
+    kinds = study.add_subparsers(dest="study", required=True)
+    p = kinds.add_parser("negatives", help="curves per kind of negative (near-miss vs implausible, hardest, easiest)")
+    _curve_flags(p)
+    p.add_argument("--kinds", default="near_miss,random_question,other_benchmark,hardest,easiest")
+    p = kinds.add_parser("contamination", help="curves with a fraction of negatives replaced by correct answers")
+    _curve_flags(p)
+    p.add_argument("--rates", type=_float_list, default=[0.0, 0.1, 0.25, 0.5])
+    p = kinds.add_parser("weight", help="accuracy against the negative weight w, tuned on a held-out split")
+    _curve_flags(p)
+    p.add_argument("--tune-data", default="arc_challenge:validation", help="held-out split w is chosen on")
+    p.add_argument("--weights", type=_float_list, default=[round(0.1 * i, 1) for i in range(21)])
+    p = kinds.add_parser("dpo", help="the DPO baseline (TRL) on the same questions and negatives")
+    _curve_flags(p)
+    p.add_argument("--dpo-lr", type=float, help="DPO learning rate (default 5e-5, cosine)")
+    p.add_argument("--dpo-beta", type=float, help="DPO beta (default 0.1)")
+    p = kinds.add_parser("likelihood", help="likelihoods of correct / near-miss / implausible answers per head")
+    _curve_flags(p)
+    for p in kinds.choices.values():
+        p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("report", help="one markdown report of a curve folder's curve and studies")
+    p.add_argument("folder", help="a curve folder")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("plot", help="draw curve.json files (several runs on one figure)")
     p.add_argument("curves", nargs="+", help="curve.json files or curve folders")
@@ -56,18 +95,59 @@ def add_experiment_parsers(sub) -> None:
     add_lmeval_parser(sub)
 
 
+def cmd_study(args) -> int:
+    from likra.cli import TRAIN_NESTED, config_from_args
+    from likra.experiments import studies
+    from likra.experiments.curve import CurveConfig
+
+    curve_args = argparse.Namespace(**{k: v for k, v in vars(args).items() if k not in STUDY_FLAGS})
+    cfg = config_from_args(CurveConfig, curve_args, TRAIN_NESTED)
+    progress = not args.quiet
+    if args.study == "negatives":
+        paths = studies.study_negatives(cfg, [k.strip() for k in args.kinds.split(",") if k.strip()], progress)
+    elif args.study == "contamination":
+        paths = studies.study_contamination(cfg, args.rates, progress)
+    elif args.study == "weight":
+        paths = studies.study_weight(cfg, args.tune_data, args.weights, progress)
+    elif args.study == "dpo":
+        from dataclasses import replace
+
+        from likra.training.dpo import DPOSettings
+
+        overrides = {k: v for k, v in (("learning_rate", args.dpo_lr), ("beta", args.dpo_beta)) if v is not None}
+        paths = studies.study_dpo(cfg, replace(DPOSettings(), **overrides), progress)
+    else:
+        paths = studies.study_likelihood(cfg, progress)
+    if paths:
+        print("written: " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from likra.experiments.report import folder_report
+    from likra.io import atomic_write_text
+
+    folder = Path(args.folder)
+    text = folder_report(folder)
+    atomic_write_text(folder / "report.md", text)
+    print(f"written: {folder / 'report.md'}")
+    return 0
+
+
 def cmd_curve(args) -> int:
     from likra.cli import TRAIN_NESTED, config_from_args
     from likra.experiments.curve import CurveConfig, CurveRun
     from likra.experiments.report import write_outputs
 
-    cfg = config_from_args(CurveConfig, args, TRAIN_NESTED)
-    curve = CurveRun(cfg, progress=not args.quiet).run()
-    paths = write_outputs(curve, Path(cfg.out))
+    from likra.distributed import is_main
     from likra.experiments.report import markdown_report
 
-    print(markdown_report(curve).split("## acc\n")[0])
-    print("written: " + ", ".join(str(p) for p in paths))
+    cfg = config_from_args(CurveConfig, args, TRAIN_NESTED)
+    curve = CurveRun(cfg, progress=not args.quiet).run()
+    if is_main():
+        paths = write_outputs(curve, Path(cfg.out))
+        print(markdown_report(curve).split("## acc\n")[0])
+        print("written: " + ", ".join(str(p) for p in paths))
     return 0
 
 

@@ -30,6 +30,7 @@ from likra.data.benchmarks import load_spec
 from likra.data.examples import draw_shots, fewshot_prefix, positive_pairs, tokenize_answers
 from likra.data.negatives import NEGATIVE_KINDS, build_negatives, contaminate
 from likra.errors import LikraError
+from likra.distributed import barrier, is_main, start
 from likra.io import atomic_write_json
 from likra.model.heads import BASE, NEGATIVE, POSITIVE, LoraSettings, attach_heads, reinit_heads
 from likra.model.loading import load_base_model, load_tokenizer
@@ -79,12 +80,12 @@ class CurveConfig:
 TRAINING_KEYS = ("model", "data", "source", "limit", "points", "seeds", "negatives", "dtype", "lora", "train")
 
 
-def checkpoint_schedule(n_examples: int, batch_size: int, points: Sequence[int] | None = None,
-                        world_size: int = 1) -> list[tuple[int, int]]:
+def checkpoint_schedule(n_examples: int, batch_size: int, points: Sequence[int] | None = None) -> list[tuple[int, int]]:
     """(optimizer step, examples seen) pairs: after 1, 2, 4, ... steps by default, or after the steps
-    that first reach each requested example count; the last point is always the whole data."""
-    per_step = batch_size * world_size
-    total = steps_per_epoch(n_examples, batch_size, world_size)
+    that first reach each requested example count; the last point is always the whole data.
+    `batch_size` is examples per optimizer step (over all processes)."""
+    per_step = batch_size
+    total = steps_per_epoch(n_examples, batch_size)
     if points is None:
         steps = {2**k for k in range(max(total.bit_length(), 1)) if 2**k < total}
     else:
@@ -119,6 +120,7 @@ class CurveRun:
             raise LikraError(f"unknown negative kind {cfg.negative_kind!r}; choose from {', '.join(NEGATIVE_KINDS)}")
         self.variant = variant_name(cfg)
         self.negative_dir = NEGATIVE if self.variant == "near_miss" else f"{NEGATIVE}-{self.variant}"
+        self.score_files: dict[int, list[tuple[int, dict[str, Path]]]] = {}  # seed -> [(examples, head -> file)]
         self.eval_tag = slug(f"{cfg.eval_data}-{cfg.shots}shot" + (f"-first{cfg.eval_limit}" if cfg.eval_limit else "")
                              + (f"-shots_from_{cfg.fewshot_data}" if cfg.fewshot_data else ""))
 
@@ -132,11 +134,12 @@ class CurveRun:
             if keys:
                 raise LikraError(f"{self.out}: holds a curve trained with other settings ({', '.join(keys)}); "
                                  "use another --out or delete it")
-        else:
+        elif is_main():
             atomic_write_json(path, current)
 
     # -- main -----------------------------------------------------------------------------------
     def run(self) -> dict:
+        start()
         self.check_settings()
         cfg = self.cfg
         tokenizer = load_tokenizer(cfg.model)
@@ -145,12 +148,14 @@ class CurveRun:
         eval_records = load_spec(cfg.eval_data, source=cfg.source)[: cfg.eval_limit]
         prefix_ids, questions = self.eval_tokens(tokenizer, eval_records)
         engine = ScoringEngine(model, max_batch_tokens=cfg.batch_tokens, progress=self.progress)
-        base = self.cached_scores(self.out / "scores" / self.eval_tag / "base.json", engine, questions, prefix_ids, BASE)
+        self.base_file = self.out / "scores" / self.eval_tag / "base.json"
+        base = self.cached_scores(self.base_file, engine, questions, prefix_ids, BASE)
         train_records = load_spec(cfg.data, source=cfg.source)
         results = []
         for seed in range(cfg.seeds):
             results.append(self.run_seed(seed, model, tokenizer, train_records, engine, questions, prefix_ids, base,
                                          eval_records))
+        barrier()
         return build_curve(cfg, results, eval_records, base, self.variant)
 
     def eval_tokens(self, tokenizer, records):
@@ -164,7 +169,8 @@ class CurveRun:
         if path.is_file():
             return [np.array(v) for v in json.loads(path.read_text())]
         scores = engine.loglikelihoods(questions, (head,), prefix_ids)[head]
-        atomic_write_json(path, [s.tolist() for s in scores])
+        if is_main():
+            atomic_write_json(path, [s.tolist() for s in scores])
         return scores
 
     def negative_examples(self, records, seed, tokenizer, engine) -> list[tuple]:
@@ -188,7 +194,8 @@ class CurveRun:
             _, questions = tokenize_questions(tokenizer, missing)
             for rec, ll in zip(missing, engine.loglikelihoods(questions, (BASE,))[BASE]):
                 cache[rec.id] = (ll / np.array([max(len(c), 1) for c in rec.choices])).tolist()
-            atomic_write_json(path, cache)
+            if is_main():
+                atomic_write_json(path, cache)
         return [np.array(cache[r.id]) for r in records]
 
     def run_seed(self, seed, model, tokenizer, train_records, engine, questions, prefix_ids, base, eval_records) -> dict:
@@ -207,15 +214,18 @@ class CurveRun:
         }
         schedules, stats = {}, {}
         for head, (folder, exs) in heads.items():
-            schedules[head] = checkpoint_schedule(len(exs), settings.batch_size, cfg.points, _world_size())
+            schedules[head] = checkpoint_schedule(len(exs), settings.batch_size, cfg.points)
             stats[head] = self.train_head_once(model, head, folder, exs, settings, seed_dir,
                                                [s for s, _ in schedules[head]])
         points = []
+        self.score_files[seed] = []
         for (pos_step, n_pos), (neg_step, n_neg) in zip(schedules[POSITIVE], schedules[NEGATIVE]):
             per_head = {BASE: base}
+            files = {BASE: self.base_file}
+            self.score_files[seed].append((n_pos, files))
             for head, step in ((POSITIVE, pos_step), (NEGATIVE, neg_step)):
                 folder = heads[head][0]
-                path = seed_dir / "scores" / self.eval_tag / f"step-{step}-{folder}.json"
+                path = files[head] = seed_dir / "scores" / self.eval_tag / f"step-{step}-{folder}.json"
                 if not path.is_file():
                     weights = load_peft_weights(str(seed_dir / folder / f"checkpoint-{step}" / head))
                     set_peft_model_state_dict(model, weights, adapter_name=head)
@@ -231,11 +241,13 @@ class CurveRun:
         work = seed_dir / folder
         stats = train_head(model, head, examples, settings, work, self.pad_id,
                            checkpoint_steps=steps, resume=True, bf16=_uses_cuda_bf16(model), progress=self.progress)
+        barrier()
         missing = [s for s in steps if s not in complete_checkpoints(work, head)]
         if missing:
             raise LikraError(f"{work}: training ended without checkpoints for steps {missing}")
-        drop_resume_state(work)
-        atomic_write_json(done, asdict(stats))
+        if is_main():
+            drop_resume_state(work)
+            atomic_write_json(done, asdict(stats))
         return asdict(stats)
 
 
@@ -244,12 +256,6 @@ def _uses_cuda_bf16(model) -> bool:
 
     p = next(model.parameters())
     return p.device.type == "cuda" and p.dtype == torch.bfloat16
-
-
-def _world_size() -> int:
-    from accelerate import PartialState
-
-    return PartialState().num_processes
 
 
 # -- results ---------------------------------------------------------------------------------------

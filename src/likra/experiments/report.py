@@ -185,3 +185,55 @@ def write_outputs(curve: dict, out: Path) -> list[Path]:
     paths += save_figure(draw_curves([("", curve)], "acc_norm", curve_title(curve, "acc_norm")), out / "curve")
     atomic_write_text(out / "report.md", markdown_report(curve))
     return paths + [out / "report.md"]
+
+
+def _study_section(name: str, study: dict) -> list[str]:
+    lines = [f"## Study: {name}", "", f"![{name}](study-{name}.png)", ""]
+    if name in ("negatives", "contamination"):
+        lines += [f"| {study['by']} | examples | Likra | Base-Likra | SFT |", "|---|---|---|---|---|"]
+        for label, curve in study["curves"].items():
+            rows = summary_rows(curve, "acc_norm")
+            for e in sorted({r["examples"] for r in rows if r["examples"] > 0}):
+                get = {r["mode"]: r["value"] for r in rows if r["examples"] == e}
+                lines.append(f"| {label} | {e} | {_fmt(get.get('likra'))} | {_fmt(get.get('negbase'))} | {_fmt(get.get('sft'))} |")
+    elif name == "weight":
+        lines += [f"w tuned on `{study['tune_data']}`, reported on `{study['eval_data']}` (acc_norm).", "",
+                  "| seed | examples | mode | chosen w | test acc at chosen w | test acc at w=1 |", "|---|---|---|---|---|---|"]
+        for r in study["rows"]:
+            lines.append(f"| {r['seed']} | {r['examples']} | {r['mode']} | {r['chosen_weight']:g} | "
+                         f"{_fmt(r['test_at_chosen'])} | {_fmt(r['test_at_1'])} |")
+    elif name == "dpo":
+        rows = [r for r in study["rows"] if r["metric"] == "acc_norm" and r["seed"] == 0]
+        lines += ["| examples | DPO (log p_dpo) | DPO (log p_dpo - log p_base) |", "|---|---|---|"]
+        for e in sorted({r["examples"] for r in rows}):
+            get = {r["mode"]: r["value"] for r in rows if r["examples"] == e}
+            lines.append(f"| {e} | {_fmt(get.get('dpo'))} | {_fmt(get.get('dpo_base'))} |")
+    elif name == "likelihood":
+        lines += ["Mean answer log-likelihood per token:", "", "| head | correct | near-miss | implausible |", "|---|---|---|---|"]
+        for head, means in study["means"].items():
+            lines.append(f"| {head} | {means['correct']:.3f} | {means['near_miss']:.3f} | {means['implausible']:.3f} |")
+        lines += ["", "Summary (shifts from the base model, nats per token): "
+                  + ", ".join(f"{k} {v:+.3f}" for k, v in study["summary"].items())]
+    return lines + [""]
+
+
+STUDIES = ("negatives", "contamination", "weight", "dpo", "likelihood")
+
+
+def folder_report(folder: Path) -> str:
+    """report.md for a curve folder: the curve (if written) and every study found there."""
+    import json
+
+    folder = Path(folder)
+    parts = []
+    if (folder / "curve.json").is_file():
+        parts.append(markdown_report(json.loads((folder / "curve.json").read_text())))
+    for name in STUDIES:
+        path = folder / f"study-{name}.json"
+        if path.is_file():
+            parts.append("\n".join(_study_section(name, json.loads(path.read_text()))))
+    if not parts:
+        from likra.errors import LikraError
+
+        raise LikraError(f"{folder}: no curve.json or study-*.json to report")
+    return "\n".join(parts)

@@ -9,6 +9,7 @@ How it avoids the straightforward way's waste:
 - a few-shot prefix common to all questions runs once per head; its KV cache is reused by every batch;
 - the output projection and log-softmax run only at the positions that predict answer tokens;
 - rows are batched under a token budget sized to the device;
+- under `accelerate launch`, each process scores its share of the questions and all gather the result;
 - every head runs once, in fp32 with its LoRA folded into the weights (no adapter matmuls); all score
   modes and negative weights are derived afterwards (scoring.modes).
 Log-softmax is taken per head in fp32 and summed over the answer; nothing is renormalised.
@@ -25,6 +26,7 @@ import torch
 
 from likra.data.examples import bos_ids, encode_pair
 from likra.data.records import MCRecord
+from likra.distributed import all_gather, rank_and_world
 from likra.model.heads import folded_head, unwrap_lm, use_head
 
 
@@ -196,11 +198,20 @@ class ScoringEngine:
               prefix_ids: Sequence[int] = ()) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
         """{head: [per question: (summed log-likelihood per choice, whether every answer token is the
         head's greedy choice)]}."""
-        batches = plan_batches(questions, self.max_batch_tokens)
-        result = {}
+        rank, world = rank_and_world()
+        mine = list(range(rank, len(questions), world))  # under data parallelism each process takes a share
+        batches = plan_batches([questions[i] for i in mine], self.max_batch_tokens) if mine else []
+        local = {}
         for head in heads:
             with (folded_head if self.fold_heads else use_head)(self.model, head):
-                result[head] = self._score_all(questions, batches, tuple(prefix_ids), head)
+                local[head] = self._score_all([questions[i] for i in mine], batches, tuple(prefix_ids), head)
+        if world == 1:
+            return local
+        result = {head: [None] * len(questions) for head in heads}
+        for their_ids, their_scores in all_gather((mine, local)):
+            for head in heads:
+                for i, score in zip(their_ids, their_scores[head]):
+                    result[head][i] = score
         return result
 
     def _score_all(self, questions, batches, prefix_ids, head) -> list[np.ndarray]:

@@ -19,13 +19,15 @@ from typing import Sequence
 import torch
 
 from likra.data.examples import IGNORE_INDEX, Example
+from likra.errors import LikraError
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class TrainSettings:
-    """Reference training: 1 epoch, constant learning rate, AdamW, no warmup, no weight decay."""
+    """Reference training: 1 epoch, constant learning rate, AdamW, no warmup, no weight decay.
+    `batch_size` counts examples per optimizer step over all processes."""
 
     learning_rate: float = 1e-3
     batch_size: int = 16
@@ -87,13 +89,35 @@ def answer_token_loss(model, inputs, num_items_in_batch=None):
 
 def _trainer_class():
     from transformers import Trainer
+    from transformers.trainer_pt_utils import LengthGroupedSampler
 
     class AnswerOnlyTrainer(Trainer):
+        """The stock Trainer with the answer-only loss and length grouping by the GLOBAL batch, so the
+        examples of each optimizer step are the same whatever the number of processes."""
+
+        def _get_train_sampler(self, train_dataset=None):
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            if self.args.train_sampling_strategy != "group_by_length":
+                return super()._get_train_sampler(train_dataset)
+            generator = torch.Generator().manual_seed(self.args.data_seed)
+            return LengthGroupedSampler(self.args.per_device_train_batch_size * self.args.world_size,
+                                        lengths=[len(ex.input_ids) for ex in dataset.examples], generator=generator)
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             loss = answer_token_loss(model, inputs, num_items_in_batch)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                # num_items_in_batch counts every process's tokens and DDP averages the gradients.
+                loss = loss * self.accelerator.num_processes
             return (loss, None) if return_outputs else loss
 
     return AnswerOnlyTrainer
+
+
+def per_device_batch(batch_size: int, world_size: int) -> int:
+    """`batch_size` is examples per optimizer step over all processes; each process takes its share."""
+    if batch_size % world_size:
+        raise LikraError(f"batch size {batch_size} does not divide over {world_size} processes")
+    return batch_size // world_size
 
 
 def _save_at_steps_callback(steps: set[int]):
@@ -159,10 +183,12 @@ def train_head(model, head: str, examples: Sequence[Example], settings: TrainSet
     from the latest of them exactly as an uninterrupted run would (same data order, same state)."""
     from transformers import TrainingArguments
 
+    from accelerate import PartialState
+
     model.set_adapter(head)
     args = TrainingArguments(
         output_dir=str(work_dir),
-        per_device_train_batch_size=settings.batch_size,
+        per_device_train_batch_size=per_device_batch(settings.batch_size, PartialState().num_processes),
         learning_rate=settings.learning_rate,
         lr_scheduler_type="constant",
         warmup_steps=0,
@@ -172,6 +198,7 @@ def train_head(model, head: str, examples: Sequence[Example], settings: TrainSet
         data_seed=settings.seed,
         train_sampling_strategy="group_by_length" if settings.group_by_length else "random",
         gradient_checkpointing=settings.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if settings.gradient_checkpointing else None,
         logging_steps=settings.logging_steps,
         save_strategy="no",
         report_to=[],
@@ -200,9 +227,9 @@ def train_head(model, head: str, examples: Sequence[Example], settings: TrainSet
     model.eval()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     done = trainer.state.global_step - (int(resume_from.name[len(CHECKPOINT_PREFIX):]) if resume_from else 0)
-    n_seen = min(len(examples) * settings.epochs, done * settings.batch_size * args.world_size)
+    n_seen = min(len(examples) * settings.epochs, done * settings.batch_size)
     return TrainStats(head, len(examples), trainer.state.global_step, seconds, n_seen / max(seconds, 1e-9), losses)
 
 
-def steps_per_epoch(n_examples: int, batch_size: int, world_size: int = 1) -> int:
-    return math.ceil(n_examples / (batch_size * world_size))
+def steps_per_epoch(n_examples: int, batch_size: int) -> int:
+    return math.ceil(n_examples / batch_size)
