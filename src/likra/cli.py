@@ -107,9 +107,12 @@ def config_from_args(cls, args: argparse.Namespace, nested: dict | None = None):
 def cmd_train(args) -> int:
     from likra.training.pipeline import train_run
 
+    from likra.distributed import is_main
+
     cfg = config_from_args(TrainConfig, args, TRAIN_NESTED)
     out = train_run(cfg, progress=not args.quiet)
-    print(f"run written to {out}")
+    if is_main():
+        print(f"run written to {out}")
     return 0
 
 
@@ -117,9 +120,14 @@ def cmd_eval(args) -> int:
     from likra.io import atomic_write_json
     from likra.scoring.evaluate import default_eval_out, evaluate, format_table
 
+    from likra.distributed import is_main, start
+
     cfg = config_from_args(EvalConfig, args)
+    start()
     model, tokenizer = load_for_eval(cfg)
     results = evaluate(cfg, model, tokenizer, progress=not args.quiet)
+    if not is_main():
+        return 0
     print(format_table(results["metrics"]))
     out = default_eval_out(cfg)
     if out is not None:

@@ -33,7 +33,9 @@ def all_gather(obj: Any) -> list[Any]:
 
 
 def start() -> None:
-    """Join the process group that `accelerate launch` prepared (a no-op in a plain process)."""
+    """Join the process group that `accelerate launch` prepared (a no-op in a plain process). Without
+    CUDA the processes are data-parallel CPU workers (gloo)."""
+    import torch
     from accelerate import PartialState
 
-    PartialState()
+    PartialState(cpu=not torch.cuda.is_available())

@@ -29,7 +29,7 @@ def _curve_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="training data spec (default arc-train)")
     p.add_argument("--eval-data", help="evaluation data spec (default arc_challenge:validation)")
     p.add_argument("--source", choices=["auto", "offline", "hub"])
-    p.add_argument("--limit", type=int, help="training questions (default 512)")
+    p.add_argument("--limit", type=int, help="training questions (default 2048)")
     p.add_argument("--points", type=_int_list, help="example counts to checkpoint at, e.g. 16,64,256 (default 2^k steps)")
     p.add_argument("--seeds", type=int, help="independent runs (data order, negatives, subset); mean and CI across them")
     p.add_argument("--negatives", choices=["one", "all"], help="near-miss negatives per question (default one)")

@@ -30,7 +30,7 @@ from likra.data.benchmarks import load_spec
 from likra.data.examples import draw_shots, fewshot_prefix, positive_pairs, tokenize_answers
 from likra.data.negatives import NEGATIVE_KINDS, build_negatives, contaminate
 from likra.errors import LikraError
-from likra.distributed import barrier, is_main, start
+from likra.distributed import barrier, is_main, rank_and_world, start
 from likra.io import atomic_write_json
 from likra.model.heads import BASE, NEGATIVE, POSITIVE, LoraSettings, attach_heads, reinit_heads
 from likra.model.loading import load_base_model, load_tokenizer
@@ -56,7 +56,7 @@ class CurveConfig:
     data: str = "arc-train"
     eval_data: str = "arc_challenge:validation"
     source: str = "auto"
-    limit: int | None = 512
+    limit: int | None = 2048
     points: list[int] | None = None
     seeds: int = 1
     negatives: str = "one"
@@ -295,6 +295,7 @@ def build_curve(cfg: CurveConfig, seeds: list[dict], eval_records, base, variant
                          "value": mean, "n": len(vals), "ci_low": lo, "ci_high": hi})
     return {
         "model": cfg.model, "data": cfg.data, "eval_data": cfg.eval_data, "seeds": cfg.seeds, "negatives": variant,
+        "processes": rank_and_world()[1],
         "n_eval": len(eval_records), "config": asdict(cfg), "rows": rows,
         "train": [s["train"] for s in seeds],
     }

@@ -13,6 +13,7 @@ import torch
 from likra.config import TrainConfig
 from likra.data.benchmarks import load_spec
 from likra.data.examples import negative_pairs, positive_pairs, tokenize_answers
+from likra.distributed import barrier, is_main, start
 from likra.errors import LikraError
 from likra.model.heads import NEGATIVE, POSITIVE, attach_heads, save_heads
 from likra.model.loading import load_base_model, load_tokenizer
@@ -55,8 +56,11 @@ def train_run(cfg: TrainConfig, progress: bool = True) -> Path:
     model = attach_heads(load_base_model(cfg.model, cfg.dtype), cfg.lora, seed=cfg.train.seed)
     pos, neg = build_examples(cfg, tokenizer, records)
     staging = out.with_name(out.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    start()
+    if is_main():
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+    barrier()
     weights = next(model.parameters())
     bf16 = weights.dtype == torch.bfloat16 and weights.device.type == "cuda"
     stats = {}
@@ -64,6 +68,9 @@ def train_run(cfg: TrainConfig, progress: bool = True) -> Path:
         log.info("training %s head on %d examples", head, len(examples))
         stats[head] = asdict(train_head(model, head, examples, cfg.train, staging / "trainer", tokenizer.pad_token_id,
                                         bf16=bf16, progress=progress))
+    barrier()
+    if not is_main():
+        return out
     shutil.rmtree(staging / "trainer", ignore_errors=True)
     save_heads(model, staging / ADAPTERS)
     manifest = {

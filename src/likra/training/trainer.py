@@ -183,12 +183,13 @@ def train_head(model, head: str, examples: Sequence[Example], settings: TrainSet
     from the latest of them exactly as an uninterrupted run would (same data order, same state)."""
     from transformers import TrainingArguments
 
-    from accelerate import PartialState
+    from likra.distributed import rank_and_world, start
 
+    start()
     model.set_adapter(head)
     args = TrainingArguments(
         output_dir=str(work_dir),
-        per_device_train_batch_size=per_device_batch(settings.batch_size, PartialState().num_processes),
+        per_device_train_batch_size=per_device_batch(settings.batch_size, rank_and_world()[1]),
         learning_rate=settings.learning_rate,
         lr_scheduler_type="constant",
         warmup_steps=0,
