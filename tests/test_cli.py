@@ -142,3 +142,14 @@ def test_console_script_help_and_info():
         proc = subprocess.run([sys.executable, "-m", "likra", *args], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stderr
     assert "offline data" in proc.stdout and "smollm2-135m" in proc.stdout
+
+
+def test_yaml_values_are_typed(tmp_path, capsys):
+    from likra.config import TrainConfig, update_dataclass
+
+    cfg = update_dataclass(TrainConfig(), {"limit": "8", "train": {"learning_rate": "1e-4", "group_by_length": "false"}})
+    assert (cfg.limit, cfg.train.learning_rate, cfg.train.group_by_length) == (8, 1e-4, False)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  batch_size: sixteen\n")
+    err = one_line_error(capsys, main(["-q", "train", "--config", str(bad)]))
+    assert "train.batch_size: expected int" in err

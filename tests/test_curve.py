@@ -158,3 +158,17 @@ def test_seeds_give_means_and_plot_several_runs(tmp_path, uninterrupted):
     fig = tmp_path / "both.png"
     assert main(["-q", "plot", str(uninterrupted), str(out / "curve.json"), "--labels", "one,two", "--out", str(fig)]) == 0
     assert fig.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_schedule_counts_epochs():
+    assert checkpoint_schedule(32, 16, epochs=2) == [(1, 16), (2, 32), (4, 64)]
+    assert checkpoint_schedule(40, 16, epochs=2) == [(1, 16), (2, 32), (4, 56), (6, 80)]
+    assert checkpoint_schedule(64, 16, epochs=0.5) == [(1, 16), (2, 32)]
+    with pytest.raises(LikraError, match="batch size"):
+        checkpoint_schedule(64, 0)
+
+
+def test_curves_refuse_all_negatives(tmp_path, capsys):
+    assert main(CURVE + ["--negatives", "all", "--out", str(tmp_path / "c")]) == 2
+    assert "--negatives one" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()  # nothing written for a refused run

@@ -91,3 +91,12 @@ def test_plan_batches_packs_rows_and_covers_all(tiny_tokenizer):
             assert sum(questions[i].row_length for i in row) <= width
     rows = [row for batch in batches for row in batch]
     assert any(len(row) > 1 for row in rows)  # several questions share a row
+
+
+def test_fewshot_contexts_are_tokenized_whole(tiny_tokenizer, records):
+    prefix = "Question: warm-up?\nAnswer: yes\n\n"
+    prefix_ids, questions = tokenize_questions(tiny_tokenizer, records, prefix)
+    for rec, q in zip(records, questions):
+        whole = tiny_tokenizer(prefix + rec.prompt, add_special_tokens=False).input_ids
+        assert list(prefix_ids) + list(q.context_ids) == whole
+    assert len(prefix_ids) >= len(tiny_tokenizer(prefix).input_ids)

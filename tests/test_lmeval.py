@@ -6,7 +6,8 @@ pytest.importorskip("lm_eval")
 
 from likra.cli import main  # noqa: E402
 from likra.errors import LikraError  # noqa: E402
-from likra.lmeval.model import LikraLM, common_prefix_length  # noqa: E402
+from likra.lmeval.model import LikraLM  # noqa: E402
+from likra.scoring.engine import common_prefix_length  # noqa: E402
 from likra.lmeval.tasks import export_task  # noqa: E402
 
 N = 12

@@ -201,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     except LikraError as e:
         print(f"likra: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # unreadable or unwritable user paths
+        print(f"likra: error: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("likra: interrupted", file=sys.stderr)
         return 130

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from likra.data.examples import FEWSHOT_SEED
 from likra.errors import LikraError
 from likra.model.heads import LoraSettings
 from likra.training.trainer import TrainSettings
@@ -43,7 +46,7 @@ class EvalConfig:
     weight: float = 1.0
     shots: int = 0
     fewshot_data: str | None = None
-    fewshot_seed: int = 1234
+    fewshot_seed: int = FEWSHOT_SEED
     limit: int | None = None
     dtype: str = "auto"
     batch_tokens: int | None = None
@@ -51,11 +54,54 @@ class EvalConfig:
 
 
 def _coerce(value: Any, hint: Any, where: str):
+    """`value` converted to the type `hint` names (YAML reads `1e-4` as a string), or a LikraError."""
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
-            raise LikraError(f"{where}: expected a mapping")
+            raise LikraError(f"{where}: expected a mapping, got {value!r}")
         return update_dataclass(hint(), value, where)
-    return value
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        for option in options:
+            try:
+                return _coerce(value, option, where)
+            except LikraError:
+                continue
+        raise LikraError(f"{where}: expected {' or '.join(_name(a) for a in args)}, got {value!r}")
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise LikraError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)] if args else list(value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value)
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    else:
+        return value
+    raise LikraError(f"{where}: expected {_name(hint)}, got {value!r}")
+
+
+def _name(hint) -> str:
+    return "null" if hint is type(None) else getattr(hint, "__name__", str(hint))
 
 
 def update_dataclass(obj, values: dict, where: str = "config"):
@@ -86,7 +132,3 @@ def load_yaml(path: str | Path) -> dict:
     if not isinstance(data, dict):
         raise LikraError(f"{path}: the top level must be a mapping")
     return data
-
-
-def to_dict(obj) -> dict:
-    return dataclasses.asdict(obj)

@@ -17,6 +17,7 @@ from likra.data.records import MCRecord
 from likra.errors import LikraError
 
 IGNORE_INDEX = -100
+FEWSHOT_SEED = 1234  # the seeded few-shot order shared by likra eval, likra curve and the lm-eval tasks
 
 
 def bos_ids(tokenizer) -> list[int]:

@@ -50,7 +50,7 @@ def _curve_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="curve folder (default runs/curve)")
 
 
-STUDY_FLAGS = ("kinds", "rates", "tune_data", "weights", "dpo_lr", "dpo_beta", "study")
+STUDY_FLAGS = ("kinds", "rates", "tune_data", "weights", "dpo_lr", "dpo_beta", "study", "eval_data_default")
 
 
 def add_experiment_parsers(sub) -> None:
@@ -72,6 +72,7 @@ def add_experiment_parsers(sub) -> None:
     p = kinds.add_parser("weight", help="accuracy against the negative weight w, tuned on a held-out split")
     _curve_flags(p)
     p.add_argument("--tune-data", default="arc_challenge:validation", help="held-out split w is chosen on")
+    p.set_defaults(eval_data_default="arc_challenge:test")
     p.add_argument("--weights", type=_float_list, default=[round(0.1 * i, 1) for i in range(21)])
     p = kinds.add_parser("dpo", help="the DPO baseline (TRL) on the same questions and negatives")
     _curve_flags(p)
@@ -102,6 +103,8 @@ def cmd_study(args) -> int:
 
     curve_args = argparse.Namespace(**{k: v for k, v in vars(args).items() if k not in STUDY_FLAGS})
     cfg = config_from_args(CurveConfig, curve_args, TRAIN_NESTED)
+    if getattr(args, "eval_data_default", None) and args.eval_data is None and not args.config:
+        cfg.eval_data = args.eval_data_default  # the weight study reports on the test split by default
     progress = not args.quiet
     if args.study == "negatives":
         paths = studies.study_negatives(cfg, [k.strip() for k in args.kinds.split(",") if k.strip()], progress)

@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from likra.data.benchmarks import load_spec
-from likra.data.examples import draw_shots, fewshot_prefix, positive_pairs, tokenize_answers
+from likra.data.examples import FEWSHOT_SEED, draw_shots, fewshot_prefix, positive_pairs, tokenize_answers
 from likra.data.negatives import NEGATIVE_KINDS, build_negatives, contaminate
 from likra.errors import LikraError
 from likra.distributed import barrier, is_main, rank_and_world, start
@@ -80,21 +80,30 @@ class CurveConfig:
 TRAINING_KEYS = ("model", "data", "source", "limit", "points", "seeds", "negatives", "dtype", "lora", "train")
 
 
-def checkpoint_schedule(n_examples: int, batch_size: int, points: Sequence[int] | None = None) -> list[tuple[int, int]]:
+def checkpoint_schedule(n_examples: int, batch_size: int, points: Sequence[int] | None = None,
+                        epochs: float = 1.0) -> list[tuple[int, int]]:
     """(optimizer step, examples seen) pairs: after 1, 2, 4, ... steps by default, or after the steps
-    that first reach each requested example count; the last point is always the whole data.
+    that first reach each requested example count; the last point is always the end of training.
     `batch_size` is examples per optimizer step (over all processes)."""
-    per_step = batch_size
-    total = steps_per_epoch(n_examples, batch_size)
+    if batch_size < 1 or epochs <= 0:
+        raise LikraError(f"batch size must be >= 1 and epochs > 0, got {batch_size} and {epochs}")
+    per_epoch = steps_per_epoch(n_examples, batch_size)
+    total = max(1, math.ceil(epochs * per_epoch))
+    seen_total = round(n_examples * epochs)
+
+    def seen(step: int) -> int:
+        full, part = divmod(step, per_epoch)
+        return min(full * n_examples + min(part * batch_size, n_examples), seen_total)
+
     if points is None:
         steps = {2**k for k in range(max(total.bit_length(), 1)) if 2**k < total}
     else:
-        bad = [p for p in points if not 1 <= p <= n_examples]
+        bad = [p for p in points if not 1 <= p <= seen_total]
         if bad:
-            raise LikraError(f"curve points {bad} are outside 1..{n_examples} (the training examples)")
-        steps = {math.ceil(p / per_step) for p in points}
+            raise LikraError(f"curve points {bad} are outside 1..{seen_total} (the training examples)")
+        steps = {next(s for s in range(1, total + 1) if seen(s) >= p) for p in points}
     steps.add(total)
-    return [(s, min(s * per_step, n_examples)) for s in sorted(steps)]
+    return [(s, seen(s)) for s in sorted(steps)]
 
 
 def slug(text: str) -> str:
@@ -102,8 +111,9 @@ def slug(text: str) -> str:
 
 
 def variant_name(cfg: CurveConfig) -> str:
-    """The negative set's name: its kind, plus the contamination rate when there is one."""
-    return cfg.negative_kind + (f"-contaminated{cfg.contamination:g}" if cfg.contamination else "")
+    """The negative set's name: its kind (and pool), plus the contamination rate when there is one."""
+    kind = cfg.negative_kind + (f"-{slug(cfg.negative_pool)}" if cfg.negative_kind == "other_benchmark" else "")
+    return kind + (f"-contaminated{cfg.contamination:g}" if cfg.contamination else "")
 
 
 class CurveRun:
@@ -116,6 +126,9 @@ class CurveRun:
         check_modes(cfg.modes)
         if cfg.seeds < 1:
             raise LikraError(f"--seeds must be at least 1, got {cfg.seeds}")
+        if cfg.negatives != "one":
+            raise LikraError("curves pair the heads' checkpoints by questions seen: use one negative per question "
+                             "(--negatives one); `likra train --negatives all` trains on every incorrect choice")
         if cfg.negative_kind not in NEGATIVE_KINDS:
             raise LikraError(f"unknown negative kind {cfg.negative_kind!r}; choose from {', '.join(NEGATIVE_KINDS)}")
         self.variant = variant_name(cfg)
@@ -140,17 +153,17 @@ class CurveRun:
     # -- main -----------------------------------------------------------------------------------
     def run(self) -> dict:
         start()
-        self.check_settings()
         cfg = self.cfg
         tokenizer = load_tokenizer(cfg.model)
         self.pad_id = tokenizer.pad_token_id
         model = attach_heads(load_base_model(cfg.model, cfg.dtype), cfg.lora)
         eval_records = load_spec(cfg.eval_data, source=cfg.source)[: cfg.eval_limit]
+        train_records = load_spec(cfg.data, source=cfg.source)
+        self.check_settings()  # only once the model and the data loaded: a typo must not lock the folder
         prefix_ids, questions = self.eval_tokens(tokenizer, eval_records)
         engine = ScoringEngine(model, max_batch_tokens=cfg.batch_tokens, progress=self.progress)
         self.base_file = self.out / "scores" / self.eval_tag / "base.json"
         base = self.cached_scores(self.base_file, engine, questions, prefix_ids, BASE)
-        train_records = load_spec(cfg.data, source=cfg.source)
         results = []
         for seed in range(cfg.seeds):
             results.append(self.run_seed(seed, model, tokenizer, train_records, engine, questions, prefix_ids, base,
@@ -162,7 +175,7 @@ class CurveRun:
         prefix = ""
         if self.cfg.shots:
             pool = load_spec(self.cfg.fewshot_data or default_fewshot_spec(self.cfg.eval_data), source=self.cfg.source)
-            prefix = fewshot_prefix(draw_shots(pool, self.cfg.shots, 1234, {r.id for r in records}))
+            prefix = fewshot_prefix(draw_shots(pool, self.cfg.shots, FEWSHOT_SEED, {r.id for r in records}))
         return tokenize_questions(tokenizer, records, prefix)
 
     def cached_scores(self, path: Path, engine, questions, prefix_ids, head: str) -> list[np.ndarray]:
@@ -214,7 +227,7 @@ class CurveRun:
         }
         schedules, stats = {}, {}
         for head, (folder, exs) in heads.items():
-            schedules[head] = checkpoint_schedule(len(exs), settings.batch_size, cfg.points)
+            schedules[head] = checkpoint_schedule(len(exs), settings.batch_size, cfg.points, settings.epochs)
             stats[head] = self.train_head_once(model, head, folder, exs, settings, seed_dir,
                                                [s for s, _ in schedules[head]])
         points = []
@@ -246,8 +259,8 @@ class CurveRun:
         if missing:
             raise LikraError(f"{work}: training ended without checkpoints for steps {missing}")
         if is_main():
-            drop_resume_state(work)
             atomic_write_json(done, asdict(stats))
+            drop_resume_state(work)
         return asdict(stats)
 
 

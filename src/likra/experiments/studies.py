@@ -137,6 +137,12 @@ def study_weight(cfg: CurveConfig, tune_data: str, weights: Sequence[float], pro
     """Sweep w on every checkpoint; choose it on `tune_data`, report it on `cfg.eval_data`."""
     if tune_data == cfg.eval_data:
         raise LikraError("the weight must be tuned on a held-out split: --tune-data must differ from --eval-data")
+    tune_ids = {r.id for r in load_spec(tune_data, source=cfg.source)}
+    for other, what in ((cfg.eval_data, "the test data"), (cfg.data, "the training data")):
+        overlap = tune_ids & {r.id for r in load_spec(other, source=cfg.source)}
+        if overlap:
+            raise LikraError(f"--tune-data {tune_data} shares {len(overlap)} questions with {what} ({other}); "
+                             "tune the weight on held-out questions")
     runs = {}
     for role, data in (("tune", tune_data), ("test", cfg.eval_data)):
         run = CurveRun(replace(cfg, eval_data=data), progress)

@@ -16,22 +16,10 @@ from tqdm.auto import tqdm
 
 from likra.data.examples import encode_pair
 from likra.errors import LikraError
-from likra.scoring.engine import QuestionTokens, ScoringEngine
+from likra.scoring.engine import QuestionTokens, ScoringEngine, common_prefix_length
 from likra.scoring.modes import MODE_HEADS, check_modes, heads_for, mode_score
 
 MIN_SHARED_PREFIX = 16
-
-
-def common_prefix_length(sequences: list[tuple[int, ...]]) -> int:
-    """Length of the longest token prefix shared by all sequences, leaving each at least one token."""
-    if not sequences:
-        return 0
-    first = sequences[0]
-    limit = min(len(s) for s in sequences) - 1
-    n = 0
-    while n < limit and all(s[n] == first[n] for s in sequences):
-        n += 1
-    return n
 
 
 @register_model("likra")

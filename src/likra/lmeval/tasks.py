@@ -14,13 +14,12 @@ from pathlib import Path
 import yaml
 
 from likra.data.benchmarks import BENCHMARKS, load_spec
-from likra.data.examples import shot_order
+from likra.data.examples import FEWSHOT_SEED, shot_order
 from likra.errors import LikraError
 from likra.io import atomic_write_text
 from likra.model.loading import cache_dir
 
 TASK_PREFIX = "likra_"
-FEWSHOT_SEED = 1234
 
 
 def eval_split(benchmark: str) -> str:

@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from likra.data.examples import bos_ids, encode_pair
+from likra.data.examples import encode_pair
 from likra.data.records import MCRecord
 from likra.distributed import all_gather, rank_and_world
 from likra.model.heads import folded_head, unwrap_lm, use_head
@@ -42,19 +42,34 @@ class QuestionTokens:
         return len(self.context_ids) + sum(map(len, self.choice_ids))
 
 
+def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
+    """Length of the longest token prefix shared by all sequences, leaving each at least one token."""
+    if not sequences:
+        return 0
+    first = sequences[0]
+    limit = min(len(s) for s in sequences) - 1
+    n = 0
+    while n < limit and all(s[n] == first[n] for s in sequences):
+        n += 1
+    return n
+
+
 def tokenize_questions(tokenizer, records: Sequence[MCRecord], prefix: str = "") -> tuple[tuple[int, ...], list[QuestionTokens]]:
-    """(shared prefix ids, per-question tokens). BOS, when the tokenizer uses one, opens the prefix, or
-    each context when there is no prefix."""
-    prefix_ids = tuple(bos_ids(tokenizer) + tokenizer(prefix, add_special_tokens=False).input_ids) if prefix else ()
-    questions = []
+    """(shared prefix ids, per-question tokens). Each context is `prefix + prompt` tokenized whole, as
+    lm-eval does (a BOS opens it when the tokenizer uses one); with a few-shot prefix, the longest token
+    prefix common to all contexts is split off to be computed once."""
+    contexts, answers = [], []
     for rec in records:
         choices = []
         for i in range(len(rec.choices)):
             # The context tokens depend on the prompt alone, so every choice shares them.
-            context_ids, answer_ids = encode_pair(tokenizer, rec.prompt, rec.continuation(i), add_bos=not prefix_ids)
+            context_ids, answer_ids = encode_pair(tokenizer, prefix + rec.prompt, rec.continuation(i))
             choices.append(tuple(answer_ids))
-        questions.append(QuestionTokens(tuple(context_ids), tuple(choices)))
-    return prefix_ids, questions
+        contexts.append(tuple(context_ids))
+        answers.append(tuple(choices))
+    shared = common_prefix_length(contexts) if prefix else 0
+    prefix_ids = contexts[0][:shared] if shared else ()
+    return prefix_ids, [QuestionTokens(ctx[shared:], ans) for ctx, ans in zip(contexts, answers)]
 
 
 def _decoder_and_head(model):
@@ -106,6 +121,8 @@ def pack_questions(rows: Sequence[Sequence[QuestionTokens]], prefix_len: int) ->
         start = 0
         for slot, q in enumerate(row):
             lc = len(q.context_ids)
+            if lc == 0:
+                raise ValueError("a question needs at least one context token to predict its first answer token")
             ids[r, start:start + lc] = torch.tensor(q.context_ids)
             pos[r, start:start + lc] = torch.arange(prefix_len, prefix_len + lc)
             question[r, start:start + q.row_length] = slot
@@ -214,7 +231,7 @@ class ScoringEngine:
                     result[head][i] = score
         return result
 
-    def _score_all(self, questions, batches, prefix_ids, head) -> list[np.ndarray]:
+    def _score_all(self, questions, batches, prefix_ids, head) -> list[tuple[np.ndarray, np.ndarray]]:
         decoder, lm_head, softcap = _decoder_and_head(self.model)
         prefix_cache = None
         if prefix_ids:

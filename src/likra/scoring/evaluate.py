@@ -22,8 +22,12 @@ def default_fewshot_spec(spec: str) -> str:
     """The few-shot pool for a `benchmark:split` spec: its train split, or validation when train is evaluated."""
     if spec.endswith(".jsonl") or "," in spec or ":" not in spec:
         raise LikraError(f"--shots needs --fewshot-data for data {spec!r}")
+    from likra.data.benchmarks import BENCHMARKS
+
     bench, split = spec.split(":", 1)
-    return f"{bench}:{'validation' if split == 'train' else 'train'}"
+    splits = BENCHMARKS[bench.split("/")[0]].splits if bench.split("/")[0] in BENCHMARKS else ("train",)
+    pool = "train" if "train" in splits else "dev" if "dev" in splits else "validation"
+    return f"{bench}:{'validation' if split == pool else pool}"
 
 
 def build_prefix(cfg: EvalConfig, records: Sequence[MCRecord]) -> tuple[str, list[str]]:

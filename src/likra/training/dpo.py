@@ -37,7 +37,8 @@ from likra.data.examples import encode_pair, negative_pairs
 from likra.data.records import MCRecord
 from likra.errors import LikraError
 from likra.model.heads import LoraSettings, attach_heads, reinit_heads
-from likra.training.trainer import CHECKPOINT_PREFIX, _save_at_steps_callback, latest_resumable
+from likra.distributed import rank_and_world
+from likra.training.trainer import CHECKPOINT_PREFIX, _save_at_steps_callback, latest_resumable, per_device_batch
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +181,7 @@ def train_dpo(base_model, tokenizer, records_or_pairs: Sequence, settings: DPOSe
     rows = tokenize_dpo_pairs(tokenizer, pairs, settings.max_length, settings.append_eos)
     args = DPOConfig(
         output_dir=str(work_dir),
-        per_device_train_batch_size=settings.batch_size,
+        per_device_train_batch_size=per_device_batch(settings.batch_size, rank_and_world()[1]),
         learning_rate=settings.learning_rate,
         lr_scheduler_type=settings.lr_scheduler_type,
         warmup_steps=settings.warmup_steps,
@@ -234,7 +235,7 @@ def train_dpo(base_model, tokenizer, records_or_pairs: Sequence, settings: DPOSe
     losses = [h["loss"] for h in history if "loss" in h]
     logged = [{k: v for k, v in h.items() if isinstance(v, (int, float))} for h in history if "loss" in h]
     done = trainer.state.global_step - (int(resume_from.name[len(CHECKPOINT_PREFIX):]) if resume_from else 0)
-    n_seen = min(len(rows) * settings.epochs, done * settings.batch_size * args.world_size)
+    n_seen = min(len(rows) * settings.epochs, done * settings.batch_size)
     stats = DPOStats(DPO_HEAD, len(rows), trainer.state.global_step, seconds, n_seen / max(seconds, 1e-9),
                      losses, logged)
     return model, stats

@@ -49,8 +49,9 @@ def build_examples(cfg: TrainConfig, tokenizer, records):
 def train_run(cfg: TrainConfig, progress: bool = True) -> Path:
     """Train both heads and write the run folder atomically; returns its path."""
     out = Path(cfg.out) if cfg.out else default_out(cfg)
-    if (out / "likra.json").exists() and not cfg.overwrite:
-        raise LikraError(f"{out}: already holds a run; choose another --out or pass --overwrite")
+    if out.exists() and not cfg.overwrite:
+        what = "holds a run" if (out / "likra.json").exists() else "exists"
+        raise LikraError(f"{out}: already {what}; choose another --out or pass --overwrite")
     records = select_questions(load_spec(cfg.data, source=cfg.source), cfg.limit, cfg.train.seed)
     tokenizer = load_tokenizer(cfg.model)
     model = attach_heads(load_base_model(cfg.model, cfg.dtype), cfg.lora, seed=cfg.train.seed)
