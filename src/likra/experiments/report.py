@@ -123,7 +123,7 @@ def worth_table(rows: Sequence[dict]) -> list[dict]:
             if likra is not None and previous in by_mode["likra"]:
                 row["likra_slope"] = (likra - by_mode["likra"][previous]) / de
         for key in ("negbase_gain", "likra_over_sft"):
-            if key in row and abs(row["sft_gain"]) > 1e-12:
+            if key in row and row["sft_gain"] > 0:  # a ratio to a non-positive SFT gain means nothing
                 row[key.replace("_gain", "").replace("_over_sft", "_vs_sft") + "_ratio"] = row[key] / row["sft_gain"]
         out.append(row)
         previous = e
@@ -163,8 +163,8 @@ def markdown_report(curve: dict, figure_name: str = "curve.png") -> str:
         lines += ["## Worth of one example (acc_norm)", "",
                   "Accuracy gained per added example. `sft_gain` = (SFT - base)/e per positive example, "
                   "`negbase_gain` = (Base-Likra - base)/e per negative example alone, `likra_over_sft` = "
-                  "(Likra - SFT)/e per negative example on top of the positives; ratios divide by `sft_gain` "
-                  "(the paper's claim: about 10x below 128 examples). Slopes are per interval.", "",
+                  "(Likra - SFT)/e per negative example on top of the positives; ratios divide by `sft_gain` where "
+                  "SFT gained anything (the paper's claim: about 10x below 128 examples). Slopes are per interval.", "",
                   "| e | sft_gain | negbase_gain | negbase/sft | likra_over_sft | likra/sft | interval | sft_slope | negbase_slope | likra_slope |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for w in worth:
