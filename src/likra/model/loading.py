@@ -87,10 +87,19 @@ def build_tiny_model(vocab_size: int, seed: int = 0):
 
 
 def embedded_model_dir() -> Path:
-    """The rebuilt plain SmolLM2 folder, created from the GGUF on first use."""
+    """The rebuilt plain SmolLM2 folder, created from the GGUF on first use (by one process only
+    when several run data-parallel)."""
+    from likra.distributed import barrier, is_main
+
     target = cache_dir() / "models" / EMBEDDED_MODEL
-    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
-        return target
+    if not (target / "config.json").is_file() or not (target / "model.safetensors").is_file():
+        if is_main():
+            _rebuild_embedded(target)
+        barrier()
+    return target
+
+
+def _rebuild_embedded(target: Path) -> None:
     gguf = smollm2_gguf_path()
     if gguf is None:
         raise LikraError(f"embedded model {EMBEDDED_MODEL} is not installed: run `{SMOLLM2_INSTALL}`")
@@ -118,7 +127,6 @@ def embedded_model_dir() -> Path:
 
         shutil.rmtree(target)
     staging.rename(target)
-    return target
 
 
 def load_tokenizer(model: str):

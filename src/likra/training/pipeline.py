@@ -52,12 +52,12 @@ def train_run(cfg: TrainConfig, progress: bool = True) -> Path:
     if out.exists() and not cfg.overwrite:
         what = "holds a run" if (out / "likra.json").exists() else "exists"
         raise LikraError(f"{out}: already {what}; choose another --out or pass --overwrite")
+    start()
     records = select_questions(load_spec(cfg.data, source=cfg.source), cfg.limit, cfg.train.seed)
     tokenizer = load_tokenizer(cfg.model)
     model = attach_heads(load_base_model(cfg.model, cfg.dtype), cfg.lora, seed=cfg.train.seed)
     pos, neg = build_examples(cfg, tokenizer, records)
     staging = out.with_name(out.name + ".partial")
-    start()
     if is_main():
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
