@@ -27,7 +27,7 @@ from likra.data.examples import draw_shots, fewshot_prefix  # noqa: E402
 from likra.model.heads import LoraSettings, attach_heads  # noqa: E402
 from likra.model.loading import default_device, load_base_model, load_tokenizer  # noqa: E402
 from likra.scoring.engine import ScoringEngine, tokenize_questions  # noqa: E402
-from likra.scoring.modes import MODE_HEADS, heads_for  # noqa: E402
+from likra.scoring.modes import get_mode, heads_for  # noqa: E402
 from likra.scoring.reference import reference_loglikelihoods  # noqa: E402
 
 MODES = ("base", "sft", "likra", "negbase")
@@ -66,7 +66,7 @@ def measure(model, questions, prefix_ids, device, reference_batch: int = 8, batc
     start = time.perf_counter()
     slow = {}
     for mode in MODES:  # one harness run per mode, each re-running its heads
-        for head in MODE_HEADS[mode]:
+        for head in get_mode(mode).heads:
             slow[head] = reference_loglikelihoods(model, questions, head, prefix_ids, batch_size=reference_batch,
                                                   pad_id=pad_id)
     sync(device)

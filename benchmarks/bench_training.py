@@ -23,7 +23,7 @@ from likra.data.examples import positive_pairs, tokenize_answers
 from likra.model.heads import LoraSettings, attach_heads, use_head
 from likra.model.loading import load_base_model, load_tokenizer
 from likra.training.pipeline import select_questions
-from likra.training.trainer import PadCollator, TrainSettings, answer_token_loss, train_head
+from likra.objectives.mle import PadCollator, TrainSettings, answer_token_loss, train_head
 
 
 def mean_loss(model, head, examples, pad_id, batch=32) -> float:

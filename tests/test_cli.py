@@ -145,11 +145,12 @@ def test_console_script_help_and_info():
 
 
 def test_yaml_values_are_typed(tmp_path, capsys):
-    from likra.config import TrainConfig, update_dataclass
+    from likra.config import validate
+    from likra.training.pipeline import TrainConfig
 
-    cfg = update_dataclass(TrainConfig(), {"limit": "8", "train": {"learning_rate": "1e-4", "group_by_length": "false"}})
+    cfg = validate(TrainConfig, {"limit": "8", "train": {"learning_rate": "1e-4", "group_by_length": "false"}}, "test")
     assert (cfg.limit, cfg.train.learning_rate, cfg.train.group_by_length) == (8, 1e-4, False)
     bad = tmp_path / "bad.yaml"
     bad.write_text("train:\n  batch_size: sixteen\n")
     err = one_line_error(capsys, main(["-q", "train", "--config", str(bad)]))
-    assert "train.batch_size: expected int" in err
+    assert "train.batch_size: input should be a valid integer" in err

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-import likra.training.trainer as trainer_mod
+import likra.objectives.mle as trainer_mod
 from likra.cli import main
 from likra.errors import LikraError
 from likra.experiments.curve import checkpoint_schedule
@@ -101,7 +101,7 @@ def test_finished_curve_recomputes_nothing(uninterrupted, monkeypatch):
         raise AssertionError("recomputed a finished piece")
 
     monkeypatch.setattr(ScoringEngine, "loglikelihoods", boom)
-    monkeypatch.setattr("likra.experiments.curve.train_head", boom)
+    monkeypatch.setattr("transformers.Trainer.train", boom)
     before = (uninterrupted / "curve.json").read_text()
     assert main(CURVE + ["--out", str(uninterrupted)]) == 0
     assert json.loads((uninterrupted / "curve.json").read_text())["rows"] == json.loads(before)["rows"]
@@ -124,7 +124,7 @@ def test_resume_after_failure_in_evaluation(tmp_path, monkeypatch, uninterrupted
     assert len(scored) == 3
     mtimes = {p: p.stat().st_mtime_ns for p in (out / "seed-0" / "scores").rglob("*.json")}
     calls["n"] = -100
-    monkeypatch.setattr("likra.experiments.curve.train_head", lambda *a, **k: pytest.fail("retrained"))
+    monkeypatch.setattr("transformers.Trainer.train", lambda *a, **k: pytest.fail("retrained"))
     assert main(CURVE + ["--out", str(out)]) == 0
     for p, t in mtimes.items():
         assert p.stat().st_mtime_ns == t
@@ -137,7 +137,7 @@ def test_other_training_settings_are_refused(uninterrupted, capsys):
 
 
 def test_new_evaluation_reuses_the_trained_checkpoints(uninterrupted, monkeypatch):
-    monkeypatch.setattr("likra.experiments.curve.train_head", lambda *a, **k: pytest.fail("retrained"))
+    monkeypatch.setattr("transformers.Trainer.train", lambda *a, **k: pytest.fail("retrained"))
     out = uninterrupted
     assert main(CURVE[:-2] + ["--eval-limit", "6", "--out", str(out)]) == 0
     assert {r["n"] for r in rows_of(out)} == {6}

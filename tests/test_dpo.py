@@ -8,9 +8,10 @@ from likra.errors import LikraError
 from likra.model.heads import BASE, LoraSettings
 from likra.model.loading import build_tiny_model
 from likra.scoring.engine import ScoringEngine, tokenize_questions
-from likra.training.dpo import (ALL_PROJECTIONS, DPO_HEAD, DPOSettings, attach_dpo_head, dpo_pairs,
-                                load_dpo_checkpoint, tokenize_dpo_pairs, train_dpo)
-from likra.training.trainer import complete_checkpoints
+from likra.model.heads import load_adapter_weights
+from likra.objectives.dpo import (ALL_PROJECTIONS, DPO_HEAD, DPOSettings, attach_dpo_head, dpo_pairs,
+                                  tokenize_dpo_pairs, train_dpo)
+from likra.objectives.registry import complete_checkpoints
 
 from conftest import make_records
 
@@ -88,7 +89,7 @@ def test_dpo_widens_the_margin_and_checkpoints_reload_and_resume(tiny_tokenizer,
     settings = fast_settings(learning_rate=2e-2, batch_size=16, epochs=2)    # 2 full-batch steps
     model, stats = train_dpo(build_tiny_model(len(tiny_tokenizer), seed=0), tiny_tokenizer, records, settings,
                              tmp_path, checkpoint_steps=[1, 2])
-    assert stats.steps == 2 and stats.pairs == 16 and len(stats.losses) == 2
+    assert stats.steps == 2 and stats.examples == 16 and len(stats.losses) == 2
     assert abs(stats.losses[0] - np.log(2)) < 1e-4          # the policy starts as the reference (B = 0)
     assert list(model.peft_config) == [DPO_HEAD]
     assert set(model.peft_config[DPO_HEAD].target_modules) == set(ALL_PROJECTIONS)
@@ -114,18 +115,18 @@ def test_dpo_widens_the_margin_and_checkpoints_reload_and_resume(tiny_tokenizer,
     assert all(np.array_equal(u, b) for u, b in zip(untrained, ll[BASE]))
     scores = {}
     for step, path in found.items():
-        load_dpo_checkpoint(fresh, path)
+        load_adapter_weights(fresh, DPO_HEAD, path)
         scores[step] = engine.loglikelihoods(questions, (DPO_HEAD, BASE))
         assert all(np.array_equal(a, b) for a, b in zip(scores[step][BASE], ll[BASE]))
     assert not all(np.array_equal(a, b) for a, b in zip(scores[1][DPO_HEAD], scores[2][DPO_HEAD]))
     # The last checkpoint is the in-memory adapter, bit for bit.
     assert all(np.array_equal(a, b) for a, b in zip(scores[2][DPO_HEAD], ll[DPO_HEAD]))
     with pytest.raises(LikraError):
-        load_dpo_checkpoint(fresh, tmp_path)             # no adapter at the top of the work dir
+        load_adapter_weights(fresh, DPO_HEAD, tmp_path)             # no adapter at the top of the work dir
     mlp_only = attach_dpo_head(build_tiny_model(len(tiny_tokenizer), seed=0),
                                LoraSettings(r=16, alpha=16, target_modules=["gate_proj", "up_proj", "down_proj"]))
     with pytest.raises(LikraError, match="unexpected"):
-        load_dpo_checkpoint(mlp_only, found[2])
+        load_adapter_weights(mlp_only, DPO_HEAD, found[2])
 
     # Resuming from checkpoint-1 finishes as the uninterrupted run did.
     shutil.rmtree(found[2])

@@ -10,7 +10,7 @@ from likra.model.heads import LoraSettings, attach_heads, use_head
 from likra.model.loading import load_base_model, load_tokenizer
 from likra.scoring.engine import ScoringEngine, tokenize_questions
 from likra.scoring.reference import reference_loglikelihoods
-from likra.training.trainer import PadCollator, TrainSettings, answer_token_loss, train_head
+from likra.objectives.mle import PadCollator, TrainSettings, answer_token_loss, train_head
 
 pytestmark = pytest.mark.slow
 

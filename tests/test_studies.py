@@ -3,7 +3,7 @@ import json
 import pytest
 
 from likra.cli import main
-from likra.experiments.studies import choose_weight
+from likra.experiments.studies.weight import choose_weight
 
 BASE = ["--model", "random-tiny", "--data", "arc_challenge:train", "--limit", "16", "--batch-size", "8",
         "--lr", "0.01", "--eval-data", "arc_challenge:validation", "--eval-limit", "10"]
@@ -15,16 +15,18 @@ def folder(tmp_path_factory):
 
 
 def test_negatives_study_shares_the_positive_head(folder, monkeypatch):
-    import likra.experiments.curve as curve_mod
+    from pathlib import Path
+
+    from transformers import Trainer
 
     trained = []
-    real = curve_mod.train_head
+    real = Trainer.train
 
-    def counting(model, head, examples, settings, work, *args, **kwargs):
-        trained.append(work.name)
-        return real(model, head, examples, settings, work, *args, **kwargs)
+    def counting(self, *args, **kwargs):
+        trained.append(Path(self.args.output_dir).name)
+        return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(curve_mod, "train_head", counting)
+    monkeypatch.setattr(Trainer, "train", counting)
     assert main(["-q", "study", "negatives", "--kinds", "near_miss,random_question,hardest", *BASE,
                  "--out", str(folder)]) == 0
     assert trained == ["positive", "negative", "negative-random_question", "negative-hardest"]

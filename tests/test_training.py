@@ -4,7 +4,7 @@ import torch
 from likra.data.examples import negative_pairs, positive_pairs, tokenize_answers
 from likra.model.heads import LoraSettings, attach_heads, use_head
 from likra.scoring.engine import ScoringEngine, tokenize_questions
-from likra.training.trainer import PadCollator, TrainSettings, answer_token_loss, train_head
+from likra.objectives.mle import PadCollator, TrainSettings, answer_token_loss, train_head
 
 from conftest import make_records
 

@@ -1,122 +1,192 @@
-"""Typed configuration: dataclasses with the spec's defaults, overridable from YAML and the CLI."""
+"""One configuration story: settings are dataclasses whose fields carry their help text; command-line flags,
+YAML keys and validation all come from those fields.
+
+- `settings` makes a dataclass a settings class: unknown keys, NaN and infinity are refused.
+- `option(default, help=...)` declares a field with its help text (and extra flag spellings, choices).
+- Ranges live on the type: `batch_size: PositiveInt`, `contamination: Fraction`.
+- `add_flags(parser, cls)` turns the fields into flags (`--batch-size`, nested `--lora-r`, ...).
+- `config_from_args(cls, args)` merges defaults, the `--config` YAML file and the given flags, and
+  validates the result; `check(cfg)` re-validates a settings object built in Python.
+
+Validation is pydantic's (v2, a dependency of the HF/lm-eval stack already): it validates plain nested
+dataclasses in place, converts what YAML leaves as strings (`1e-4`, `"8"`) in its lax mode, enforces the
+ranges declared on the types, and names the offending key (`train.batch_size`), which the one-line
+`likra: error:` needs. transformers' `HfArgumentParser` was the other candidate; it neither nests
+dataclasses (`lora:`, `train:`) nor converts YAML values, so likra would have kept a coercer of its own.
+This module imports nothing of likra's above `errors`, so every layer may declare settings.
+"""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
-import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Annotated, Any
 
-from likra.data.examples import FEWSHOT_SEED
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+
 from likra.errors import LikraError
-from likra.model.heads import LoraSettings
-from likra.training.trainer import TrainSettings
 
-DEFAULT_EVAL_MODES = ["base", "sft", "likra", "negbase"]
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
 
-
-@dataclass
-class TrainConfig:
-    """`likra train`: both heads on one base model, same questions, one negative per question."""
-
-    model: str = "smollm2-135m"
-    data: str = "arc-train"
-    source: str = "auto"
-    limit: int | None = None
-    negatives: str = "one"
-    negative_seed: int = 0
-    dtype: str = "auto"
-    out: str | None = None
-    overwrite: bool = False
-    lora: LoraSettings = field(default_factory=LoraSettings)
-    train: TrainSettings = field(default_factory=TrainSettings)
+_PYDANTIC = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-@dataclass
-class EvalConfig:
-    """`likra eval`: every head run once, every mode derived from the cached log-likelihoods."""
-
-    run: str | None = None
-    model: str | None = None
-    data: str = "arc_challenge:validation"
-    source: str = "auto"
-    modes: list[str] = field(default_factory=lambda: list(DEFAULT_EVAL_MODES))
-    weight: float = 1.0
-    shots: int = 0
-    fewshot_data: str | None = None
-    fewshot_seed: int = FEWSHOT_SEED
-    limit: int | None = None
-    dtype: str = "auto"
-    batch_tokens: int | None = None
-    out: str | None = None
+def settings(cls: type) -> type:
+    """`@settings` = `@dataclass` that refuses unknown keys, NaN and infinity when validated."""
+    cls = dataclass(cls)
+    cls.__pydantic_config__ = _PYDANTIC
+    return cls
 
 
-def _coerce(value: Any, hint: Any, where: str):
-    """`value` converted to the type `hint` names (YAML reads `1e-4` as a string), or a LikraError."""
-    if dataclasses.is_dataclass(hint):
-        if not isinstance(value, dict):
-            raise LikraError(f"{where}: expected a mapping, got {value!r}")
-        return update_dataclass(hint(), value, where)
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        options = [a for a in args if a is not type(None)]
-        for option in options:
-            try:
-                return _coerce(value, option, where)
-            except LikraError:
-                continue
-        raise LikraError(f"{where}: expected {' or '.join(_name(a) for a in args)}, got {value!r}")
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise LikraError(f"{where}: expected a list, got {value!r}")
-        return [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)] if args else list(value)
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-    elif hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            return int(value)
-    elif hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif hint is str:
-        if isinstance(value, str):
-            return value
+def option(default: Any = MISSING, *, help: str, default_factory: Any = MISSING, flags: tuple[str, ...] = (),
+           choices: tuple[str, ...] | None = None, cli: bool = True, prefix: str | None = None) -> Any:
+    """A settings field. `flags`: extra spellings (`--lr`); `cli=False`: YAML only; `prefix`: for a nested
+    settings field, the prefix of its flags (default `<field>-`, e.g. `--lora-r`)."""
+    metadata = {"help": help, "flags": flags, "choices": choices, "cli": cli, "prefix": prefix}
+    return field(default=default, default_factory=default_factory, metadata=metadata)
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _is_settings(hint: Any) -> bool:
+    return isinstance(hint, type) and dataclasses.is_dataclass(hint)
+
+
+def _is_list(hint: Any) -> bool:
+    if typing.get_origin(hint) is list:
+        return True
+    return any(typing.get_origin(a) is list for a in typing.get_args(hint))
+
+
+def _is_bool(hint: Any) -> bool:
+    return hint is bool
+
+
+def _default_text(f: dataclasses.Field) -> str:
+    if f.default is not MISSING:
+        value = f.default
+    elif f.default_factory is not MISSING:
+        value = f.default_factory()
     else:
-        return value
-    raise LikraError(f"{where}: expected {_name(hint)}, got {value!r}")
+        return ""
+    if isinstance(value, list):
+        value = ",".join(map(str, value))
+    return "" if value is None or value == "" else f" (default: {value})"
 
 
-def _name(hint) -> str:
-    return "null" if hint is type(None) else getattr(hint, "__name__", str(hint))
+@dataclass(frozen=True)
+class Flag:
+    """One generated flag: its spellings, the key path it sets, and the field it comes from."""
+
+    names: tuple[str, ...]
+    path: tuple[str, ...]
+    field: dataclasses.Field
+    hint: Any
+    dest: str
+
+    @property
+    def is_list(self) -> bool:
+        return _is_list(self.hint)
 
 
-def update_dataclass(obj, values: dict, where: str = "config"):
-    """Set the fields of `obj` named in `values` (nested dicts for nested dataclasses); unknown keys fail."""
-    hints = get_type_hints(type(obj))
-    names = {f.name for f in dataclasses.fields(obj)}
-    for key, value in values.items():
-        if key not in names:
-            raise LikraError(f"{where}: unknown key {key!r}; valid keys: {', '.join(sorted(names))}")
-        current = getattr(obj, key)
-        if dataclasses.is_dataclass(current) and isinstance(value, dict):
-            update_dataclass(current, value, f"{where}.{key}")
+def flags_of(cls: type, prefix: str = "", _path: tuple[str, ...] = (), _flag_prefix: str | None = None) -> list[Flag]:
+    """The flags of every field of `cls`, nested settings flattened with their prefix; `prefix` goes before
+    every flag (`dpo-` makes `--dpo-beta`) and keeps their destinations apart from other settings'."""
+    flag_prefix = prefix if _flag_prefix is None else _flag_prefix
+    out = []
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        if _is_settings(hint):
+            sub = f.metadata.get("prefix")
+            out += flags_of(hint, prefix, _path + (f.name,), flag_prefix + (f"{f.name}-" if sub is None else sub))
+        elif f.metadata.get("cli", True):
+            out.append(Flag((f"--{flag_prefix}{f.name.replace('_', '-')}", *f.metadata.get("flags", ())),
+                            _path + (f.name,), f, hint, prefix + "__".join(_path + (f.name,))))
+    return out
+
+
+def add_flags(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:
+    """One flag per field of `cls`; values stay strings and are validated with the rest of the configuration."""
+    for flag in flags_of(cls, prefix):
+        dest = flag.dest
+        text = flag.field.metadata.get("help", "") + _default_text(flag.field)
+        if _is_bool(flag.hint):
+            parser.add_argument(*flag.names, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
-            setattr(obj, key, _coerce(value, hints[key], f"{where}.{key}"))
-    return obj
+            metavar = "A,B,..." if flag.is_list else flag.path[-1].upper()
+            parser.add_argument(*flag.names, dest=dest, default=None, metavar=metavar,
+                                choices=flag.field.metadata.get("choices"), help=text)
+
+
+def _flag_values(cls: type, args: argparse.Namespace, prefix: str = "") -> tuple[dict, dict[tuple[str, ...], str]]:
+    """(nested dict of the flags that were given, key path -> flag spelling for messages)."""
+    values: dict = {}
+    names = {}
+    given = vars(args)
+    for flag in flags_of(cls, prefix):
+        value = given.get(flag.dest)
+        if value is None:
+            continue
+        if flag.is_list and isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        elif isinstance(value, str) and value.strip().lower() in ("none", "null"):
+            value = None
+        node = values
+        for key in flag.path[:-1]:
+            node = node.setdefault(key, {})
+        node[flag.path[-1]] = value
+        names[flag.path] = flag.names[0]
+    return values, names
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _valid_keys(cls: type, loc: tuple) -> list[str]:
+    for key in loc[:-1]:
+        hint = _hints(cls).get(key) if isinstance(key, str) else None
+        if not _is_settings(hint):
+            return []
+        cls = hint
+    return sorted(f.name for f in dataclasses.fields(cls))
+
+
+def validate(cls: type, values: dict, where: str, flag_names: dict | None = None) -> Any:
+    """An instance of settings class `cls` from a (nested) dict, or a one-line LikraError naming the key."""
+    if not isinstance(values, dict):
+        raise LikraError(f"{where}: expected a mapping of settings, got {type(values).__name__}")
+    try:
+        return TypeAdapter(cls).validate_python(values)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = tuple(err["loc"])
+        path = tuple(k for k in loc if isinstance(k, str))
+        key = (flag_names or {}).get(path) or ".".join(map(str, loc)) or "value"
+        if err["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
+            valid = _valid_keys(cls, loc)
+            raise LikraError(f"{where}: unknown key {'.'.join(map(str, loc))!r}"
+                             + (f"; valid keys: {', '.join(valid)}" if valid else "")) from None
+        raise LikraError(f"{where}: {key}: {err['msg'].lower()}, got {err.get('input')!r}") from None
+
+
+def check(cfg: Any) -> Any:
+    """Re-validate a settings object built in Python (ranges, finite numbers); returns it."""
+    validate(type(cfg), dataclasses.asdict(cfg), type(cfg).__name__)
+    return cfg
 
 
 def load_yaml(path: str | Path) -> dict:
@@ -127,8 +197,21 @@ def load_yaml(path: str | Path) -> dict:
         raise LikraError(f"{path}: no such config file")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise LikraError(f"{path}: not a UTF-8 text file") from None
     except yaml.YAMLError as e:
         raise LikraError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise LikraError(f"{path}: the top level must be a mapping")
     return data
+
+
+def config_from_args(cls: type, args: argparse.Namespace, yaml_values: dict | None = None, prefix: str = "") -> Any:
+    """Defaults, then the YAML file (`args.config`, or `yaml_values` already read), then the given flags
+    (those made by `add_flags(parser, cls, prefix)`)."""
+    if yaml_values is None:
+        yaml_values = load_yaml(args.config) if getattr(args, "config", None) else {}
+    if yaml_values:
+        validate(cls, yaml_values, str(getattr(args, "config", None) or "config"))
+    flags, names = _flag_values(cls, args, prefix)
+    return validate(cls, _merge(yaml_values, flags), "command line", names)

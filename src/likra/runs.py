@@ -67,13 +67,26 @@ def load_run_model(run: str | Path, dtype: str | None = None, device=None):
     return model, load_tokenizer(model_info["name"]), manifest
 
 
+def check_out(out: Path, overwrite: bool) -> None:
+    """Refuse to write a run to `out` unless it is free, or `overwrite` and it holds a run likra wrote:
+    `--overwrite` never deletes a folder without a likra manifest (a user's own files)."""
+    out = Path(out)
+    if not out.exists() and not out.is_symlink():
+        return
+    is_run = out.is_dir() and (out / MANIFEST).is_file()
+    if not overwrite:
+        raise LikraError(f"{out}: already {'holds a run' if is_run else 'exists'}; choose another --out or pass --overwrite")
+    if not is_run:
+        raise LikraError(f"{out}: exists and is not a likra run folder (no {MANIFEST}); --overwrite only replaces "
+                         "run folders written by likra; choose another --out")
+
+
 def finish_run(staging: Path, target: Path, manifest: dict, overwrite: bool) -> Path:
     """Write the manifest into `staging` and move it to `target` in one rename."""
     manifest = {"format": FORMAT_VERSION, "created": now_iso(), "versions": library_versions(), **manifest}
     atomic_write_json(staging / MANIFEST, manifest)
     if target.exists():
-        if not overwrite:
-            raise LikraError(f"{target}: already exists; choose another --out or pass --overwrite")
+        check_out(target, overwrite)
         old = target.with_name(target.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
         target.rename(old)

@@ -1,78 +1,76 @@
-"""`likra curve`: one training run per head with checkpoints after 2^k optimizer steps, every
-checkpoint evaluated in every mode, resumable at any point.
+"""`likra curve`: one training run per head with checkpoints after 2^k optimizer steps, every checkpoint
+evaluated in every mode, resumable at any point.
 
-Folder layout (everything finished is reused on a re-run with the same settings):
-
-    <out>/curve-config.json          the training settings; a re-run with other ones is refused
-    <out>/scores/<eval>/base.json    base-model log-likelihoods (scored once per evaluation set)
-    <out>/seed-<s>/<head dir>/checkpoint-<step>/   Trainer checkpoints (adapter; resume state until done)
-    <out>/seed-<s>/<head dir>.done.json            training statistics, written when the head finished
-    <out>/seed-<s>/scores/<eval>/step-<step>-<head dir>.json   per-question log-likelihoods of a checkpoint
-    <out>/curve.json, curve.csv, curve.png, curve.svg, report.md
-
-The head dirs are `positive` and `negative` (near-miss negatives) or `negative-<variant>` for the
-studies' other negative sets, which share the folder's positive head.
+A curve trains a list of heads (`HeadSpec`, default the Likra pair: `positive` on gold answers and
+`negative` on the configured negative set), each through its registered objective and on the same
+checkpoint schedule; every checkpoint of every head is scored once and all modes are derived from those
+cached log-likelihoods. Studies add heads (another objective, another negative set) and modes. The folder
+layout belongs to `likra.experiments.folder.CurveFolder`; everything finished is reused on a re-run.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Sequence
+from dataclasses import asdict, replace
+from typing import Any, Sequence
 
 import numpy as np
 
-from likra.data.benchmarks import load_spec
-from likra.data.examples import FEWSHOT_SEED, draw_shots, fewshot_prefix, positive_pairs, tokenize_answers
+from likra.config import Fraction, NonNegativeInt, PositiveInt, check, option, settings
+from likra.data.benchmarks import SOURCES, load_spec
+from likra.data.examples import FEWSHOT_SEED, draw_shots, fewshot_prefix
 from likra.data.negatives import NEGATIVE_KINDS, build_negatives, contaminate
-from likra.errors import LikraError
 from likra.distributed import barrier, is_main, rank_and_world, start
+from likra.errors import LikraError
+from likra.experiments.folder import CurveFolder, read_json, read_scores
 from likra.io import atomic_write_json
-from likra.model.heads import BASE, NEGATIVE, POSITIVE, LoraSettings, attach_heads, reinit_heads
-from likra.model.loading import load_base_model, load_tokenizer
+from likra.model.heads import BASE, HeadSpec, LoraSettings, add_head, attach_heads, likra_heads, reinit_heads
+from likra.model.loading import load_base_model, load_tokenizer, uses_cuda_bf16
+from likra.objectives import TrainContext, get_objective
+from likra.objectives.mle import TrainSettings
+from likra.objectives.registry import steps_per_epoch
 from likra.scoring.engine import ScoringEngine, tokenize_questions
 from likra.scoring.evaluate import default_fewshot_spec, mode_metrics
 from likra.scoring.metrics import Z95
-from likra.scoring.modes import check_modes
+from likra.scoring.modes import check_modes, get_mode
 from likra.training.pipeline import select_questions
-from likra.training.trainer import (TrainSettings, complete_checkpoints, drop_resume_state, steps_per_epoch,
-                                    train_head)
 
 log = logging.getLogger(__name__)
 
 METRICS = ("acc", "acc_norm")
 
 
-@dataclass
+@settings
 class CurveConfig:
     """The embedded default: SmolLM2-135M, ARC outside ARC-Challenge validation/test, evaluated on
     ARC-Challenge validation, sized (limit, points, batch, lr) to fit 20 minutes on 2 CPU cores."""
 
-    model: str = "smollm2-135m"
-    data: str = "arc-train"
-    eval_data: str = "arc_challenge:validation"
-    source: str = "auto"
-    limit: int | None = 2048
-    points: list[int] | None = None
-    seeds: int = 1
-    negatives: str = "one"
-    negative_kind: str = "near_miss"
-    negative_pool: str = "hellaswag:validation"
-    contamination: float = 0.0
-    modes: list[str] = field(default_factory=lambda: ["base", "sft", "likra", "negbase"])
-    weight: float = 1.0
-    shots: int = 0
-    fewshot_data: str | None = None
-    eval_limit: int | None = None
-    dtype: str = "auto"
-    batch_tokens: int | None = None
-    out: str = "runs/curve"
-    lora: LoraSettings = field(default_factory=LoraSettings)
-    train: TrainSettings = field(default_factory=TrainSettings)
+    model: str = option("smollm2-135m", help="hub id, local path, smollm2-135m (embedded) or random-tiny")
+    data: str = option("arc-train", help="training data spec (benchmark:split parts, a preset, or a JSONL file)")
+    eval_data: str = option("arc_challenge:validation", help="evaluation data spec")
+    source: str = option("auto", help="where benchmark data comes from", choices=SOURCES)
+    limit: PositiveInt | None = option(2048, help="training questions (a seeded subset; none = all)")
+    points: list[PositiveInt] | None = option(None, help="example counts to checkpoint at, e.g. 16,64,256 "
+                                                         "(default: after 1, 2, 4, ... optimizer steps)")
+    seeds: PositiveInt = option(1, help="independent runs (data order, negatives, subset, LoRA init); "
+                                        "mean and interval across them")
+    negatives: str = option("one", help="negatives per question (curves pair checkpoints: one)", choices=("one", "all"))
+    negative_kind: str = option("near_miss", help="kind of negatives", choices=NEGATIVE_KINDS)
+    negative_pool: str = option("hellaswag:validation", help="spec of the other benchmark for other_benchmark negatives")
+    contamination: Fraction = option(0.0, help="fraction of negatives replaced by the questions' correct answers")
+    modes: list[str] = option(default_factory=lambda: ["base", "sft", "likra", "negbase"],
+                              help="modes, or expressions over head names such as positive-0.5*negative")
+    weight: float = option(1.0, help="negative-head weight w")
+    shots: NonNegativeInt = option(0, help="few-shot examples prepended to every evaluated question")
+    fewshot_data: str | None = option(None, help="spec the shots are drawn from (default: the benchmark's train split)")
+    eval_limit: PositiveInt | None = option(None, help="evaluate the first N questions only")
+    dtype: str = option("auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16")
+    batch_tokens: PositiveInt | None = option(None, help="token budget of one scoring forward pass (default: by device)")
+    out: str = option("runs/curve", help="curve folder")
+    lora: LoraSettings = option(default_factory=LoraSettings, help="LoRA of the MLE heads")
+    train: TrainSettings = option(default_factory=TrainSettings, help="training of the heads", prefix="")
 
 
 # Settings that define the trained checkpoints: a folder holds one training setup, evaluated any number
@@ -116,60 +114,80 @@ def variant_name(cfg: CurveConfig) -> str:
     return kind + (f"-contaminated{cfg.contamination:g}" if cfg.contamination else "")
 
 
-class CurveRun:
-    """Executes a CurveConfig in its folder, skipping every piece already finished."""
+def eval_tag(cfg: CurveConfig) -> str:
+    """The name of an evaluation setting (data, shots, limit, shot source) under scores/."""
+    return slug(f"{cfg.eval_data}-{cfg.shots}shot" + (f"-first{cfg.eval_limit}" if cfg.eval_limit else "")
+                + (f"-shots_from_{cfg.fewshot_data}" if cfg.fewshot_data else ""))
 
-    def __init__(self, cfg: CurveConfig, progress: bool = True):
-        self.cfg = cfg
-        self.out = Path(cfg.out)
+
+class CurveRun:
+    """Executes a CurveConfig in its folder for a list of heads, skipping every piece already finished.
+
+    `heads`: default the Likra pair on the configured negative set; `extra_heads` and `extra_modes` are what
+    a study adds; `objective_settings` maps objective names to their settings (e.g. {"dpo": DPOSettings})."""
+
+    def __init__(self, cfg: CurveConfig, progress: bool = True, heads: Sequence[HeadSpec] | None = None,
+                 extra_heads: Sequence[HeadSpec] = (), extra_modes: Sequence[str] = (),
+                 objective_settings: dict[str, Any] | None = None):
+        self.cfg = check(cfg)
         self.progress = progress
-        check_modes(cfg.modes)
-        if cfg.seeds < 1:
-            raise LikraError(f"--seeds must be at least 1, got {cfg.seeds}")
+        self.folder = CurveFolder(cfg.out)
         if cfg.negatives != "one":
             raise LikraError("curves pair the heads' checkpoints by questions seen: use one negative per question "
                              "(--negatives one); `likra train --negatives all` trains on every incorrect choice")
-        if cfg.negative_kind not in NEGATIVE_KINDS:
-            raise LikraError(f"unknown negative kind {cfg.negative_kind!r}; choose from {', '.join(NEGATIVE_KINDS)}")
         self.variant = variant_name(cfg)
-        self.negative_dir = NEGATIVE if self.variant == "near_miss" else f"{NEGATIVE}-{self.variant}"
-        self.score_files: dict[int, list[tuple[int, dict[str, Path]]]] = {}  # seed -> [(examples, head -> file)]
-        self.eval_tag = slug(f"{cfg.eval_data}-{cfg.shots}shot" + (f"-first{cfg.eval_limit}" if cfg.eval_limit else "")
-                             + (f"-shots_from_{cfg.fewshot_data}" if cfg.fewshot_data else ""))
+        self.heads = list(heads if heads is not None else likra_heads(self.variant)) + list(extra_heads)
+        for head in self.heads:
+            get_objective(head.objective)
+            if head.negative_set not in (None, self.variant):
+                raise LikraError(f"head {head.name!r} trains on negative set {head.negative_set!r}, but this curve "
+                                 f"builds {self.variant!r}")
+        self.modes = list(check_modes(list(dict.fromkeys([*cfg.modes, *extra_modes]))))
+        known = {BASE, *(h.name for h in self.heads), *(h.role for h in self.heads if h.role)}
+        for mode in self.modes:
+            missing = [h for h in get_mode(mode).heads if h not in known]
+            if missing:
+                raise LikraError(f"mode {mode!r} needs head(s) {', '.join(missing)}; this curve trains "
+                                 f"{', '.join(sorted(known - {BASE}))}")
+        self.objective_settings = objective_settings or {}
+        self.eval_tag = eval_tag(cfg)
+        self.score_files: dict[int, list[tuple[int, dict[str, Any]]]] = {}  # seed -> [(examples, head -> file)]
 
-    # -- settings -------------------------------------------------------------------------------
-    def check_settings(self) -> None:
-        path = self.out / "curve-config.json"
-        current = {k: v for k, v in asdict(self.cfg).items() if k in TRAINING_KEYS}
-        if path.is_file():
-            previous = json.loads(path.read_text())
-            keys = [k for k in TRAINING_KEYS if previous.get(k) != current[k]]
-            if keys:
-                raise LikraError(f"{self.out}: holds a curve trained with other settings ({', '.join(keys)}); "
-                                 "use another --out or delete it")
-        elif is_main():
-            atomic_write_json(path, current)
+    def training_settings(self) -> dict:
+        return {k: v for k, v in asdict(self.cfg).items() if k in TRAINING_KEYS}
 
     # -- main -----------------------------------------------------------------------------------
     def run(self) -> dict:
         start()
         cfg = self.cfg
         tokenizer = load_tokenizer(cfg.model)
-        self.pad_id = tokenizer.pad_token_id
-        model = attach_heads(load_base_model(cfg.model, cfg.dtype), cfg.lora)
+        ctx = TrainContext(None, tokenizer, cfg.train, cfg.lora, lambda: load_base_model(cfg.model, cfg.dtype),
+                           progress=self.progress, objective_settings=self.objective_settings)
+        ctx.model = self.model = self.build_model(ctx)
+        ctx.bf16 = uses_cuda_bf16(ctx.model)
         eval_records = load_spec(cfg.eval_data, source=cfg.source)[: cfg.eval_limit]
         train_records = load_spec(cfg.data, source=cfg.source)
-        self.check_settings()  # only once the model and the data loaded: a typo must not lock the folder
+        # Only once the model and the data loaded: a typo must not lock the folder.
+        self.folder.check_settings(self.training_settings(), write=is_main())
         prefix_ids, questions = self.eval_tokens(tokenizer, eval_records)
-        engine = ScoringEngine(model, max_batch_tokens=cfg.batch_tokens, progress=self.progress)
-        self.base_file = self.out / "scores" / self.eval_tag / "base.json"
+        engine = ScoringEngine(ctx.model, max_batch_tokens=cfg.batch_tokens, progress=self.progress)
+        self.base_file = self.folder.base_scores_file(self.eval_tag)
         base = self.cached_scores(self.base_file, engine, questions, prefix_ids, BASE)
-        results = []
-        for seed in range(cfg.seeds):
-            results.append(self.run_seed(seed, model, tokenizer, train_records, engine, questions, prefix_ids, base,
-                                         eval_records))
+        results = [self.run_seed(seed, ctx, train_records, engine, questions, prefix_ids, base, eval_records)
+                   for seed in range(cfg.seeds)]
         barrier()
         return build_curve(cfg, results, eval_records, base, self.variant)
+
+    def build_model(self, ctx: TrainContext):
+        """The base model with one adapter per distinct head adapter, each with its objective's LoRA."""
+        loras: dict[str, LoraSettings] = {}
+        for head in self.heads:
+            loras.setdefault(head.adapter, get_objective(head.objective).lora(ctx))
+        (first, lora), *rest = loras.items()
+        model = attach_heads(load_base_model(self.cfg.model, self.cfg.dtype), lora, names=(first,))
+        for adapter, lora in rest:
+            add_head(model, adapter, lora)
+        return model
 
     def eval_tokens(self, tokenizer, records):
         prefix = ""
@@ -178,12 +196,12 @@ class CurveRun:
             prefix = fewshot_prefix(draw_shots(pool, self.cfg.shots, FEWSHOT_SEED, {r.id for r in records}))
         return tokenize_questions(tokenizer, records, prefix)
 
-    def cached_scores(self, path: Path, engine, questions, prefix_ids, head: str) -> list[np.ndarray]:
-        if path.is_file():
-            return [np.array(v) for v in json.loads(path.read_text())]
-        scores = engine.loglikelihoods(questions, (head,), prefix_ids)[head]
-        if is_main():
-            atomic_write_json(path, [s.tolist() for s in scores])
+    def cached_scores(self, path, engine, questions, prefix_ids, adapter: str) -> list[np.ndarray]:
+        scores = read_scores(path, len(questions))
+        if scores is None:
+            scores = engine.loglikelihoods(questions, (adapter,), prefix_ids)[adapter]
+            if is_main():
+                self.folder.write_scores(path, scores)
         return scores
 
     def negative_examples(self, records, seed, tokenizer, engine) -> list[tuple]:
@@ -199,9 +217,9 @@ class CurveRun:
 
     def mined_scores(self, records, tokenizer, engine) -> list[np.ndarray]:
         """Base-model score per choice of each training question (summed log-likelihood per character,
-        the acc_norm convention), cached by question id in <out>/mined-base-scores.json."""
-        path = self.out / "mined-base-scores.json"
-        cache = json.loads(path.read_text()) if path.is_file() else {}
+        the acc_norm convention), cached by question id."""
+        path = self.folder.mined_scores_file
+        cache = read_json(path) if path.is_file() else {}
         missing = [r for r in records if r.id not in cache]
         if missing:
             _, questions = tokenize_questions(tokenizer, missing)
@@ -211,64 +229,42 @@ class CurveRun:
                 atomic_write_json(path, cache)
         return [np.array(cache[r.id]) for r in records]
 
-    def run_seed(self, seed, model, tokenizer, train_records, engine, questions, prefix_ids, base, eval_records) -> dict:
-        from peft import set_peft_model_state_dict
-        from peft.utils import load_peft_weights
-
+    def run_seed(self, seed, ctx, train_records, engine, questions, prefix_ids, base, eval_records) -> dict:
         cfg = self.cfg
-        seed_dir = self.out / f"seed-{seed}"
         records = select_questions(train_records, cfg.limit, seed)
-        reinit_heads(model, (POSITIVE, NEGATIVE), seed)
-        settings = TrainSettings(**{**asdict(cfg.train), "seed": seed})
-        heads = {  # adapter -> (work folder name, examples)
-            POSITIVE: (POSITIVE, tokenize_answers(tokenizer, positive_pairs(records), settings.max_length)),
-            NEGATIVE: (self.negative_dir, tokenize_answers(tokenizer, self.negative_examples(records, seed, tokenizer, engine),
-                                                           settings.max_length)),
-        }
+        ctx.train = replace(cfg.train, seed=seed)
+        negatives = None
+        if any(h.negative_set for h in self.heads):
+            negatives = self.negative_examples(records, seed, ctx.tokenizer, engine)
         schedules, stats = {}, {}
-        for head, (folder, exs) in heads.items():
-            schedules[head] = checkpoint_schedule(len(exs), settings.batch_size, cfg.points, settings.epochs)
-            stats[head] = self.train_head_once(model, head, folder, exs, settings, seed_dir,
-                                               [s for s, _ in schedules[head]])
+        for head in self.heads:
+            objective = get_objective(head.objective)
+            items = objective.examples(ctx, head, records, negatives or [])
+            schedules[head.name] = checkpoint_schedule(len(items), ctx.train.batch_size, cfg.points, ctx.train.epochs)
+            reinit_heads(ctx.model, (head.adapter,), seed, (head.init,))
+            stats[head.name] = asdict(objective.train(
+                ctx, head, items, self.folder.work_dir(seed, head), [s for s, _ in schedules[head.name]],
+                resume=True, done_file=self.folder.done_file(seed, head)))
+        lengths = {name: len(s) for name, s in schedules.items()}
+        if len(set(lengths.values())) > 1:
+            raise LikraError(f"the heads' checkpoint schedules differ ({lengths}); give them equally many examples")
         points = []
         self.score_files[seed] = []
-        for (pos_step, n_pos), (neg_step, n_neg) in zip(schedules[POSITIVE], schedules[NEGATIVE]):
-            per_head = {BASE: base}
-            files = {BASE: self.base_file}
-            self.score_files[seed].append((n_pos, files))
-            for head, step in ((POSITIVE, pos_step), (NEGATIVE, neg_step)):
-                folder = heads[head][0]
-                path = files[head] = seed_dir / "scores" / self.eval_tag / f"step-{step}-{folder}.json"
-                if not path.is_file():
-                    weights = load_peft_weights(str(seed_dir / folder / f"checkpoint-{step}" / head))
-                    set_peft_model_state_dict(model, weights, adapter_name=head)
-                per_head[head] = self.cached_scores(path, engine, questions, prefix_ids, head)
-            points.append({"step": pos_step, "examples": n_pos, "negative_examples": n_neg,
-                           "metrics": mode_metrics(per_head, eval_records, cfg.modes, cfg.weight)})
+        for k, (step, examples) in enumerate(schedules[self.heads[0].name]):
+            per_head, files = {BASE: base}, {BASE: self.base_file}
+            for head in self.heads:
+                head_step = schedules[head.name][k][0]
+                path = self.folder.scores_file(seed, self.eval_tag, head, head_step)
+                scores = read_scores(path, len(questions))
+                if scores is None:
+                    self.folder.load_adapter(ctx.model, seed, head, head_step)
+                    scores = self.cached_scores(path, engine, questions, prefix_ids, head.adapter)
+                for key in filter(None, (head.name, head.role)):
+                    per_head[key], files[key] = scores, path
+            self.score_files[seed].append((examples, files))
+            points.append({"step": step, "examples": examples,
+                           "metrics": mode_metrics(per_head, eval_records, self.modes, cfg.weight)})
         return {"seed": seed, "points": points, "train": stats}
-
-    def train_head_once(self, model, head, folder, examples, settings, seed_dir: Path, steps: list[int]) -> dict:
-        done = seed_dir / f"{folder}.done.json"
-        if done.is_file():
-            return json.loads(done.read_text())
-        work = seed_dir / folder
-        stats = train_head(model, head, examples, settings, work, self.pad_id,
-                           checkpoint_steps=steps, resume=True, bf16=_uses_cuda_bf16(model), progress=self.progress)
-        barrier()
-        missing = [s for s in steps if s not in complete_checkpoints(work, head)]
-        if missing:
-            raise LikraError(f"{work}: training ended without checkpoints for steps {missing}")
-        if is_main():
-            atomic_write_json(done, asdict(stats))
-            drop_resume_state(work)
-        return asdict(stats)
-
-
-def _uses_cuda_bf16(model) -> bool:
-    import torch
-
-    p = next(model.parameters())
-    return p.device.type == "cuda" and p.dtype == torch.bfloat16
 
 
 # -- results ---------------------------------------------------------------------------------------

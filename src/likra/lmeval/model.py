@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from likra.data.examples import encode_pair
 from likra.errors import LikraError
 from likra.scoring.engine import QuestionTokens, ScoringEngine, common_prefix_length
-from likra.scoring.modes import MODE_HEADS, check_modes, heads_for, mode_score
+from likra.scoring.modes import check_modes, get_mode
 
 MIN_SHARED_PREFIX = 16
 
@@ -65,13 +65,14 @@ class LikraLM(LM):
         shared = common_prefix_length(contexts)
         shared = shared if shared >= MIN_SHARED_PREFIX else 0
         questions = [QuestionTokens(ctx[shared:], ans) for ctx, ans in zip(contexts, answers)]
-        heads = heads_for([self.mode])
+        mode = get_mode(self.mode)
+        heads = mode.heads
         iterator = tqdm(heads, desc=f"likra {self.mode}", disable=not progress)
         scored = {h: self.engine.score(questions, (h,), contexts[0][:shared] if shared else ())[h] for h in iterator}
-        greedy_head = MODE_HEADS[self.mode][0]
+        greedy_head = mode.greedy_head
         results: list[tuple[float, bool] | None] = [None] * len(pairs)
         for q, members in enumerate(groups.values()):
-            scores = mode_score(self.mode, {h: scored[h][q][0] for h in heads}, self.weight)
+            scores = mode.score({h: scored[h][q][0] for h in heads}, self.weight)
             greedy = scored[greedy_head][q][1]
             for j, i in enumerate(members):
                 results[i] = (float(scores[j]), bool(greedy[j]))

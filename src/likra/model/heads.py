@@ -1,28 +1,38 @@
-"""The two LoRA heads of a Likra model on one base LM, via peft's multi-adapter API."""
+"""Named LoRA heads on one base LM, via peft's multi-adapter API.
+
+A head is data (`HeadSpec`): its name (how modes refer to it), the objective that trains it, its training
+set, its peft adapter name and work folder, and which seeded initialisation it gets. The Likra pair is two
+heads of the `mle` objective, `positive` (gold answers) and `negative` (a negative set); other objectives
+and negative sets are more heads of the same kind.
+"""
 
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from likra.config import NonNegativeFloat, PositiveInt, option, settings
 from likra.errors import LikraError
 
 POSITIVE = "positive"
 NEGATIVE = "negative"
 BASE = "base"
 HEADS = (POSITIVE, NEGATIVE)
+HEAD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-@dataclass
+@settings
 class LoraSettings:
     """The spec's reference LoRA: r=8, alpha=8, no dropout, no bias, MLP projections only."""
 
-    r: int = 8
-    alpha: int = 8
-    dropout: float = 0.0
-    bias: str = "none"
-    target_modules: list[str] = field(default_factory=lambda: ["gate_proj", "up_proj", "down_proj"])
+    r: PositiveInt = option(8, help="LoRA rank")
+    alpha: PositiveInt = option(8, help="LoRA alpha (scale alpha/r)")
+    dropout: NonNegativeFloat = option(0.0, help="LoRA dropout")
+    bias: str = option("none", help="LoRA bias", choices=("none", "all", "lora_only"))
+    target_modules: list[str] = option(default_factory=lambda: ["gate_proj", "up_proj", "down_proj"],
+                                       help="module names that get LoRA weights")
 
     def to_peft(self):
         from peft import LoraConfig
@@ -31,6 +41,51 @@ class LoraSettings:
             r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, bias=self.bias,
             target_modules=list(self.target_modules), task_type="CAUSAL_LM",
         )
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """One trained head.
+
+    `name` is how modes and expressions refer to it (letters, digits, `_`); `data` is its training set:
+    `gold` (the correct answers), `negatives:<set>` (a named negative set) or `pairs:<set>` (gold against
+    that negative set); `adapter` is the peft adapter name inside checkpoints (default: `name`), `folder`
+    its work folder (default: `name`); `role` is the mode role it plays besides its name (the head of any
+    negative set plays `negative`); `init` picks its seeded LoRA initialisation (seed*1000 + init)."""
+
+    name: str
+    objective: str = "mle"
+    data: str = "gold"
+    adapter: str = ""
+    folder: str = ""
+    role: str = ""
+    init: int = 0
+
+    def __post_init__(self):
+        if not HEAD_NAME.match(self.name) or self.name == BASE:
+            raise LikraError(f"head name {self.name!r} must be letters, digits and '_' (and not {BASE!r})")
+        object.__setattr__(self, "adapter", self.adapter or self.name)
+        object.__setattr__(self, "folder", self.folder or self.name)
+
+    @property
+    def negative_set(self) -> str | None:
+        """The negative set this head trains on (`negatives:<set>` or `pairs:<set>`), or None."""
+        kind, _, name = self.data.partition(":")
+        return name if kind in ("negatives", "pairs") else None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def likra_heads(negative_set: str = "near_miss") -> list[HeadSpec]:
+    """The Likra pair: MLE on gold answers, MLE on a negative set. The near-miss head keeps the names
+    `negative`; another set's head is `negative_<set>` in folder `negative-<set>`, playing role `negative`."""
+    positive = HeadSpec(POSITIVE, data="gold", init=0)
+    if negative_set == "near_miss":
+        return [positive, HeadSpec(NEGATIVE, data="negatives:near_miss", init=1)]
+    name = re.sub(r"[^A-Za-z0-9_]", "_", f"{NEGATIVE}_{negative_set}")
+    return [positive, HeadSpec(name, data=f"negatives:{negative_set}", adapter=NEGATIVE,
+                               folder=f"{NEGATIVE}-{negative_set}", role=NEGATIVE, init=1)]
 
 
 def attach_heads(base, lora: LoraSettings, names=HEADS, seed: int = 0):
@@ -44,23 +99,59 @@ def attach_heads(base, lora: LoraSettings, names=HEADS, seed: int = 0):
     return model
 
 
-def reinit_heads(model, names=HEADS, seed: int = 0) -> None:
-    """Give each head peft's default initialisation (A random, B = 0) from `seed`, so a run is
-    reproducible across processes (a resumed run equals an uninterrupted one)."""
+def add_head(model, name: str, lora: LoraSettings):
+    """Add a fresh adapter `name` with its own LoRA settings to PeftModel `model` (no-op if it is there)."""
+    if name not in model.peft_config:
+        model.add_adapter(name, lora.to_peft())
+    return model
+
+
+def reinit_heads(model, names=HEADS, seed: int = 0, inits: tuple[int, ...] | None = None) -> None:
+    """Give each head peft's default initialisation (A random, B = 0) from seed*1000 + its init number
+    (`inits`, default its position in `names`), so a run is reproducible across processes (a resumed run
+    equals an uninterrupted one)."""
     import torch
     from peft.tuners.lora import LoraLayer
 
     layers = [m for m in model.modules() if isinstance(m, LoraLayer)]
-    for k, name in enumerate(names):
+    for name, k in zip(names, inits if inits is not None else range(len(names))):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed * 1000 + k)
             for layer in layers:
-                layer.reset_lora_parameters(name, True)
+                if name in layer.lora_A:
+                    layer.reset_lora_parameters(name, True)
 
 
 def save_heads(model, folder: Path, names=HEADS) -> None:
     """Adapters as safetensors under folder/<name>/ (peft's layout for named adapters)."""
     model.save_pretrained(str(folder), selected_adapters=list(names), safe_serialization=True)
+
+
+def load_adapter_weights(model, adapter: str, folder: Path) -> None:
+    """Load saved adapter weights (`folder/<adapter>/` or `folder/` itself) into the existing adapter
+    `adapter` of PeftModel `model`, refusing weights that do not fit it."""
+    from peft import load_peft_weights, set_peft_model_state_dict
+
+    if adapter not in getattr(model, "peft_config", {}):
+        raise LikraError(f"model has no adapter {adapter!r} to load {folder} into")
+    folder = Path(folder)
+    found = [d for d in (folder / adapter, folder) if (d / "adapter_model.safetensors").is_file()]
+    if not found:
+        raise LikraError(f"{folder}: no adapter weights for {adapter!r} (looked in {adapter}/ and the folder itself)")
+    device = next(model.parameters()).device
+    try:
+        weights = load_peft_weights(str(found[0]), device=str(device))
+    except Exception as e:  # a truncated or foreign file: safetensors and torch raise many kinds
+        raise LikraError(f"{found[0]}: unreadable adapter weights ({type(e).__name__}: {str(e)[:120]})") from None
+    try:
+        result = set_peft_model_state_dict(model, weights, adapter_name=adapter)
+    except RuntimeError as e:  # shape mismatch
+        raise LikraError(f"{found[0]}: adapter weights do not fit the model ({str(e).splitlines()[0][:160]})") from None
+    unexpected = [k for k in result.unexpected_keys if "lora_" in k]
+    missing = [k for k in result.missing_keys if "lora_" in k and f".{adapter}." in k]
+    if unexpected or missing:
+        raise LikraError(f"{found[0]}: adapter weights do not fit the model's {adapter!r} adapter "
+                         f"(unexpected {unexpected[:3]}, missing {missing[:3]})")
 
 
 def load_heads(base, folder: Path, names=HEADS):

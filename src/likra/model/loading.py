@@ -48,6 +48,12 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def uses_cuda_bf16(model) -> bool:
+    """Whether `model` sits on CUDA in bf16 (the Trainer then trains in bf16 autocast)."""
+    p = next(model.parameters())
+    return p.device.type == "cuda" and p.dtype == torch.bfloat16
+
+
 def smollm2_gguf_path() -> Path | None:
     """Where the embedded GGUF lies, found without importing its package."""
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)

@@ -8,14 +8,36 @@ from typing import Sequence
 
 import numpy as np
 
-from likra.config import EvalConfig
-from likra.data.benchmarks import load_spec
-from likra.data.examples import draw_shots, fewshot_prefix
+from likra.config import NonNegativeInt, PositiveInt, check, option, settings
+from likra.data.benchmarks import SOURCES, load_spec
+from likra.data.examples import FEWSHOT_SEED, draw_shots, fewshot_prefix
 from likra.data.records import MCRecord
 from likra.errors import LikraError
 from likra.scoring.engine import ScoringEngine, tokenize_questions
 from likra.scoring.metrics import accuracy, accuracy_norm
 from likra.scoring.modes import check_modes, heads_for, question_scores
+
+DEFAULT_EVAL_MODES = ["base", "sft", "likra", "negbase"]
+
+
+@settings
+class EvalConfig:
+    """`likra eval`: every head run once, every mode derived from the cached log-likelihoods."""
+
+    run: str | None = option(None, help="run folder written by `likra train`")
+    model: str | None = option(None, help="evaluate a plain model (mode base only) instead of a run")
+    data: str = option("arc_challenge:validation", help="benchmark spec or JSONL file")
+    source: str = option("auto", help="where benchmark data comes from", choices=SOURCES)
+    modes: list[str] = option(default_factory=lambda: list(DEFAULT_EVAL_MODES),
+                              help="modes, or expressions over head names such as positive-0.5*negative")
+    weight: float = option(1.0, help="negative-head weight w")
+    shots: NonNegativeInt = option(0, help="few-shot examples prepended to every question")
+    fewshot_data: str | None = option(None, help="spec the shots are drawn from (default: the benchmark's train split)")
+    fewshot_seed: int = option(FEWSHOT_SEED, help="seed of the few-shot order")
+    limit: PositiveInt | None = option(None, help="evaluate the first N questions only")
+    dtype: str = option("auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16")
+    batch_tokens: PositiveInt | None = option(None, help="token budget of one forward pass (default: by device)")
+    out: str | None = option(None, help="results JSON (default <run>/eval/<data>-<k>shot.json)")
 
 
 def default_fewshot_spec(spec: str) -> str:
@@ -60,6 +82,7 @@ def score_records(model, tokenizer, records: Sequence[MCRecord], heads: Sequence
 
 def evaluate(cfg: EvalConfig, model, tokenizer, progress: bool = False) -> dict:
     """Results of `cfg` on an already loaded model (a run's PeftModel, or a plain base model)."""
+    check(cfg)
     modes = check_modes(cfg.modes)
     records = load_spec(cfg.data, source=cfg.source)
     if cfg.limit is not None:

@@ -1,55 +1,148 @@
-"""Score modes: pure functions of per-head summed answer log-likelihoods (never renormalised)."""
+"""Score modes: weighted combinations of per-head summed answer log-likelihoods (never renormalised).
+
+A mode is data: a list of terms (coefficient, head, whether the negative weight w scales it), a label and a
+colour for figures, and the head whose greedy flags stand for the mode's. The registry holds the paper's
+modes; `register_mode` adds one (from any file); `--modes` also takes expressions over head names, e.g.
+`positive-0.5*negative`, `base-w*negative_random_question` or `dpo-base`:
+
+    expression := ['+'|'-'] term (('+'|'-') term)*
+    term       := [number '*'] ['w' '*'] head
+
+Every mode is computed from one pass per head; nothing here knows what a head was trained on.
+"""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
 
 from likra.errors import LikraError
-from likra.model.heads import BASE, NEGATIVE, POSITIVE
 
-MODE_HEADS: dict[str, tuple[str, ...]] = {
-    "base": (BASE,),
-    "sft": (POSITIVE,),
-    "likra": (POSITIVE, NEGATIVE),
-    "negbase": (BASE, NEGATIVE),
-    "pos_base": (POSITIVE, BASE),
-}
-MODES = tuple(MODE_HEADS)
+BASE = "base"
+
+
+@dataclass(frozen=True)
+class Term:
+    coefficient: float
+    head: str
+    weighted: bool = False  # multiplied by the negative weight w
+
+
+@dataclass(frozen=True)
+class Mode:
+    """score = sum of coefficient (x w where weighted) x log p_head, per choice."""
+
+    name: str
+    terms: tuple[Term, ...]
+    label: str = ""
+    color: str | None = None
+
+    @property
+    def heads(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(t.head for t in self.terms))
+
+    @property
+    def greedy_head(self) -> str:
+        """The head whose greedy flags the mode reports (its first head)."""
+        return self.terms[0].head
+
+    def score(self, ll: Mapping[str, np.ndarray], weight: float = 1.0) -> np.ndarray:
+        """Per-choice score of one question; `ll` maps head -> summed log-likelihoods of its choices."""
+        total = None
+        for t in self.terms:
+            c = t.coefficient * weight if t.weighted else t.coefficient
+            value = ll[t.head] if c == 1 else c * ll[t.head]
+            total = value if total is None else total + value
+        return total
+
+
+MODES: dict[str, Mode] = {}
+
+
+def register_mode(mode: Mode) -> Mode:
+    """Add `mode` to the registry (replacing one of the same name); returns it."""
+    MODES[mode.name] = mode
+    return mode
+
+
+for _mode in (
+    Mode("base", (Term(1, BASE),), "base model", "gray"),
+    Mode("sft", (Term(1, "positive"),), "SFT (positive head)", "tab:blue"),
+    Mode("likra", (Term(1, "positive"), Term(-1, "negative", True)), "Likra (pos - neg)", "tab:red"),
+    Mode("negbase", (Term(1, BASE), Term(-1, "negative", True)), "Base-Likra (base - neg)", "tab:green"),
+    Mode("pos_base", (Term(1, "positive"), Term(-1, BASE)), "pos - base", "tab:purple"),
+):
+    register_mode(_mode)
+
+_TERM = re.compile(r"\s*([+-])?\s*(?:(\d+(?:\.\d*)?|\.\d+)\s*\*\s*)?(?:(w)\s*\*\s*)?([A-Za-z_][A-Za-z0-9_]*)\s*")
+
+
+def parse_expression(text: str) -> Mode:
+    """A mode from an expression over head names (see the module docstring)."""
+    pos, terms = 0, []
+    while pos < len(text):
+        match = _TERM.match(text, pos)
+        if match is None or match.end() == pos or (terms and not match.group(1)):
+            raise LikraError(f"mode {text!r}: cannot read it after {text[:pos]!r}; write a registered mode "
+                             f"({', '.join(MODES)}) or an expression like positive-0.5*negative")
+        sign, number, w, head = match.groups()
+        if head == "w":
+            raise LikraError(f"mode {text!r}: 'w' is the negative weight, not a head")
+        coefficient = float(number) if number else 1.0
+        terms.append(Term(-coefficient if sign == "-" else coefficient, head, bool(w)))
+        pos = match.end()
+    if not terms:
+        raise LikraError("empty mode")
+    return Mode(text.replace(" ", ""), tuple(terms), text.replace(" ", ""))
+
+
+def get_mode(name: str) -> Mode:
+    """A registered mode, or the mode an expression describes."""
+    return MODES.get(name) or parse_expression(name)
 
 
 def check_modes(modes: Sequence[str]) -> tuple[str, ...]:
-    unknown = [m for m in modes if m not in MODE_HEADS]
-    if unknown:
-        raise LikraError(f"unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
+    """The mode names, each known or a valid expression; a LikraError otherwise."""
+    if not modes:
+        raise LikraError(f"no modes given; choose from {', '.join(MODES)} or expressions over head names")
+    for m in modes:
+        get_mode(m)
     return tuple(modes)
 
 
 def heads_for(modes: Sequence[str]) -> tuple[str, ...]:
-    """The heads to run (each once) so that every mode in `modes` can be computed."""
-    needed = {h for m in check_modes(modes) for h in MODE_HEADS[m]}
-    return tuple(h for h in (BASE, POSITIVE, NEGATIVE) if h in needed)
+    """The heads to run (each once) so that every mode in `modes` can be computed; base first."""
+    needed = dict.fromkeys(h for m in check_modes(modes) for h in get_mode(m).heads)
+    return tuple(sorted(needed, key=lambda h: h != BASE))
 
 
 def mode_score(mode: str, ll: Mapping[str, np.ndarray], weight: float = 1.0) -> np.ndarray:
-    """Per-choice score of one question: `ll` maps head -> summed log-likelihoods of its choices.
-
-    likra = pos - w*neg; negbase = base - w*neg; sft = pos; base = base; pos_base = pos - base."""
-    if mode == "base":
-        return ll[BASE]
-    if mode == "sft":
-        return ll[POSITIVE]
-    if mode == "likra":
-        return ll[POSITIVE] - weight * ll[NEGATIVE]
-    if mode == "negbase":
-        return ll[BASE] - weight * ll[NEGATIVE]
-    if mode == "pos_base":
-        return ll[POSITIVE] - ll[BASE]
-    raise LikraError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
+    """Per-choice score of one question in mode `mode` (a name or an expression)."""
+    found = get_mode(mode)
+    missing = [h for h in found.heads if h not in ll]
+    if missing:
+        raise LikraError(f"mode {mode!r} needs head(s) {', '.join(missing)}; scored: {', '.join(ll)}")
+    return found.score(ll, weight)
 
 
 def question_scores(mode: str, per_head: Mapping[str, Sequence[np.ndarray]], weight: float = 1.0) -> list[np.ndarray]:
     """`mode_score` for every question of `per_head` ({head: [per-question arrays]})."""
+    found = get_mode(mode)
+    missing = [h for h in found.heads if h not in per_head]
+    if missing:
+        raise LikraError(f"mode {mode!r} needs head(s) {', '.join(missing)}; scored: {', '.join(per_head)}")
     n = len(next(iter(per_head.values())))
-    return [mode_score(mode, {h: v[i] for h, v in per_head.items()}, weight) for i in range(n)]
+    return [found.score({h: per_head[h][i] for h in found.heads}, weight) for i in range(n)]
+
+
+def mode_label(name: str) -> str:
+    found = MODES.get(name)
+    return found.label if found and found.label else name
+
+
+def mode_color(name: str) -> str | None:
+    found = MODES.get(name)
+    return found.color if found else None

@@ -1,26 +1,42 @@
-"""`likra train`: records -> positive and negative examples -> two trained heads -> a run folder."""
+"""`likra train`: records -> each head's training set -> heads trained by their objectives -> a run folder."""
 
 from __future__ import annotations
 
 import logging
 import random
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
-import torch
-
-from likra.config import TrainConfig
-from likra.data.benchmarks import load_spec
-from likra.data.examples import negative_pairs, positive_pairs, tokenize_answers
+from likra.config import NonNegativeInt, PositiveInt, check, option, settings
+from likra.data.benchmarks import SOURCES, load_spec
+from likra.data.examples import negative_pairs
 from likra.distributed import barrier, is_main, start
 from likra.errors import LikraError
-from likra.model.heads import NEGATIVE, POSITIVE, attach_heads, save_heads
-from likra.model.loading import load_base_model, load_tokenizer
-from likra.runs import ADAPTERS, finish_run
-from likra.training.trainer import train_head
+from likra.model.heads import LoraSettings, attach_heads, likra_heads, reinit_heads, save_heads
+from likra.model.loading import load_base_model, load_tokenizer, uses_cuda_bf16
+from likra.objectives import TrainContext, get_objective
+from likra.objectives.mle import TrainSettings
+from likra.runs import ADAPTERS, check_out, finish_run
 
 log = logging.getLogger(__name__)
+
+
+@settings
+class TrainConfig:
+    """`likra train`: both heads on one base model, same questions, one negative per question."""
+
+    model: str = option("smollm2-135m", help="hub id, local path, smollm2-135m (embedded) or random-tiny")
+    data: str = option("arc-train", help="benchmark spec (e.g. arc-train, arc_easy:train+validation) or a JSONL file")
+    source: str = option("auto", help="where benchmark data comes from", choices=SOURCES)
+    limit: PositiveInt | None = option(None, help="train on this many questions (a seeded subset)")
+    negatives: str = option("one", help="incorrect answers per question", choices=("one", "all"))
+    negative_seed: NonNegativeInt = option(0, help="seed of the negative draw")
+    dtype: str = option("auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16")
+    out: str | None = option(None, help="run folder (default runs/<model>-<data>)")
+    overwrite: bool = option(False, help="replace an existing run folder (only one that likra wrote)")
+    lora: LoraSettings = option(default_factory=LoraSettings, help="LoRA of both heads")
+    train: TrainSettings = option(default_factory=TrainSettings, help="training of both heads", prefix="")
 
 
 def select_questions(records, limit: int | None, seed: int):
@@ -39,48 +55,44 @@ def default_out(cfg: TrainConfig) -> Path:
     return Path("runs") / name
 
 
-def build_examples(cfg: TrainConfig, tokenizer, records):
-    """(positive examples, negative examples) on the same questions."""
-    pos = tokenize_answers(tokenizer, positive_pairs(records), cfg.train.max_length)
-    neg = tokenize_answers(tokenizer, negative_pairs(records, cfg.negative_seed, cfg.negatives), cfg.train.max_length)
-    return pos, neg
-
-
 def train_run(cfg: TrainConfig, progress: bool = True) -> Path:
-    """Train both heads and write the run folder atomically; returns its path."""
+    """Train the Likra heads and write the run folder atomically; returns its path."""
+    check(cfg)
     out = Path(cfg.out) if cfg.out else default_out(cfg)
-    if out.exists() and not cfg.overwrite:
-        what = "holds a run" if (out / "likra.json").exists() else "exists"
-        raise LikraError(f"{out}: already {what}; choose another --out or pass --overwrite")
+    check_out(out, cfg.overwrite)
     start()
     records = select_questions(load_spec(cfg.data, source=cfg.source), cfg.limit, cfg.train.seed)
     tokenizer = load_tokenizer(cfg.model)
-    model = attach_heads(load_base_model(cfg.model, cfg.dtype), cfg.lora, seed=cfg.train.seed)
-    pos, neg = build_examples(cfg, tokenizer, records)
+    heads = likra_heads()
+    model = attach_heads(load_base_model(cfg.model, cfg.dtype), cfg.lora, names=tuple(h.adapter for h in heads),
+                         seed=cfg.train.seed)
+    ctx = TrainContext(model, tokenizer, replace(cfg.train), cfg.lora, lambda: load_base_model(cfg.model, cfg.dtype),
+                       bf16=uses_cuda_bf16(model), progress=progress)
+    negatives = negative_pairs(records, cfg.negative_seed, cfg.negatives)
+    items = {h.name: get_objective(h.objective).examples(ctx, h, records, negatives) for h in heads}
     staging = out.with_name(out.name + ".partial")
     if is_main():
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
     barrier()
-    weights = next(model.parameters())
-    bf16 = weights.dtype == torch.bfloat16 and weights.device.type == "cuda"
     stats = {}
-    for head, examples in ((POSITIVE, pos), (NEGATIVE, neg)):
-        log.info("training %s head on %d examples", head, len(examples))
-        stats[head] = asdict(train_head(model, head, examples, cfg.train, staging / "trainer", tokenizer.pad_token_id,
-                                        bf16=bf16, progress=progress))
+    for head in heads:
+        log.info("training %s head on %d examples", head.name, len(items[head.name]))
+        reinit_heads(model, (head.adapter,), cfg.train.seed, (head.init,))
+        stats[head.name] = asdict(get_objective(head.objective).train(ctx, head, items[head.name], staging / "trainer"))
     barrier()
     if not is_main():
         return out
     shutil.rmtree(staging / "trainer", ignore_errors=True)
-    save_heads(model, staging / ADAPTERS)
+    save_heads(model, staging / ADAPTERS, names=[h.adapter for h in heads])
     manifest = {
         "kind": "train",
         "model": {"name": cfg.model, "dtype": cfg.dtype},
-        "heads": [POSITIVE, NEGATIVE],
+        "heads": [h.adapter for h in heads],
+        "head_specs": [h.to_json() for h in heads],
         "data": {"spec": cfg.data, "source": cfg.source, "questions": len(records),
                  "question_ids": [r.id for r in records]},
-        "examples": {POSITIVE: len(pos), NEGATIVE: len(neg)},
+        "examples": {h.name: len(items[h.name]) for h in heads},
         "negatives": {"per_question": cfg.negatives, "seed": cfg.negative_seed},
         "lora": asdict(cfg.lora),
         "train": asdict(cfg.train),

@@ -1,4 +1,4 @@
-"""The paper's DPO baseline: TRL's DPOTrainer (sigmoid loss, beta 0.1) training one LoRA adapter, "dpo", on
+"""The `dpo` objective, the paper's DPO baseline: TRL's DPOTrainer (sigmoid loss, beta 0.1) training one LoRA adapter, "dpo", on
 (prompt, chosen = gold answer, rejected = one incorrect choice) pairs built from the same negatives Likra's
 negative head trains on.
 
@@ -17,7 +17,7 @@ answer tokens, so TRL's own keep-start truncation never fires.
 Checkpoints. With `checkpoint_steps`, a full resumable Trainer checkpoint is written after each of those
 optimizer steps to `work_dir/checkpoint-<step>/`; because the adapter is named "dpo" (not peft's "default"),
 its weights lie in `work_dir/checkpoint-<step>/dpo/adapter_model.safetensors` (+ `adapter_config.json`), the
-same layout as Likra's heads, so `trainer.complete_checkpoints(work_dir, "dpo")` lists them. The folder also
+same layout as Likra's heads, so `likra.objectives.registry.complete_checkpoints(work_dir, "dpo")` lists them. The folder also
 holds the optimizer/scheduler/RNG state and `trainer_state.json`; TRL also writes a model card `README.md`
 into `work_dir`.
 """
@@ -26,19 +26,20 @@ from __future__ import annotations
 
 import copy
 import logging
-import time
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
+from likra.config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, option, settings
 from likra.data.examples import encode_pair, negative_pairs
 from likra.data.records import MCRecord
-from likra.errors import LikraError
-from likra.model.heads import LoraSettings, attach_heads, reinit_heads
 from likra.distributed import rank_and_world
-from likra.training.trainer import CHECKPOINT_PREFIX, _save_at_steps_callback, latest_resumable, per_device_batch
+from likra.errors import LikraError
+from likra.model.heads import HeadSpec, LoraSettings, attach_heads, reinit_heads
+from likra.objectives.registry import (Objective, TrainContext, TrainStats, finished_stats, per_device_batch,
+                                       register_objective, run_trainer)
 
 log = logging.getLogger(__name__)
 
@@ -52,25 +53,26 @@ def dpo_lora() -> LoraSettings:
     return LoraSettings(r=16, alpha=16, dropout=0.0, target_modules=list(ALL_PROJECTIONS))
 
 
-@dataclass
+@settings
 class DPOSettings:
-    """The paper's DPO baseline: sigmoid loss, beta 0.1, lr 5e-5 with a cosine schedule, 1 epoch."""
+    """The paper's DPO baseline: sigmoid loss, beta 0.1, lr 5e-5 with a cosine schedule, 1 epoch. In a curve
+    the batch size, epochs and seed follow the curve's training settings, so checkpoints line up."""
 
-    beta: float = 0.1
-    loss_type: str = "sigmoid"
-    learning_rate: float = 5e-5
-    lr_scheduler_type: str = "cosine"
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    batch_size: int = 16
-    epochs: float = 1.0
-    seed: int = 0
-    lora: LoraSettings = field(default_factory=dpo_lora)
-    max_length: int = 1024
-    negatives: str = "one"          # incorrect choices per question, as for Likra's negative head
-    append_eos: bool = False        # True: train on answer + EOS, as stock TRL does for plain text
-    gradient_checkpointing: bool = False
-    logging_steps: int = 10
+    beta: PositiveFloat = option(0.1, help="DPO beta (strength of the KL anchor to the base model)")
+    loss_type: str = option("sigmoid", help="TRL loss type", choices=("sigmoid",))
+    learning_rate: PositiveFloat = option(5e-5, help="DPO learning rate", flags=("--dpo-lr",))
+    lr_scheduler_type: str = option("cosine", help="learning-rate schedule (transformers' names)")
+    warmup_steps: NonNegativeInt = option(0, help="warmup optimizer steps")
+    weight_decay: NonNegativeFloat = option(0.0, help="AdamW weight decay")
+    batch_size: PositiveInt = option(16, help="pairs per optimizer step (a curve uses its own batch size)", cli=False)
+    epochs: PositiveFloat = option(1.0, help="passes over the pairs (a curve uses its own)", cli=False)
+    seed: NonNegativeInt = option(0, help="seed (a curve uses its seed)", cli=False)
+    lora: LoraSettings = option(default_factory=lambda: dpo_lora(), help="the DPO adapter's LoRA")
+    max_length: PositiveInt = option(1024, help="longest prompt + answer; prompts are cut from the left")
+    negatives: str = option("one", help="incorrect choices per question", choices=("one", "all"), cli=False)
+    append_eos: bool = option(False, help="train on answer + EOS, as stock TRL does for plain text")
+    gradient_checkpointing: bool = option(False, help="recompute activations in the backward pass")
+    logging_steps: PositiveInt = option(10, help="log every N optimizer steps")
 
     def __post_init__(self):
         if self.loss_type != "sigmoid":
@@ -113,17 +115,6 @@ def tokenize_dpo_pairs(tokenizer, pairs: Sequence[dict], max_length: int | None 
     return rows
 
 
-@dataclass
-class DPOStats:
-    head: str
-    pairs: int
-    steps: int
-    seconds: float
-    pairs_per_second: float
-    losses: list[float] = field(default_factory=list)
-    log: list[dict] = field(default_factory=list)   # TRL's logged training metrics (rewards/*, logps/*, ...)
-
-
 def _dpo_trainer_class():
     from trl import DPOTrainer
 
@@ -161,14 +152,13 @@ def _drop_fused_lm_head(lm) -> None:
 
 def train_dpo(base_model, tokenizer, records_or_pairs: Sequence, settings: DPOSettings, work_dir: Path,
               checkpoint_steps: Sequence[int] = (), resume: bool = False, bf16: bool = False,
-              progress: bool = False):
-    """Train a "dpo" LoRA adapter on `base_model` with TRL's DPOTrainer; returns (PeftModel, DPOStats).
+              progress: bool = False, done_file: Path | None = None):
+    """Train a "dpo" LoRA adapter on `base_model` with TRL's DPOTrainer; returns (PeftModel or None, TrainStats).
 
     `records_or_pairs`: MCRecords (pairs made by `dpo_pairs(records, settings.seed, settings.negatives)`) or
     pair dicts with prompt/chosen/rejected text. `base_model` must be a plain causal LM (not a PeftModel); it is
-    wrapped in place. With `checkpoint_steps`, a full resumable checkpoint is written after each of those
-    optimizer steps to `work_dir/checkpoint-<step>/` (adapter in its `dpo/` subfolder); with `resume`,
-    training continues from the latest of them."""
+    wrapped in place. Checkpoints (adapter in their `dpo/` subfolder), resume and the done-marker: see
+    `likra.objectives.registry.run_trainer`; the model is None when the done-marker was there already."""
     from datasets import Dataset
     from trl import DPOConfig
 
@@ -178,95 +168,89 @@ def train_dpo(base_model, tokenizer, records_or_pairs: Sequence, settings: DPOSe
     if not items:
         raise LikraError("no DPO training pairs")
     pairs = dpo_pairs(items, settings.seed, settings.negatives) if isinstance(items[0], MCRecord) else items
-    rows = tokenize_dpo_pairs(tokenizer, pairs, settings.max_length, settings.append_eos)
-    args = DPOConfig(
-        output_dir=str(work_dir),
-        per_device_train_batch_size=per_device_batch(settings.batch_size, rank_and_world()[1]),
-        learning_rate=settings.learning_rate,
-        lr_scheduler_type=settings.lr_scheduler_type,
-        warmup_steps=settings.warmup_steps,
-        weight_decay=settings.weight_decay,
-        num_train_epochs=settings.epochs,
-        seed=settings.seed,
-        data_seed=settings.seed,
-        beta=settings.beta,
-        loss_type=[settings.loss_type],
-        max_length=settings.max_length,
-        precompute_ref_log_probs=False,
-        disable_dropout=True,
-        # TRL's defaults differ from TrainingArguments': bf16=True and gradient_checkpointing=True.
-        bf16=bf16,
-        gradient_checkpointing=settings.gradient_checkpointing,
-        logging_steps=settings.logging_steps,
-        save_strategy="no",
-        report_to=[],
-        push_to_hub=False,
-        use_cpu=not torch.cuda.is_available(),
-        disable_tqdm=not progress,
-        dataloader_num_workers=0,
-    )
-    callbacks = [_save_at_steps_callback(set(checkpoint_steps))] if checkpoint_steps else []
-    trainer = _dpo_trainer_class()(
-        model=base_model, ref_model=None, args=args, train_dataset=Dataset.from_list(rows),
-        processing_class=tokenizer, callbacks=callbacks, peft_config=settings.lora.to_peft(),
-    )
-    model = trainer.model
-    # TRL wraps the model as peft's "default" adapter; name it "dpo" before the optimizer exists, with likra's
-    # seeded initialisation (B = 0, so the disabled-adapter reference equals the initial policy).
-    _rename_adapter(model, "default", DPO_HEAD)
-    reinit_heads(model, (DPO_HEAD,), settings.seed)
-    if not progress:
-        from transformers import PrinterCallback, ProgressCallback
+    built = {}
 
-        trainer.remove_callback(PrinterCallback)
-        trainer.remove_callback(ProgressCallback)
-    resume_from = latest_resumable(work_dir, DPO_HEAD) if resume else None
-    if resume_from is not None:
-        log.info("resuming DPO from %s", resume_from)
-    start = time.perf_counter()
-    try:
-        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    finally:
-        _drop_fused_lm_head(model.get_base_model())
-    seconds = time.perf_counter() - start
-    model.set_adapter(DPO_HEAD)
-    model.eval()
-    history = trainer.state.log_history
-    losses = [h["loss"] for h in history if "loss" in h]
-    logged = [{k: v for k, v in h.items() if isinstance(v, (int, float))} for h in history if "loss" in h]
-    done = trainer.state.global_step - (int(resume_from.name[len(CHECKPOINT_PREFIX):]) if resume_from else 0)
-    n_seen = min(len(rows) * settings.epochs, done * settings.batch_size)
-    stats = DPOStats(DPO_HEAD, len(rows), trainer.state.global_step, seconds, n_seen / max(seconds, 1e-9),
-                     losses, logged)
+    def build(callbacks):
+        rows = tokenize_dpo_pairs(tokenizer, pairs, settings.max_length, settings.append_eos)
+        args = DPOConfig(
+            output_dir=str(work_dir),
+            per_device_train_batch_size=per_device_batch(settings.batch_size, rank_and_world()[1]),
+            learning_rate=settings.learning_rate,
+            lr_scheduler_type=settings.lr_scheduler_type,
+            warmup_steps=settings.warmup_steps,
+            weight_decay=settings.weight_decay,
+            num_train_epochs=settings.epochs,
+            seed=settings.seed,
+            data_seed=settings.seed,
+            beta=settings.beta,
+            loss_type=[settings.loss_type],
+            max_length=settings.max_length,
+            precompute_ref_log_probs=False,
+            disable_dropout=True,
+            # TRL's defaults differ from TrainingArguments': bf16=True and gradient_checkpointing=True.
+            bf16=bf16,
+            gradient_checkpointing=settings.gradient_checkpointing,
+            logging_steps=settings.logging_steps,
+            save_strategy="no",
+            report_to=[],
+            push_to_hub=False,
+            use_cpu=not torch.cuda.is_available(),
+            disable_tqdm=not progress,
+            dataloader_num_workers=0,
+        )
+        trainer = _dpo_trainer_class()(
+            model=base_model, ref_model=None, args=args, train_dataset=Dataset.from_list(rows),
+            processing_class=tokenizer, callbacks=callbacks, peft_config=settings.lora.to_peft(),
+        )
+        # TRL wraps the model as peft's "default" adapter; name it "dpo" before the optimizer exists, with
+        # likra's seeded initialisation (B = 0, so the disabled-adapter reference equals the initial policy).
+        _rename_adapter(trainer.model, "default", DPO_HEAD)
+        reinit_heads(trainer.model, (DPO_HEAD,), settings.seed)
+        built["model"] = trainer.model
+        return trainer
+
+    stats = run_trainer(build, DPO_HEAD, work_dir, len(pairs), settings.batch_size, settings.epochs,
+                        checkpoint_steps, resume, progress, done_file,
+                        after=lambda trainer: _drop_fused_lm_head(trainer.model.get_base_model()))
+    model = built.get("model")
+    if model is not None:
+        model.set_adapter(DPO_HEAD)
+        model.eval()
     return model, stats
 
 
 def attach_dpo_head(base_model, lora: LoraSettings | None = None, seed: int = 0):
-    """A PeftModel with a fresh "dpo" adapter, ready for `load_dpo_checkpoint`."""
+    """A PeftModel with a fresh "dpo" adapter, ready for `likra.model.heads.load_adapter_weights`."""
     return attach_heads(base_model, lora or dpo_lora(), names=(DPO_HEAD,), seed=seed)
 
 
-def dpo_adapter_dir(checkpoint_dir: Path) -> Path:
-    """The folder holding the DPO adapter's weights: `<checkpoint>/dpo/`, or the folder itself when the adapter
-    was saved at its top (peft's layout for an adapter named "default")."""
-    checkpoint_dir = Path(checkpoint_dir)
-    for folder in (checkpoint_dir / DPO_HEAD, checkpoint_dir):
-        if any((folder / f).is_file() for f in ("adapter_model.safetensors", "adapter_model.bin")):
-            return folder
-    raise LikraError(f"{checkpoint_dir}: no DPO adapter weights (looked in {DPO_HEAD}/ and the folder itself)")
+class DPO(Objective):
+    """TRL's DPOTrainer on (prompt, gold answer, negative) pairs of the head's negative set (`data:
+    pairs:<set>`), its own LoRA (`DPOSettings.lora`), the base model as the reference."""
+
+    name = "dpo"
+    help = "TRL's DPO (sigmoid loss) on gold vs negative pairs"
+
+    def settings(self, ctx: TrainContext) -> DPOSettings:
+        own = ctx.objective_settings.get(self.name) or DPOSettings()
+        return replace(own, seed=ctx.train.seed, batch_size=ctx.train.batch_size, epochs=ctx.train.epochs)
+
+    def lora(self, ctx: TrainContext) -> LoraSettings:
+        return self.settings(ctx).lora
+
+    def examples(self, ctx: TrainContext, head: HeadSpec, records, negatives) -> list[dict]:
+        return dpo_pairs(records, ctx.train.seed, negatives=negatives)
+
+    def train(self, ctx: TrainContext, head: HeadSpec, items, work_dir, checkpoint_steps=(), resume=False,
+              done_file=None) -> TrainStats:
+        if head.adapter != DPO_HEAD:
+            raise LikraError(f"a DPO head's adapter is named {DPO_HEAD!r}, not {head.adapter!r}")
+        finished = finished_stats(done_file)  # before loading a fresh base model for nothing
+        if finished is not None:
+            return finished
+        _, stats = train_dpo(ctx.load_base(), ctx.tokenizer, items, self.settings(ctx), work_dir, checkpoint_steps,
+                             resume, ctx.bf16, ctx.progress, done_file)
+        return stats
 
 
-def load_dpo_checkpoint(model, checkpoint_dir: Path, head: str = DPO_HEAD) -> None:
-    """Load a checkpoint's DPO adapter weights into the existing adapter `head` of PeftModel `model`."""
-    from peft import load_peft_weights, set_peft_model_state_dict
-
-    if head not in getattr(model, "peft_config", {}):
-        raise LikraError(f"model has no adapter {head!r} to load DPO weights into")
-    device = next(model.parameters()).device
-    weights = load_peft_weights(str(dpo_adapter_dir(checkpoint_dir)), device=str(device))
-    result = set_peft_model_state_dict(model, weights, adapter_name=head)
-    unexpected = [k for k in result.unexpected_keys if "lora_" in k]
-    missing = [k for k in result.missing_keys if "lora_" in k and f".{head}." in k]
-    if unexpected or missing:
-        raise LikraError(f"{checkpoint_dir}: adapter weights do not fit the model's {head!r} adapter "
-                         f"(unexpected {unexpected[:3]}, missing {missing[:3]})")
+register_objective(DPO())

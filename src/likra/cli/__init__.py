@@ -1,0 +1,63 @@
+"""The `likra` command line: one list of commands, each with its flags and its run function.
+
+Library code never imports this package; each command module imports the library it drives."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+
+from likra.cli import curve, evaluate, info, lmeval, study, train
+from likra.cli.common import Command
+from likra.errors import LikraError
+
+COMMANDS: list[Command] = [train.COMMAND, evaluate.COMMAND, info.COMMAND, curve.CURVE, study.STUDY, study.REPORT,
+                           curve.PLOT, lmeval.COMMAND]
+
+
+def _quiet_libraries() -> None:
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="peft")
+    try:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+    except ImportError:
+        pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="likra", allow_abbrev=False,
+                                     description="Likra: what language models learn from negative examples.")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        p = sub.add_parser(command.name, help=command.help, description=command.description or command.help,
+                           allow_abbrev=False)
+        command.add_arguments(p)
+        p.set_defaults(_run=command.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    _quiet_libraries()
+    try:
+        return args._run(args)
+    except LikraError as e:
+        print(f"likra: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # unreadable or unwritable user paths
+        print(f"likra: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("likra: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

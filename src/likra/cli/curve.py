@@ -1,0 +1,73 @@
+"""`likra curve` (learning curves) and `likra plot` (several curve.json files on one figure)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from likra.cli.common import Command, add_config_flag
+from likra.config import add_flags, config_from_args
+from likra.errors import LikraError
+from likra.experiments.curve import CurveConfig
+
+
+def add_curve_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_flag(parser)
+    add_flags(parser, CurveConfig)
+
+
+def run_curve(args: argparse.Namespace) -> int:
+    from likra.distributed import is_main
+    from likra.experiments.curve import CurveRun
+    from likra.experiments.report import markdown_report, write_outputs
+
+    cfg = config_from_args(CurveConfig, args)
+    curve = CurveRun(cfg, progress=not args.quiet).run()
+    if is_main():
+        paths = write_outputs(curve, Path(cfg.out))
+        print(markdown_report(curve).split("## acc\n")[0])
+        print("written: " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def load_curve(path: str) -> dict:
+    from likra.experiments.folder import read_json
+
+    p = Path(path)
+    if p.is_dir():
+        p = p / "curve.json"
+    if not p.is_file():
+        raise LikraError(f"{p}: no such curve file")
+    curve = read_json(p)
+    if not isinstance(curve, dict) or "rows" not in curve or "config" not in curve:
+        raise LikraError(f"{p}: not a likra curve.json (no rows/config)")
+    return curve
+
+
+def add_plot_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("curves", nargs="+", help="curve.json files or curve folders")
+    parser.add_argument("--labels", help="comma-separated labels, one per curve (default: model names)")
+    parser.add_argument("--metric", choices=["acc", "acc_norm"], default="acc_norm")
+    parser.add_argument("--out", required=True, help="output stem or file (.png and .svg are written)")
+
+
+def run_plot(args: argparse.Namespace) -> int:
+    from likra.experiments.figures import curve_title, draw_curves, save_figure
+
+    curves = [load_curve(c) for c in args.curves]
+    labels = args.labels.split(",") if args.labels else [c["model"] for c in curves]
+    if len(labels) != len(curves):
+        raise LikraError(f"--labels has {len(labels)} names for {len(curves)} curves")
+    title = curve_title(curves[0], args.metric) if len(curves) == 1 else \
+        f"{' vs '.join(labels)} on {curves[0]['eval_data']} ({args.metric})"
+    paths = save_figure(draw_curves(list(zip(labels, curves)), args.metric, title), Path(args.out).with_suffix(""))
+    print("written: " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+CURVE = Command("curve", "learning curves: SFT vs Likra vs Base-Likra over 2^k training examples",
+                add_curve_arguments, run_curve,
+                "Train the heads once with checkpoints after 1, 2, 4, ... optimizer steps, evaluate each checkpoint "
+                "in every mode, write curve.json/csv/png and report.md. Re-running the same command resumes "
+                "where it stopped.")
+PLOT = Command("plot", "draw curve.json files (several runs on one figure)", add_plot_arguments, run_plot)

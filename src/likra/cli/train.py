@@ -1,0 +1,28 @@
+"""`likra train`: the positive and negative heads on one base model; writes a run folder."""
+
+from __future__ import annotations
+
+import argparse
+
+from likra.cli.common import Command, add_config_flag
+from likra.config import add_flags, config_from_args
+from likra.training.pipeline import TrainConfig
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_flag(parser)
+    add_flags(parser, TrainConfig)
+
+
+def run(args: argparse.Namespace) -> int:
+    from likra.distributed import is_main
+    from likra.training.pipeline import train_run
+
+    out = train_run(config_from_args(TrainConfig, args), progress=not args.quiet)
+    if is_main():
+        print(f"run written to {out}")
+    return 0
+
+
+COMMAND = Command("train", "train the positive and negative heads; writes a run folder", add_arguments, run,
+                  "Train a Likra model: a positive and a negative LoRA head on one base LM.")

@@ -1,0 +1,147 @@
+"""Figures and the reading of curve rows: what `likra curve`, `likra plot`, the studies and the report draw.
+Labels and colours come from the mode registry."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from likra.io import atomic_write_bytes
+from likra.scoring.modes import mode_color, mode_label
+
+CSV_COLUMNS = ("seed", "examples", "step", "mode", "metric", "value", "n", "ci_low", "ci_high")
+
+
+def summary_rows(curve: dict, metric: str) -> list[dict]:
+    """The rows to show: seed means when there are several seeds, else seed 0."""
+    want = "mean" if curve["seeds"] > 1 else 0
+    return [r for r in curve["rows"] if r["seed"] == want and r["metric"] == metric]
+
+
+def curve_csv(curve: dict) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in curve["rows"]:
+        writer.writerow({k: row[k] for k in CSV_COLUMNS})
+    return buf.getvalue()
+
+
+def series(rows: Sequence[dict], mode: str) -> list[dict]:
+    return sorted((r for r in rows if r["mode"] == mode and r["examples"] > 0), key=lambda r: r["examples"])
+
+
+def base_row(rows: Sequence[dict]) -> dict | None:
+    return next((r for r in rows if r["mode"] == "base" and r["examples"] == 0), None)
+
+
+def draw_curves(curves: Sequence[tuple[str, dict]], metric: str, title: str):
+    """A matplotlib figure: accuracy vs examples (log2 x), one line per (run, mode), CI bands, base lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
+    styles = ["-", "--", ":", "-."]
+    for i, (label, curve) in enumerate(curves):
+        rows = summary_rows(curve, metric)
+        prefix = f"{label}: " if len(curves) > 1 else ""
+        for mode in [m for m in curve["config"]["modes"] if m != "base"]:
+            pts = series(rows, mode)
+            if not pts:
+                continue
+            x = [p["examples"] for p in pts]
+            color = mode_color(mode)
+            ax.plot(x, [p["value"] for p in pts], styles[i % 4], marker="o", ms=3, color=color,
+                    label=prefix + mode_label(mode))
+            lo, hi = [p["ci_low"] for p in pts], [p["ci_high"] for p in pts]
+            if not any(math.isnan(v) for v in lo + hi):
+                ax.fill_between(x, lo, hi, color=color, alpha=0.12, linewidth=0)
+        base = base_row(rows)
+        if base is not None:
+            ax.axhline(base["value"], color="gray", linestyle=styles[i % 4], linewidth=1,
+                       label=prefix + f"base model ({base['value']:.3f})")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("training examples (questions; one positive and one negative each)")
+    ax.set_ylabel(metric)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, stem: Path) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for ext in ("png", "svg"):
+        buf = io.BytesIO()
+        fig.savefig(buf, format=ext)
+        path = stem.with_suffix(f".{ext}")
+        atomic_write_bytes(path, buf.getvalue())
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def curve_title(curve: dict, metric: str) -> str:
+    seeds = f", mean of {curve['seeds']} seeds" if curve["seeds"] > 1 else ""
+    return f"{curve['model']}: trained on {curve['data']}, evaluated on {curve['eval_data']} ({metric}{seeds})"
+
+
+def fmt(v) -> str:
+    """A table cell: '-' for missing, 'n/a' for NaN, small numbers in scientific notation."""
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return "n/a" if math.isnan(v) else f"{v:+.2e}" if abs(v) < 0.01 and v != 0 else f"{v:.3f}"
+    return str(v)
+
+
+def mode_points(curve: dict, mode: str, metric: str = "acc_norm") -> list[tuple[int, float, float, float]]:
+    """(examples, value, ci_low, ci_high) of one mode of a curve, trained points only."""
+    rows = [r for r in summary_rows(curve, metric) if r["mode"] == mode and r["examples"] > 0]
+    return sorted((r["examples"], r["value"], r["ci_low"], r["ci_high"]) for r in rows)
+
+
+def base_value(curve: dict, metric: str = "acc_norm") -> float | None:
+    row = base_row(summary_rows(curve, metric))
+    return row["value"] if row else None
+
+
+def line_figure(panels: dict[str, list[tuple[str, list]]], base: float | None, title: str, xlabel: str,
+                log_x: bool = True, ylabel: str = "acc_norm"):
+    """Panels of lines ((x, y[, lo, hi]) points; intervals shaded), with an optional base-model line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), dpi=120, squeeze=False)
+    for ax, (panel, lines) in zip(axes[0], panels.items()):
+        for label, pts in lines:
+            if not pts:
+                continue
+            x = [p[0] for p in pts]
+            line, = ax.plot(x, [p[1] for p in pts], marker="o", ms=3, label=label)
+            if len(pts[0]) > 2 and not any(np.isnan(p[2]) for p in pts):
+                ax.fill_between(x, [p[2] for p in pts], [p[3] for p in pts], color=line.get_color(), alpha=0.12, lw=0)
+        if base is not None:
+            ax.axhline(base, color="gray", ls="--", lw=1, label=f"base model ({base:.3f})")
+        if log_x:
+            ax.set_xscale("log", base=2)
+        ax.set_title(panel, fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

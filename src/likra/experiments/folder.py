@@ -1,0 +1,119 @@
+"""The one owner of a curve folder's layout: every path below is built here and nowhere else.
+
+    <out>/curve-config.json                        the training settings; a run with other ones is refused
+    <out>/scores/<eval>/base.json                  base-model log-likelihoods (once per evaluation set)
+    <out>/mined-base-scores.json                   base-model choice scores of training questions (hardest/easiest)
+    <out>/seed-<s>/<head folder>/checkpoint-<step>/<adapter>/   Trainer checkpoints (resume state until done)
+    <out>/seed-<s>/<head folder>.done.json         training statistics, written when the head finished
+    <out>/seed-<s>/scores/<eval>/step-<step>-<head folder>.json   a checkpoint's per-question log-likelihoods
+    <out>/curve.json, curve.csv, curve.png, curve.svg, report.md
+    <out>/study-<name>.json, study-<name>.png/.svg
+
+Head folders are the heads' `folder` names: `positive`, `negative` (near-miss negatives), `negative-<set>`
+for other negative sets, `dpo`, ...; folders written by likra 0.1 have exactly this layout.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from likra.errors import LikraError
+from likra.io import atomic_write_json
+from likra.model.heads import HeadSpec, load_adapter_weights
+from likra.objectives.registry import checkpoint_dir
+
+CONFIG = "curve-config.json"
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file likra wrote, or a LikraError saying it is damaged (never a traceback)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise LikraError(f"{path}: damaged file ({type(e).__name__}); delete it to recompute it") from None
+
+
+def read_scores(path: Path, n_questions: int | None = None) -> list[np.ndarray] | None:
+    """Cached per-question log-likelihoods, or None when not computed yet."""
+    if not Path(path).is_file():
+        return None
+    values = read_json(path)
+    if not isinstance(values, list) or (n_questions is not None and len(values) != n_questions):
+        raise LikraError(f"{path}: damaged score file (expected {n_questions} questions); delete it to rescore")
+    return [np.array(v) for v in values]
+
+
+class CurveFolder:
+    """Paths of one curve folder, reading and writing its cached scores, and loading its adapters."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    # -- paths ----------------------------------------------------------------------------------------
+    @property
+    def config_file(self) -> Path:
+        return self.root / CONFIG
+
+    @property
+    def mined_scores_file(self) -> Path:
+        return self.root / "mined-base-scores.json"
+
+    def base_scores_file(self, eval_tag: str) -> Path:
+        return self.root / "scores" / eval_tag / "base.json"
+
+    def seed_dir(self, seed: int) -> Path:
+        return self.root / f"seed-{seed}"
+
+    def work_dir(self, seed: int, head: HeadSpec) -> Path:
+        return self.seed_dir(seed) / head.folder
+
+    def done_file(self, seed: int, head: HeadSpec) -> Path:
+        return self.seed_dir(seed) / f"{head.folder}.done.json"
+
+    def checkpoint(self, seed: int, head: HeadSpec, step: int) -> Path:
+        return checkpoint_dir(self.work_dir(seed, head), step)
+
+    def scores_file(self, seed: int, eval_tag: str, head: HeadSpec, step: int) -> Path:
+        return self.seed_dir(seed) / "scores" / eval_tag / f"step-{step}-{head.folder}.json"
+
+    def study_file(self, name: str) -> Path:
+        return self.root / f"study-{name}.json"
+
+    def study_stem(self, name: str) -> Path:
+        return self.root / f"study-{name}"
+
+    # -- contents -------------------------------------------------------------------------------------
+    def check_settings(self, current: dict, write: bool) -> None:
+        """Refuse a folder trained with other settings; record `current` in a new folder (when `write`)."""
+        if self.config_file.is_file():
+            previous = read_json(self.config_file)
+            if not isinstance(previous, dict):
+                raise LikraError(f"{self.config_file}: damaged file; delete the folder or use another --out")
+            keys = [k for k in current if previous.get(k) != current[k]]
+            if keys:
+                raise LikraError(f"{self.root}: holds a curve trained with other settings ({', '.join(keys)}); "
+                                 "use another --out or delete it")
+        elif write:
+            atomic_write_json(self.config_file, current)
+
+    def write_scores(self, path: Path, scores: list[np.ndarray]) -> None:
+        atomic_write_json(path, [s.tolist() for s in scores])
+
+    def load_adapter(self, model, seed: int, head: HeadSpec, step: int) -> None:
+        """Load the head's checkpoint after `step` optimizer steps into its adapter of `model`."""
+        folder = self.checkpoint(seed, head, step)
+        if not folder.is_dir():
+            raise LikraError(f"{folder}: missing checkpoint of head {head.name!r}; delete "
+                             f"{self.done_file(seed, head)} to retrain it")
+        load_adapter_weights(model, head.adapter, folder)
+
+    def last_step(self, seed: int, head: HeadSpec) -> int:
+        steps = [int(p.name.split("-", 1)[1]) for p in self.work_dir(seed, head).glob("checkpoint-*")
+                 if p.name.split("-", 1)[1].isdigit()]
+        if not steps:
+            raise LikraError(f"{self.work_dir(seed, head)}: no checkpoints of head {head.name!r}")
+        return max(steps)

@@ -1,0 +1,68 @@
+"""Study `negatives`: curves for each kind of negative set (near-miss, a random other question, another
+benchmark, the hardest and the easiest distractor mined with the base model). The positive head is trained
+once and shared; only the negative head is trained per kind."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Sequence
+
+from likra.config import option, settings
+from likra.data.negatives import NEGATIVE_KINDS
+from likra.errors import LikraError
+from likra.experiments.curve import CurveConfig, CurveRun
+from likra.experiments.figures import base_value, fmt, line_figure, mode_points, summary_rows
+from likra.experiments.studies.base import Study, register_study
+
+
+def variant_curves(cfg: CurveConfig, variants: Sequence[dict], label_key: str, progress: bool) -> dict:
+    """One curve per negative set (config overrides), all in `cfg.out` and sharing its positive head."""
+    curves = {str(overrides[label_key]): CurveRun(replace(cfg, **overrides), progress).run() for overrides in variants}
+    return {"by": label_key, "curves": curves}
+
+
+def variant_figure(result: dict):
+    curves = result["curves"]
+    first = next(iter(curves.values()))
+    panels = {"Likra (pos - neg)": [(k, mode_points(c, "likra")) for k, c in curves.items()],
+              "Base-Likra (base - neg)": [(k, mode_points(c, "negbase")) for k, c in curves.items()],
+              "SFT (shared positive head)": [("sft", mode_points(first, "sft"))]}
+    return line_figure(panels, base_value(first), f"{first['model']}: {result['study']} on {first['eval_data']}",
+                       "training examples")
+
+
+def variant_table(result: dict) -> list[str]:
+    lines = [f"| {result['by']} | examples | Likra | Base-Likra | SFT |", "|---|---|---|---|---|"]
+    for label, curve in result["curves"].items():
+        rows = summary_rows(curve, "acc_norm")
+        for e in sorted({r["examples"] for r in rows if r["examples"] > 0}):
+            get = {r["mode"]: r["value"] for r in rows if r["examples"] == e}
+            lines.append(f"| {label} | {e} | {fmt(get.get('likra'))} | {fmt(get.get('negbase'))} | {fmt(get.get('sft'))} |")
+    return lines
+
+
+@settings
+class NegativesSettings:
+    kinds: list[str] = option(default_factory=lambda: list(NEGATIVE_KINDS), help="kinds of negatives to compare")
+
+
+class NegativesStudy(Study):
+    name = "negatives"
+    help = "curves per kind of negative (near-miss vs implausible, hardest, easiest)"
+    settings = NegativesSettings
+
+    def run(self, cfg: CurveConfig, options: NegativesSettings, progress: bool = True) -> dict:
+        unknown = [k for k in options.kinds if k not in NEGATIVE_KINDS]
+        if unknown or not options.kinds:
+            raise LikraError(f"unknown negative kind(s) {unknown}; valid kinds: {', '.join(NEGATIVE_KINDS)}")
+        variants = [{"negative_kind": k, "contamination": 0.0} for k in options.kinds]
+        return {"study": self.name, **variant_curves(cfg, variants, "negative_kind", progress)}
+
+    def figure(self, result: dict):
+        return variant_figure(result)
+
+    def report(self, result: dict) -> list[str]:
+        return variant_table(result)
+
+
+register_study(NegativesStudy())

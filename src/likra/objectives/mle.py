@@ -1,0 +1,180 @@
+"""The `mle` objective: train one LoRA head by maximum likelihood on its answer tokens, with the HF Trainer
+(the Likra heads: `positive` on gold answers, `negative` on a negative set).
+
+Using the stock Trainer keeps `accelerate launch`, DeepSpeed/FSDP, bf16 and gradient checkpointing
+working unchanged. Two things make an epoch faster without changing the maths:
+- batches grouped by length (the Trainer's `group_by_length` sampler), so little padding is computed;
+- the output projection runs only at positions that predict an answer token (a boolean
+  `logits_to_keep`), not over the whole prompt; the loss is the same token-mean cross-entropy.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from likra.config import NonNegativeInt, PositiveFloat, PositiveInt, option, settings
+from likra.data.examples import IGNORE_INDEX, Example, positive_pairs, tokenize_answers
+from likra.model.heads import HeadSpec
+from likra.objectives.registry import (Objective, TrainContext, TrainStats, per_device_batch, register_objective,
+                                       run_trainer)
+
+log = logging.getLogger(__name__)
+
+
+@settings
+class TrainSettings:
+    """Reference training: 1 epoch, constant learning rate, AdamW, no warmup, no weight decay."""
+
+    learning_rate: PositiveFloat = option(1e-3, help="constant learning rate", flags=("--lr",))
+    batch_size: PositiveInt = option(16, help="examples per optimizer step, over all processes")
+    epochs: PositiveFloat = option(1.0, help="passes over the training data")
+    seed: NonNegativeInt = option(0, help="seed of the data order, the subset and the LoRA initialisation")
+    group_by_length: bool = option(True, help="batch examples of similar length (less padding)")
+    answer_only_logits: bool = option(True, help="project to the vocabulary only where an answer token follows")
+    gradient_checkpointing: bool = option(False, help="recompute activations in the backward pass (less memory)")
+    max_length: PositiveInt = option(1024, help="longest training sequence; prompts are cut from the left")
+    logging_steps: PositiveInt = option(10, help="log the loss every N optimizer steps")
+
+
+class ExampleDataset(torch.utils.data.Dataset):
+    def __init__(self, examples: Sequence[Example]):
+        self.examples = list(examples)
+
+    def __len__(self):
+        return len(self.examples)
+
+    def __getitem__(self, i):
+        ex = self.examples[i]
+        return {"input_ids": ex.input_ids, "labels": ex.labels}
+
+
+@dataclass
+class PadCollator:
+    """Right-pads a batch; padded labels are ignored and masked out of attention."""
+
+    pad_id: int
+
+    def __call__(self, rows):
+        width = max(len(r["input_ids"]) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+        attn = torch.zeros(len(rows), width, dtype=torch.long)
+        for i, r in enumerate(rows):
+            n = len(r["input_ids"])
+            ids[i, :n] = torch.tensor(r["input_ids"])
+            labels[i, :n] = torch.tensor(r["labels"])
+            attn[i, :n] = 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": attn}
+
+
+def answer_token_loss(model, inputs, num_items_in_batch=None):
+    """Cross-entropy over answer tokens, projecting to the vocabulary only where a label follows."""
+    labels = inputs["labels"]
+    predicts = torch.zeros_like(labels, dtype=torch.bool)
+    predicts[:, :-1] = labels[:, 1:] != IGNORE_INDEX
+    targets = labels[:, 1:][predicts[:, :-1]]
+    logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                   logits_to_keep=predicts).logits
+    logits = logits.reshape(-1, logits.shape[-1]).float()
+    loss_sum = torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
+    denominator = num_items_in_batch if num_items_in_batch is not None else targets.numel()
+    if torch.is_tensor(denominator):
+        denominator = denominator.to(loss_sum.device)
+    return loss_sum / denominator
+
+
+def _trainer_class():
+    from transformers import Trainer
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    class AnswerOnlyTrainer(Trainer):
+        """The stock Trainer with the answer-only loss and length grouping by the GLOBAL batch, so the
+        examples of each optimizer step are the same whatever the number of processes."""
+
+        def _get_train_sampler(self, train_dataset=None):
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            if self.args.train_sampling_strategy != "group_by_length":
+                return super()._get_train_sampler(train_dataset)
+            generator = torch.Generator().manual_seed(self.args.data_seed)
+            return LengthGroupedSampler(self.args.per_device_train_batch_size * self.args.world_size,
+                                        lengths=[len(ex.input_ids) for ex in dataset.examples], generator=generator)
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss = answer_token_loss(model, inputs, num_items_in_batch)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                # num_items_in_batch counts every process's tokens and DDP averages the gradients.
+                loss = loss * self.accelerator.num_processes
+            return (loss, None) if return_outputs else loss
+
+    return AnswerOnlyTrainer
+
+
+def train_head(model, head: str, examples: Sequence[Example], settings: TrainSettings, work_dir: Path,
+               pad_id: int, checkpoint_steps: Sequence[int] = (), resume: bool = False,
+               bf16: bool = False, progress: bool = True, done_file: Path | None = None) -> TrainStats:
+    """Train adapter `head` of PeftModel `model` in place on `examples`; other heads stay frozen.
+    Checkpoints, resume and the done-marker: see `likra.objectives.registry.run_trainer`."""
+    from transformers import Trainer, TrainingArguments
+
+    from likra.distributed import rank_and_world, start
+
+    start()
+
+    def build(callbacks):
+        model.set_adapter(head)
+        args = TrainingArguments(
+            output_dir=str(work_dir),
+            per_device_train_batch_size=per_device_batch(settings.batch_size, rank_and_world()[1]),
+            learning_rate=settings.learning_rate,
+            lr_scheduler_type="constant",
+            warmup_steps=0,
+            weight_decay=0.0,
+            num_train_epochs=settings.epochs,
+            seed=settings.seed,
+            data_seed=settings.seed,
+            train_sampling_strategy="group_by_length" if settings.group_by_length else "random",
+            gradient_checkpointing=settings.gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False} if settings.gradient_checkpointing else None,
+            logging_steps=settings.logging_steps,
+            save_strategy="no",
+            report_to=[],
+            remove_unused_columns=False,
+            bf16=bf16,
+            use_cpu=not torch.cuda.is_available(),
+            disable_tqdm=not progress,
+            dataloader_num_workers=0,
+        )
+        trainer_cls = _trainer_class() if settings.answer_only_logits else Trainer
+        return trainer_cls(model=model, args=args, train_dataset=ExampleDataset(examples),
+                           data_collator=PadCollator(pad_id), callbacks=callbacks)
+
+    stats = run_trainer(build, head, work_dir, len(examples), settings.batch_size, settings.epochs, checkpoint_steps,
+                        resume, progress, done_file)
+    model.set_adapter(head)
+    model.eval()
+    return stats
+
+
+class MLE(Objective):
+    """Maximum likelihood on the answer tokens of the head's training set: gold answers (`data: gold`) or a
+    negative set (`data: negatives:<set>`)."""
+
+    name = "mle"
+    help = "maximum likelihood on answer tokens (the Likra positive and negative heads)"
+
+    def examples(self, ctx: TrainContext, head: HeadSpec, records, negatives) -> list[Example]:
+        pairs = positive_pairs(records) if head.data == "gold" else negatives
+        return tokenize_answers(ctx.tokenizer, pairs, ctx.train.max_length)
+
+    def train(self, ctx: TrainContext, head: HeadSpec, items, work_dir, checkpoint_steps=(), resume=False,
+              done_file=None) -> TrainStats:
+        return train_head(ctx.model, head.adapter, items, ctx.train, work_dir, ctx.tokenizer.pad_token_id,
+                          checkpoint_steps, resume, ctx.bf16, ctx.progress, done_file)
+
+
+register_objective(MLE())
