@@ -47,11 +47,19 @@ def read_manifest(run: str | Path) -> dict:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise LikraError(f"{path}: unreadable manifest ({e})") from None
+    if not isinstance(manifest, dict):
+        raise LikraError(f"{path}: manifest is not a JSON object")
     for key in ("format", "model", "heads"):
         if key not in manifest:
             raise LikraError(f"{path}: manifest lacks {key!r}")
     if manifest["format"] != FORMAT_VERSION:
         raise LikraError(f"{path}: manifest format {manifest['format']} is not {FORMAT_VERSION}")
+    model = manifest["model"]
+    if not isinstance(model, dict) or not isinstance(model.get("name"), str):
+        raise LikraError(f"{path}: manifest 'model' must be an object with a 'name'")
+    heads = manifest["heads"]
+    if not isinstance(heads, list) or not heads or not all(isinstance(h, str) and h for h in heads):
+        raise LikraError(f"{path}: manifest 'heads' must be a non-empty list of head names")
     return manifest
 
 

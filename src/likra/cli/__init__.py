@@ -17,20 +17,29 @@ COMMANDS: list[Command] = [train.COMMAND, evaluate.COMMAND, info.COMMAND, curve.
                            curve.PLOT, lmeval.COMMAND]
 
 
-def _quiet_libraries() -> None:
+def _quiet_libraries(quiet: bool) -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module="peft")
     try:
         import transformers
 
         transformers.logging.set_verbosity_error()
+        if quiet:
+            transformers.utils.logging.disable_progress_bar()
     except ImportError:
         pass
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with its usage errors as likra's one-line error (`--help` still prints the usage)."""
+
+    def error(self, message: str):
+        raise LikraError(f"{self.prog}: {message}")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="likra", allow_abbrev=False,
-                                     description="Likra: what language models learn from negative examples.")
+    parser = Parser(prog="likra", allow_abbrev=False,
+                    description="Likra: what language models learn from negative examples.")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
@@ -42,11 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
-    _quiet_libraries()
     try:
+        args = build_parser().parse_args(argv)
+        logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                            format="%(levelname)s %(name)s: %(message)s")
+        _quiet_libraries(args.quiet)
         return args._run(args)
     except LikraError as e:
         print(f"likra: error: {e}", file=sys.stderr)

@@ -22,9 +22,12 @@ def run_curve(args: argparse.Namespace) -> int:
     from likra.experiments.report import markdown_report, write_outputs
 
     cfg = config_from_args(CurveConfig, args)
-    curve = CurveRun(cfg, progress=not args.quiet).run()
+    run = CurveRun(cfg, progress=not args.quiet)
+    with run.folder.lock():
+        curve = run.run()
+        if is_main():
+            paths = write_outputs(curve, Path(cfg.out))
     if is_main():
-        paths = write_outputs(curve, Path(cfg.out))
         print(markdown_report(curve).split("## acc\n")[0])
         print("written: " + ", ".join(str(p) for p in paths))
     return 0

@@ -193,6 +193,12 @@ BENCHMARKS: dict[str, Benchmark] = {
 }
 
 
+def register_benchmark(benchmark: Benchmark) -> Benchmark:
+    """Add a benchmark (from any file): its name becomes usable in data specs (`name:split`)."""
+    BENCHMARKS[benchmark.name] = benchmark
+    return benchmark
+
+
 def list_benchmarks() -> list[str]:
     """Names of the registered benchmarks, in registry order."""
     return list(BENCHMARKS)
@@ -292,7 +298,18 @@ def load_spec(spec: str, source: str = "auto") -> list[MCRecord]:
             records.extend(_offline_records(part))
         else:
             records.extend(_usable_records(records_from_hub_rows(part, _hub_rows(part)), part))
+    check_unique_ids(records, spec)
     return records
+
+
+def check_unique_ids(records: list[MCRecord], where: str) -> None:
+    """Refuse records that share an id (scores, caches and few-shot exclusion are keyed by id)."""
+    seen: dict[str, MCRecord] = {}
+    for rec in records:
+        if rec.id in seen:
+            raise LikraError(f"{where}: duplicate question id {rec.id!r} (in {seen[rec.id].source or 'the data'} "
+                             f"and {rec.source or 'the data'}); ids must be unique")
+        seen[rec.id] = rec
 
 
 def _offline_paths(ref: SplitRef) -> list[Path]:

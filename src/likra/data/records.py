@@ -54,39 +54,55 @@ def validate_record(rec: MCRecord, where: str) -> MCRecord:
 JSONL_FIELDS = {"prompt": str, "choices": list, "gold": int}
 
 
+def _lines(path: Path):
+    """(line number, text) of a UTF-8 file (a byte-order mark is skipped), or a LikraError at the first line
+    that is not UTF-8."""
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                yield lineno, raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError:
+                raise LikraError(f"{path}:{lineno}: not UTF-8 text") from None
+
+
 def read_jsonl(path: str | Path, source: str | None = None) -> list[MCRecord]:
-    """Read the documented JSONL schema: one object a line with `prompt` (str), `choices` (list of str),
-    `gold` (int, 0-based), and optional `id` (str, default the line number)."""
+    """Read the documented JSONL schema: one object a line with `prompt` (str), `choices` (list of non-empty
+    str), `gold` (int, 0-based), and optional `id` (str, default the line number; ids must be unique)."""
     path = Path(path)
     if not path.is_file():
         raise LikraError(f"{path}: no such file")
     records = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise LikraError(f"{where}: invalid JSON ({e.msg})") from None
-            if not isinstance(obj, dict):
-                raise LikraError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-            for field, kind in JSONL_FIELDS.items():
-                if field not in obj:
-                    raise LikraError(f"{where}: missing field {field!r}")
-                if not isinstance(obj[field], kind) or isinstance(obj[field], bool):
-                    raise LikraError(f"{where}: field {field!r} must be {kind.__name__}")
-            if not all(isinstance(c, str) for c in obj["choices"]):
-                raise LikraError(f"{where}: field 'choices' must be a list of strings")
-            rec = MCRecord(
-                id=str(obj.get("id", f"{path.stem}-{lineno}")),
-                prompt=obj["prompt"],
-                choices=tuple(obj["choices"]),
-                gold=obj["gold"],
-                source=source or str(obj.get("source", path.stem)),
-            )
-            records.append(validate_record(rec, where))
+    seen: dict[str, int] = {}
+    for lineno, line in _lines(path):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise LikraError(f"{where}: invalid JSON ({e.msg})") from None
+        if not isinstance(obj, dict):
+            raise LikraError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+        for field, kind in JSONL_FIELDS.items():
+            if field not in obj:
+                raise LikraError(f"{where}: missing field {field!r}")
+            if not isinstance(obj[field], kind) or isinstance(obj[field], bool):
+                raise LikraError(f"{where}: field {field!r} must be {kind.__name__}")
+        if not all(isinstance(c, str) for c in obj["choices"]):
+            raise LikraError(f"{where}: field 'choices' must be a list of strings")
+        empty = [i for i, c in enumerate(obj["choices"]) if not c.strip()]
+        if empty:
+            raise LikraError(f"{where}: choice {empty[0]} is empty")
+        rec_id = obj.get("id", f"{path.stem}-{lineno}")
+        if not isinstance(rec_id, (str, int)) or isinstance(rec_id, bool):
+            raise LikraError(f"{where}: field 'id' must be a string")
+        rec_id = str(rec_id)
+        if rec_id in seen:
+            raise LikraError(f"{where}: duplicate id {rec_id!r} (first at line {seen[rec_id]})")
+        seen[rec_id] = lineno
+        rec = MCRecord(id=rec_id, prompt=obj["prompt"], choices=tuple(obj["choices"]), gold=obj["gold"],
+                       source=source or str(obj.get("source", path.stem)))
+        records.append(validate_record(rec, where))
     if not records:
         raise LikraError(f"{path}: no records")
     return records

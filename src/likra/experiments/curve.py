@@ -27,7 +27,7 @@ from likra.errors import LikraError
 from likra.experiments.folder import CurveFolder, read_json, read_scores
 from likra.io import atomic_write_json
 from likra.model.heads import BASE, HeadSpec, LoraSettings, add_head, attach_heads, likra_heads, reinit_heads
-from likra.model.loading import load_base_model, load_tokenizer, uses_cuda_bf16
+from likra.model.loading import load_base_model, load_tokenizer, model_max_length, uses_cuda_bf16
 from likra.objectives import TrainContext, get_objective
 from likra.objectives.mle import TrainSettings
 from likra.objectives.registry import steps_per_epoch
@@ -167,15 +167,16 @@ class CurveRun:
         ctx.bf16 = uses_cuda_bf16(ctx.model)
         eval_records = load_spec(cfg.eval_data, source=cfg.source)[: cfg.eval_limit]
         train_records = load_spec(cfg.data, source=cfg.source)
-        # Only once the model and the data loaded: a typo must not lock the folder.
-        self.folder.check_settings(self.training_settings(), write=is_main())
         prefix_ids, questions = self.eval_tokens(tokenizer, eval_records)
-        engine = ScoringEngine(ctx.model, max_batch_tokens=cfg.batch_tokens, progress=self.progress)
-        self.base_file = self.folder.base_scores_file(self.eval_tag)
-        base = self.cached_scores(self.base_file, engine, questions, prefix_ids, BASE)
-        results = [self.run_seed(seed, ctx, train_records, engine, questions, prefix_ids, base, eval_records)
-                   for seed in range(cfg.seeds)]
-        barrier()
+        with self.folder.lock():
+            # Only once the settings, the model and the data loaded: a typo must not lock the folder.
+            self.folder.check_settings(self.training_settings(), write=is_main())
+            engine = ScoringEngine(ctx.model, max_batch_tokens=cfg.batch_tokens, progress=self.progress)
+            self.base_file = self.folder.base_scores_file(self.eval_tag)
+            base = self.cached_scores(self.base_file, engine, questions, prefix_ids, BASE)
+            results = [self.run_seed(seed, ctx, train_records, engine, questions, prefix_ids, base, eval_records)
+                       for seed in range(cfg.seeds)]
+            barrier()
         return build_curve(cfg, results, eval_records, base, self.variant)
 
     def build_model(self, ctx: TrainContext):
@@ -194,7 +195,7 @@ class CurveRun:
         if self.cfg.shots:
             pool = load_spec(self.cfg.fewshot_data or default_fewshot_spec(self.cfg.eval_data), source=self.cfg.source)
             prefix = fewshot_prefix(draw_shots(pool, self.cfg.shots, FEWSHOT_SEED, {r.id for r in records}))
-        return tokenize_questions(tokenizer, records, prefix)
+        return tokenize_questions(tokenizer, records, prefix, model_max_length(self.model))
 
     def cached_scores(self, path, engine, questions, prefix_ids, adapter: str) -> list[np.ndarray]:
         scores = read_scores(path, len(questions))
@@ -222,7 +223,7 @@ class CurveRun:
         cache = read_json(path) if path.is_file() else {}
         missing = [r for r in records if r.id not in cache]
         if missing:
-            _, questions = tokenize_questions(tokenizer, missing)
+            _, questions = tokenize_questions(tokenizer, missing, max_length=model_max_length(self.model))
             for rec, ll in zip(missing, engine.loglikelihoods(questions, (BASE,))[BASE]):
                 cache[rec.id] = (ll / np.array([max(len(c), 1) for c in rec.choices])).tolist()
             if is_main():

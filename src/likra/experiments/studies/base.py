@@ -64,13 +64,14 @@ def run_study(study: Study, cfg: "CurveConfig", options: Any = None, progress: b
     """Run `study` and write study-<name>.json and its figure (.png, .svg) into the curve folder."""
     if options is None and study.settings is not None:
         options = study.settings()
-    result = study.run(cfg, options, progress)
-    if not is_main():
-        return []
     folder = CurveFolder(cfg.out)
-    atomic_write_json(folder.study_file(study.name), result)
-    paths = [folder.study_file(study.name)]
-    fig = study.figure(result)
-    if fig is not None:
-        paths += save_figure(fig, folder.study_stem(study.name))
+    with folder.lock():
+        result = study.run(cfg, options, progress)
+        if not is_main():
+            return []
+        atomic_write_json(folder.study_file(study.name), result)
+        paths = [folder.study_file(study.name)]
+        fig = study.figure(result)
+        if fig is not None:
+            paths += save_figure(fig, folder.study_stem(study.name))
     return paths

@@ -14,7 +14,7 @@ from likra.data.records import MCRecord
 from likra.experiments.curve import CurveConfig, CurveRun
 from likra.experiments.studies.base import Study, register_study
 from likra.model.heads import BASE
-from likra.model.loading import load_tokenizer
+from likra.model.loading import load_tokenizer, model_max_length
 from likra.scoring.engine import ScoringEngine, tokenize_questions
 
 ANSWER_KINDS = ("correct", "near_miss", "implausible")
@@ -48,7 +48,7 @@ class LikelihoodStudy(Study):
         implausible = random_other_question(records, seed=0)
         augmented = [MCRecord(r.id, r.prompt, (*r.choices, text), r.gold, r.source)
                      for r, (_, text) in zip(records, implausible)]
-        _, questions = tokenize_questions(load_tokenizer(cfg.model), augmented)
+        _, questions = tokenize_questions(load_tokenizer(cfg.model), augmented, max_length=model_max_length(run.model))
         n_tokens = [[len(c) for c in q.choice_ids] for q in questions]
         last_step = run.folder.last_step(0, positive)
         for head in (positive, negative):
