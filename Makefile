@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.likra-installed
 
-.PHONY: install demo test clean-venv
+.PHONY: install demo test lint clean-venv
 
 install: $(STAMP)
 
@@ -24,7 +24,12 @@ $(STAMP): pyproject.toml constraints.txt
 demo: install
 	$(VENV)/bin/likra curve --out runs/demo
 
-test: install
+# Lint and format checks (ruff, configured in pyproject.toml), then the whole test suite.
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+test: lint
 	$(PY) -m pytest -q
 
 clean-venv:

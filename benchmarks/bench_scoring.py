@@ -51,8 +51,9 @@ def useful_flops(model, questions, prefix_ids) -> tuple[float, int]:
     return 2.0 * body * tokens + 2.0 * head * answer_tokens, tokens
 
 
-def measure(model, questions, prefix_ids, device, reference_batch: int = 8, batch_tokens: int | None = None,
-            pad_id: int = 0) -> dict:
+def measure(
+    model, questions, prefix_ids, device, reference_batch: int = 8, batch_tokens: int | None = None, pad_id: int = 0
+) -> dict:
     """Time engine and reference on the same questions; check they agree; count useful FLOPs."""
     heads = heads_for(MODES)
     engine = ScoringEngine(model, max_batch_tokens=batch_tokens)
@@ -67,8 +68,9 @@ def measure(model, questions, prefix_ids, device, reference_batch: int = 8, batc
     slow = {}
     for mode in MODES:  # one harness run per mode, each re-running its heads
         for head in get_mode(mode).heads:
-            slow[head] = reference_loglikelihoods(model, questions, head, prefix_ids, batch_size=reference_batch,
-                                                  pad_id=pad_id)
+            slow[head] = reference_loglikelihoods(
+                model, questions, head, prefix_ids, batch_size=reference_batch, pad_id=pad_id
+            )
     sync(device)
     reference_s = time.perf_counter() - start
 
@@ -79,30 +81,45 @@ def measure(model, questions, prefix_ids, device, reference_batch: int = 8, batc
     dtype = next(model.parameters()).dtype
     peak = matmul_peak_gflops(dtype, device)
     return {
-        "dtype": str(dtype).replace("torch.", ""), "questions": len(questions), "device": str(device),
+        "dtype": str(dtype).replace("torch.", ""),
+        "questions": len(questions),
+        "device": str(device),
         "threads": torch.get_num_threads(),
-        "engine_questions_per_s": len(questions) / engine_s, "reference_questions_per_s": len(questions) / reference_s,
-        "speedup": reference_s / engine_s, "engine_tokens_per_s": tokens * len(heads) / engine_s,
-        "engine_useful_gflops": flops / engine_s / 1e9, "matmul_peak_gflops": peak,
-        "fraction_of_peak": flops / engine_s / 1e9 / peak, "max_abs_diff": diff, "max_rel_diff": diff / scale,
-        "engine_s": engine_s, "reference_s": reference_s,
+        "engine_questions_per_s": len(questions) / engine_s,
+        "reference_questions_per_s": len(questions) / reference_s,
+        "speedup": reference_s / engine_s,
+        "engine_tokens_per_s": tokens * len(heads) / engine_s,
+        "engine_useful_gflops": flops / engine_s / 1e9,
+        "matmul_peak_gflops": peak,
+        "fraction_of_peak": flops / engine_s / 1e9 / peak,
+        "max_abs_diff": diff,
+        "max_rel_diff": diff / scale,
+        "engine_s": engine_s,
+        "reference_s": reference_s,
     }
 
 
 def print_rows(rows) -> None:
-    print(f"{'dtype':<8} {'shots':>5} {'engine q/s':>10} {'ref q/s':>8} {'speedup':>7} {'tok/s':>8} "
-          f"{'GFLOP/s':>8} {'peak':>7} {'%peak':>6} {'max|diff|':>9}")
+    print(
+        f"{'dtype':<8} {'shots':>5} {'engine q/s':>10} {'ref q/s':>8} {'speedup':>7} {'tok/s':>8} "
+        f"{'GFLOP/s':>8} {'peak':>7} {'%peak':>6} {'max|diff|':>9}"
+    )
     for r in rows:
-        print(f"{r['dtype']:<8} {r['shots']:>5} {r['engine_questions_per_s']:>10.2f} {r['reference_questions_per_s']:>8.2f} "
-              f"{r['speedup']:>7.1f} {r['engine_tokens_per_s']:>8.0f} {r['engine_useful_gflops']:>8.1f} "
-              f"{r['matmul_peak_gflops']:>7.1f} {100 * r['fraction_of_peak']:>5.0f}% {r['max_abs_diff']:>9.2e}")
+        print(
+            f"{r['dtype']:<8} {r['shots']:>5} {r['engine_questions_per_s']:>10.2f} "
+            f"{r['reference_questions_per_s']:>8.2f} "
+            f"{r['speedup']:>7.1f} {r['engine_tokens_per_s']:>8.0f} {r['engine_useful_gflops']:>8.1f} "
+            f"{r['matmul_peak_gflops']:>7.1f} {100 * r['fraction_of_peak']:>5.0f}% {r['max_abs_diff']:>9.2e}"
+        )
 
 
 def run(args, dtype_name: str, shots: int, device) -> dict:
     tokenizer = load_tokenizer(args.model)
     model = checkpoint_like(attach_heads(load_base_model(args.model, dtype_name, device), LoraSettings()))
     records = load_spec(args.data)[: args.questions]
-    prefix = fewshot_prefix(draw_shots(load_spec(args.fewshot_data), shots, 1234, {r.id for r in records})) if shots else ""
+    prefix = (
+        fewshot_prefix(draw_shots(load_spec(args.fewshot_data), shots, 1234, {r.id for r in records})) if shots else ""
+    )
     prefix_ids, questions = tokenize_questions(tokenizer, records, prefix)
     row = measure(model, questions, prefix_ids, device, args.reference_batch, args.batch_tokens, tokenizer.pad_token_id)
     return {"model": args.model, "shots": shots, "prefix_tokens": len(prefix_ids), **row}

@@ -22,8 +22,8 @@ from likra.data.benchmarks import load_spec
 from likra.data.examples import positive_pairs, tokenize_answers
 from likra.model.heads import LoraSettings, attach_heads, use_head
 from likra.model.loading import load_base_model, load_tokenizer
-from likra.training.pipeline import select_questions
 from likra.objectives.mle import PadCollator, TrainSettings, answer_token_loss, train_head
+from likra.training.pipeline import select_questions
 
 
 def mean_loss(model, head, examples, pad_id, batch=32) -> float:
@@ -31,9 +31,14 @@ def mean_loss(model, head, examples, pad_id, batch=32) -> float:
     collate = PadCollator(pad_id)
     with use_head(model, head), torch.no_grad():
         for i in range(0, len(examples), batch):
-            chunk = examples[i:i + batch]
+            chunk = examples[i : i + batch]
             n = sum(len(e.answer_ids) for e in chunk)
-            total += answer_token_loss(model, collate([{"input_ids": e.input_ids, "labels": e.labels} for e in chunk])).item() * n
+            total += (
+                answer_token_loss(
+                    model, collate([{"input_ids": e.input_ids, "labels": e.labels} for e in chunk])
+                ).item()
+                * n
+            )
             count += n
     return total / count
 
@@ -41,8 +46,9 @@ def mean_loss(model, head, examples, pad_id, batch=32) -> float:
 def measure_training(model, examples, pad: int, batch_size: int, lr: float) -> dict:
     """Train heads `hf_default` and `likra` of `model` on `examples`; examples/s and final losses."""
     variants = {
-        "hf_default": TrainSettings(learning_rate=lr, batch_size=batch_size, group_by_length=False,
-                                    answer_only_logits=False, logging_steps=1),
+        "hf_default": TrainSettings(
+            learning_rate=lr, batch_size=batch_size, group_by_length=False, answer_only_logits=False, logging_steps=1
+        ),
         "likra": TrainSettings(learning_rate=lr, batch_size=batch_size, logging_steps=1),
     }
     from peft import get_peft_model_state_dict, set_peft_model_state_dict
@@ -54,17 +60,30 @@ def measure_training(model, examples, pad: int, batch_size: int, lr: float) -> d
     for name, settings in variants.items():
         with tempfile.TemporaryDirectory() as tmp:
             stats = train_head(model, name, examples, settings, Path(tmp), pad, bf16=bf16, progress=False)
-        rows[name] = {"examples_per_s": stats.examples_per_second, "seconds": stats.seconds,
-                      "final_loss": mean_loss(model, name, examples, pad), "logged_losses": stats.losses}
-    return {"examples": len(examples), "batch_size": batch_size, "initial_loss": mean_loss(model, "base", examples, pad),
-            "rows": rows, "speedup": rows["likra"]["examples_per_s"] / rows["hf_default"]["examples_per_s"]}
+        rows[name] = {
+            "examples_per_s": stats.examples_per_second,
+            "seconds": stats.seconds,
+            "final_loss": mean_loss(model, name, examples, pad),
+            "logged_losses": stats.losses,
+        }
+    return {
+        "examples": len(examples),
+        "batch_size": batch_size,
+        "initial_loss": mean_loss(model, "base", examples, pad),
+        "rows": rows,
+        "speedup": rows["likra"]["examples_per_s"] / rows["hf_default"]["examples_per_s"],
+    }
 
 
 def print_training(result: dict) -> None:
-    print(f"{result['examples']} examples, batch {result['batch_size']}, {torch.get_num_threads()} threads; "
-          f"answer loss before training {result['initial_loss']:.4f}")
+    print(
+        f"{result['examples']} examples, batch {result['batch_size']}, {torch.get_num_threads()} threads; "
+        f"answer loss before training {result['initial_loss']:.4f}"
+    )
     for name, r in result["rows"].items():
-        print(f"{name:<11} {r['examples_per_s']:7.2f} examples/s  {r['seconds']:7.1f} s  loss after {r['final_loss']:.4f}")
+        print(
+            f"{name:<11} {r['examples_per_s']:7.2f} examples/s  {r['seconds']:7.1f} s  loss after {r['final_loss']:.4f}"
+        )
     print(f"speedup {result['speedup']:.2f}x")
 
 

@@ -30,10 +30,26 @@ from likra.model.heads import LoraSettings, attach_heads  # noqa: E402
 from likra.scoring.engine import QuestionTokens  # noqa: E402
 
 SHAPES = {
-    "smollm2-135m": dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-                         num_attention_heads=9, num_key_value_heads=3, tie_word_embeddings=True, rope_theta=100000.0),
-    "llama-1b-shape": dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
-                           num_attention_heads=32, num_key_value_heads=8, tie_word_embeddings=True, rope_theta=500000.0),
+    "smollm2-135m": dict(
+        vocab_size=49152,
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        tie_word_embeddings=True,
+        rope_theta=100000.0,
+    ),
+    "llama-1b-shape": dict(
+        vocab_size=128256,
+        hidden_size=2048,
+        intermediate_size=8192,
+        num_hidden_layers=16,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        tie_word_embeddings=True,
+        rope_theta=500000.0,
+    ),
 }
 
 
@@ -50,7 +66,9 @@ def random_model(shape: str, dtype: torch.dtype, device: torch.device):
 def synthetic_questions(n: int, vocab: int, seed: int = 0) -> list[QuestionTokens]:
     rng = random.Random(seed)
     tok = lambda k: tuple(rng.randrange(100, vocab) for _ in range(k))  # noqa: E731
-    return [QuestionTokens(tok(rng.randint(25, 110)), tuple(tok(rng.randint(3, 20)) for _ in range(4))) for _ in range(n)]
+    return [
+        QuestionTokens(tok(rng.randint(25, 110)), tuple(tok(rng.randint(3, 20)) for _ in range(4))) for _ in range(n)
+    ]
 
 
 def main() -> None:
@@ -76,15 +94,19 @@ def main() -> None:
         prefix = synthetic_questions(1, vocab, seed=1)[0].context_ids * 5
         rows = []
         for shots, prefix_ids in ((0, ()), (5, prefix)):
-            rows.append({"shape": shape, "shots": shots, **measure(model, questions, prefix_ids, device, reference_batch=32)})
+            rows.append(
+                {"shape": shape, "shots": shots, **measure(model, questions, prefix_ids, device, reference_batch=32)}
+            )
         print(f"\n== {shape}: scoring ({args.questions} questions, modes base/sft/likra/negbase)")
         print_rows(rows)
         report["scoring"] += rows
         del model
         model = attach_heads(random_model(shape, dtype, device), LoraSettings(), names=("hf_default", "likra"))
         rng = random.Random(2)
-        examples = [Example(f"e{i}", q.context_ids, q.choice_ids[rng.randrange(4)])
-                    for i, q in enumerate(synthetic_questions(args.train_examples, vocab, seed=2))]
+        examples = [
+            Example(f"e{i}", q.context_ids, q.choice_ids[rng.randrange(4)])
+            for i, q in enumerate(synthetic_questions(args.train_examples, vocab, seed=2))
+        ]
         result = measure_training(model, examples, 0, args.batch_size, 1e-4)
         print(f"\n== {shape}: training")
         print_training(result)

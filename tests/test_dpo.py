@@ -2,18 +2,23 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import make_records
 
 from likra.data.examples import negative_pairs
 from likra.errors import LikraError
-from likra.model.heads import BASE, LoraSettings
+from likra.model.heads import BASE, LoraSettings, load_adapter_weights
 from likra.model.loading import build_tiny_model
-from likra.scoring.engine import ScoringEngine, tokenize_questions
-from likra.model.heads import load_adapter_weights
-from likra.objectives.dpo import (ALL_PROJECTIONS, DPO_HEAD, DPOSettings, attach_dpo_head, dpo_pairs,
-                                  tokenize_dpo_pairs, train_dpo)
+from likra.objectives.dpo import (
+    ALL_PROJECTIONS,
+    DPO_HEAD,
+    DPOSettings,
+    attach_dpo_head,
+    dpo_pairs,
+    tokenize_dpo_pairs,
+    train_dpo,
+)
 from likra.objectives.registry import complete_checkpoints
-
-from conftest import make_records
+from likra.scoring.engine import ScoringEngine, tokenize_questions
 
 
 def fast_settings(**kw) -> DPOSettings:
@@ -58,8 +63,10 @@ def test_pairs_use_likras_negatives():
     assert [p["id"] for p in every] == [r.id for r in records for _ in range(len(r.choices) - 1)]
     # Negatives built elsewhere (another kind of negative) are used as given.
     given = [(records[0], "elsewhere"), (records[2], "other")]
-    assert [(p["id"], p["rejected"]) for p in dpo_pairs(records, 0, negatives=given)] == [("q0", " elsewhere"),
-                                                                                        ("q2", " other")]
+    assert [(p["id"], p["rejected"]) for p in dpo_pairs(records, 0, negatives=given)] == [
+        ("q0", " elsewhere"),
+        ("q2", " other"),
+    ]
 
 
 def test_tokens_match_the_scoring_boundary(tiny_tokenizer):
@@ -79,18 +86,24 @@ def test_tokens_match_the_scoring_boundary(tiny_tokenizer):
     cut = tokenize_dpo_pairs(tiny_tokenizer, dpo_pairs(records, 0), max_length=32)
     for full, short in zip(rows, cut):
         assert short["chosen_ids"] == full["chosen_ids"] and short["rejected_ids"] == full["rejected_ids"]
-        assert short["prompt_ids"] == full["prompt_ids"][-len(short["prompt_ids"]):]
+        assert short["prompt_ids"] == full["prompt_ids"][-len(short["prompt_ids"]) :]
         assert len(short["prompt_ids"]) + max(len(short["chosen_ids"]), len(short["rejected_ids"])) <= 32
 
 
 def test_dpo_widens_the_margin_and_checkpoints_reload_and_resume(tiny_tokenizer, tmp_path):
     records = make_records(16)
     _, questions = tokenize_questions(tiny_tokenizer, records)
-    settings = fast_settings(learning_rate=2e-2, batch_size=16, epochs=2)    # 2 full-batch steps
-    model, stats = train_dpo(build_tiny_model(len(tiny_tokenizer), seed=0), tiny_tokenizer, records, settings,
-                             tmp_path, checkpoint_steps=[1, 2])
+    settings = fast_settings(learning_rate=2e-2, batch_size=16, epochs=2)  # 2 full-batch steps
+    model, stats = train_dpo(
+        build_tiny_model(len(tiny_tokenizer), seed=0),
+        tiny_tokenizer,
+        records,
+        settings,
+        tmp_path,
+        checkpoint_steps=[1, 2],
+    )
     assert stats.steps == 2 and stats.examples == 16 and len(stats.losses) == 2
-    assert abs(stats.losses[0] - np.log(2)) < 1e-4          # the policy starts as the reference (B = 0)
+    assert abs(stats.losses[0] - np.log(2)) < 1e-4  # the policy starts as the reference (B = 0)
     assert list(model.peft_config) == [DPO_HEAD]
     assert set(model.peft_config[DPO_HEAD].target_modules) == set(ALL_PROJECTIONS)
 
@@ -100,7 +113,8 @@ def test_dpo_widens_the_margin_and_checkpoints_reload_and_resume(tiny_tokenizer,
     first = stats.log[0]
     assert first["logps/chosen"] == pytest.approx(np.mean([q[r.gold] for r, q in zip(records, ll[BASE])]), abs=1e-3)
     assert first["logps/rejected"] == pytest.approx(
-        np.mean([q[negatives[r.id]] for r, q in zip(records, ll[BASE])]), abs=1e-3)
+        np.mean([q[negatives[r.id]] for r, q in zip(records, ll[BASE])]), abs=1e-3
+    )
     before = chosen_minus_rejected(ll[BASE], records)
     after = chosen_minus_rejected(ll[DPO_HEAD], records)
     assert after.mean() > before.mean() + 0.5
@@ -122,20 +136,29 @@ def test_dpo_widens_the_margin_and_checkpoints_reload_and_resume(tiny_tokenizer,
     # The last checkpoint is the in-memory adapter, bit for bit.
     assert all(np.array_equal(a, b) for a, b in zip(scores[2][DPO_HEAD], ll[DPO_HEAD]))
     with pytest.raises(LikraError):
-        load_adapter_weights(fresh, DPO_HEAD, tmp_path)             # no adapter at the top of the work dir
-    mlp_only = attach_dpo_head(build_tiny_model(len(tiny_tokenizer), seed=0),
-                               LoraSettings(r=16, alpha=16, target_modules=["gate_proj", "up_proj", "down_proj"]))
+        load_adapter_weights(fresh, DPO_HEAD, tmp_path)  # no adapter at the top of the work dir
+    mlp_only = attach_dpo_head(
+        build_tiny_model(len(tiny_tokenizer), seed=0),
+        LoraSettings(r=16, alpha=16, target_modules=["gate_proj", "up_proj", "down_proj"]),
+    )
     with pytest.raises(LikraError, match="unexpected"):
         load_adapter_weights(mlp_only, DPO_HEAD, found[2])
 
     # Resuming from checkpoint-1 finishes as the uninterrupted run did.
     shutil.rmtree(found[2])
     kept = (found[1] / DPO_HEAD / "adapter_model.safetensors").stat().st_mtime_ns
-    resumed, resumed_stats = train_dpo(build_tiny_model(len(tiny_tokenizer), seed=0), tiny_tokenizer, records,
-                                       settings, tmp_path, checkpoint_steps=[1, 2], resume=True)
+    resumed, resumed_stats = train_dpo(
+        build_tiny_model(len(tiny_tokenizer), seed=0),
+        tiny_tokenizer,
+        records,
+        settings,
+        tmp_path,
+        checkpoint_steps=[1, 2],
+        resume=True,
+    )
     assert resumed_stats.steps == 2
-    assert resumed_stats.losses == pytest.approx(stats.losses, abs=1e-6)   # step 1's loss comes from the state
-    assert (found[1] / DPO_HEAD / "adapter_model.safetensors").stat().st_mtime_ns == kept   # not retrained
+    assert resumed_stats.losses == pytest.approx(stats.losses, abs=1e-6)  # step 1's loss comes from the state
+    assert (found[1] / DPO_HEAD / "adapter_model.safetensors").stat().st_mtime_ns == kept  # not retrained
     assert set(complete_checkpoints(tmp_path, DPO_HEAD)) == {1, 2}
     final = ScoringEngine(resumed).loglikelihoods(questions, (DPO_HEAD,))[DPO_HEAD]
     for a, b in zip(final, ll[DPO_HEAD]):

@@ -8,9 +8,9 @@ from likra.data.benchmarks import load_spec
 from likra.data.examples import encode_pair, positive_pairs, tokenize_answers
 from likra.model.heads import LoraSettings, attach_heads, use_head
 from likra.model.loading import load_base_model, load_tokenizer
+from likra.objectives.mle import PadCollator, TrainSettings, answer_token_loss, train_head
 from likra.scoring.engine import ScoringEngine, tokenize_questions
 from likra.scoring.reference import reference_loglikelihoods
-from likra.objectives.mle import PadCollator, TrainSettings, answer_token_loss, train_head
 
 pytestmark = pytest.mark.slow
 
@@ -64,8 +64,15 @@ def test_tiny_training_run_lowers_answer_loss(smol, arc, tmp_path):
     batch = PadCollator(tokenizer.pad_token_id)([{"input_ids": e.input_ids, "labels": e.labels} for e in examples])
     with torch.no_grad(), use_head(heads, "positive"):
         before = answer_token_loss(heads, batch).item()
-    train_head(heads, "positive", examples, TrainSettings(learning_rate=3e-3, batch_size=3, epochs=3), tmp_path,
-               tokenizer.pad_token_id, progress=False)
+    train_head(
+        heads,
+        "positive",
+        examples,
+        TrainSettings(learning_rate=3e-3, batch_size=3, epochs=3),
+        tmp_path,
+        tokenizer.pad_token_id,
+        progress=False,
+    )
     with torch.no_grad(), use_head(heads, "positive"):
         after = answer_token_loss(heads, batch).item()
     assert after < before - 0.2, (before, after)

@@ -1,14 +1,12 @@
 import numpy as np
 import pytest
 import torch
+from conftest import make_records
 
 from likra.data.records import MCRecord
 from likra.model.heads import LoraSettings, attach_heads
-from likra.scoring.engine import (ScoringEngine, pack_questions, plan_batches, tokenize_questions,
-                                  tree_attention_mask)
+from likra.scoring.engine import ScoringEngine, pack_questions, plan_batches, tokenize_questions, tree_attention_mask
 from likra.scoring.reference import reference_loglikelihoods
-
-from conftest import make_records
 
 HEADS = ("base", "positive", "negative")
 

@@ -1,7 +1,14 @@
 import pytest
 
-from likra.data.examples import (IGNORE_INDEX, draw_shots, encode_pair, fewshot_prefix, negative_pairs,
-                                 positive_pairs, tokenize_answers)
+from likra.data.examples import (
+    IGNORE_INDEX,
+    draw_shots,
+    encode_pair,
+    fewshot_prefix,
+    negative_pairs,
+    positive_pairs,
+    tokenize_answers,
+)
 from likra.data.records import MCRecord
 from likra.errors import LikraError
 

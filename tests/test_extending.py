@@ -15,8 +15,22 @@ from likra.objectives import OBJECTIVES, register_objective
 from likra.objectives.mle import MLE
 from likra.scoring.modes import MODES, Mode, Term, register_mode
 
-TINY = ["--model", "random-tiny", "--data", "arc_challenge:train", "--limit", "16", "--batch-size", "8", "--lr", "0.01",
-        "--eval-data", "arc_challenge:validation", "--eval-limit", "10"]
+TINY = [
+    "--model",
+    "random-tiny",
+    "--data",
+    "arc_challenge:train",
+    "--limit",
+    "16",
+    "--batch-size",
+    "8",
+    "--lr",
+    "0.01",
+    "--eval-data",
+    "arc_challenge:validation",
+    "--eval-limit",
+    "10",
+]
 
 
 class GoldCopy(MLE):
@@ -88,8 +102,22 @@ def test_toy_mode_objective_and_study(registered, tmp_path):
 
 def test_expression_modes_in_a_curve(tmp_path):
     out = tmp_path / "curve"
-    assert main(["-q", "curve", *TINY, "--modes", "likra,positive-w*negative,positive-0.5*negative",
-                 "--weight", "1", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "curve",
+                *TINY,
+                "--modes",
+                "likra,positive-w*negative,positive-0.5*negative",
+                "--weight",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     curve = json.loads((out / "curve.json").read_text())
     for e in (8, 16):
         assert metric(curve, "positive-w*negative", e) == metric(curve, "likra", e)

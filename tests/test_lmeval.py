@@ -7,8 +7,8 @@ pytest.importorskip("lm_eval")
 from likra.cli import main  # noqa: E402
 from likra.errors import LikraError  # noqa: E402
 from likra.lmeval.model import LikraLM  # noqa: E402
-from likra.scoring.engine import common_prefix_length  # noqa: E402
 from likra.lmeval.tasks import export_task  # noqa: E402
+from likra.scoring.engine import common_prefix_length  # noqa: E402
 
 N = 12
 
@@ -16,8 +16,27 @@ N = 12
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("lmeval") / "run"
-    assert main(["-q", "train", "--model", "random-tiny", "--data", "arc_easy:train", "--limit", "32",
-                 "--batch-size", "8", "--lr", "0.01", "--out", str(run)]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "train",
+                "--model",
+                "random-tiny",
+                "--data",
+                "arc_easy:train",
+                "--limit",
+                "32",
+                "--batch-size",
+                "8",
+                "--lr",
+                "0.01",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     return run
 
 
@@ -33,8 +52,13 @@ def harness(run, folder, mode, shots):
     from lm_eval.tasks import TaskManager
 
     lm = LikraLM(run=str(run), mode=mode)
-    out = simple_evaluate(model=lm, tasks=["likra_arc_challenge"], num_fewshot=shots, limit=N,
-                          task_manager=TaskManager(include_path=str(folder)))
+    out = simple_evaluate(
+        model=lm,
+        tasks=["likra_arc_challenge"],
+        num_fewshot=shots,
+        limit=N,
+        task_manager=TaskManager(include_path=str(folder)),
+    )
     res = out["results"]["likra_arc_challenge"]
     return res["acc,none"], res["acc_norm,none"]
 
@@ -42,8 +66,27 @@ def harness(run, folder, mode, shots):
 @pytest.mark.parametrize("shots", [0, 2])
 def test_parity_with_likra_eval(tiny_run, task_folder, tmp_path, shots):
     out = tmp_path / "ours.json"
-    assert main(["-q", "eval", "--run", str(tiny_run), "--data", "arc_challenge:test", "--limit", str(N),
-                 "--shots", str(shots), "--modes", "base,sft,likra,negbase,pos_base", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "eval",
+                "--run",
+                str(tiny_run),
+                "--data",
+                "arc_challenge:test",
+                "--limit",
+                str(N),
+                "--shots",
+                str(shots),
+                "--modes",
+                "base,sft,likra,negbase,pos_base",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     ours = json.loads(out.read_text())["metrics"]
     for mode in ("base", "sft", "likra", "negbase", "pos_base"):
         acc, acc_norm = harness(tiny_run, task_folder, mode, shots)
@@ -80,8 +123,22 @@ def test_common_prefix_length():
 
 
 def test_cli_runs_the_stock_harness(tiny_run, tmp_path, capsys):
-    code = main(["-q", "lm-eval", "--run", str(tiny_run), "--mode", "negbase", "--tasks", "likra_arc_challenge",
-                 "--limit", "5", "--output_path", str(tmp_path / "out")])
+    code = main(
+        [
+            "-q",
+            "lm-eval",
+            "--run",
+            str(tiny_run),
+            "--mode",
+            "negbase",
+            "--tasks",
+            "likra_arc_challenge",
+            "--limit",
+            "5",
+            "--output_path",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "likra_arc_challenge" in printed and "acc_norm" in printed

@@ -43,8 +43,10 @@ def test_heads_for_runs_each_head_once():
 
 
 def test_question_scores_over_questions():
-    per_head = {"positive": [np.array([-1.0, -2.0]), np.array([-3.0, -1.0, -2.0])],
-                "negative": [np.array([-1.0, -1.0]), np.array([-1.0, -4.0, -1.0])]}
+    per_head = {
+        "positive": [np.array([-1.0, -2.0]), np.array([-3.0, -1.0, -2.0])],
+        "negative": [np.array([-1.0, -1.0]), np.array([-1.0, -4.0, -1.0])],
+    }
     out = question_scores("likra", per_head)
     np.testing.assert_array_equal(out[0], [0.0, -1.0])
     np.testing.assert_array_equal(out[1], [-2.0, 3.0, -1.0])

@@ -7,8 +7,15 @@ import pytest
 
 from likra.data.benchmarks import load_spec, offline_root
 from likra.data.examples import negative_pairs
-from likra.data.negatives import (NEGATIVE_KINDS, build_negatives, contaminate, near_miss, other_benchmark,
-                                  random_other_question, ranked_distractor)
+from likra.data.negatives import (
+    NEGATIVE_KINDS,
+    build_negatives,
+    contaminate,
+    near_miss,
+    other_benchmark,
+    random_other_question,
+    ranked_distractor,
+)
 from likra.data.records import MCRecord
 from likra.errors import LikraError
 
@@ -119,8 +126,9 @@ def test_random_question_errors_name_the_record():
 
 
 def test_other_benchmark_draws_from_the_pool(questions):
-    pool = [MCRecord(f"h{i}", "ctx", (f"ending {i}a", f"ending {i}b", "q0 choice 0"), 0, "hellaswag")
-            for i in range(15)]
+    pool = [
+        MCRecord(f"h{i}", "ctx", (f"ending {i}a", f"ending {i}b", "q0 choice 0"), 0, "hellaswag") for i in range(15)
+    ]
     pairs = other_benchmark(questions, pool, seed=4)
     assert_aligned_and_never_gold(questions, pairs)
     pool_texts = {c for r in pool for c in r.choices}

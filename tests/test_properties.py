@@ -21,9 +21,13 @@ scalars = st.one_of(st.none(), st.booleans(), st.integers(-3, 5), st.floats(allo
 values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4), max_leaves=6)
 records = st.fixed_dictionaries(
     {},
-    optional={"id": st.one_of(texts, st.integers(0, 3), values), "prompt": st.one_of(texts, values),
-              "choices": st.one_of(st.lists(texts, max_size=5), values), "gold": st.one_of(st.integers(-1, 5), values),
-              "extra": values},
+    optional={
+        "id": st.one_of(texts, st.integers(0, 3), values),
+        "prompt": st.one_of(texts, values),
+        "choices": st.one_of(st.lists(texts, max_size=5), values),
+        "gold": st.one_of(st.integers(-1, 5), values),
+        "extra": values,
+    },
 )
 lines = st.one_of(records.map(json.dumps), st.text(max_size=20), st.just(""))
 
@@ -49,10 +53,26 @@ def test_jsonl_reader_returns_valid_records_or_one_line_error(rows):
         assert all(c.strip() for c in rec.choices) and isinstance(rec.prompt, str)
 
 
-numbers = st.one_of(st.integers(-5, 3000).map(str), st.floats(allow_nan=True, allow_infinity=True).map(repr),
-                    st.sampled_from(["nan", "inf", "-inf", "1e-3", "0", "-0", "abc", "", "1.5", "none"]))
-OPTIONS = ["--batch-size", "--lr", "--epochs", "--limit", "--weight", "--shots", "--lora-r", "--contamination",
-           "--seeds", "--eval-limit", "--points", "--lora-dropout", "--batch-tokens"]
+numbers = st.one_of(
+    st.integers(-5, 3000).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.sampled_from(["nan", "inf", "-inf", "1e-3", "0", "-0", "abc", "", "1.5", "none"]),
+)
+OPTIONS = [
+    "--batch-size",
+    "--lr",
+    "--epochs",
+    "--limit",
+    "--weight",
+    "--shots",
+    "--lora-r",
+    "--contamination",
+    "--seeds",
+    "--eval-limit",
+    "--points",
+    "--lora-dropout",
+    "--batch-tokens",
+]
 
 
 @settings(max_examples=400, deadline=None)
@@ -83,11 +103,13 @@ def eval_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("prop-eval")
 
 
-mc_record = st.fixed_dictionaries({
-    "prompt": st.text(alphabet="abc ?\n", min_size=0, max_size=30),
-    "choices": st.lists(st.text(alphabet="xyz ", min_size=0, max_size=6), min_size=1, max_size=4),
-    "gold": st.integers(-1, 4),
-})
+mc_record = st.fixed_dictionaries(
+    {
+        "prompt": st.text(alphabet="abc ?\n", min_size=0, max_size=30),
+        "choices": st.lists(st.text(alphabet="xyz ", min_size=0, max_size=6), min_size=1, max_size=4),
+        "gold": st.integers(-1, 4),
+    }
+)
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -98,8 +120,20 @@ def test_eval_gives_finite_results_or_one_line_error(eval_dir, capsys, rows, lim
     out = eval_dir / "res.json"
     out.unlink(missing_ok=True)
     capsys.readouterr()
-    code = main(["-q", "eval", "--model", "random-tiny", "--data", str(data), f"--limit={limit}",
-                 f"--weight={weight}", "--out", str(out)])
+    code = main(
+        [
+            "-q",
+            "eval",
+            "--model",
+            "random-tiny",
+            "--data",
+            str(data),
+            f"--limit={limit}",
+            f"--weight={weight}",
+            "--out",
+            str(out),
+        ]
+    )
     err = capsys.readouterr().err.strip()
     if code == 2:
         assert err.startswith("likra: error: ") and "\n" not in err, err

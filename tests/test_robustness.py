@@ -14,8 +14,24 @@ import pytest
 from likra.cli import main
 
 TINY_TRAIN = ["-q", "train", "--model", "random-tiny", "--batch-size", "4", "--lr", "0.01"]
-TINY_CURVE = ["-q", "curve", "--model", "random-tiny", "--data", "arc_challenge:train", "--limit", "8", "--batch-size",
-              "8", "--lr", "0.01", "--eval-data", "arc_challenge:validation", "--eval-limit", "4"]
+TINY_CURVE = [
+    "-q",
+    "curve",
+    "--model",
+    "random-tiny",
+    "--data",
+    "arc_challenge:train",
+    "--limit",
+    "8",
+    "--batch-size",
+    "8",
+    "--lr",
+    "0.01",
+    "--eval-data",
+    "arc_challenge:validation",
+    "--eval-limit",
+    "4",
+]
 
 
 def write_jsonl(path: Path, rows) -> Path:
@@ -47,8 +63,10 @@ def refused(capsys, argv, match, *folders: Path) -> str:
 
 @pytest.fixture
 def qa(tmp_path):
-    rows = [{"id": f"q{i}", "prompt": f"Question: item {i}?\nAnswer:", "choices": ["red", "blue", "green"], "gold": i % 3}
-            for i in range(8)]
+    rows = [
+        {"id": f"q{i}", "prompt": f"Question: item {i}?\nAnswer:", "choices": ["red", "blue", "green"], "gold": i % 3}
+        for i in range(8)
+    ]
     return write_jsonl(tmp_path / "qa.jsonl", rows)
 
 
@@ -79,8 +97,11 @@ def test_overwrite_replaces_a_likra_run(run, qa):
 # -- 2. tracebacks ------------------------------------------------------------------------------------
 def test_files_that_are_not_utf8(tmp_path, capsys):
     bad = tmp_path / "latin1.jsonl"
-    bad.write_bytes(json.dumps({"prompt": "p", "choices": ["a", "b"], "gold": 0}).encode() + b"\n" +
-                    '{"prompt": "caf\xe9", "choices": ["a", "b"], "gold": 0}\n'.encode("latin-1"))
+    bad.write_bytes(
+        json.dumps({"prompt": "p", "choices": ["a", "b"], "gold": 0}).encode()
+        + b"\n"
+        + '{"prompt": "caf\xe9", "choices": ["a", "b"], "gold": 0}\n'.encode("latin-1")
+    )
     refused(capsys, TINY_TRAIN + ["--data", str(bad), "--out", str(tmp_path / "r")], "latin1.jsonl:2: not UTF-8")
     cfg = tmp_path / "c.yaml"
     cfg.write_bytes("model: caf\xe9\n".encode("latin-1"))
@@ -90,8 +111,13 @@ def test_files_that_are_not_utf8(tmp_path, capsys):
 
 def test_prompt_longer_than_the_model_is_cut_from_the_left(tmp_path, capsys):
     # random-tiny has 2048 positions and one token per byte.
-    data = write_jsonl(tmp_path / "long.jsonl", [{"prompt": "x" * 5000 + " Answer:", "choices": ["yes", "no"], "gold": 0},
-                                                 {"prompt": "Short?", "choices": ["yes", "no"], "gold": 1}])
+    data = write_jsonl(
+        tmp_path / "long.jsonl",
+        [
+            {"prompt": "x" * 5000 + " Answer:", "choices": ["yes", "no"], "gold": 0},
+            {"prompt": "Short?", "choices": ["yes", "no"], "gold": 1},
+        ],
+    )
     out = tmp_path / "res.json"
     assert main(["-q", "eval", "--model", "random-tiny", "--data", str(data), "--out", str(out)]) == 0
     lls = json.loads(out.read_text())["loglikelihoods"]["base"]
@@ -101,11 +127,18 @@ def test_prompt_longer_than_the_model_is_cut_from_the_left(tmp_path, capsys):
 
 
 NUMERIC = [
-    (["--batch-size", "0"], "--batch-size"), (["--batch-size", "-4"], "--batch-size"),
-    (["--epochs", "nan"], "--epochs"), (["--epochs", "0"], "--epochs"), (["--lr", "nan"], "--learning-rate"),
-    (["--lr", "inf"], "--learning-rate"), (["--lora-r", "0"], "--lora-r"), (["--limit", "0"], "--limit"),
-    (["--limit", "-1"], "--limit"), (["--lora-dropout", "-0.5"], "--lora-dropout"),
-    (["--batch-size", "four"], "--batch-size: input should be a valid integer"), (["--bogus", "1"], "unrecognized"),
+    (["--batch-size", "0"], "--batch-size"),
+    (["--batch-size", "-4"], "--batch-size"),
+    (["--epochs", "nan"], "--epochs"),
+    (["--epochs", "0"], "--epochs"),
+    (["--lr", "nan"], "--learning-rate"),
+    (["--lr", "inf"], "--learning-rate"),
+    (["--lora-r", "0"], "--lora-r"),
+    (["--limit", "0"], "--limit"),
+    (["--limit", "-1"], "--limit"),
+    (["--lora-dropout", "-0.5"], "--lora-dropout"),
+    (["--batch-size", "four"], "--batch-size: input should be a valid integer"),
+    (["--bogus", "1"], "unrecognized"),
 ]
 
 
@@ -115,24 +148,36 @@ def test_numeric_training_options_are_range_checked(tmp_path, qa, capsys, flags,
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize("flags, name", [
-    (["--weight", "nan"], "--weight"), (["--weight", "inf"], "--weight"), (["--weight=-inf"], "--weight"),
-    (["--limit", "0"], "--limit"), (["--limit", "-1"], "--limit"), (["--shots", "-1"], "--shots"),
-    (["--modes", ","], "no modes"), (["--batch-tokens", "0"], "--batch-tokens"),
-])
+@pytest.mark.parametrize(
+    "flags, name",
+    [
+        (["--weight", "nan"], "--weight"),
+        (["--weight", "inf"], "--weight"),
+        (["--weight=-inf"], "--weight"),
+        (["--limit", "0"], "--limit"),
+        (["--limit", "-1"], "--limit"),
+        (["--shots", "-1"], "--shots"),
+        (["--modes", ","], "no modes"),
+        (["--batch-tokens", "0"], "--batch-tokens"),
+    ],
+)
 def test_numeric_eval_options_are_range_checked(tmp_path, run, qa, capsys, flags, name):
     refused(capsys, ["-q", "eval", "--run", str(run), "--data", str(qa), *flags], name, run)
 
 
 def test_lora_modules_the_model_lacks(tmp_path, qa, capsys):
-    refused(capsys, TINY_TRAIN + ["--data", str(qa), "--out", str(tmp_path / "r"), "--lora-target-modules", "foo_proj"],
-            "do not fit the model")
+    refused(
+        capsys,
+        TINY_TRAIN + ["--data", str(qa), "--out", str(tmp_path / "r"), "--lora-target-modules", "foo_proj"],
+        "do not fit the model",
+    )
     assert not (tmp_path / "r").exists()
 
 
 def test_model_path_that_is_not_a_model(tmp_path, qa, capsys):
-    refused(capsys, TINY_TRAIN + ["--data", str(qa), "--model", "../../etc", "--out", str(tmp_path / "r")],
-            "cannot load")
+    refused(
+        capsys, TINY_TRAIN + ["--data", str(qa), "--model", "../../etc", "--out", str(tmp_path / "r")], "cannot load"
+    )
 
 
 def _damage(run: Path, tmp_path: Path, name: str, how) -> Path:
@@ -147,16 +192,25 @@ def _set_manifest(value):
     def how(folder):
         manifest = json.loads((folder / "likra.json").read_text())
         (folder / "likra.json").write_text(json.dumps(value(manifest)))
+
     return how
 
 
 def _other_model(tmp_path: Path) -> str:
-    from likra.model.loading import build_tiny_tokenizer
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    from likra.model.loading import build_tiny_tokenizer
+
     tokenizer = build_tiny_tokenizer()
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+    )
     folder = tmp_path / "a-smaller-model"
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -185,8 +239,12 @@ def test_damaged_run_folders(tmp_path, run, qa, capsys):
     }
     for name, (how, match) in cases.items():
         folder = _damage(run, tmp_path, name, how)
-        refused(capsys, ["-q", "eval", "--run", str(folder), "--data", str(qa), "--out", str(tmp_path / "x.json")],
-                match, folder)
+        refused(
+            capsys,
+            ["-q", "eval", "--run", str(folder), "--data", str(qa), "--out", str(tmp_path / "x.json")],
+            match,
+            folder,
+        )
 
 
 def test_damaged_curve_folders(tmp_path, capsys):
@@ -223,14 +281,26 @@ def test_bom_is_read_and_empty_choices_and_duplicate_ids_are_refused(tmp_path, c
     bom = tmp_path / "bom.jsonl"
     bom.write_bytes(b"\xef\xbb\xbf" + json.dumps({"prompt": "p", "choices": ["a", "b"], "gold": 1}).encode() + b"\n")
     assert read_jsonl(bom)[0].choices == ("a", "b")
-    empty = write_jsonl(tmp_path / "empty.jsonl", [{"prompt": "p", "choices": ["a", "b"], "gold": 0},
-                                                   {"prompt": "p", "choices": ["a", "  "], "gold": 0}])
-    refused(capsys, TINY_TRAIN + ["--data", str(empty), "--out", str(tmp_path / "r")], "empty.jsonl:2: choice 1 is empty")
-    dup = write_jsonl(tmp_path / "dup.jsonl", [{"id": "a", "prompt": "p", "choices": ["a", "b"], "gold": 0},
-                                               {"id": "b", "prompt": "p", "choices": ["a", "b"], "gold": 0},
-                                               {"id": "a", "prompt": "q", "choices": ["a", "b"], "gold": 1}])
-    refused(capsys, TINY_CURVE + ["--data", str(dup), "--out", str(tmp_path / "c")], "dup.jsonl:3: duplicate id 'a' "
-                                                                                         "(first at line 1)")
+    empty = write_jsonl(
+        tmp_path / "empty.jsonl",
+        [{"prompt": "p", "choices": ["a", "b"], "gold": 0}, {"prompt": "p", "choices": ["a", "  "], "gold": 0}],
+    )
+    refused(
+        capsys, TINY_TRAIN + ["--data", str(empty), "--out", str(tmp_path / "r")], "empty.jsonl:2: choice 1 is empty"
+    )
+    dup = write_jsonl(
+        tmp_path / "dup.jsonl",
+        [
+            {"id": "a", "prompt": "p", "choices": ["a", "b"], "gold": 0},
+            {"id": "b", "prompt": "p", "choices": ["a", "b"], "gold": 0},
+            {"id": "a", "prompt": "q", "choices": ["a", "b"], "gold": 1},
+        ],
+    )
+    refused(
+        capsys,
+        TINY_CURVE + ["--data", str(dup), "--out", str(tmp_path / "c")],
+        "dup.jsonl:3: duplicate id 'a' (first at line 1)",
+    )
     assert not (tmp_path / "c").exists()
 
 
@@ -258,8 +328,9 @@ def test_a_second_process_is_refused_and_a_dead_holder_does_not_block(tmp_path, 
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        err = refused(capsys, TINY_CURVE + ["--out", str(out)], f"in use by another likra process (PID {holder.pid})",
-                      out)
+        err = refused(
+            capsys, TINY_CURVE + ["--out", str(out)], f"in use by another likra process (PID {holder.pid})", out
+        )
         assert "another --out" in err
     finally:
         holder.kill()

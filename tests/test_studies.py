@@ -5,8 +5,22 @@ import pytest
 from likra.cli import main
 from likra.experiments.studies.weight import choose_weight
 
-BASE = ["--model", "random-tiny", "--data", "arc_challenge:train", "--limit", "16", "--batch-size", "8",
-        "--lr", "0.01", "--eval-data", "arc_challenge:validation", "--eval-limit", "10"]
+BASE = [
+    "--model",
+    "random-tiny",
+    "--data",
+    "arc_challenge:train",
+    "--limit",
+    "16",
+    "--batch-size",
+    "8",
+    "--lr",
+    "0.01",
+    "--eval-data",
+    "arc_challenge:validation",
+    "--eval-limit",
+    "10",
+]
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +41,10 @@ def test_negatives_study_shares_the_positive_head(folder, monkeypatch):
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(Trainer, "train", counting)
-    assert main(["-q", "study", "negatives", "--kinds", "near_miss,random_question,hardest", *BASE,
-                 "--out", str(folder)]) == 0
+    assert (
+        main(["-q", "study", "negatives", "--kinds", "near_miss,random_question,hardest", *BASE, "--out", str(folder)])
+        == 0
+    )
     assert trained == ["positive", "negative", "negative-random_question", "negative-hardest"]
     study = json.loads((folder / "study-negatives.json").read_text())
     assert set(study["curves"]) == {"near_miss", "random_question", "hardest"}
@@ -44,8 +60,27 @@ def test_contamination_study(folder):
 
 
 def test_weight_is_chosen_on_held_out_split_only(folder):
-    assert main(["-q", "study", "weight", "--tune-data", "arc_challenge:validation", "--weights", "0,0.5,1,1.5",
-                 *BASE[:-4], "--eval-data", "arc_challenge:test", "--eval-limit", "10", "--out", str(folder)]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "study",
+                "weight",
+                "--tune-data",
+                "arc_challenge:validation",
+                "--weights",
+                "0,0.5,1,1.5",
+                *BASE[:-4],
+                "--eval-data",
+                "arc_challenge:test",
+                "--eval-limit",
+                "10",
+                "--out",
+                str(folder),
+            ]
+        )
+        == 0
+    )
     study = json.loads((folder / "study-weight.json").read_text())
     for row in study["rows"]:
         assert row["chosen_weight"] == choose_weight(study["weights"], row["tune_curve"])
@@ -73,7 +108,8 @@ def test_dpo_and_likelihood_studies_and_report(folder):
     assert set(lik["means"]) == {"base", "positive", "negative"}
     assert set(lik["means"]["base"]) == {"correct", "near_miss", "implausible"}
     assert lik["shift_from_base"]["positive"]["correct"] == pytest.approx(
-        lik["means"]["positive"]["correct"] - lik["means"]["base"]["correct"])
+        lik["means"]["positive"]["correct"] - lik["means"]["base"]["correct"]
+    )
     assert main(["-q", "report", str(folder)]) == 0
     report = (folder / "report.md").read_text()
     for name in ("negatives", "contamination", "weight", "dpo", "likelihood"):

@@ -1,12 +1,11 @@
 import numpy as np
 import torch
+from conftest import make_records
 
 from likra.data.examples import negative_pairs, positive_pairs, tokenize_answers
 from likra.model.heads import LoraSettings, attach_heads, use_head
-from likra.scoring.engine import ScoringEngine, tokenize_questions
 from likra.objectives.mle import PadCollator, TrainSettings, answer_token_loss, train_head
-
-from conftest import make_records
+from likra.scoring.engine import ScoringEngine, tokenize_questions
 
 
 def mean_answer_loss(model, head, examples, pad_id):

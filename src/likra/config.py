@@ -45,8 +45,16 @@ def settings(cls: type) -> type:
     return cls
 
 
-def option(default: Any = MISSING, *, help: str, default_factory: Any = MISSING, flags: tuple[str, ...] = (),
-           choices: tuple[str, ...] | None = None, cli: bool = True, prefix: str | None = None) -> Any:
+def option(
+    default: Any = MISSING,
+    *,
+    help: str,
+    default_factory: Any = MISSING,
+    flags: tuple[str, ...] = (),
+    choices: tuple[str, ...] | None = None,
+    cli: bool = True,
+    prefix: str | None = None,
+) -> Any:
     """A settings field. `flags`: extra spellings (`--lr`); `cli=False`: YAML only; `prefix`: for a nested
     settings field, the prefix of its flags (default `<field>-`, e.g. `--lora-r`)."""
     metadata = {"help": help, "flags": flags, "choices": choices, "cli": cli, "prefix": prefix}
@@ -110,8 +118,15 @@ def flags_of(cls: type, prefix: str = "", _path: tuple[str, ...] = (), _flag_pre
             sub = f.metadata.get("prefix")
             out += flags_of(hint, prefix, _path + (f.name,), flag_prefix + (f"{f.name}-" if sub is None else sub))
         elif f.metadata.get("cli", True):
-            out.append(Flag((f"--{flag_prefix}{f.name.replace('_', '-')}", *f.metadata.get("flags", ())),
-                            _path + (f.name,), f, hint, prefix + "__".join(_path + (f.name,))))
+            out.append(
+                Flag(
+                    (f"--{flag_prefix}{f.name.replace('_', '-')}", *f.metadata.get("flags", ())),
+                    _path + (f.name,),
+                    f,
+                    hint,
+                    prefix + "__".join(_path + (f.name,)),
+                )
+            )
     return out
 
 
@@ -124,8 +139,14 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> N
             parser.add_argument(*flag.names, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
             metavar = "A,B,..." if flag.is_list else flag.path[-1].upper()
-            parser.add_argument(*flag.names, dest=dest, default=None, metavar=metavar,
-                                choices=flag.field.metadata.get("choices"), help=text)
+            parser.add_argument(
+                *flag.names,
+                dest=dest,
+                default=None,
+                metavar=metavar,
+                choices=flag.field.metadata.get("choices"),
+                help=text,
+            )
 
 
 def _flag_values(cls: type, args: argparse.Namespace, prefix: str = "") -> tuple[dict, dict[tuple[str, ...], str]]:
@@ -178,8 +199,10 @@ def validate(cls: type, values: dict, where: str, flag_names: dict | None = None
         key = (flag_names or {}).get(path) or ".".join(map(str, loc)) or "value"
         if err["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
             valid = _valid_keys(cls, loc)
-            raise LikraError(f"{where}: unknown key {'.'.join(map(str, loc))!r}"
-                             + (f"; valid keys: {', '.join(valid)}" if valid else "")) from None
+            raise LikraError(
+                f"{where}: unknown key {'.'.join(map(str, loc))!r}"
+                + (f"; valid keys: {', '.join(valid)}" if valid else "")
+            ) from None
         raise LikraError(f"{where}: {key}: {err['msg'].lower()}, got {err.get('input')!r}") from None
 
 

@@ -1,8 +1,8 @@
 """Run folders: both adapters as safetensors plus a manifest, `likra.json`.
 
-    <run>/likra.json              base model, data spec, hyper-parameters, versions, example counts
-    <run>/adapters/positive/      peft adapter (adapter_config.json + adapter_model.safetensors)
-    <run>/adapters/negative/
+<run>/likra.json              base model, data spec, hyper-parameters, versions, example counts
+<run>/adapters/positive/      peft adapter (adapter_config.json + adapter_model.safetensors)
+<run>/adapters/negative/
 """
 
 from __future__ import annotations
@@ -83,10 +83,14 @@ def check_out(out: Path, overwrite: bool) -> None:
         return
     is_run = out.is_dir() and (out / MANIFEST).is_file()
     if not overwrite:
-        raise LikraError(f"{out}: already {'holds a run' if is_run else 'exists'}; choose another --out or pass --overwrite")
+        raise LikraError(
+            f"{out}: already {'holds a run' if is_run else 'exists'}; choose another --out or pass --overwrite"
+        )
     if not is_run:
-        raise LikraError(f"{out}: exists and is not a likra run folder (no {MANIFEST}); --overwrite only replaces "
-                         "run folders written by likra; choose another --out")
+        raise LikraError(
+            f"{out}: exists and is not a likra run folder (no {MANIFEST}); --overwrite only replaces "
+            "run folders written by likra; choose another --out"
+        )
 
 
 def finish_run(staging: Path, target: Path, manifest: dict, overwrite: bool) -> Path:

@@ -13,8 +13,16 @@ from likra.cli import curve, evaluate, info, lmeval, study, train
 from likra.cli.common import Command
 from likra.errors import LikraError
 
-COMMANDS: list[Command] = [train.COMMAND, evaluate.COMMAND, info.COMMAND, curve.CURVE, study.STUDY, study.REPORT,
-                           curve.PLOT, lmeval.COMMAND]
+COMMANDS: list[Command] = [
+    train.COMMAND,
+    evaluate.COMMAND,
+    info.COMMAND,
+    curve.CURVE,
+    study.STUDY,
+    study.REPORT,
+    curve.PLOT,
+    lmeval.COMMAND,
+]
 
 
 def _quiet_libraries(quiet: bool) -> None:
@@ -38,13 +46,15 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="likra", allow_abbrev=False,
-                    description="Likra: what language models learn from negative examples.")
+    parser = Parser(
+        prog="likra", allow_abbrev=False, description="Likra: what language models learn from negative examples."
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
-        p = sub.add_parser(command.name, help=command.help, description=command.description or command.help,
-                           allow_abbrev=False)
+        p = sub.add_parser(
+            command.name, help=command.help, description=command.description or command.help, allow_abbrev=False
+        )
         command.add_arguments(p)
         p.set_defaults(_run=command.run)
     return parser
@@ -53,8 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                            format="%(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+        )
         _quiet_libraries(args.quiet)
         return args._run(args)
     except LikraError as e:

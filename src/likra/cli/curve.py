@@ -61,16 +61,23 @@ def run_plot(args: argparse.Namespace) -> int:
     labels = args.labels.split(",") if args.labels else [c["model"] for c in curves]
     if len(labels) != len(curves):
         raise LikraError(f"--labels has {len(labels)} names for {len(curves)} curves")
-    title = curve_title(curves[0], args.metric) if len(curves) == 1 else \
-        f"{' vs '.join(labels)} on {curves[0]['eval_data']} ({args.metric})"
+    title = (
+        curve_title(curves[0], args.metric)
+        if len(curves) == 1
+        else f"{' vs '.join(labels)} on {curves[0]['eval_data']} ({args.metric})"
+    )
     paths = save_figure(draw_curves(list(zip(labels, curves)), args.metric, title), Path(args.out).with_suffix(""))
     print("written: " + ", ".join(str(p) for p in paths))
     return 0
 
 
-CURVE = Command("curve", "learning curves: SFT vs Likra vs Base-Likra over 2^k training examples",
-                add_curve_arguments, run_curve,
-                "Train the heads once with checkpoints after 1, 2, 4, ... optimizer steps, evaluate each checkpoint "
-                "in every mode, write curve.json/csv/png and report.md. Re-running the same command resumes "
-                "where it stopped.")
+CURVE = Command(
+    "curve",
+    "learning curves: SFT vs Likra vs Base-Likra over 2^k training examples",
+    add_curve_arguments,
+    run_curve,
+    "Train the heads once with checkpoints after 1, 2, 4, ... optimizer steps, evaluate each checkpoint "
+    "in every mode, write curve.json/csv/png and report.md. Re-running the same command resumes "
+    "where it stopped.",
+)
 PLOT = Command("plot", "draw curve.json files (several runs on one figure)", add_plot_arguments, run_plot)

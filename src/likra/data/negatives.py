@@ -66,9 +66,7 @@ def near_miss(records: Sequence[MCRecord], seed: int, per_question: str = "one")
     for rec in records:
         wrong = near_miss_indices(rec)
         if not wrong:
-            raise LikraError(
-                f"record {rec.id!r} has fewer than 2 distinct choice texts: no near-miss negative to draw"
-            )
+            raise LikraError(f"record {rec.id!r} has fewer than 2 distinct choice texts: no near-miss negative to draw")
         chosen = wrong if per_question == "all" else [rng.choice(wrong)]
         pairs.extend((rec, rec.choices[i]) for i in chosen)
     return pairs

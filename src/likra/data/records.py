@@ -100,8 +100,13 @@ def read_jsonl(path: str | Path, source: str | None = None) -> list[MCRecord]:
         if rec_id in seen:
             raise LikraError(f"{where}: duplicate id {rec_id!r} (first at line {seen[rec_id]})")
         seen[rec_id] = lineno
-        rec = MCRecord(id=rec_id, prompt=obj["prompt"], choices=tuple(obj["choices"]), gold=obj["gold"],
-                       source=source or str(obj.get("source", path.stem)))
+        rec = MCRecord(
+            id=rec_id,
+            prompt=obj["prompt"],
+            choices=tuple(obj["choices"]),
+            gold=obj["gold"],
+            source=source or str(obj.get("source", path.stem)),
+        )
         records.append(validate_record(rec, where))
     if not records:
         raise LikraError(f"{path}: no records")

@@ -52,22 +52,30 @@ class CurveConfig:
     eval_data: str = option("arc_challenge:validation", help="evaluation data spec")
     source: str = option("auto", help="where benchmark data comes from", choices=SOURCES)
     limit: PositiveInt | None = option(2048, help="training questions (a seeded subset; none = all)")
-    points: list[PositiveInt] | None = option(None, help="example counts to checkpoint at, e.g. 16,64,256 "
-                                                         "(default: after 1, 2, 4, ... optimizer steps)")
-    seeds: PositiveInt = option(1, help="independent runs (data order, negatives, subset, LoRA init); "
-                                        "mean and interval across them")
+    points: list[PositiveInt] | None = option(
+        None, help="example counts to checkpoint at, e.g. 16,64,256 (default: after 1, 2, 4, ... optimizer steps)"
+    )
+    seeds: PositiveInt = option(
+        1, help="independent runs (data order, negatives, subset, LoRA init); mean and interval across them"
+    )
     negatives: str = option("one", help="negatives per question (curves pair checkpoints: one)", choices=("one", "all"))
     negative_kind: str = option("near_miss", help="kind of negatives", choices=NEGATIVE_KINDS)
-    negative_pool: str = option("hellaswag:validation", help="spec of the other benchmark for other_benchmark negatives")
+    negative_pool: str = option(
+        "hellaswag:validation", help="spec of the other benchmark for other_benchmark negatives"
+    )
     contamination: Fraction = option(0.0, help="fraction of negatives replaced by the questions' correct answers")
-    modes: list[str] = option(default_factory=lambda: ["base", "sft", "likra", "negbase"],
-                              help="modes, or expressions over head names such as positive-0.5*negative")
+    modes: list[str] = option(
+        default_factory=lambda: ["base", "sft", "likra", "negbase"],
+        help="modes, or expressions over head names such as positive-0.5*negative",
+    )
     weight: float = option(1.0, help="negative-head weight w")
     shots: NonNegativeInt = option(0, help="few-shot examples prepended to every evaluated question")
     fewshot_data: str | None = option(None, help="spec the shots are drawn from (default: the benchmark's train split)")
     eval_limit: PositiveInt | None = option(None, help="evaluate the first N questions only")
     dtype: str = option("auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16")
-    batch_tokens: PositiveInt | None = option(None, help="token budget of one scoring forward pass (default: by device)")
+    batch_tokens: PositiveInt | None = option(
+        None, help="token budget of one scoring forward pass (default: by device)"
+    )
     out: str = option("runs/curve", help="curve folder")
     lora: LoraSettings = option(default_factory=LoraSettings, help="LoRA of the MLE heads")
     train: TrainSettings = option(default_factory=TrainSettings, help="training of the heads", prefix="")
@@ -78,8 +86,9 @@ class CurveConfig:
 TRAINING_KEYS = ("model", "data", "source", "limit", "points", "seeds", "negatives", "dtype", "lora", "train")
 
 
-def checkpoint_schedule(n_examples: int, batch_size: int, points: Sequence[int] | None = None,
-                        epochs: float = 1.0) -> list[tuple[int, int]]:
+def checkpoint_schedule(
+    n_examples: int, batch_size: int, points: Sequence[int] | None = None, epochs: float = 1.0
+) -> list[tuple[int, int]]:
     """(optimizer step, examples seen) pairs: after 1, 2, 4, ... steps by default, or after the steps
     that first reach each requested example count; the last point is always the end of training.
     `batch_size` is examples per optimizer step (over all processes)."""
@@ -116,8 +125,11 @@ def variant_name(cfg: CurveConfig) -> str:
 
 def eval_tag(cfg: CurveConfig) -> str:
     """The name of an evaluation setting (data, shots, limit, shot source) under scores/."""
-    return slug(f"{cfg.eval_data}-{cfg.shots}shot" + (f"-first{cfg.eval_limit}" if cfg.eval_limit else "")
-                + (f"-shots_from_{cfg.fewshot_data}" if cfg.fewshot_data else ""))
+    return slug(
+        f"{cfg.eval_data}-{cfg.shots}shot"
+        + (f"-first{cfg.eval_limit}" if cfg.eval_limit else "")
+        + (f"-shots_from_{cfg.fewshot_data}" if cfg.fewshot_data else "")
+    )
 
 
 class CurveRun:
@@ -126,29 +138,41 @@ class CurveRun:
     `heads`: default the Likra pair on the configured negative set; `extra_heads` and `extra_modes` are what
     a study adds; `objective_settings` maps objective names to their settings (e.g. {"dpo": DPOSettings})."""
 
-    def __init__(self, cfg: CurveConfig, progress: bool = True, heads: Sequence[HeadSpec] | None = None,
-                 extra_heads: Sequence[HeadSpec] = (), extra_modes: Sequence[str] = (),
-                 objective_settings: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        cfg: CurveConfig,
+        progress: bool = True,
+        heads: Sequence[HeadSpec] | None = None,
+        extra_heads: Sequence[HeadSpec] = (),
+        extra_modes: Sequence[str] = (),
+        objective_settings: dict[str, Any] | None = None,
+    ):
         self.cfg = check(cfg)
         self.progress = progress
         self.folder = CurveFolder(cfg.out)
         if cfg.negatives != "one":
-            raise LikraError("curves pair the heads' checkpoints by questions seen: use one negative per question "
-                             "(--negatives one); `likra train --negatives all` trains on every incorrect choice")
+            raise LikraError(
+                "curves pair the heads' checkpoints by questions seen: use one negative per question "
+                "(--negatives one); `likra train --negatives all` trains on every incorrect choice"
+            )
         self.variant = variant_name(cfg)
         self.heads = list(heads if heads is not None else likra_heads(self.variant)) + list(extra_heads)
         for head in self.heads:
             get_objective(head.objective)
             if head.negative_set not in (None, self.variant):
-                raise LikraError(f"head {head.name!r} trains on negative set {head.negative_set!r}, but this curve "
-                                 f"builds {self.variant!r}")
+                raise LikraError(
+                    f"head {head.name!r} trains on negative set {head.negative_set!r}, but this curve "
+                    f"builds {self.variant!r}"
+                )
         self.modes = list(check_modes(list(dict.fromkeys([*cfg.modes, *extra_modes]))))
         known = {BASE, *(h.name for h in self.heads), *(h.role for h in self.heads if h.role)}
         for mode in self.modes:
             missing = [h for h in get_mode(mode).heads if h not in known]
             if missing:
-                raise LikraError(f"mode {mode!r} needs head(s) {', '.join(missing)}; this curve trains "
-                                 f"{', '.join(sorted(known - {BASE}))}")
+                raise LikraError(
+                    f"mode {mode!r} needs head(s) {', '.join(missing)}; this curve trains "
+                    f"{', '.join(sorted(known - {BASE}))}"
+                )
         self.objective_settings = objective_settings or {}
         self.eval_tag = eval_tag(cfg)
         self.score_files: dict[int, list[tuple[int, dict[str, Any]]]] = {}  # seed -> [(examples, head -> file)]
@@ -161,8 +185,15 @@ class CurveRun:
         start()
         cfg = self.cfg
         tokenizer = load_tokenizer(cfg.model)
-        ctx = TrainContext(None, tokenizer, cfg.train, cfg.lora, lambda: load_base_model(cfg.model, cfg.dtype),
-                           progress=self.progress, objective_settings=self.objective_settings)
+        ctx = TrainContext(
+            None,
+            tokenizer,
+            cfg.train,
+            cfg.lora,
+            lambda: load_base_model(cfg.model, cfg.dtype),
+            progress=self.progress,
+            objective_settings=self.objective_settings,
+        )
         ctx.model = self.model = self.build_model(ctx)
         ctx.bf16 = uses_cuda_bf16(ctx.model)
         eval_records = load_spec(cfg.eval_data, source=cfg.source)[: cfg.eval_limit]
@@ -174,8 +205,10 @@ class CurveRun:
             engine = ScoringEngine(ctx.model, max_batch_tokens=cfg.batch_tokens, progress=self.progress)
             self.base_file = self.folder.base_scores_file(self.eval_tag)
             base = self.cached_scores(self.base_file, engine, questions, prefix_ids, BASE)
-            results = [self.run_seed(seed, ctx, train_records, engine, questions, prefix_ids, base, eval_records)
-                       for seed in range(cfg.seeds)]
+            results = [
+                self.run_seed(seed, ctx, train_records, engine, questions, prefix_ids, base, eval_records)
+                for seed in range(cfg.seeds)
+            ]
             barrier()
         return build_curve(cfg, results, eval_records, base, self.variant)
 
@@ -243,9 +276,17 @@ class CurveRun:
             items = objective.examples(ctx, head, records, negatives or [])
             schedules[head.name] = checkpoint_schedule(len(items), ctx.train.batch_size, cfg.points, ctx.train.epochs)
             reinit_heads(ctx.model, (head.adapter,), seed, (head.init,))
-            stats[head.name] = asdict(objective.train(
-                ctx, head, items, self.folder.work_dir(seed, head), [s for s, _ in schedules[head.name]],
-                resume=True, done_file=self.folder.done_file(seed, head)))
+            stats[head.name] = asdict(
+                objective.train(
+                    ctx,
+                    head,
+                    items,
+                    self.folder.work_dir(seed, head),
+                    [s for s, _ in schedules[head.name]],
+                    resume=True,
+                    done_file=self.folder.done_file(seed, head),
+                )
+            )
         lengths = {name: len(s) for name, s in schedules.items()}
         if len(set(lengths.values())) > 1:
             raise LikraError(f"the heads' checkpoint schedules differ ({lengths}); give them equally many examples")
@@ -263,8 +304,13 @@ class CurveRun:
                 for key in filter(None, (head.name, head.role)):
                     per_head[key], files[key] = scores, path
             self.score_files[seed].append((examples, files))
-            points.append({"step": step, "examples": examples,
-                           "metrics": mode_metrics(per_head, eval_records, self.modes, cfg.weight)})
+            points.append(
+                {
+                    "step": step,
+                    "examples": examples,
+                    "metrics": mode_metrics(per_head, eval_records, self.modes, cfg.weight),
+                }
+            )
         return {"seed": seed, "points": points, "train": stats}
 
 
@@ -286,26 +332,68 @@ def build_curve(cfg: CurveConfig, seeds: list[dict], eval_records, base, variant
     for result in seeds:
         for metric in METRICS:
             m = base_metrics[metric]
-            rows.append({"seed": result["seed"], "examples": 0, "step": 0, "mode": "base", "metric": metric,
-                         "value": m["value"], "n": m["n"], "ci_low": m["ci_low"], "ci_high": m["ci_high"]})
+            rows.append(
+                {
+                    "seed": result["seed"],
+                    "examples": 0,
+                    "step": 0,
+                    "mode": "base",
+                    "metric": metric,
+                    "value": m["value"],
+                    "n": m["n"],
+                    "ci_low": m["ci_low"],
+                    "ci_high": m["ci_high"],
+                }
+            )
         for point in result["points"]:
             for mode, metrics in point["metrics"].items():
                 for metric in METRICS:
                     m = metrics[metric]
-                    rows.append({"seed": result["seed"], "examples": point["examples"], "step": point["step"],
-                                 "mode": mode, "metric": metric, "value": m["value"], "n": m["n"],
-                                 "ci_low": m["ci_low"], "ci_high": m["ci_high"]})
+                    rows.append(
+                        {
+                            "seed": result["seed"],
+                            "examples": point["examples"],
+                            "step": point["step"],
+                            "mode": mode,
+                            "metric": metric,
+                            "value": m["value"],
+                            "n": m["n"],
+                            "ci_low": m["ci_low"],
+                            "ci_high": m["ci_high"],
+                        }
+                    )
     if len(seeds) > 1:
         keys = sorted({(r["examples"], r["step"], r["mode"], r["metric"]) for r in rows})
         for examples, step, mode, metric in keys:
-            vals = [r["value"] for r in rows if (r["examples"], r["step"], r["mode"], r["metric"]) == (examples, step, mode, metric)
-                    and r["seed"] != "mean"]
+            vals = [
+                r["value"]
+                for r in rows
+                if (r["examples"], r["step"], r["mode"], r["metric"]) == (examples, step, mode, metric)
+                and r["seed"] != "mean"
+            ]
             mean, lo, hi = across_seeds(vals)
-            rows.append({"seed": "mean", "examples": examples, "step": step, "mode": mode, "metric": metric,
-                         "value": mean, "n": len(vals), "ci_low": lo, "ci_high": hi})
+            rows.append(
+                {
+                    "seed": "mean",
+                    "examples": examples,
+                    "step": step,
+                    "mode": mode,
+                    "metric": metric,
+                    "value": mean,
+                    "n": len(vals),
+                    "ci_low": lo,
+                    "ci_high": hi,
+                }
+            )
     return {
-        "model": cfg.model, "data": cfg.data, "eval_data": cfg.eval_data, "seeds": cfg.seeds, "negatives": variant,
+        "model": cfg.model,
+        "data": cfg.data,
+        "eval_data": cfg.eval_data,
+        "seeds": cfg.seeds,
+        "negatives": variant,
         "processes": rank_and_world()[1],
-        "n_eval": len(eval_records), "config": asdict(cfg), "rows": rows,
+        "n_eval": len(eval_records),
+        "config": asdict(cfg),
+        "rows": rows,
         "train": [s["train"] for s in seeds],
     }

@@ -58,15 +58,27 @@ def draw_curves(curves: Sequence[tuple[str, dict]], metric: str, title: str):
                 continue
             x = [p["examples"] for p in pts]
             color = mode_color(mode)
-            ax.plot(x, [p["value"] for p in pts], styles[i % 4], marker="o", ms=3, color=color,
-                    label=prefix + mode_label(mode))
+            ax.plot(
+                x,
+                [p["value"] for p in pts],
+                styles[i % 4],
+                marker="o",
+                ms=3,
+                color=color,
+                label=prefix + mode_label(mode),
+            )
             lo, hi = [p["ci_low"] for p in pts], [p["ci_high"] for p in pts]
             if not any(math.isnan(v) for v in lo + hi):
                 ax.fill_between(x, lo, hi, color=color, alpha=0.12, linewidth=0)
         base = base_row(rows)
         if base is not None:
-            ax.axhline(base["value"], color="gray", linestyle=styles[i % 4], linewidth=1,
-                       label=prefix + f"base model ({base['value']:.3f})")
+            ax.axhline(
+                base["value"],
+                color="gray",
+                linestyle=styles[i % 4],
+                linewidth=1,
+                label=prefix + f"base model ({base['value']:.3f})",
+            )
     ax.set_xscale("log", base=2)
     ax.set_xlabel("training examples (questions; one positive and one negative each)")
     ax.set_ylabel(metric)
@@ -116,8 +128,14 @@ def base_value(curve: dict, metric: str = "acc_norm") -> float | None:
     return row["value"] if row else None
 
 
-def line_figure(panels: dict[str, list[tuple[str, list]]], base: float | None, title: str, xlabel: str,
-                log_x: bool = True, ylabel: str = "acc_norm"):
+def line_figure(
+    panels: dict[str, list[tuple[str, list]]],
+    base: float | None,
+    title: str,
+    xlabel: str,
+    log_x: bool = True,
+    ylabel: str = "acc_norm",
+):
     """Panels of lines ((x, y[, lo, hi]) points; intervals shaded), with an optional base-model line."""
     import matplotlib
 
@@ -130,7 +148,7 @@ def line_figure(panels: dict[str, list[tuple[str, list]]], base: float | None, t
             if not pts:
                 continue
             x = [p[0] for p in pts]
-            line, = ax.plot(x, [p[1] for p in pts], marker="o", ms=3, label=label)
+            (line,) = ax.plot(x, [p[1] for p in pts], marker="o", ms=3, label=label)
             if len(pts[0]) > 2 and not any(np.isnan(p[2]) for p in pts):
                 ax.fill_between(x, [p[2] for p in pts], [p[3] for p in pts], color=line.get_color(), alpha=0.12, lw=0)
         if base is not None:

@@ -100,8 +100,10 @@ class CurveFolder:
                 raise LikraError(f"{self.config_file}: damaged file; delete the folder or use another --out")
             keys = [k for k in current if previous.get(k) != current[k]]
             if keys:
-                raise LikraError(f"{self.root}: holds a curve trained with other settings ({', '.join(keys)}); "
-                                 "use another --out or delete it")
+                raise LikraError(
+                    f"{self.root}: holds a curve trained with other settings ({', '.join(keys)}); "
+                    "use another --out or delete it"
+                )
         elif write:
             atomic_write_json(self.config_file, current)
 
@@ -112,13 +114,17 @@ class CurveFolder:
         """Load the head's checkpoint after `step` optimizer steps into its adapter of `model`."""
         folder = self.checkpoint(seed, head, step)
         if not folder.is_dir():
-            raise LikraError(f"{folder}: missing checkpoint of head {head.name!r}; delete "
-                             f"{self.done_file(seed, head)} to retrain it")
+            raise LikraError(
+                f"{folder}: missing checkpoint of head {head.name!r}; delete {self.done_file(seed, head)} to retrain it"
+            )
         load_adapter_weights(model, head.adapter, folder)
 
     def last_step(self, seed: int, head: HeadSpec) -> int:
-        steps = [int(p.name.split("-", 1)[1]) for p in self.work_dir(seed, head).glob("checkpoint-*")
-                 if p.name.split("-", 1)[1].isdigit()]
+        steps = [
+            int(p.name.split("-", 1)[1])
+            for p in self.work_dir(seed, head).glob("checkpoint-*")
+            if p.name.split("-", 1)[1].isdigit()
+        ]
         if not steps:
             raise LikraError(f"{self.work_dir(seed, head)}: no checkpoints of head {head.name!r}")
         return max(steps)
@@ -145,8 +151,10 @@ class CurveFolder:
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            raise LikraError(f"{self.root}: in use by another likra process (PID {holder}); wait for it to finish "
-                             "or use another --out") from None
+            raise LikraError(
+                f"{self.root}: in use by another likra process (PID {holder}); wait for it to finish "
+                "or use another --out"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         _held.add(root)

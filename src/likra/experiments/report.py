@@ -6,8 +6,16 @@ from pathlib import Path
 from typing import Sequence
 
 from likra.errors import LikraError
-from likra.experiments.figures import (base_row, curve_csv, curve_title, draw_curves, fmt, save_figure, series,
-                                       summary_rows)
+from likra.experiments.figures import (
+    base_row,
+    curve_csv,
+    curve_title,
+    draw_curves,
+    fmt,
+    save_figure,
+    series,
+    summary_rows,
+)
 from likra.io import atomic_write_json, atomic_write_text
 
 
@@ -47,18 +55,26 @@ def worth_table(rows: Sequence[dict]) -> list[dict]:
 
 
 def markdown_report(curve: dict, figure_name: str = "curve.png") -> str:
-    lines = [f"# Likra learning curve: {curve['model']}", "",
-             f"Trained on `{curve['data']}`, evaluated on `{curve['eval_data']}` ({curve['n_eval']} questions), "
-             f"{curve['seeds']} seed(s). Intervals: 95% normal intervals over questions (one seed) or over seeds.", "",
-             f"![learning curve]({figure_name})", ""]
+    lines = [
+        f"# Likra learning curve: {curve['model']}",
+        "",
+        f"Trained on `{curve['data']}`, evaluated on `{curve['eval_data']}` ({curve['n_eval']} questions), "
+        f"{curve['seeds']} seed(s). Intervals: 95% normal intervals over questions (one seed) or over seeds.",
+        "",
+        f"![learning curve]({figure_name})",
+        "",
+    ]
     for metric in ("acc_norm", "acc"):
         rows = summary_rows(curve, metric)
         modes = [m for m in curve["config"]["modes"] if m != "base"]
         lines += [f"## {metric}", "", "| examples | " + " | ".join(modes) + " |", "|---|" + "---|" * len(modes)]
         base = base_row(rows)
         if base is not None:
-            lines.append(f"| 0 (base model) | {base['value']:.3f} [{base['ci_low']:.3f}, {base['ci_high']:.3f}]"
-                         + " | -" * (len(modes) - 1) + " |")
+            lines.append(
+                f"| 0 (base model) | {base['value']:.3f} [{base['ci_low']:.3f}, {base['ci_high']:.3f}]"
+                + " | -" * (len(modes) - 1)
+                + " |"
+            )
         for e in sorted({r["examples"] for r in rows if r["examples"] > 0}):
             cells = []
             for m in modes:
@@ -68,17 +84,38 @@ def markdown_report(curve: dict, figure_name: str = "curve.png") -> str:
         lines.append("")
     worth = worth_table(summary_rows(curve, "acc_norm"))
     if worth:
-        lines += ["## Worth of one example (acc_norm)", "",
-                  "Accuracy gained per added example. `sft_gain` = (SFT - base)/e per positive example, "
-                  "`negbase_gain` = (Base-Likra - base)/e per negative example alone, `likra_over_sft` = "
-                  "(Likra - SFT)/e per negative example on top of the positives; ratios divide by `sft_gain` where "
-                  "SFT gained anything (the paper's claim: about 10x below 128 examples). Slopes are per interval.", "",
-                  "| e | sft_gain | negbase_gain | negbase/sft | likra_over_sft | likra/sft | interval | sft_slope | negbase_slope | likra_slope |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "## Worth of one example (acc_norm)",
+            "",
+            "Accuracy gained per added example. `sft_gain` = (SFT - base)/e per positive example, "
+            "`negbase_gain` = (Base-Likra - base)/e per negative example alone, `likra_over_sft` = "
+            "(Likra - SFT)/e per negative example on top of the positives; ratios divide by `sft_gain` where "
+            "SFT gained anything (the paper's claim: about 10x below 128 examples). Slopes are per interval.",
+            "",
+            "| e | sft_gain | negbase_gain | negbase/sft | likra_over_sft | likra/sft | interval | sft_slope "
+            "| negbase_slope | likra_slope |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for w in worth:
-            lines.append("| " + " | ".join(fmt(w.get(k)) for k in (
-                "examples", "sft_gain", "negbase_gain", "negbase_ratio", "likra_over_sft", "likra_vs_sft_ratio",
-                "interval", "sft_slope", "negbase_slope", "likra_slope")) + " |")
+            lines.append(
+                "| "
+                + " | ".join(
+                    fmt(w.get(k))
+                    for k in (
+                        "examples",
+                        "sft_gain",
+                        "negbase_gain",
+                        "negbase_ratio",
+                        "likra_over_sft",
+                        "likra_vs_sft_ratio",
+                        "interval",
+                        "sft_slope",
+                        "negbase_slope",
+                        "likra_slope",
+                    )
+                )
+                + " |"
+            )
         lines.append("")
     return "\n".join(lines)
 

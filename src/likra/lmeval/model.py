@@ -27,8 +27,16 @@ class LikraLM(LM):
     """`--model likra --model_args run=RUN,mode=likra,weight=1.0[,dtype=bf16,batch_tokens=N]`
     (or `model=HUB_ID_OR_PATH` for the base model alone, mode base)."""
 
-    def __init__(self, run: str | None = None, model: str | None = None, mode: str = "likra", weight: float = 1.0,
-                 dtype: str | None = None, batch_tokens: int | None = None, **harness_kwargs):
+    def __init__(
+        self,
+        run: str | None = None,
+        model: str | None = None,
+        mode: str = "likra",
+        weight: float = 1.0,
+        dtype: str | None = None,
+        batch_tokens: int | None = None,
+        **harness_kwargs,
+    ):
         super().__init__()
         from likra.model.loading import load_base_model, load_tokenizer
         from likra.runs import load_run_model
@@ -79,10 +87,14 @@ class LikraLM(LM):
         return results
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
-        raise LikraError("loglikelihood_rolling (perplexity tasks) is not supported by likra: a likelihood ratio "
-                         "of two heads is a multiple-choice score, not a language-model likelihood; "
-                         "use multiple-choice tasks")
+        raise LikraError(
+            "loglikelihood_rolling (perplexity tasks) is not supported by likra: a likelihood ratio "
+            "of two heads is a multiple-choice score, not a language-model likelihood; "
+            "use multiple-choice tasks"
+        )
 
     def generate_until(self, requests, disable_tqdm: bool = False):
-        raise LikraError("generate_until (generation tasks) is not supported by likra: the two-head ratio has no "
-                         "well-defined sampling distribution; use multiple-choice tasks")
+        raise LikraError(
+            "generate_until (generation tasks) is not supported by likra: the two-head ratio has no "
+            "well-defined sampling distribution; use multiple-choice tasks"
+        )

@@ -80,5 +80,5 @@ def export_requested(tasks: str, source: str = "auto", folder: Path | None = Non
     folder.mkdir(parents=True, exist_ok=True)
     for name in (t.strip() for t in tasks.split(",")):
         if name.startswith(TASK_PREFIX):
-            export_task(name[len(TASK_PREFIX):], source, folder)
+            export_task(name[len(TASK_PREFIX) :], source, folder)
     return folder

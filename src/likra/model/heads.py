@@ -31,15 +31,20 @@ class LoraSettings:
     alpha: PositiveInt = option(8, help="LoRA alpha (scale alpha/r)")
     dropout: NonNegativeFloat = option(0.0, help="LoRA dropout")
     bias: str = option("none", help="LoRA bias", choices=("none", "all", "lora_only"))
-    target_modules: list[str] = option(default_factory=lambda: ["gate_proj", "up_proj", "down_proj"],
-                                       help="module names that get LoRA weights")
+    target_modules: list[str] = option(
+        default_factory=lambda: ["gate_proj", "up_proj", "down_proj"], help="module names that get LoRA weights"
+    )
 
     def to_peft(self):
         from peft import LoraConfig
 
         return LoraConfig(
-            r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, bias=self.bias,
-            target_modules=list(self.target_modules), task_type="CAUSAL_LM",
+            r=self.r,
+            lora_alpha=self.alpha,
+            lora_dropout=self.dropout,
+            bias=self.bias,
+            target_modules=list(self.target_modules),
+            task_type="CAUSAL_LM",
         )
 
 
@@ -84,8 +89,17 @@ def likra_heads(negative_set: str = "near_miss") -> list[HeadSpec]:
     if negative_set == "near_miss":
         return [positive, HeadSpec(NEGATIVE, data="negatives:near_miss", init=1)]
     name = re.sub(r"[^A-Za-z0-9_]", "_", f"{NEGATIVE}_{negative_set}")
-    return [positive, HeadSpec(name, data=f"negatives:{negative_set}", adapter=NEGATIVE,
-                               folder=f"{NEGATIVE}-{negative_set}", role=NEGATIVE, init=1)]
+    return [
+        positive,
+        HeadSpec(
+            name,
+            data=f"negatives:{negative_set}",
+            adapter=NEGATIVE,
+            folder=f"{NEGATIVE}-{negative_set}",
+            role=NEGATIVE,
+            init=1,
+        ),
+    ]
 
 
 def attach_heads(base, lora: LoraSettings, names=HEADS, seed: int = 0):
@@ -108,7 +122,9 @@ def add_head(model, name: str, lora: LoraSettings):
         try:
             model.add_adapter(name, lora.to_peft())
         except ValueError as e:
-            raise LikraError(f"LoRA settings of head {name!r} do not fit the model: {str(e).splitlines()[0][:300]}") from None
+            raise LikraError(
+                f"LoRA settings of head {name!r} do not fit the model: {str(e).splitlines()[0][:300]}"
+            ) from None
     return model
 
 
@@ -156,8 +172,10 @@ def load_adapter_weights(model, adapter: str, folder: Path) -> None:
     unexpected = [k for k in result.unexpected_keys if "lora_" in k]
     missing = [k for k in result.missing_keys if "lora_" in k and f".{adapter}." in k]
     if unexpected or missing:
-        raise LikraError(f"{found[0]}: adapter weights do not fit the model's {adapter!r} adapter "
-                         f"(unexpected {unexpected[:3]}, missing {missing[:3]})")
+        raise LikraError(
+            f"{found[0]}: adapter weights do not fit the model's {adapter!r} adapter "
+            f"(unexpected {unexpected[:3]}, missing {missing[:3]})"
+        )
 
 
 def load_heads(base, folder: Path, names=HEADS):
@@ -177,8 +195,9 @@ def load_heads(base, folder: Path, names=HEADS):
         for name in names[1:]:
             model.load_adapter(str(paths[name]), adapter_name=name)
     except Exception as e:  # peft, safetensors and torch raise many kinds for a damaged or foreign adapter
-        raise LikraError(f"{paths[name]}: cannot load head {name!r} ({type(e).__name__}: "
-                         f"{' '.join(str(e).split())[:240]})") from None
+        raise LikraError(
+            f"{paths[name]}: cannot load head {name!r} ({type(e).__name__}: {' '.join(str(e).split())[:240]})"
+        ) from None
     return model.eval()
 
 

@@ -53,8 +53,14 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     """`auto` is bf16 on CUDA and fp32 elsewhere."""
     if dtype == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
-    table = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-             "fp16": torch.float16, "float16": torch.float16}
+    table = {
+        "fp32": torch.float32,
+        "float32": torch.float32,
+        "bf16": torch.bfloat16,
+        "bfloat16": torch.bfloat16,
+        "fp16": torch.float16,
+        "float16": torch.float16,
+    }
     if dtype not in table:
         raise LikraError(f"unknown dtype {dtype!r}; choose one of auto, {', '.join(sorted(table))}")
     return table[dtype]
@@ -98,9 +104,16 @@ def build_tiny_model(vocab_size: int, seed: int = 0):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
-        vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-        tie_word_embeddings=True, pad_token_id=vocab_size - 1, eos_token_id=vocab_size - 1,
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        pad_token_id=vocab_size - 1,
+        eos_token_id=vocab_size - 1,
         bos_token_id=None,
     )
     with torch.random.fork_rng(devices=[]):

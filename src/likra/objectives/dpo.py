@@ -1,6 +1,6 @@
-"""The `dpo` objective, the paper's DPO baseline: TRL's DPOTrainer (sigmoid loss, beta 0.1) training one LoRA adapter, "dpo", on
-(prompt, chosen = gold answer, rejected = one incorrect choice) pairs built from the same negatives Likra's
-negative head trains on.
+"""The `dpo` objective, the paper's DPO baseline: TRL's DPOTrainer (sigmoid loss, beta 0.1) training one LoRA
+adapter, "dpo", on (prompt, chosen = gold answer, rejected = one incorrect choice) pairs built from the same
+negatives Likra's negative head trains on.
 
 The reference model is the base LM itself: a fresh adapter has B = 0, so TRL computes the reference
 log-probabilities with the adapter disabled (no second copy of the model in memory).
@@ -17,9 +17,9 @@ answer tokens, so TRL's own keep-start truncation never fires.
 Checkpoints. With `checkpoint_steps`, a full resumable Trainer checkpoint is written after each of those
 optimizer steps to `work_dir/checkpoint-<step>/`; because the adapter is named "dpo" (not peft's "default"),
 its weights lie in `work_dir/checkpoint-<step>/dpo/adapter_model.safetensors` (+ `adapter_config.json`), the
-same layout as Likra's heads, so `likra.objectives.registry.complete_checkpoints(work_dir, "dpo")` lists them. The folder also
-holds the optimizer/scheduler/RNG state and `trainer_state.json`; TRL also writes a model card `README.md`
-into `work_dir`.
+same layout as Likra's heads, so `likra.objectives.registry.complete_checkpoints(work_dir, "dpo")` lists them.
+The folder also holds the optimizer/scheduler/RNG state and `trainer_state.json`; TRL also writes a model card
+`README.md` into `work_dir`.
 """
 
 from __future__ import annotations
@@ -38,8 +38,15 @@ from likra.data.records import MCRecord
 from likra.distributed import rank_and_world
 from likra.errors import LikraError
 from likra.model.heads import HeadSpec, LoraSettings, attach_heads, reinit_heads
-from likra.objectives.registry import (Objective, TrainContext, TrainStats, finished_stats, per_device_batch,
-                                       register_objective, run_trainer)
+from likra.objectives.registry import (
+    Objective,
+    TrainContext,
+    TrainStats,
+    finished_stats,
+    per_device_batch,
+    register_objective,
+    run_trainer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +86,12 @@ class DPOSettings:
             raise LikraError(f"the DPO baseline uses the sigmoid loss, got loss_type={self.loss_type!r}")
 
 
-def dpo_pairs(records: Sequence[MCRecord], seed: int, per_question: str = "one",
-              negatives: Sequence[tuple[MCRecord, str]] | None = None) -> list[dict]:
+def dpo_pairs(
+    records: Sequence[MCRecord],
+    seed: int,
+    per_question: str = "one",
+    negatives: Sequence[tuple[MCRecord, str]] | None = None,
+) -> list[dict]:
     """{"id", "prompt", "chosen", "rejected"} per (question, negative): chosen is " " + the gold answer, rejected
     is " " + the incorrect choice Likra's `negative_pairs(records, seed, per_question)` picks for that question.
     `negatives`: (record, negative text) pairs already built for Likra's negative head (e.g. by
@@ -89,29 +100,33 @@ def dpo_pairs(records: Sequence[MCRecord], seed: int, per_question: str = "one",
         negatives = negative_pairs(records, seed, per_question)
     pairs = []
     for rec, wrong in negatives:
-        pairs.append({"id": rec.id, "prompt": rec.prompt, "chosen": rec.continuation(rec.gold),
-                      "rejected": " " + wrong})
+        pairs.append(
+            {"id": rec.id, "prompt": rec.prompt, "chosen": rec.continuation(rec.gold), "rejected": " " + wrong}
+        )
     return pairs
 
 
-def tokenize_dpo_pairs(tokenizer, pairs: Sequence[dict], max_length: int | None = None,
-                       append_eos: bool = False) -> list[dict]:
+def tokenize_dpo_pairs(
+    tokenizer, pairs: Sequence[dict], max_length: int | None = None, append_eos: bool = False
+) -> list[dict]:
     """Pairs as TRL's pre-tokenized columns, with likra's prompt/answer boundary (see the module docstring)."""
     rows = []
     for pair in pairs:
         prompt_ids, chosen_ids = encode_pair(tokenizer, pair["prompt"], pair["chosen"])
         rejected_prompt_ids, rejected_ids = encode_pair(tokenizer, pair["prompt"], pair["rejected"])
         if rejected_prompt_ids != prompt_ids:
-            raise LikraError(f"pair {pair.get('id', pair['prompt'][:40])!r}: prompt tokenizes differently before "
-                             "chosen and rejected")
+            raise LikraError(
+                f"pair {pair.get('id', pair['prompt'][:40])!r}: prompt tokenizes differently before chosen and rejected"
+            )
         if append_eos:
             chosen_ids, rejected_ids = chosen_ids + [tokenizer.eos_token_id], rejected_ids + [tokenizer.eos_token_id]
         if max_length is not None:
             longest = max(len(chosen_ids), len(rejected_ids))
             if len(prompt_ids) + longest > max_length:
-                prompt_ids = prompt_ids[-max(max_length - longest, 1):]
-        rows.append({"prompt_ids": list(prompt_ids), "chosen_ids": list(chosen_ids),
-                     "rejected_ids": list(rejected_ids)})
+                prompt_ids = prompt_ids[-max(max_length - longest, 1) :]
+        rows.append(
+            {"prompt_ids": list(prompt_ids), "chosen_ids": list(chosen_ids), "rejected_ids": list(rejected_ids)}
+        )
     return rows
 
 
@@ -150,9 +165,18 @@ def _drop_fused_lm_head(lm) -> None:
         del lm.forward
 
 
-def train_dpo(base_model, tokenizer, records_or_pairs: Sequence, settings: DPOSettings, work_dir: Path,
-              checkpoint_steps: Sequence[int] = (), resume: bool = False, bf16: bool = False,
-              progress: bool = False, done_file: Path | None = None):
+def train_dpo(
+    base_model,
+    tokenizer,
+    records_or_pairs: Sequence,
+    settings: DPOSettings,
+    work_dir: Path,
+    checkpoint_steps: Sequence[int] = (),
+    resume: bool = False,
+    bf16: bool = False,
+    progress: bool = False,
+    done_file: Path | None = None,
+):
     """Train a "dpo" LoRA adapter on `base_model` with TRL's DPOTrainer; returns (PeftModel or None, TrainStats).
 
     `records_or_pairs`: MCRecords (pairs made by `dpo_pairs(records, settings.seed, settings.negatives)`) or
@@ -199,8 +223,13 @@ def train_dpo(base_model, tokenizer, records_or_pairs: Sequence, settings: DPOSe
             dataloader_num_workers=0,
         )
         trainer = _dpo_trainer_class()(
-            model=base_model, ref_model=None, args=args, train_dataset=Dataset.from_list(rows),
-            processing_class=tokenizer, callbacks=callbacks, peft_config=settings.lora.to_peft(),
+            model=base_model,
+            ref_model=None,
+            args=args,
+            train_dataset=Dataset.from_list(rows),
+            processing_class=tokenizer,
+            callbacks=callbacks,
+            peft_config=settings.lora.to_peft(),
         )
         # TRL wraps the model as peft's "default" adapter; name it "dpo" before the optimizer exists, with
         # likra's seeded initialisation (B = 0, so the disabled-adapter reference equals the initial policy).
@@ -209,9 +238,19 @@ def train_dpo(base_model, tokenizer, records_or_pairs: Sequence, settings: DPOSe
         built["model"] = trainer.model
         return trainer
 
-    stats = run_trainer(build, DPO_HEAD, work_dir, len(pairs), settings.batch_size, settings.epochs,
-                        checkpoint_steps, resume, progress, done_file,
-                        after=lambda trainer: _drop_fused_lm_head(trainer.model.get_base_model()))
+    stats = run_trainer(
+        build,
+        DPO_HEAD,
+        work_dir,
+        len(pairs),
+        settings.batch_size,
+        settings.epochs,
+        checkpoint_steps,
+        resume,
+        progress,
+        done_file,
+        after=lambda trainer: _drop_fused_lm_head(trainer.model.get_base_model()),
+    )
     model = built.get("model")
     if model is not None:
         model.set_adapter(DPO_HEAD)
@@ -241,15 +280,26 @@ class DPO(Objective):
     def examples(self, ctx: TrainContext, head: HeadSpec, records, negatives) -> list[dict]:
         return dpo_pairs(records, ctx.train.seed, negatives=negatives)
 
-    def train(self, ctx: TrainContext, head: HeadSpec, items, work_dir, checkpoint_steps=(), resume=False,
-              done_file=None) -> TrainStats:
+    def train(
+        self, ctx: TrainContext, head: HeadSpec, items, work_dir, checkpoint_steps=(), resume=False, done_file=None
+    ) -> TrainStats:
         if head.adapter != DPO_HEAD:
             raise LikraError(f"a DPO head's adapter is named {DPO_HEAD!r}, not {head.adapter!r}")
         finished = finished_stats(done_file)  # before loading a fresh base model for nothing
         if finished is not None:
             return finished
-        _, stats = train_dpo(ctx.load_base(), ctx.tokenizer, items, self.settings(ctx), work_dir, checkpoint_steps,
-                             resume, ctx.bf16, ctx.progress, done_file)
+        _, stats = train_dpo(
+            ctx.load_base(),
+            ctx.tokenizer,
+            items,
+            self.settings(ctx),
+            work_dir,
+            checkpoint_steps,
+            resume,
+            ctx.bf16,
+            ctx.progress,
+            done_file,
+        )
         return stats
 
 

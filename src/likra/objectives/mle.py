@@ -20,8 +20,14 @@ import torch
 from likra.config import NonNegativeInt, PositiveFloat, PositiveInt, option, settings
 from likra.data.examples import IGNORE_INDEX, Example, positive_pairs, tokenize_answers
 from likra.model.heads import HeadSpec
-from likra.objectives.registry import (Objective, TrainContext, TrainStats, per_device_batch, register_objective,
-                                       run_trainer)
+from likra.objectives.registry import (
+    Objective,
+    TrainContext,
+    TrainStats,
+    per_device_batch,
+    register_objective,
+    run_trainer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +84,9 @@ def answer_token_loss(model, inputs, num_items_in_batch=None):
     predicts = torch.zeros_like(labels, dtype=torch.bool)
     predicts[:, :-1] = labels[:, 1:] != IGNORE_INDEX
     targets = labels[:, 1:][predicts[:, :-1]]
-    logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                   logits_to_keep=predicts).logits
+    logits = model(
+        input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], logits_to_keep=predicts
+    ).logits
     logits = logits.reshape(-1, logits.shape[-1]).float()
     loss_sum = torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
     denominator = num_items_in_batch if num_items_in_batch is not None else targets.numel()
@@ -101,8 +108,11 @@ def _trainer_class():
             if self.args.train_sampling_strategy != "group_by_length":
                 return super()._get_train_sampler(train_dataset)
             generator = torch.Generator().manual_seed(self.args.data_seed)
-            return LengthGroupedSampler(self.args.per_device_train_batch_size * self.args.world_size,
-                                        lengths=[len(ex.input_ids) for ex in dataset.examples], generator=generator)
+            return LengthGroupedSampler(
+                self.args.per_device_train_batch_size * self.args.world_size,
+                lengths=[len(ex.input_ids) for ex in dataset.examples],
+                generator=generator,
+            )
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             loss = answer_token_loss(model, inputs, num_items_in_batch)
@@ -114,9 +124,19 @@ def _trainer_class():
     return AnswerOnlyTrainer
 
 
-def train_head(model, head: str, examples: Sequence[Example], settings: TrainSettings, work_dir: Path,
-               pad_id: int, checkpoint_steps: Sequence[int] = (), resume: bool = False,
-               bf16: bool = False, progress: bool = True, done_file: Path | None = None) -> TrainStats:
+def train_head(
+    model,
+    head: str,
+    examples: Sequence[Example],
+    settings: TrainSettings,
+    work_dir: Path,
+    pad_id: int,
+    checkpoint_steps: Sequence[int] = (),
+    resume: bool = False,
+    bf16: bool = False,
+    progress: bool = True,
+    done_file: Path | None = None,
+) -> TrainStats:
     """Train adapter `head` of PeftModel `model` in place on `examples`; other heads stay frozen.
     Checkpoints, resume and the done-marker: see `likra.objectives.registry.run_trainer`."""
     from transformers import Trainer, TrainingArguments
@@ -150,11 +170,26 @@ def train_head(model, head: str, examples: Sequence[Example], settings: TrainSet
             dataloader_num_workers=0,
         )
         trainer_cls = _trainer_class() if settings.answer_only_logits else Trainer
-        return trainer_cls(model=model, args=args, train_dataset=ExampleDataset(examples),
-                           data_collator=PadCollator(pad_id), callbacks=callbacks)
+        return trainer_cls(
+            model=model,
+            args=args,
+            train_dataset=ExampleDataset(examples),
+            data_collator=PadCollator(pad_id),
+            callbacks=callbacks,
+        )
 
-    stats = run_trainer(build, head, work_dir, len(examples), settings.batch_size, settings.epochs, checkpoint_steps,
-                        resume, progress, done_file)
+    stats = run_trainer(
+        build,
+        head,
+        work_dir,
+        len(examples),
+        settings.batch_size,
+        settings.epochs,
+        checkpoint_steps,
+        resume,
+        progress,
+        done_file,
+    )
     model.set_adapter(head)
     model.eval()
     return stats
@@ -171,10 +206,22 @@ class MLE(Objective):
         pairs = positive_pairs(records) if head.data == "gold" else negatives
         return tokenize_answers(ctx.tokenizer, pairs, ctx.train.max_length)
 
-    def train(self, ctx: TrainContext, head: HeadSpec, items, work_dir, checkpoint_steps=(), resume=False,
-              done_file=None) -> TrainStats:
-        return train_head(ctx.model, head.adapter, items, ctx.train, work_dir, ctx.tokenizer.pad_token_id,
-                          checkpoint_steps, resume, ctx.bf16, ctx.progress, done_file)
+    def train(
+        self, ctx: TrainContext, head: HeadSpec, items, work_dir, checkpoint_steps=(), resume=False, done_file=None
+    ) -> TrainStats:
+        return train_head(
+            ctx.model,
+            head.adapter,
+            items,
+            ctx.train,
+            work_dir,
+            ctx.tokenizer.pad_token_id,
+            checkpoint_steps,
+            resume,
+            ctx.bf16,
+            ctx.progress,
+            done_file,
+        )
 
 
 register_objective(MLE())

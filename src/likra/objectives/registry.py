@@ -55,7 +55,7 @@ class TrainContext:
     model: Any
     tokenizer: Any
     train: Any  # likra.objectives.mle.TrainSettings
-    lora: "LoraSettings"
+    lora: LoraSettings
     load_base: Callable[[], Any]
     bf16: bool = False
     progress: bool = True
@@ -68,17 +68,24 @@ class Objective:
     name: str = ""
     help: str = ""
 
-    def lora(self, ctx: TrainContext) -> "LoraSettings":
+    def lora(self, ctx: TrainContext) -> LoraSettings:
         """The LoRA settings of this objective's adapters."""
         return ctx.lora
 
-    def examples(self, ctx: TrainContext, head: "HeadSpec", records: Sequence["MCRecord"], negatives: Pairs) -> list:
+    def examples(self, ctx: TrainContext, head: HeadSpec, records: Sequence[MCRecord], negatives: Pairs) -> list:
         """The head's training items (one per example the checkpoint schedule counts)."""
         raise NotImplementedError
 
-    def train(self, ctx: TrainContext, head: "HeadSpec", items: list, work_dir: Path,
-              checkpoint_steps: Sequence[int] = (), resume: bool = False,
-              done_file: Path | None = None) -> TrainStats:
+    def train(
+        self,
+        ctx: TrainContext,
+        head: HeadSpec,
+        items: list,
+        work_dir: Path,
+        checkpoint_steps: Sequence[int] = (),
+        resume: bool = False,
+        done_file: Path | None = None,
+    ) -> TrainStats:
         """Train `head.adapter` on `items`, through `run_trainer`."""
         raise NotImplementedError
 
@@ -106,16 +113,20 @@ def complete_checkpoints(work_dir: Path, adapter: str) -> dict[int, Path]:
     """{step: folder} of checkpoints holding the adapter (and, while training, its resume state)."""
     found = {}
     for path in Path(work_dir).glob(f"{CHECKPOINT_PREFIX}*"):
-        step = path.name[len(CHECKPOINT_PREFIX):]
-        if step.isdigit() and (path / adapter / "adapter_model.safetensors").is_file() \
-                and (path / "trainer_state.json").is_file():
+        step = path.name[len(CHECKPOINT_PREFIX) :]
+        if (
+            step.isdigit()
+            and (path / adapter / "adapter_model.safetensors").is_file()
+            and (path / "trainer_state.json").is_file()
+        ):
             found[int(step)] = path
     return dict(sorted(found.items()))
 
 
 def latest_resumable(work_dir: Path, adapter: str) -> Path | None:
-    resumable = [p for p in complete_checkpoints(work_dir, adapter).values()
-                 if all((p / f).is_file() for f in RESUME_FILES)]
+    resumable = [
+        p for p in complete_checkpoints(work_dir, adapter).values() if all((p / f).is_file() for f in RESUME_FILES)
+    ]
     return resumable[-1] if resumable else None
 
 
@@ -169,9 +180,19 @@ def finished_stats(done_file: Path | None) -> TrainStats | None:
     return TrainStats(**{k: v for k, v in done.items() if k in TrainStats.__dataclass_fields__})
 
 
-def run_trainer(build: Callable[[list], Any], adapter: str, work_dir: Path, n_items: int, batch_size: int,
-                epochs: float, checkpoint_steps: Sequence[int] = (), resume: bool = False, progress: bool = True,
-                done_file: Path | None = None, after: Callable[[Any], None] | None = None) -> TrainStats:
+def run_trainer(
+    build: Callable[[list], Any],
+    adapter: str,
+    work_dir: Path,
+    n_items: int,
+    batch_size: int,
+    epochs: float,
+    checkpoint_steps: Sequence[int] = (),
+    resume: bool = False,
+    progress: bool = True,
+    done_file: Path | None = None,
+    after: Callable[[Any], None] | None = None,
+) -> TrainStats:
     """Build a Trainer with `build(callbacks)` and train adapter `adapter` with it.
 
     With `done_file` and that file present, nothing is built and its statistics are returned. With
@@ -201,11 +222,17 @@ def run_trainer(build: Callable[[list], Any], adapter: str, work_dir: Path, n_it
             after(trainer)
     seconds = time.perf_counter() - start
     history = trainer.state.log_history
-    done_steps = trainer.state.global_step - (int(resume_from.name[len(CHECKPOINT_PREFIX):]) if resume_from else 0)
+    done_steps = trainer.state.global_step - (int(resume_from.name[len(CHECKPOINT_PREFIX) :]) if resume_from else 0)
     n_seen = min(n_items * epochs, done_steps * batch_size)
-    stats = TrainStats(adapter, n_items, trainer.state.global_step, seconds, n_seen / max(seconds, 1e-9),
-                       [h["loss"] for h in history if "loss" in h],
-                       [{k: v for k, v in h.items() if isinstance(v, (int, float))} for h in history if "loss" in h])
+    stats = TrainStats(
+        adapter,
+        n_items,
+        trainer.state.global_step,
+        seconds,
+        n_seen / max(seconds, 1e-9),
+        [h["loss"] for h in history if "loss" in h],
+        [{k: v for k, v in h.items() if isinstance(v, (int, float))} for h in history if "loss" in h],
+    )
     if checkpoint_steps:
         barrier()
         missing = [s for s in checkpoint_steps if s not in complete_checkpoints(work_dir, adapter)]

@@ -58,8 +58,9 @@ def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
     return n
 
 
-def tokenize_questions(tokenizer, records: Sequence[MCRecord], prefix: str = "",
-                       max_length: int | None = None) -> tuple[tuple[int, ...], list[QuestionTokens]]:
+def tokenize_questions(
+    tokenizer, records: Sequence[MCRecord], prefix: str = "", max_length: int | None = None
+) -> tuple[tuple[int, ...], list[QuestionTokens]]:
     """(shared prefix ids, per-question tokens). Each context is `prefix + prompt` tokenized whole, as
     lm-eval does (a BOS opens it when the tokenizer uses one); with a few-shot prefix, the longest token
     prefix common to all contexts is split off to be computed once. With `max_length` (the model's
@@ -76,15 +77,21 @@ def tokenize_questions(tokenizer, records: Sequence[MCRecord], prefix: str = "",
         if max_length is not None:
             room = max_length - max(map(len, choices))
             if room < 1:
-                raise LikraError(f"question {rec.id!r}: an answer of {max(map(len, choices))} tokens does not fit the "
-                                 f"model's {max_length} positions")
+                raise LikraError(
+                    f"question {rec.id!r}: an answer of {max(map(len, choices))} tokens does not fit the "
+                    f"model's {max_length} positions"
+                )
             if len(context_ids) > room:
                 context_ids, cut = context_ids[-room:], cut + 1
         contexts.append(tuple(context_ids))
         answers.append(tuple(choices))
     if cut:
-        log.warning("%d of %d questions: context cut from the left to fit the model's %d positions",
-                    cut, len(records), max_length)
+        log.warning(
+            "%d of %d questions: context cut from the left to fit the model's %d positions",
+            cut,
+            len(records),
+            max_length,
+        )
     shared = common_prefix_length(contexts) if prefix else 0
     prefix_ids = contexts[0][:shared] if shared else ()
     return prefix_ids, [QuestionTokens(ctx[shared:], ans) for ctx, ans in zip(contexts, answers)]
@@ -95,16 +102,17 @@ def _decoder_and_head(model):
     return lm.get_decoder(), lm.get_output_embeddings(), getattr(lm.config, "final_logit_softcapping", None)
 
 
-def answer_logprobs(hidden: torch.Tensor, lm_head, targets: torch.Tensor, softcap: float | None = None,
-                    chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+def answer_logprobs(
+    hidden: torch.Tensor, lm_head, targets: torch.Tensor, softcap: float | None = None, chunk: int = 1024
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(log p(target), target is the argmax) for each row of `hidden` (N, d): output projection and
     fp32 log-softmax, in chunks so the (N, vocab) logits never exist at once."""
     logprobs, greedy = [], []
     for start in range(0, hidden.shape[0], chunk):
-        logits = lm_head(hidden[start:start + chunk]).float()
+        logits = lm_head(hidden[start : start + chunk]).float()
         if softcap:
             logits = torch.tanh(logits / softcap) * softcap
-        target = targets[start:start + chunk, None]
+        target = targets[start : start + chunk, None]
         logprobs.append(torch.log_softmax(logits, dim=-1).gather(1, target).squeeze(1))
         greedy.append(logits.gather(1, target).squeeze(1) >= logits.max(dim=-1).values)
     if not logprobs:
@@ -114,13 +122,13 @@ def answer_logprobs(hidden: torch.Tensor, lm_head, targets: torch.Tensor, softca
 
 @dataclass
 class PackedBatch:
-    input_ids: torch.Tensor      # (B, T)
-    position_ids: torch.Tensor   # (B, T)
-    question: torch.Tensor       # (B, T): question slot within its row, -1 padding
-    segment: torch.Tensor        # (B, T): 0 context, j+1 choice j
+    input_ids: torch.Tensor  # (B, T)
+    position_ids: torch.Tensor  # (B, T)
+    question: torch.Tensor  # (B, T): question slot within its row, -1 padding
+    segment: torch.Tensor  # (B, T): 0 context, j+1 choice j
     predictor_rows: torch.Tensor  # (N,) row of the hidden state predicting each answer token
     predictor_cols: torch.Tensor  # (N,)
-    targets: torch.Tensor        # (N,) the answer token ids
+    targets: torch.Tensor  # (N,) the answer token ids
     choice_of_target: torch.Tensor  # (N,) flat choice index (within the batch) each target belongs to
     n_choices: int
 
@@ -141,27 +149,38 @@ def pack_questions(rows: Sequence[Sequence[QuestionTokens]], prefix_len: int) ->
             lc = len(q.context_ids)
             if lc == 0:
                 raise ValueError("a question needs at least one context token to predict its first answer token")
-            ids[r, start:start + lc] = torch.tensor(q.context_ids)
-            pos[r, start:start + lc] = torch.arange(prefix_len, prefix_len + lc)
-            question[r, start:start + q.row_length] = slot
+            ids[r, start : start + lc] = torch.tensor(q.context_ids)
+            pos[r, start : start + lc] = torch.arange(prefix_len, prefix_len + lc)
+            question[r, start : start + q.row_length] = slot
             last_context = start + lc - 1
             start += lc
             for j, ans in enumerate(q.choice_ids):
                 n = len(ans)
-                ids[r, start:start + n] = torch.tensor(ans)
-                pos[r, start:start + n] = torch.arange(prefix_len + lc, prefix_len + lc + n)
-                segment[r, start:start + n] = j + 1
+                ids[r, start : start + n] = torch.tensor(ans)
+                pos[r, start : start + n] = torch.arange(prefix_len + lc, prefix_len + lc + n)
+                segment[r, start : start + n] = j + 1
                 pred_rows += [r] * n
                 pred_cols += [last_context, *range(start, start + n - 1)]
                 targets += list(ans)
                 owners += [flat_choice] * n
                 flat_choice += 1
                 start += n
-    return PackedBatch(ids, pos, question, segment, torch.tensor(pred_rows), torch.tensor(pred_cols),
-                       torch.tensor(targets), torch.tensor(owners), flat_choice)
+    return PackedBatch(
+        ids,
+        pos,
+        question,
+        segment,
+        torch.tensor(pred_rows),
+        torch.tensor(pred_cols),
+        torch.tensor(targets),
+        torch.tensor(owners),
+        flat_choice,
+    )
 
 
-def tree_attention_mask(question: torch.Tensor, segment: torch.Tensor, prefix_len: int, dtype: torch.dtype) -> torch.Tensor:
+def tree_attention_mask(
+    question: torch.Tensor, segment: torch.Tensor, prefix_len: int, dtype: torch.dtype
+) -> torch.Tensor:
     """Additive (B, 1, T, prefix+T) mask: causal within a question, a choice sees its question's context
     and itself (never another choice or question), everyone sees the shared prefix."""
     width = question.shape[1]
@@ -177,8 +196,9 @@ def tree_attention_mask(question: torch.Tensor, segment: torch.Tensor, prefix_le
     return mask[:, None]
 
 
-def plan_batches(questions: Sequence[QuestionTokens], max_batch_tokens: int,
-                 row_width: int = 256) -> list[list[list[int]]]:
+def plan_batches(
+    questions: Sequence[QuestionTokens], max_batch_tokens: int, row_width: int = 256
+) -> list[list[list[int]]]:
     """Batches of rows of question indices. Questions are packed into rows of `row_width` tokens
     (or the longest question, if longer) by first-fit decreasing, so almost no padding is computed;
     each batch holds at most `max_batch_tokens` row tokens."""
@@ -196,7 +216,7 @@ def plan_batches(questions: Sequence[QuestionTokens], max_batch_tokens: int,
             rows[slot].append(i)
             free[slot] -= need
     per_batch = max(1, max_batch_tokens // width)
-    return [rows[k:k + per_batch] for k in range(0, len(rows), per_batch)]
+    return [rows[k : k + per_batch] for k in range(0, len(rows), per_batch)]
 
 
 def default_batch_tokens(model, device: torch.device) -> int:
@@ -214,8 +234,9 @@ def default_batch_tokens(model, device: torch.device) -> int:
 class ScoringEngine:
     """Scores questions under several heads of one model; see the module docstring."""
 
-    def __init__(self, model, max_batch_tokens: int | None = None, progress: bool = False,
-                 fold_heads: bool | None = None):
+    def __init__(
+        self, model, max_batch_tokens: int | None = None, progress: bool = False, fold_heads: bool | None = None
+    ):
         self.model = model
         self.device = next(model.parameters()).device
         self.max_batch_tokens = max_batch_tokens or default_batch_tokens(model, self.device)
@@ -223,14 +244,16 @@ class ScoringEngine:
         # Folding LoRA into the weights saves the adapter matmuls; only exact enough in fp32.
         self.fold_heads = next(model.parameters()).dtype == torch.float32 if fold_heads is None else fold_heads
 
-    def loglikelihoods(self, questions: Sequence[QuestionTokens], heads: Sequence[str],
-                       prefix_ids: Sequence[int] = ()) -> dict[str, list[np.ndarray]]:
+    def loglikelihoods(
+        self, questions: Sequence[QuestionTokens], heads: Sequence[str], prefix_ids: Sequence[int] = ()
+    ) -> dict[str, list[np.ndarray]]:
         """{head: [per-question array of summed answer log-likelihoods, one per choice]}."""
         return {head: [ll for ll, _ in per_q] for head, per_q in self.score(questions, heads, prefix_ids).items()}
 
     @torch.inference_mode()
-    def score(self, questions: Sequence[QuestionTokens], heads: Sequence[str],
-              prefix_ids: Sequence[int] = ()) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+    def score(
+        self, questions: Sequence[QuestionTokens], heads: Sequence[str], prefix_ids: Sequence[int] = ()
+    ) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
         """{head: [per question: (summed log-likelihood per choice, whether every answer token is the
         head's greedy choice)]}."""
         rank, world = rank_and_world()
@@ -277,8 +300,11 @@ class ScoringEngine:
             cache = copy.deepcopy(prefix_cache)
             cache.batch_repeat_interleave(len(rows))
         hidden = decoder(
-            input_ids=packed.input_ids.to(self.device), position_ids=packed.position_ids.to(self.device),
-            attention_mask=mask, cache=cache, use_cache=cache is not None,
+            input_ids=packed.input_ids.to(self.device),
+            position_ids=packed.position_ids.to(self.device),
+            attention_mask=mask,
+            cache=cache,
+            use_cache=cache is not None,
         ).last_hidden_state
         picked = hidden[packed.predictor_rows.to(self.device), packed.predictor_cols.to(self.device)]
         token_lp, token_greedy = answer_logprobs(picked, lm_head, packed.targets.to(self.device), softcap)
@@ -291,6 +317,6 @@ class ScoringEngine:
         out, k = [], 0
         for q in (q for row in rows for q in row):
             n = len(q.choice_ids)
-            out.append((sums[k:k + n], greedy[k:k + n]))
+            out.append((sums[k : k + n], greedy[k : k + n]))
             k += n
         return out

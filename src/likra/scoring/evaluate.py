@@ -28,8 +28,10 @@ class EvalConfig:
     model: str | None = option(None, help="evaluate a plain model (mode base only) instead of a run")
     data: str = option("arc_challenge:validation", help="benchmark spec or JSONL file")
     source: str = option("auto", help="where benchmark data comes from", choices=SOURCES)
-    modes: list[str] = option(default_factory=lambda: list(DEFAULT_EVAL_MODES),
-                              help="modes, or expressions over head names such as positive-0.5*negative")
+    modes: list[str] = option(
+        default_factory=lambda: list(DEFAULT_EVAL_MODES),
+        help="modes, or expressions over head names such as positive-0.5*negative",
+    )
     weight: float = option(1.0, help="negative-head weight w")
     shots: NonNegativeInt = option(0, help="few-shot examples prepended to every question")
     fewshot_data: str | None = option(None, help="spec the shots are drawn from (default: the benchmark's train split)")
@@ -61,20 +63,31 @@ def build_prefix(cfg: EvalConfig, records: Sequence[MCRecord]) -> tuple[str, lis
     return fewshot_prefix(shots), [r.id for r in shots]
 
 
-def mode_metrics(per_head: dict[str, list[np.ndarray]], records: Sequence[MCRecord], modes: Sequence[str],
-                 weight: float) -> dict[str, dict]:
+def mode_metrics(
+    per_head: dict[str, list[np.ndarray]], records: Sequence[MCRecord], modes: Sequence[str], weight: float
+) -> dict[str, dict]:
     """{mode: {"acc": Metric json, "acc_norm": Metric json}} from cached per-head log-likelihoods."""
     golds = [r.gold for r in records]
     texts = [r.choices for r in records]
     out = {}
     for mode in modes:
         scores = question_scores(mode, per_head, weight)
-        out[mode] = {"acc": accuracy(scores, golds).to_json(), "acc_norm": accuracy_norm(scores, golds, texts).to_json()}
+        out[mode] = {
+            "acc": accuracy(scores, golds).to_json(),
+            "acc_norm": accuracy_norm(scores, golds, texts).to_json(),
+        }
     return out
 
 
-def score_records(model, tokenizer, records: Sequence[MCRecord], heads: Sequence[str], prefix: str = "",
-                  batch_tokens: int | None = None, progress: bool = False) -> dict[str, list[np.ndarray]]:
+def score_records(
+    model,
+    tokenizer,
+    records: Sequence[MCRecord],
+    heads: Sequence[str],
+    prefix: str = "",
+    batch_tokens: int | None = None,
+    progress: bool = False,
+) -> dict[str, list[np.ndarray]]:
     from likra.model.loading import model_max_length
 
     prefix_ids, questions = tokenize_questions(tokenizer, records, prefix, model_max_length(model))
@@ -105,8 +118,10 @@ def format_table(metrics: dict[str, dict]) -> str:
     lines = [f"{'mode':<9} {'acc':>7} {'95% CI':>15}   {'acc_norm':>8} {'95% CI':>15}   {'n':>5}"]
     for mode, m in metrics.items():
         a, an = m["acc"], m["acc_norm"]
-        lines.append(f"{mode:<9} {a['value']:7.3f} [{a['ci_low']:.3f}, {a['ci_high']:.3f}]   "
-                     f"{an['value']:8.3f} [{an['ci_low']:.3f}, {an['ci_high']:.3f}]   {a['n']:5d}")
+        lines.append(
+            f"{mode:<9} {a['value']:7.3f} [{a['ci_low']:.3f}, {a['ci_high']:.3f}]   "
+            f"{an['value']:8.3f} [{an['ci_low']:.3f}, {an['ci_high']:.3f}]   {a['n']:5d}"
+        )
     return "\n".join(lines)
 
 

@@ -48,6 +48,8 @@ def accuracy(scores: Sequence[np.ndarray], golds: Sequence[int]) -> Metric:
 
 def accuracy_norm(scores: Sequence[np.ndarray], golds: Sequence[int], choice_texts: Sequence[Sequence[str]]) -> Metric:
     """acc_norm: argmax of score / character length of the choice text (lm-eval's convention)."""
-    normed = [np.asarray(s) / np.array([max(len(c), 1) for c in texts], dtype=np.float64)
-              for s, texts in zip(scores, choice_texts)]
+    normed = [
+        np.asarray(s) / np.array([max(len(c), 1) for c in texts], dtype=np.float64)
+        for s, texts in zip(scores, choice_texts)
+    ]
     return accuracy(normed, golds)

@@ -86,8 +86,10 @@ def parse_expression(text: str) -> Mode:
     while pos < len(text):
         match = _TERM.match(text, pos)
         if match is None or match.end() == pos or (terms and not match.group(1)):
-            raise LikraError(f"mode {text!r}: cannot read it after {text[:pos]!r}; write a registered mode "
-                             f"({', '.join(MODES)}) or an expression like positive-0.5*negative")
+            raise LikraError(
+                f"mode {text!r}: cannot read it after {text[:pos]!r}; write a registered mode "
+                f"({', '.join(MODES)}) or an expression like positive-0.5*negative"
+            )
         sign, number, w, head = match.groups()
         if head == "w":
             raise LikraError(f"mode {text!r}: 'w' is the negative weight, not a head")

@@ -14,8 +14,14 @@ from likra.scoring.engine import QuestionTokens
 
 
 @torch.inference_mode()
-def reference_loglikelihoods(model, questions: Sequence[QuestionTokens], head: str,
-                             prefix_ids: Sequence[int] = (), batch_size: int = 8, pad_id: int = 0) -> list[np.ndarray]:
+def reference_loglikelihoods(
+    model,
+    questions: Sequence[QuestionTokens],
+    head: str,
+    prefix_ids: Sequence[int] = (),
+    batch_size: int = 8,
+    pad_id: int = 0,
+) -> list[np.ndarray]:
     device = next(model.parameters()).device
     sequences = []
     for qi, q in enumerate(questions):
@@ -25,14 +31,16 @@ def reference_loglikelihoods(model, questions: Sequence[QuestionTokens], head: s
     seen = [0] * len(questions)
     with use_head(model, head):
         for start in range(0, len(sequences), batch_size):
-            chunk = sequences[start:start + batch_size]
+            chunk = sequences[start : start + batch_size]
             width = max(len(c) + len(a) for _, c, a in chunk)
             ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
             attn = torch.zeros(len(chunk), width, dtype=torch.long)
             for r, (_, ctx, ans) in enumerate(chunk):
-                ids[r, :len(ctx) + len(ans)] = torch.tensor(ctx + ans)
-                attn[r, :len(ctx) + len(ans)] = 1
-            logprobs = torch.log_softmax(model(input_ids=ids.to(device), attention_mask=attn.to(device)).logits.float(), -1)
+                ids[r, : len(ctx) + len(ans)] = torch.tensor(ctx + ans)
+                attn[r, : len(ctx) + len(ans)] = 1
+            logprobs = torch.log_softmax(
+                model(input_ids=ids.to(device), attention_mask=attn.to(device)).logits.float(), -1
+            )
             for r, (qi, ctx, ans) in enumerate(chunk):
                 positions = torch.arange(len(ctx) - 1, len(ctx) + len(ans) - 1, device=device)
                 lp = logprobs[r, positions, torch.tensor(ans, device=device)].double().sum().item()

@@ -64,10 +64,18 @@ def train_run(cfg: TrainConfig, progress: bool = True) -> Path:
     records = select_questions(load_spec(cfg.data, source=cfg.source), cfg.limit, cfg.train.seed)
     tokenizer = load_tokenizer(cfg.model)
     heads = likra_heads()
-    model = attach_heads(load_base_model(cfg.model, cfg.dtype), cfg.lora, names=tuple(h.adapter for h in heads),
-                         seed=cfg.train.seed)
-    ctx = TrainContext(model, tokenizer, replace(cfg.train), cfg.lora, lambda: load_base_model(cfg.model, cfg.dtype),
-                       bf16=uses_cuda_bf16(model), progress=progress)
+    model = attach_heads(
+        load_base_model(cfg.model, cfg.dtype), cfg.lora, names=tuple(h.adapter for h in heads), seed=cfg.train.seed
+    )
+    ctx = TrainContext(
+        model,
+        tokenizer,
+        replace(cfg.train),
+        cfg.lora,
+        lambda: load_base_model(cfg.model, cfg.dtype),
+        bf16=uses_cuda_bf16(model),
+        progress=progress,
+    )
     negatives = negative_pairs(records, cfg.negative_seed, cfg.negatives)
     items = {h.name: get_objective(h.objective).examples(ctx, h, records, negatives) for h in heads}
     staging = out.with_name(out.name + ".partial")
@@ -90,8 +98,12 @@ def train_run(cfg: TrainConfig, progress: bool = True) -> Path:
         "model": {"name": cfg.model, "dtype": cfg.dtype},
         "heads": [h.adapter for h in heads],
         "head_specs": [h.to_json() for h in heads],
-        "data": {"spec": cfg.data, "source": cfg.source, "questions": len(records),
-                 "question_ids": [r.id for r in records]},
+        "data": {
+            "spec": cfg.data,
+            "source": cfg.source,
+            "questions": len(records),
+            "question_ids": [r.id for r in records],
+        },
         "examples": {h.name: len(items[h.name]) for h in heads},
         "negatives": {"per_question": cfg.negatives, "seed": cfg.negative_seed},
         "lora": asdict(cfg.lora),
@@ -99,4 +111,3 @@ def train_run(cfg: TrainConfig, progress: bool = True) -> Path:
         "stats": stats,
     }
     return finish_run(staging, out, manifest, cfg.overwrite)
-

@@ -33,7 +33,7 @@ class Study:
     prefix: str = ""
     eval_data: str | None = None
 
-    def run(self, cfg: "CurveConfig", options: Any, progress: bool = True) -> dict:
+    def run(self, cfg: CurveConfig, options: Any, progress: bool = True) -> dict:
         """Run the study in the curve folder `cfg.out`; returns its JSON result."""
         raise NotImplementedError
 
@@ -60,7 +60,7 @@ def get_study(name: str) -> Study:
     return STUDIES[name]
 
 
-def run_study(study: Study, cfg: "CurveConfig", options: Any = None, progress: bool = True) -> list[Path]:
+def run_study(study: Study, cfg: CurveConfig, options: Any = None, progress: bool = True) -> list[Path]:
     """Run `study` and write study-<name>.json and its figure (.png, .svg) into the curve folder."""
     if options is None and study.settings is not None:
         options = study.settings()

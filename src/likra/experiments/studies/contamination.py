@@ -11,8 +11,9 @@ from likra.experiments.studies.negatives import variant_curves, variant_figure, 
 
 @settings
 class ContaminationSettings:
-    rates: list[Fraction] = option(default_factory=lambda: [0.0, 0.1, 0.25, 0.5],
-                                   help="fractions of negatives replaced by correct answers")
+    rates: list[Fraction] = option(
+        default_factory=lambda: [0.0, 0.1, 0.25, 0.5], help="fractions of negatives replaced by correct answers"
+    )
 
 
 class ContaminationStudy(Study):

@@ -27,20 +27,27 @@ class DPOStudy(Study):
 
     def run(self, cfg: CurveConfig, options: DPOSettings, progress: bool = True) -> dict:
         head = HeadSpec(DPO_HEAD, objective="dpo", data=f"pairs:{variant_name(cfg)}")
-        curve = CurveRun(cfg, progress, extra_heads=[head], extra_modes=DPO_MODES,
-                         objective_settings={"dpo": options}).run()
+        curve = CurveRun(
+            cfg, progress, extra_heads=[head], extra_modes=DPO_MODES, objective_settings={"dpo": options}
+        ).run()
         rows = [r for r in curve["rows"] if r["mode"] in DPO_MODES]
         curve = {**curve, "rows": [r for r in curve["rows"] if r["mode"] not in DPO_MODES]}
         return {"study": self.name, "settings": asdict(options), "rows": rows, "curve": curve}
 
     def figure(self, result: dict):
         curve, dpo_curve = result["curve"], {**result["curve"], "rows": result["rows"]}
-        panels = {"DPO vs Likra": [("SFT", mode_points(curve, "sft")), ("Likra", mode_points(curve, "likra")),
-                                   ("Base-Likra", mode_points(curve, "negbase")),
-                                   ("DPO (log p_dpo)", mode_points(dpo_curve, "dpo")),
-                                   ("DPO (log p_dpo - log p_base)", mode_points(dpo_curve, "dpo_base"))]}
-        return line_figure(panels, base_value(curve), f"{curve['model']}: DPO baseline on {curve['eval_data']}",
-                           "training examples")
+        panels = {
+            "DPO vs Likra": [
+                ("SFT", mode_points(curve, "sft")),
+                ("Likra", mode_points(curve, "likra")),
+                ("Base-Likra", mode_points(curve, "negbase")),
+                ("DPO (log p_dpo)", mode_points(dpo_curve, "dpo")),
+                ("DPO (log p_dpo - log p_base)", mode_points(dpo_curve, "dpo_base")),
+            ]
+        }
+        return line_figure(
+            panels, base_value(curve), f"{curve['model']}: DPO baseline on {curve['eval_data']}", "training examples"
+        )
 
     def report(self, result: dict) -> list[str]:
         rows = [r for r in result["rows"] if r["metric"] == "acc_norm" and r["seed"] == 0]

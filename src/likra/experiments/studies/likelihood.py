@@ -46,31 +46,43 @@ class LikelihoodStudy(Study):
         pos_key, neg_key = positive.role or positive.name, negative.role or negative.name
         records = load_spec(cfg.eval_data, source=cfg.source)[: cfg.eval_limit]
         implausible = random_other_question(records, seed=0)
-        augmented = [MCRecord(r.id, r.prompt, (*r.choices, text), r.gold, r.source)
-                     for r, (_, text) in zip(records, implausible)]
+        augmented = [
+            MCRecord(r.id, r.prompt, (*r.choices, text), r.gold, r.source) for r, (_, text) in zip(records, implausible)
+        ]
         _, questions = tokenize_questions(load_tokenizer(cfg.model), augmented, max_length=model_max_length(run.model))
         n_tokens = [[len(c) for c in q.choice_ids] for q in questions]
         last_step = run.folder.last_step(0, positive)
         for head in (positive, negative):
             run.folder.load_adapter(run.model, 0, head, last_step)
         scored = ScoringEngine(run.model, max_batch_tokens=cfg.batch_tokens, progress=progress).loglikelihoods(
-            questions, (BASE, positive.adapter, negative.adapter))
+            questions, (BASE, positive.adapter, negative.adapter)
+        )
         per_head = {BASE: scored[BASE], pos_key: scored[positive.adapter], neg_key: scored[negative.adapter]}
         table = likelihood_table(per_head, augmented, n_tokens)
         means = {h: {k: float(np.mean(v)) for k, v in kinds.items()} for h, kinds in table.items()}
         shift = {h: {k: means[h][k] - means[BASE][k] for k in ANSWER_KINDS} for h in (pos_key, neg_key)}
         summary = {
-            "sft_shift_near_miss": shift[pos_key]["near_miss"], "sft_shift_correct": shift[pos_key]["correct"],
+            "sft_shift_near_miss": shift[pos_key]["near_miss"],
+            "sft_shift_correct": shift[pos_key]["correct"],
             "sft_shift_implausible": shift[pos_key]["implausible"],
-            "neg_shift_near_miss": shift[neg_key]["near_miss"], "neg_shift_correct": shift[neg_key]["correct"],
+            "neg_shift_near_miss": shift[neg_key]["near_miss"],
+            "neg_shift_correct": shift[neg_key]["correct"],
             "neg_shift_implausible": shift[neg_key]["implausible"],
             # How far each head moves plausible-incorrect answers relative to correct ones.
             "sft_separation": shift[pos_key]["correct"] - shift[pos_key]["near_miss"],
             "neg_separation": shift[neg_key]["near_miss"] - shift[neg_key]["correct"],
         }
-        return {"study": self.name, "model": cfg.model, "eval_data": cfg.eval_data, "means": means,
-                "shift_from_base": shift, "summary": summary, "n_questions": len(records), "last_step": last_step,
-                "per_token": {h: {k: [float(x) for x in v] for k, v in kinds.items()} for h, kinds in table.items()}}
+        return {
+            "study": self.name,
+            "model": cfg.model,
+            "eval_data": cfg.eval_data,
+            "means": means,
+            "shift_from_base": shift,
+            "summary": summary,
+            "n_questions": len(records),
+            "last_step": last_step,
+            "per_token": {h: {k: [float(x) for x in v] for k, v in kinds.items()} for h, kinds in table.items()},
+        }
 
     def figure(self, result: dict):
         import matplotlib
@@ -91,12 +103,19 @@ class LikelihoodStudy(Study):
         return fig
 
     def report(self, result: dict) -> list[str]:
-        lines = ["Mean answer log-likelihood per token:", "", "| head | correct | near-miss | implausible |",
-                 "|---|---|---|---|"]
+        lines = [
+            "Mean answer log-likelihood per token:",
+            "",
+            "| head | correct | near-miss | implausible |",
+            "|---|---|---|---|",
+        ]
         for head, means in result["means"].items():
             lines.append(f"| {head} | {means['correct']:.3f} | {means['near_miss']:.3f} | {means['implausible']:.3f} |")
-        return lines + ["", "Summary (shifts from the base model, nats per token): "
-                        + ", ".join(f"{k} {v:+.3f}" for k, v in result["summary"].items())]
+        return lines + [
+            "",
+            "Summary (shifts from the base model, nats per token): "
+            + ", ".join(f"{k} {v:+.3f}" for k, v in result["summary"].items()),
+        ]
 
 
 register_study(LikelihoodStudy())

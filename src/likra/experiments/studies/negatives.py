@@ -24,11 +24,14 @@ def variant_curves(cfg: CurveConfig, variants: Sequence[dict], label_key: str, p
 def variant_figure(result: dict):
     curves = result["curves"]
     first = next(iter(curves.values()))
-    panels = {"Likra (pos - neg)": [(k, mode_points(c, "likra")) for k, c in curves.items()],
-              "Base-Likra (base - neg)": [(k, mode_points(c, "negbase")) for k, c in curves.items()],
-              "SFT (shared positive head)": [("sft", mode_points(first, "sft"))]}
-    return line_figure(panels, base_value(first), f"{first['model']}: {result['study']} on {first['eval_data']}",
-                       "training examples")
+    panels = {
+        "Likra (pos - neg)": [(k, mode_points(c, "likra")) for k, c in curves.items()],
+        "Base-Likra (base - neg)": [(k, mode_points(c, "negbase")) for k, c in curves.items()],
+        "SFT (shared positive head)": [("sft", mode_points(first, "sft"))],
+    }
+    return line_figure(
+        panels, base_value(first), f"{first['model']}: {result['study']} on {first['eval_data']}", "training examples"
+    )
 
 
 def variant_table(result: dict) -> list[str]:
@@ -37,7 +40,9 @@ def variant_table(result: dict) -> list[str]:
         rows = summary_rows(curve, "acc_norm")
         for e in sorted({r["examples"] for r in rows if r["examples"] > 0}):
             get = {r["mode"]: r["value"] for r in rows if r["examples"] == e}
-            lines.append(f"| {label} | {e} | {fmt(get.get('likra'))} | {fmt(get.get('negbase'))} | {fmt(get.get('sft'))} |")
+            lines.append(
+                f"| {label} | {e} | {fmt(get.get('likra'))} | {fmt(get.get('negbase'))} | {fmt(get.get('sft'))} |"
+            )
     return lines
 
 

@@ -22,12 +22,15 @@ from likra.scoring.modes import question_scores
 SWEPT_MODES = ("likra", "negbase")
 
 
-def weight_sweep(files: dict[str, Path], records: Sequence[MCRecord], weights: Sequence[float]) -> dict[str, list[float]]:
+def weight_sweep(
+    files: dict[str, Path], records: Sequence[MCRecord], weights: Sequence[float]
+) -> dict[str, list[float]]:
     """acc_norm of likra and negbase at each weight, from one checkpoint's cached log-likelihoods."""
     ll = {h: read_scores(p, len(records)) for h, p in files.items()}
     golds, texts = [r.gold for r in records], [r.choices for r in records]
-    return {mode: [accuracy_norm(question_scores(mode, ll, w), golds, texts).value for w in weights]
-            for mode in SWEPT_MODES}
+    return {
+        mode: [accuracy_norm(question_scores(mode, ll, w), golds, texts).value for w in weights] for mode in SWEPT_MODES
+    }
 
 
 def choose_weight(weights: Sequence[float], tune_acc: Sequence[float]) -> float:
@@ -40,8 +43,9 @@ def choose_weight(weights: Sequence[float], tune_acc: Sequence[float]) -> float:
 @settings
 class WeightSettings:
     tune_data: str = option("arc_challenge:validation", help="held-out split w is chosen on")
-    weights: list[float] = option(default_factory=lambda: [round(0.1 * i, 1) for i in range(21)],
-                                  help="weights w to try")
+    weights: list[float] = option(
+        default_factory=lambda: [round(0.1 * i, 1) for i in range(21)], help="weights w to try"
+    )
 
 
 class WeightStudy(Study):
@@ -60,8 +64,10 @@ class WeightStudy(Study):
         for other, what in ((cfg.eval_data, "the test data"), (cfg.data, "the training data")):
             overlap = tune_ids & {r.id for r in load_spec(other, source=cfg.source)}
             if overlap:
-                raise LikraError(f"--tune-data {tune_data} shares {len(overlap)} questions with {what} ({other}); "
-                                 "tune the weight on held-out questions")
+                raise LikraError(
+                    f"--tune-data {tune_data} shares {len(overlap)} questions with {what} ({other}); "
+                    "tune the weight on held-out questions"
+                )
         runs = {}
         for role, data in (("tune", tune_data), ("test", cfg.eval_data)):
             run = CurveRun(replace(cfg, eval_data=data), progress)
@@ -75,29 +81,60 @@ class WeightStudy(Study):
                 test = weight_sweep(test_files, runs["test"][1], weights)
                 for mode in SWEPT_MODES:
                     w_star = choose_weight(weights, tune[mode])
-                    rows.append({"seed": seed, "examples": examples, "mode": mode, "chosen_weight": w_star,
-                                 "test_at_chosen": test[mode][weights.index(w_star)],
-                                 "test_at_1": test[mode][weights.index(1.0)] if 1.0 in weights else None,
-                                 "tune_curve": tune[mode], "test_curve": test[mode]})
-        return {"study": self.name, "model": cfg.model, "tune_data": tune_data, "eval_data": cfg.eval_data,
-                "weights": weights, "rows": rows}
+                    rows.append(
+                        {
+                            "seed": seed,
+                            "examples": examples,
+                            "mode": mode,
+                            "chosen_weight": w_star,
+                            "test_at_chosen": test[mode][weights.index(w_star)],
+                            "test_at_1": test[mode][weights.index(1.0)] if 1.0 in weights else None,
+                            "tune_curve": tune[mode],
+                            "test_curve": test[mode],
+                        }
+                    )
+        return {
+            "study": self.name,
+            "model": cfg.model,
+            "tune_data": tune_data,
+            "eval_data": cfg.eval_data,
+            "weights": weights,
+            "rows": rows,
+        }
 
     def figure(self, result: dict):
         rows, weights = result["rows"], result["weights"]
         last = max(r["examples"] for r in rows)
-        panels = {f"{mode} after {last} examples": [("tune", list(zip(weights, r["tune_curve"]))),
-                                                   ("test", list(zip(weights, r["test_curve"])))]
-                  for mode in SWEPT_MODES for r in rows if r["mode"] == mode and r["examples"] == last and r["seed"] == 0}
-        return line_figure(panels, None, f"{result.get('model', '')}: negative-head weight w (tuned on "
-                           f"{result['tune_data']}, reported on {result['eval_data']})", "w", log_x=False)
+        panels = {
+            f"{mode} after {last} examples": [
+                ("tune", list(zip(weights, r["tune_curve"]))),
+                ("test", list(zip(weights, r["test_curve"]))),
+            ]
+            for mode in SWEPT_MODES
+            for r in rows
+            if r["mode"] == mode and r["examples"] == last and r["seed"] == 0
+        }
+        return line_figure(
+            panels,
+            None,
+            f"{result.get('model', '')}: negative-head weight w (tuned on "
+            f"{result['tune_data']}, reported on {result['eval_data']})",
+            "w",
+            log_x=False,
+        )
 
     def report(self, result: dict) -> list[str]:
-        lines = [f"w tuned on `{result['tune_data']}`, reported on `{result['eval_data']}` (acc_norm).", "",
-                 "| seed | examples | mode | chosen w | test acc at chosen w | test acc at w=1 |",
-                 "|---|---|---|---|---|---|"]
+        lines = [
+            f"w tuned on `{result['tune_data']}`, reported on `{result['eval_data']}` (acc_norm).",
+            "",
+            "| seed | examples | mode | chosen w | test acc at chosen w | test acc at w=1 |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in result["rows"]:
-            lines.append(f"| {r['seed']} | {r['examples']} | {r['mode']} | {r['chosen_weight']:g} | "
-                         f"{fmt(r['test_at_chosen'])} | {fmt(r['test_at_1'])} |")
+            lines.append(
+                f"| {r['seed']} | {r['examples']} | {r['mode']} | {r['chosen_weight']:g} | "
+                f"{fmt(r['test_at_chosen'])} | {fmt(r['test_at_1'])} |"
+            )
         return lines
 
 
