@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     results = evaluate(cfg, model, tokenizer, progress=not args.quiet)
     if not is_main():
         return 0
-    print(format_table(results["metrics"]))
+    print(format_table(results["metrics"], results["statistics"]))
     out = default_eval_out(cfg)
     if out is not None:
         atomic_write_json(out, results)

@@ -32,9 +32,9 @@ from likra.objectives import TrainContext, get_objective
 from likra.objectives.mle import TrainSettings
 from likra.objectives.registry import steps_per_epoch
 from likra.scoring.engine import ScoringEngine, tokenize_questions
-from likra.scoring.evaluate import default_fewshot_spec, mode_metrics
-from likra.scoring.metrics import Z95
+from likra.scoring.evaluate import DEFAULT_PAIRS, default_fewshot_spec, mode_metrics, mode_statistics, parse_pairs
 from likra.scoring.modes import check_modes, get_mode
+from likra.scoring.stats import DEFAULT_RESAMPLES, across_seeds, trivial_baselines
 from likra.training.pipeline import select_questions
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,11 @@ class CurveConfig:
         None, help="token budget of one scoring forward pass (default: by device)"
     )
     out: str = option("runs/curve", help="curve folder")
+    pairs: list[str] = option(
+        default_factory=lambda: list(DEFAULT_PAIRS),
+        help="mode pairs a:b whose per-question difference is tested at every checkpoint",
+    )
+    bootstrap: PositiveInt = option(DEFAULT_RESAMPLES, help="paired bootstrap resamples (seeded)")
     lora: LoraSettings = option(default_factory=LoraSettings, help="LoRA of the MLE heads")
     train: TrainSettings = option(default_factory=TrainSettings, help="training of the heads", prefix="")
 
@@ -165,6 +170,7 @@ class CurveRun:
                     f"builds {self.variant!r}"
                 )
         self.modes = list(check_modes(list(dict.fromkeys([*cfg.modes, *extra_modes]))))
+        self.pairs = parse_pairs(cfg.pairs, self.modes)
         known = {BASE, *(h.name for h in self.heads), *(h.role for h in self.heads if h.role)}
         for mode in self.modes:
             missing = [h for h in get_mode(mode).heads if h not in known]
@@ -199,6 +205,7 @@ class CurveRun:
         eval_records = load_spec(cfg.eval_data, source=cfg.source)[: cfg.eval_limit]
         train_records = load_spec(cfg.data, source=cfg.source)
         prefix_ids, questions = self.eval_tokens(tokenizer, eval_records)
+        self.choice_tokens = [[len(c) for c in q.choice_ids] for q in questions]
         with self.folder.lock():
             # Only once the settings, the model and the data loaded: a typo must not lock the folder.
             self.folder.check_settings(self.training_settings(), write=is_main())
@@ -210,7 +217,11 @@ class CurveRun:
                 for seed in range(cfg.seeds)
             ]
             barrier()
-        return build_curve(cfg, results, eval_records, base, self.variant)
+        curve = build_curve(cfg, results, eval_records, base, self.variant)
+        curve["baselines"] = trivial_baselines(
+            [r.gold for r in eval_records], [r.choices for r in eval_records], self.choice_tokens
+        )
+        return curve
 
     def build_model(self, ctx: TrainContext):
         """The base model with one adapter per distinct head adapter, each with its objective's LoRA."""
@@ -304,27 +315,20 @@ class CurveRun:
                 for key in filter(None, (head.name, head.role)):
                     per_head[key], files[key] = scores, path
             self.score_files[seed].append((examples, files))
+            stats = mode_statistics(per_head, eval_records, self.modes, cfg.weight, self.pairs, None, cfg.bootstrap)
             points.append(
                 {
                     "step": step,
                     "examples": examples,
                     "metrics": mode_metrics(per_head, eval_records, self.modes, cfg.weight),
+                    "paired": stats["paired"],
+                    "calibration": stats["calibration"],
                 }
             )
         return {"seed": seed, "points": points, "train": stats}
 
 
 # -- results ---------------------------------------------------------------------------------------
-def across_seeds(values: Sequence[float]) -> tuple[float, float, float]:
-    """(mean, 95% CI low, high) of per-seed values (normal interval on the seeds' standard error)."""
-    v = np.asarray(values, dtype=float)
-    mean = float(v.mean())
-    if len(v) < 2:
-        return mean, float("nan"), float("nan")
-    half = Z95 * float(v.std(ddof=1)) / math.sqrt(len(v))
-    return mean, mean - half, mean + half
-
-
 def build_curve(cfg: CurveConfig, seeds: list[dict], eval_records, base, variant: str = "near_miss") -> dict:
     """curve.json content: one row per (seed, examples, mode, metric), plus seed means."""
     base_metrics = mode_metrics({BASE: base}, eval_records, ["base"], cfg.weight)["base"]
@@ -395,5 +399,44 @@ def build_curve(cfg: CurveConfig, seeds: list[dict], eval_records, base, variant
         "n_eval": len(eval_records),
         "config": asdict(cfg),
         "rows": rows,
+        "paired": paired_rows(seeds),
+        "calibration": [
+            {"seed": r["seed"], "examples": p["examples"], "mode": mode, "metric": metric, **c}
+            for r in seeds
+            for p in r["points"]
+            for mode, by_metric in p.get("calibration", {}).items()
+            for metric, c in by_metric.items()
+        ],
         "train": [s["train"] for s in seeds],
     }
+
+
+def paired_rows(seeds: list[dict]) -> list[dict]:
+    """One row per (seed, examples, pair, metric): the paired difference at that checkpoint; with several
+    seeds, a `mean` row with the interval over seeds of the per-seed differences."""
+    rows = [
+        {"seed": r["seed"], "examples": p["examples"], "step": p["step"], **d}
+        for r in seeds
+        for p in r["points"]
+        for d in p.get("paired", [])
+    ]
+    if len(seeds) > 1:
+        for key in sorted({(r["examples"], r["step"], r["a"], r["b"], r["metric"]) for r in rows}):
+            diffs = [r["diff"] for r in rows if (r["examples"], r["step"], r["a"], r["b"], r["metric"]) == key]
+            mean, lo, hi = across_seeds(diffs)
+            examples, step, a, b, metric = key
+            rows.append(
+                {
+                    "seed": "mean",
+                    "examples": examples,
+                    "step": step,
+                    "a": a,
+                    "b": b,
+                    "metric": metric,
+                    "diff": mean,
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "n": len(diffs),
+                }
+            )
+    return rows

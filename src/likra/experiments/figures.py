@@ -40,14 +40,24 @@ def base_row(rows: Sequence[dict]) -> dict | None:
     return next((r for r in rows if r["mode"] == "base" and r["examples"] == 0), None)
 
 
-def draw_curves(curves: Sequence[tuple[str, dict]], metric: str, title: str):
-    """A matplotlib figure: accuracy vs examples (log2 x), one line per (run, mode), CI bands, base lines."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
+    return plt
+
+
+def draw_curves(curves: Sequence[tuple[str, dict]], metric: str, title: str, differences: bool = False):
+    """A matplotlib figure: accuracy vs examples (log2 x), one line per (run, mode), CI bands, base lines;
+    with `differences` (one curve holding paired rows), a second panel of the paired differences."""
+    plt = _pyplot()
+    with_diff = differences and len(curves) == 1 and any(r["metric"] == metric for r in paired_summary(curves[0][1]))
+    fig, axes = plt.subplots(
+        1, 2 if with_diff else 1, figsize=(13, 4.8) if with_diff else (7.5, 4.8), dpi=120, squeeze=False
+    )
+    ax = axes[0][0]
     styles = ["-", "--", ":", "-."]
     for i, (label, curve) in enumerate(curves):
         rows = summary_rows(curve, metric)
@@ -85,6 +95,59 @@ def draw_curves(curves: Sequence[tuple[str, dict]], metric: str, title: str):
     ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="best")
+    if with_diff:
+        _draw_differences(axes[0][1], curves[0][1], metric)
+    fig.tight_layout()
+    return fig
+
+
+def paired_summary(curve: dict) -> list[dict]:
+    """The paired-difference rows to show: seed means when there are several seeds, else seed 0."""
+    want = "mean" if curve["seeds"] > 1 else 0
+    return [r for r in curve.get("paired", []) if r["seed"] == want]
+
+
+def _draw_differences(ax, curve: dict, metric: str) -> None:
+    rows = [r for r in paired_summary(curve) if r["metric"] == metric]
+    for a, b in dict.fromkeys((r["a"], r["b"]) for r in rows):
+        pts = sorted((r["examples"], r["diff"], r["ci_low"], r["ci_high"]) for r in rows if (r["a"], r["b"]) == (a, b))
+        x = [p[0] for p in pts]
+        (line,) = ax.plot(x, [p[1] for p in pts], marker="o", ms=3, color=mode_color(a), label=f"{a} - {b}")
+        if not any(math.isnan(p[2]) for p in pts):
+            ax.fill_between(x, [p[2] for p in pts], [p[3] for p in pts], color=line.get_color(), alpha=0.15, lw=0)
+    ax.axhline(0, color="gray", lw=1)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("training examples")
+    ax.set_ylabel(f"paired difference in {metric}")
+    ax.set_title("paired differences (95% bootstrap intervals over questions)", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+
+
+def draw_reliability(curve: dict, metric: str = "acc_norm"):
+    """Reliability diagram of every mode at the last checkpoint (seed 0): accuracy against confidence per bin."""
+    plt = _pyplot()
+    rows = [r for r in curve.get("calibration", []) if r["seed"] == 0 and r["metric"] == metric]
+    if not rows:
+        return None
+    last = max(r["examples"] for r in rows)
+    fig, ax = plt.subplots(figsize=(5.5, 5), dpi=120)
+    ax.plot([0, 1], [0, 1], color="gray", ls="--", lw=1, label="perfectly calibrated")
+    for r in (r for r in rows if r["examples"] == last):
+        bins = [b for b in r["bins"] if b["count"]]
+        ax.plot(
+            [b["confidence"] for b in bins],
+            [b["accuracy"] for b in bins],
+            marker="o",
+            ms=3,
+            color=mode_color(r["mode"]),
+            label=f"{r['mode']} (ECE {r['ece']:.3f})",
+        )
+    ax.set_xlabel("confidence of the top choice (softmax over the choices' scores)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"{curve['model']}: calibration after {last} examples ({metric} scores)", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -137,11 +200,7 @@ def line_figure(
     ylabel: str = "acc_norm",
 ):
     """Panels of lines ((x, y[, lo, hi]) points; intervals shaded), with an optional base-model line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), dpi=120, squeeze=False)
     for ax, (panel, lines) in zip(axes[0], panels.items()):
         for label, pts in lines:

@@ -11,20 +11,33 @@ from likra.experiments.figures import (
     curve_csv,
     curve_title,
     draw_curves,
+    draw_reliability,
     fmt,
+    paired_summary,
     save_figure,
     series,
     summary_rows,
 )
 from likra.io import atomic_write_json, atomic_write_text
+from likra.scoring.stats import length_rule_warnings
 
 
-def worth_table(rows: Sequence[dict]) -> list[dict]:
+def _significant(paired: Sequence[dict], a: str, b: str, e: int) -> bool | None:
+    """Whether the paired interval of a - b at e excludes zero (None when the curve has no such row)."""
+    row = next((r for r in paired if (r["a"], r["b"], r["examples"]) == (a, b, e)), None)
+    if row is None or row["ci_low"] != row["ci_low"]:
+        return None
+    return row["ci_low"] > 0 or row["ci_high"] < 0
+
+
+def worth_table(rows: Sequence[dict], paired: Sequence[dict] = ()) -> list[dict]:
     """Per point e: accuracy gained per added example, from the base model and per interval.
 
     sft_gain = (sft(e) - base)/e: what one positive example adds; negbase_gain = (negbase(e) - base)/e:
     what one negative example adds alone; likra_over_sft = (likra(e) - sft(e))/e: what one negative
-    adds on top of the positives; ratios compare the negative's worth with the positive's."""
+    adds on top of the positives; ratios compare the negative's worth with the positive's. With `paired`
+    rows (same metric), a ratio is given only where both gains' paired intervals exclude zero; otherwise it
+    is "- (n.s.)"."""
     base = base_row(rows)
     if base is None:
         return []
@@ -46,9 +59,16 @@ def worth_table(rows: Sequence[dict]) -> list[dict]:
                 row["negbase_slope"] = (negbase - by_mode["negbase"][previous]) / de
             if likra is not None and previous in by_mode["likra"]:
                 row["likra_slope"] = (likra - by_mode["likra"][previous]) / de
-        for key in ("negbase_gain", "likra_over_sft"):
+        for key, ratio, pair in (
+            ("negbase_gain", "negbase_ratio", ("negbase", "base")),
+            ("likra_over_sft", "likra_vs_sft_ratio", ("likra", "sft")),
+        ):
             if key in row and row["sft_gain"] > 0:  # a ratio to a non-positive SFT gain means nothing
-                row[key.replace("_gain", "").replace("_over_sft", "_vs_sft") + "_ratio"] = row[key] / row["sft_gain"]
+                significant = [_significant(paired, "sft", "base", e), _significant(paired, *pair, e)]
+                if None in significant or all(significant):
+                    row[ratio] = row[key] / row["sft_gain"]
+                else:
+                    row[ratio] = "- (n.s.)"
         out.append(row)
         previous = e
     return out
@@ -82,7 +102,9 @@ def markdown_report(curve: dict, figure_name: str = "curve.png") -> str:
                 cells.append("-" if r is None else f"{r['value']:.3f} [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]")
             lines.append(f"| {e} | " + " | ".join(cells) + " |")
         lines.append("")
-    worth = worth_table(summary_rows(curve, "acc_norm"))
+    worth = worth_table(
+        summary_rows(curve, "acc_norm"), [r for r in paired_summary(curve) if r["metric"] == "acc_norm"]
+    )
     if worth:
         lines += [
             "## Worth of one example (acc_norm)",
@@ -90,7 +112,8 @@ def markdown_report(curve: dict, figure_name: str = "curve.png") -> str:
             "Accuracy gained per added example. `sft_gain` = (SFT - base)/e per positive example, "
             "`negbase_gain` = (Base-Likra - base)/e per negative example alone, `likra_over_sft` = "
             "(Likra - SFT)/e per negative example on top of the positives; ratios divide by `sft_gain` where "
-            "SFT gained anything (the paper's claim: about 10x below 128 examples). Slopes are per interval.",
+            "SFT gained anything (the paper's claim: about 10x below 128 examples), and only where both gains' "
+            "paired 95% intervals exclude zero (else `- (n.s.)`: not significant). Slopes are per interval.",
             "",
             "| e | sft_gain | negbase_gain | negbase/sft | likra_over_sft | likra/sft | interval | sft_slope "
             "| negbase_slope | likra_slope |",
@@ -117,15 +140,111 @@ def markdown_report(curve: dict, figure_name: str = "curve.png") -> str:
                 + " |"
             )
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + statistics_sections(curve))
+
+
+def statistics_sections(curve: dict) -> list[str]:
+    """Paired differences, trivial baselines (with warnings) and calibration, when the curve has them."""
+    lines = []
+    paired = paired_summary(curve)
+    if paired:
+        pairs = list(dict.fromkeys((r["a"], r["b"]) for r in paired))
+        lines += [
+            "## Paired differences",
+            "",
+            "Mean per-question difference on the same questions, with a paired bootstrap 95% interval "
+            f"({curve['config'].get('bootstrap', 10000)} seeded resamples; across seeds: the interval over "
+            "seeds) and McNemar's exact p-value.",
+            "",
+        ]
+        for metric in ("acc_norm", "acc"):
+            lines += [
+                f"| {metric}: examples | " + " | ".join(f"{a} - {b}" for a, b in pairs) + " |",
+                "|---|" + "---|" * len(pairs),
+            ]
+            for e in sorted({r["examples"] for r in paired}):
+                cells = []
+                for a, b in pairs:
+                    r = next(
+                        (r for r in paired if (r["a"], r["b"], r["examples"], r["metric"]) == (a, b, e, metric)), None
+                    )
+                    p = f" p={r['p_mcnemar']:.2g}" if r is not None and "p_mcnemar" in r else ""
+                    cells.append("-" if r is None else f"{r['diff']:+.3f} [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]{p}")
+                lines.append(f"| {e} | " + " | ".join(cells) + " |")
+            lines.append("")
+    baselines = curve.get("baselines")
+    if baselines:
+        lines += [
+            "## Trivial baselines",
+            "",
+            "What a rule with no model scores on the same questions (acc = acc_norm for these rules; ties shared).",
+            "",
+            "| rule | accuracy | 95% CI |",
+            "|---|---|---|",
+        ]
+        for rule, b in baselines.items():
+            lines.append(
+                f"| {rule.replace('_', ' by ')} | {b['value']:.3f} | [{b['ci_low']:.3f}, {b['ci_high']:.3f}] |"
+            )
+        rows = summary_rows(curve, "acc_norm")
+        last = max((r["examples"] for r in rows), default=0)
+        metrics = {r["mode"]: {"acc_norm": r} for r in rows if r["examples"] == last}
+        lines.append("")
+        for warning in length_rule_warnings(metrics, baselines):
+            lines += [f"**Warning:** {warning}.", ""]
+    calib = [r for r in curve.get("calibration", []) if r["seed"] == 0]
+    if calib:
+        last = max(r["examples"] for r in calib)
+        lines += [
+            "## Calibration",
+            "",
+            f"After {last} examples (seed 0): a softmax over each question's choice scores "
+            "(summed, or length-normalised for acc_norm) as the probability of each choice; expected calibration "
+            "error of the top choice (15 bins) and multi-class Brier score.",
+            "",
+            "![reliability diagram](calibration.png)",
+            "",
+            "| mode | ECE (summed) | Brier (summed) | ECE (normalised) | Brier (normalised) |",
+            "|---|---|---|---|---|",
+        ]
+        for mode in dict.fromkeys(r["mode"] for r in calib):
+            by = {r["metric"]: r for r in calib if r["mode"] == mode and r["examples"] == last}
+            if {"acc", "acc_norm"} <= set(by):
+                lines.append(
+                    f"| {mode} | {by['acc']['ece']:.3f} | {by['acc']['brier']:.3f} | "
+                    f"{by['acc_norm']['ece']:.3f} | {by['acc_norm']['brier']:.3f} |"
+                )
+        lines.append("")
+    return lines
+
+
+def paired_csv(curve: dict) -> str:
+    import csv
+    import io
+
+    columns = ("seed", "examples", "step", "a", "b", "metric", "diff", "ci_low", "ci_high", "p_mcnemar", "n")
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for row in curve.get("paired", []):
+        writer.writerow({k: row.get(k, "") for k in columns})
+    return buf.getvalue()
 
 
 def write_outputs(curve: dict, out: Path) -> list[Path]:
-    """curve.json, curve.csv, curve.png, curve.svg (acc_norm) and report.md in `out`."""
+    """curve.json, curve.csv, curve-paired.csv, curve.png/svg (acc_norm, with the paired differences),
+    calibration.png/svg and report.md in `out`."""
     atomic_write_json(out / "curve.json", curve)
     atomic_write_text(out / "curve.csv", curve_csv(curve))
     paths = [out / "curve.json", out / "curve.csv"]
-    paths += save_figure(draw_curves([("", curve)], "acc_norm", curve_title(curve, "acc_norm")), out / "curve")
+    if curve.get("paired"):
+        atomic_write_text(out / "curve-paired.csv", paired_csv(curve))
+        paths.append(out / "curve-paired.csv")
+    fig = draw_curves([("", curve)], "acc_norm", curve_title(curve, "acc_norm"), differences=True)
+    paths += save_figure(fig, out / "curve")
+    reliability = draw_reliability(curve)
+    if reliability is not None:
+        paths += save_figure(reliability, out / "calibration")
     atomic_write_text(out / "report.md", markdown_report(curve))
     return paths + [out / "report.md"]
 

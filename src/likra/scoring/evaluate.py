@@ -16,6 +16,19 @@ from likra.errors import LikraError
 from likra.scoring.engine import ScoringEngine, tokenize_questions
 from likra.scoring.metrics import accuracy, accuracy_norm
 from likra.scoring.modes import check_modes, heads_for, question_scores
+from likra.scoring.stats import (
+    DEFAULT_RESAMPLES,
+    calibration,
+    choice_probabilities,
+    credits,
+    length_normalised,
+    length_rule_warnings,
+    paired_difference,
+    trivial_baselines,
+)
+
+METRICS = ("acc", "acc_norm")
+DEFAULT_PAIRS = ["likra:sft", "negbase:base", "sft:base"]
 
 DEFAULT_EVAL_MODES = ["base", "sft", "likra", "negbase"]
 
@@ -40,6 +53,11 @@ class EvalConfig:
     dtype: str = option("auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16")
     batch_tokens: PositiveInt | None = option(None, help="token budget of one forward pass (default: by device)")
     out: str | None = option(None, help="results JSON (default <run>/eval/<data>-<k>shot.json)")
+    pairs: list[str] = option(
+        default_factory=lambda: list(DEFAULT_PAIRS),
+        help="mode pairs a:b whose per-question difference is tested (when both are evaluated)",
+    )
+    bootstrap: PositiveInt = option(DEFAULT_RESAMPLES, help="paired bootstrap resamples (seeded)")
 
 
 def default_fewshot_spec(spec: str) -> str:
@@ -79,49 +97,102 @@ def mode_metrics(
     return out
 
 
-def score_records(
-    model,
-    tokenizer,
-    records: Sequence[MCRecord],
-    heads: Sequence[str],
-    prefix: str = "",
-    batch_tokens: int | None = None,
-    progress: bool = False,
-) -> dict[str, list[np.ndarray]]:
-    from likra.model.loading import model_max_length
+def parse_pairs(pairs: Sequence[str], modes: Sequence[str]) -> list[tuple[str, str]]:
+    """`a:b` pairs of evaluated modes (a pair naming a mode that is not evaluated is skipped)."""
+    out = []
+    for pair in pairs:
+        a, sep, b = pair.partition(":")
+        if not sep or not a or not b:
+            raise LikraError(f"pair {pair!r}: write two modes as a:b (e.g. likra:sft)")
+        if a in modes and b in modes:
+            out.append((a, b))
+    return out
 
-    prefix_ids, questions = tokenize_questions(tokenizer, records, prefix, model_max_length(model))
-    engine = ScoringEngine(model, max_batch_tokens=batch_tokens, progress=progress)
-    return engine.loglikelihoods(questions, heads, prefix_ids)
+
+def mode_statistics(
+    per_head: dict[str, list[np.ndarray]],
+    records: Sequence[MCRecord],
+    modes: Sequence[str],
+    weight: float,
+    pairs: Sequence[tuple[str, str]] = (),
+    choice_tokens: Sequence[Sequence[int]] | None = None,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+) -> dict:
+    """Paired differences of `pairs` (acc and acc_norm), calibration of every mode, trivial baselines."""
+    golds, texts = [r.gold for r in records], [r.choices for r in records]
+    scores = {m: {"acc": question_scores(m, per_head, weight)} for m in {*modes, *(x for p in pairs for x in p)}}
+    for s in scores.values():
+        s["acc_norm"] = length_normalised(s["acc"], texts)
+    paired = [
+        {
+            "a": a,
+            "b": b,
+            "metric": metric,
+            **paired_difference(
+                credits(scores[a][metric], golds), credits(scores[b][metric], golds), resamples, seed
+            ).to_json(),
+        }
+        for a, b in pairs
+        for metric in METRICS
+    ]
+    calib = {
+        m: {metric: calibration(choice_probabilities(scores[m][metric]), golds).to_json() for metric in METRICS}
+        for m in modes
+    }
+    return {"paired": paired, "calibration": calib, "baselines": trivial_baselines(golds, texts, choice_tokens)}
 
 
 def evaluate(cfg: EvalConfig, model, tokenizer, progress: bool = False) -> dict:
     """Results of `cfg` on an already loaded model (a run's PeftModel, or a plain base model)."""
+    from likra.model.loading import model_max_length
+
     check(cfg)
     modes = check_modes(cfg.modes)
     records = load_spec(cfg.data, source=cfg.source)
     if cfg.limit is not None:
         records = records[: cfg.limit]
+    pairs = parse_pairs(cfg.pairs, modes)
     prefix, shot_ids = build_prefix(cfg, records)
-    per_head = score_records(model, tokenizer, records, heads_for(modes), prefix, cfg.batch_tokens, progress)
+    prefix_ids, questions = tokenize_questions(tokenizer, records, prefix, model_max_length(model))
+    engine = ScoringEngine(model, max_batch_tokens=cfg.batch_tokens, progress=progress)
+    per_head = engine.loglikelihoods(questions, heads_for(modes), prefix_ids)
+    tokens = [[len(c) for c in q.choice_ids] for q in questions]
     return {
         "config": asdict(cfg),
         "n_questions": len(records),
         "fewshot_ids": shot_ids,
         "metrics": mode_metrics(per_head, records, modes, cfg.weight),
+        "statistics": mode_statistics(per_head, records, modes, cfg.weight, pairs, tokens, cfg.bootstrap),
         "loglikelihoods": {h: [v.tolist() for v in vals] for h, vals in per_head.items()},
         "question_ids": [r.id for r in records],
     }
 
 
-def format_table(metrics: dict[str, dict]) -> str:
-    lines = [f"{'mode':<9} {'acc':>7} {'95% CI':>15}   {'acc_norm':>8} {'95% CI':>15}   {'n':>5}"]
+def format_table(metrics: dict[str, dict], statistics: dict | None = None) -> str:
+    """The metrics table; with `statistics`, the trivial baselines under it, the paired differences and
+    a warning for every mode a length rule matches."""
+    head = f"{'mode':<16} {'acc':>7} {'95% CI':>15}   {'acc_norm':>8} {'95% CI':>15}   {'n':>5}"
+    lines = [head]
     for mode, m in metrics.items():
         a, an = m["acc"], m["acc_norm"]
         lines.append(
-            f"{mode:<9} {a['value']:7.3f} [{a['ci_low']:.3f}, {a['ci_high']:.3f}]   "
+            f"{mode:<16} {a['value']:7.3f} [{a['ci_low']:.3f}, {a['ci_high']:.3f}]   "
             f"{an['value']:8.3f} [{an['ci_low']:.3f}, {an['ci_high']:.3f}]   {a['n']:5d}"
         )
+    if not statistics:
+        return "\n".join(lines)
+    for rule, b in statistics["baselines"].items():
+        lines.append(f"{'(' + rule + ')':<16} {b['value']:7.3f} {'':>15}   {b['value']:8.3f} {'':>15}   {b['n']:5d}")
+    if statistics["paired"]:
+        lines += ["", f"{'paired difference':<18} {'metric':<8} {'diff':>7} {'95% bootstrap CI':>18} {'McNemar p':>10}"]
+        for p in statistics["paired"]:
+            lines.append(
+                f"{p['a'] + ' - ' + p['b']:<18} {p['metric']:<8} {p['diff']:+7.3f} "
+                f"[{p['ci_low']:+.3f}, {p['ci_high']:+.3f}] {p['p_mcnemar']:10.3g}"
+            )
+    warnings = length_rule_warnings(metrics, statistics["baselines"])
+    lines += [f"warning: {w}" for w in warnings]
     return "\n".join(lines)
 
 

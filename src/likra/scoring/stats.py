@@ -1,0 +1,197 @@
+"""The statistics a reviewer asks for, as pure functions of per-question scores and credits.
+
+- Paired differences: two modes are scored on the same questions, so their difference is measured per
+  question: the mean difference of credits with a paired bootstrap interval (seeded, vectorised) and an
+  exact McNemar test on the questions where exactly one of the two is right.
+- Trivial baselines: chance (the mean of 1/k), and picking the shortest or the longest answer by characters
+  or by tokens, tie-aware like every accuracy here; a gain a length rule also gives is not learning.
+- Calibration: a softmax over a question's choice scores (or length-normalised scores) is a probability of
+  each choice; expected calibration error (top-label, equal-width bins) and the multi-class Brier score.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from likra.scoring.metrics import Z95, accuracy, tie_credit
+
+DEFAULT_RESAMPLES = 10_000
+DEFAULT_PAIRS = (("likra", "sft"), ("negbase", "base"), ("sft", "base"))
+ECE_BINS = 15
+
+
+def credits(scores: Sequence[np.ndarray], golds: Sequence[int]) -> np.ndarray:
+    """Per-question credit of the argmax (1, 0, or 1/k when the gold shares the top score with k-1 others)."""
+    return np.array([tie_credit(np.asarray(s), g) for s, g in zip(scores, golds)], dtype=np.float64)
+
+
+def length_normalised(scores: Sequence[np.ndarray], choice_texts: Sequence[Sequence[str]]) -> list[np.ndarray]:
+    """Scores divided by each choice's character length (acc_norm's convention)."""
+    return [
+        np.asarray(s) / np.array([max(len(c), 1) for c in t], dtype=np.float64) for s, t in zip(scores, choice_texts)
+    ]
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Mean per-question difference a - b with a paired bootstrap 95% interval and McNemar's exact p-value."""
+
+    diff: float
+    ci_low: float
+    ci_high: float
+    p_mcnemar: float
+    n: int
+    a_only: int  # questions a gets right and b does not
+    b_only: int
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def bootstrap_interval(
+    values: np.ndarray, resamples: int = DEFAULT_RESAMPLES, seed: int = 0, chunk: int = 2_000_000
+) -> tuple[float, float]:
+    """Percentile 95% interval of the mean of `values` over `resamples` seeded resamples with replacement,
+    drawn in chunks so that memory stays bounded for large evaluation sets."""
+    values = np.asarray(values, dtype=np.float64)
+    n = len(values)
+    if n == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    per_chunk = max(1, chunk // n)
+    means = []
+    for start in range(0, resamples, per_chunk):
+        size = min(per_chunk, resamples - start)
+        means.append(values[rng.integers(0, n, size=(size, n))].mean(axis=1))
+    lo, hi = np.quantile(np.concatenate(means), [0.025, 0.975])
+    return float(lo), float(hi)
+
+
+def mcnemar_exact(a_correct: np.ndarray, b_correct: np.ndarray) -> tuple[float, int, int]:
+    """(two-sided exact p-value, #a right and b wrong, #b right and a wrong): the binomial test of the
+    discordant questions against 1/2."""
+    a_correct, b_correct = np.asarray(a_correct, bool), np.asarray(b_correct, bool)
+    a_only, b_only = int((a_correct & ~b_correct).sum()), int((b_correct & ~a_correct).sum())
+    n = a_only + b_only
+    if n == 0:
+        return 1.0, a_only, b_only
+    k = min(a_only, b_only)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2.0**n
+    return min(1.0, 2.0 * tail), a_only, b_only
+
+
+def paired_difference(
+    a: np.ndarray, b: np.ndarray, resamples: int = DEFAULT_RESAMPLES, seed: int = 0
+) -> PairedDifference:
+    """a - b over the same questions, from per-question credits (see `credits`); a question counts as right
+    for McNemar when its credit is 1 (no shared top score)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"paired credits need the same questions, got {a.shape} and {b.shape}")
+    lo, hi = bootstrap_interval(a - b, resamples, seed)
+    p, a_only, b_only = mcnemar_exact(a == 1.0, b == 1.0)
+    return PairedDifference(float((a - b).mean()) if len(a) else float("nan"), lo, hi, p, len(a), a_only, b_only)
+
+
+# -- trivial baselines -----------------------------------------------------------------------------
+def length_rule_scores(lengths: Sequence[Sequence[int]], longest: bool) -> list[np.ndarray]:
+    """Scores that make the argmax pick the longest (or shortest) choice."""
+    sign = 1.0 if longest else -1.0
+    return [sign * np.asarray(x, dtype=np.float64) for x in lengths]
+
+
+def trivial_baselines(
+    golds: Sequence[int], choice_texts: Sequence[Sequence[str]], choice_tokens: Sequence[Sequence[int]] | None = None
+) -> dict[str, dict]:
+    """{rule: Metric json}: chance (mean 1/k) and shortest/longest answer by characters (and by tokens when
+    the token counts are given); the same rule serves acc and acc_norm."""
+    from likra.scoring.metrics import summarise
+
+    out = {"chance": summarise([1.0 / len(t) for t in choice_texts]).to_json()}
+    units = {"chars": [[len(c) for c in t] for t in choice_texts]}
+    if choice_tokens is not None:
+        units["tokens"] = [list(t) for t in choice_tokens]
+    for unit, lengths in units.items():
+        for longest in (False, True):
+            rule = f"{'longest' if longest else 'shortest'}_{unit}"
+            out[rule] = accuracy(length_rule_scores(lengths, longest), golds).to_json()
+    return out
+
+
+def length_rule_warnings(metrics: dict[str, dict], baselines: dict[str, dict], metric: str = "acc_norm") -> list[str]:
+    """One line per mode whose value lies within its own interval of the best length rule's."""
+    rules = {k: v for k, v in baselines.items() if k != "chance"}
+    if not rules:
+        return []
+    best_rule, best = max(rules.items(), key=lambda kv: kv[1]["value"])
+    lines = []
+    for mode, m in metrics.items():
+        value = m[metric]
+        if value["ci_low"] <= best["value"] <= value["ci_high"] or value["value"] <= best["value"]:
+            lines.append(
+                f"{mode} {metric} {value['value']:.3f} [{value['ci_low']:.3f}, {value['ci_high']:.3f}] is within its "
+                f"interval of (or below) the {best_rule.replace('_', ' by ')} rule ({best['value']:.3f})"
+            )
+    return lines
+
+
+# -- calibration -------------------------------------------------------------------------------------
+def choice_probabilities(scores: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Softmax over each question's choice scores."""
+    out = []
+    for s in scores:
+        s = np.asarray(s, dtype=np.float64)
+        e = np.exp(s - s.max())
+        out.append(e / e.sum())
+    return out
+
+
+@dataclass(frozen=True)
+class Calibration:
+    ece: float
+    brier: float
+    bins: list[dict]  # per bin: lower, upper, count, confidence, accuracy
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def calibration(probabilities: Sequence[np.ndarray], golds: Sequence[int], n_bins: int = ECE_BINS) -> Calibration:
+    """Expected calibration error of the top choice (equal-width confidence bins, weighted by count) and the
+    multi-class Brier score (mean over questions of sum_k (p_k - [k = gold])^2)."""
+    conf = np.array([p.max() for p in probabilities], dtype=np.float64)
+    correct = np.array([float(int(np.argmax(p)) == g) for p, g in zip(probabilities, golds)])
+    brier = float(np.mean([((p - np.eye(len(p))[g]) ** 2).sum() for p, g in zip(probabilities, golds)]))
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    which = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)
+    bins, ece = [], 0.0
+    for k in range(n_bins):
+        members = which == k
+        count = int(members.sum())
+        if count:
+            gap = abs(conf[members].mean() - correct[members].mean())
+            ece += gap * count / len(conf)
+        bins.append(
+            {
+                "lower": float(edges[k]),
+                "upper": float(edges[k + 1]),
+                "count": count,
+                "confidence": float(conf[members].mean()) if count else None,
+                "accuracy": float(correct[members].mean()) if count else None,
+            }
+        )
+    return Calibration(float(ece), brier, bins)
+
+
+def across_seeds(values: Sequence[float]) -> tuple[float, float, float]:
+    """(mean, 95% CI low, high) of per-seed values (normal interval on the seeds' standard error)."""
+    v = np.asarray(values, dtype=float)
+    mean = float(v.mean())
+    if len(v) < 2:
+        return mean, float("nan"), float("nan")
+    half = Z95 * float(v.std(ddof=1)) / math.sqrt(len(v))
+    return mean, mean - half, mean + half

@@ -1,0 +1,166 @@
+"""The reviewer's statistics on hand-made arrays, and where they appear (likra eval, curve.json, report.md)."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from likra.cli import main
+from likra.experiments.report import worth_table
+from likra.scoring.stats import (
+    bootstrap_interval,
+    calibration,
+    choice_probabilities,
+    credits,
+    length_rule_warnings,
+    mcnemar_exact,
+    paired_difference,
+    trivial_baselines,
+)
+
+
+def test_mcnemar_exact_on_known_counts():
+    a = np.array([1] * 5 + [0] * 0 + [1] * 7 + [0] * 3, bool)  # 5 only-a, 7 both right, 3 both wrong
+    b = np.array([0] * 5 + [1] * 7 + [0] * 3, bool)
+    p, a_only, b_only = mcnemar_exact(a, b)
+    assert (a_only, b_only) == (5, 0) and p == pytest.approx(2 / 32)
+    p, a_only, b_only = mcnemar_exact(np.array([1] * 9 + [0]), np.array([0] * 9 + [1]))
+    assert (a_only, b_only) == (9, 1) and p == pytest.approx(2 * (1 + 10) / 1024)
+    assert mcnemar_exact(np.array([1, 1, 0, 0]), np.array([1, 0, 1, 0]))[0] == 1.0
+    assert mcnemar_exact(np.ones(4), np.ones(4)) == (1.0, 0, 0)
+
+
+def test_bootstrap_covers_a_known_difference_and_is_seeded():
+    rng = np.random.default_rng(7)
+    n = 4000
+    a = (rng.random(n) < 0.6).astype(float)
+    b = np.where(rng.random(n) < 0.5, a, (rng.random(n) < 0.5).astype(float))  # correlated with a
+    true = 0.6 - (0.5 * 0.6 + 0.5 * 0.5)  # E[a] - E[b] = 0.05
+    d = paired_difference(a, b, resamples=2000, seed=3)
+    assert d.ci_low < true < d.ci_high and d.ci_high - d.ci_low < 0.04
+    assert d.diff == pytest.approx((a - b).mean())
+    assert paired_difference(a, b, resamples=2000, seed=3) == d  # deterministic for a seed
+    lo, hi = bootstrap_interval(np.full(50, 0.25), resamples=100)
+    assert lo == hi == 0.25
+
+
+def test_paired_interval_is_narrower_than_unpaired_ones():
+    rng = np.random.default_rng(0)
+    a = (rng.random(300) < 0.45).astype(float)
+    b = a.copy()
+    b[:15] = 1 - b[:15]
+    d = paired_difference(a, b, resamples=4000)
+    unpaired_half = 1.96 * math.sqrt(a.var(ddof=1) / 300 + b.var(ddof=1) / 300)
+    assert (d.ci_high - d.ci_low) / 2 < unpaired_half / 2
+
+
+def test_ece_is_zero_for_a_perfectly_calibrated_toy_and_brier_is_known():
+    sure = [np.array([0.0, -np.inf])] * 4  # probability 1 on choice 0, always right
+    cal = calibration(choice_probabilities(sure), [0, 0, 0, 0])
+    assert cal.ece == pytest.approx(0.0) and cal.brier == pytest.approx(0.0)
+    three_to_one = [np.array([math.log(3), 0.0])] * 4  # p = (0.75, 0.25), right 3 times out of 4
+    cal = calibration(choice_probabilities(three_to_one), [0, 0, 0, 1])
+    assert cal.ece == pytest.approx(0.0, abs=1e-12)
+    assert cal.brier == pytest.approx((3 * 0.125 + 1.125) / 4)
+    overconfident = calibration(choice_probabilities([np.array([10.0, 0.0])] * 2), [0, 1])
+    assert overconfident.ece == pytest.approx(0.5, abs=1e-3)
+    assert sum(b["count"] for b in overconfident.bins) == 2 and len(overconfident.bins) == 15
+
+
+def test_trivial_baselines_share_ties():
+    texts = [("a", "bbb", "cc"), ("xx", "yy"), ("long answer", "s")]
+    golds = [1, 0, 0]
+    base = trivial_baselines(golds, texts, [[1, 3, 2], [1, 1], [2, 1]])
+    assert base["chance"]["value"] == pytest.approx((1 / 3 + 1 / 2 + 1 / 2) / 3)
+    assert base["longest_chars"]["value"] == pytest.approx((1 + 0.5 + 1) / 3)
+    assert base["shortest_chars"]["value"] == pytest.approx((0 + 0.5 + 0) / 3)
+    assert base["longest_tokens"]["value"] == pytest.approx((1 + 0.5 + 1) / 3)
+    assert "longest_tokens" not in trivial_baselines(golds, texts)
+
+
+def test_length_rule_warning_and_credits():
+    assert list(credits([np.array([1.0, 1.0, 0.0]), np.array([0.0, 2.0])], [0, 1])) == [0.5, 1.0]
+    metrics = {
+        "negbase": {"acc_norm": {"value": 0.42, "ci_low": 0.36, "ci_high": 0.48}},
+        "likra": {"acc_norm": {"value": 0.60, "ci_low": 0.55, "ci_high": 0.65}},
+    }
+    baselines = {"chance": {"value": 0.25}, "longest_chars": {"value": 0.41}, "shortest_chars": {"value": 0.1}}
+    warnings = length_rule_warnings(metrics, baselines)
+    assert len(warnings) == 1 and warnings[0].startswith("negbase") and "longest by chars" in warnings[0]
+
+
+def test_worth_ratios_only_where_both_gains_are_significant():
+    def row(mode, e, v):
+        return {"mode": mode, "examples": e, "value": v, "ci_low": v - 0.05, "ci_high": v + 0.05}
+
+    rows = [row("base", 0, 0.30), row("sft", 64, 0.40), row("negbase", 64, 0.50), row("likra", 64, 0.60)]
+
+    def paired(a, b, lo, hi):
+        return {"a": a, "b": b, "examples": 64, "diff": (lo + hi) / 2, "ci_low": lo, "ci_high": hi}
+
+    sig = [paired("sft", "base", 0.02, 0.18), paired("negbase", "base", 0.1, 0.3), paired("likra", "sft", 0.1, 0.3)]
+    (w,) = worth_table(rows, sig)
+    assert w["negbase_ratio"] == pytest.approx(2.0) and w["likra_vs_sft_ratio"] == pytest.approx(2.0)
+    weak = [paired("sft", "base", -0.02, 0.22)] + sig[1:]
+    (w,) = worth_table(rows, weak)
+    assert w["negbase_ratio"] == "- (n.s.)" and w["likra_vs_sft_ratio"] == "- (n.s.)"
+    (w,) = worth_table(rows)  # a curve without paired rows (likra 0.1): the ratios as before
+    assert w["negbase_ratio"] == pytest.approx(2.0)
+
+
+def test_statistics_in_eval_curve_and_report(tmp_path, capsys):
+    out = tmp_path / "curve"
+    assert (
+        main(
+            [
+                "-q",
+                "curve",
+                "--model",
+                "random-tiny",
+                "--data",
+                "arc_challenge:train",
+                "--limit",
+                "16",
+                "--batch-size",
+                "8",
+                "--lr",
+                "0.01",
+                "--eval-data",
+                "arc_challenge:validation",
+                "--eval-limit",
+                "20",
+                "--bootstrap",
+                "500",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    curve = json.loads((out / "curve.json").read_text())
+    pairs = {(r["a"], r["b"]) for r in curve["paired"]}
+    assert pairs == {("likra", "sft"), ("negbase", "base"), ("sft", "base")}
+    rows = {(r["mode"], r["examples"], r["metric"]): r["value"] for r in curve["rows"]}
+    for p in curve["paired"]:
+        assert p["diff"] == pytest.approx(
+            rows[(p["a"], p["examples"], p["metric"])] - rows[(p["b"], p["examples"], p["metric"])]
+        )
+        assert p["ci_low"] <= p["diff"] <= p["ci_high"] and 0 <= p["p_mcnemar"] <= 1
+    assert set(curve["baselines"]) == {"chance", "shortest_chars", "longest_chars", "shortest_tokens", "longest_tokens"}
+    assert {r["mode"] for r in curve["calibration"]} == {"base", "sft", "likra", "negbase"}
+    report = (out / "report.md").read_text()
+    for section in ("## Paired differences", "## Trivial baselines", "## Calibration"):
+        assert section in report
+    assert (out / "calibration.png").read_bytes()[:4] == b"\x89PNG" and (out / "curve-paired.csv").is_file()
+    capsys.readouterr()
+    data = tmp_path / "qa.jsonl"
+    data.write_text(
+        "".join(json.dumps({"prompt": f"Q{i}?", "choices": ["a", "bb", "ccc"], "gold": i % 3}) + "\n" for i in range(9))
+    )
+    assert main(["-q", "eval", "--model", "random-tiny", "--data", str(data), "--out", str(tmp_path / "e.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "(longest_chars)" in printed and "(chance)" in printed
+    stats = json.loads((tmp_path / "e.json").read_text())["statistics"]
+    assert stats["baselines"]["longest_chars"]["value"] == pytest.approx(3 / 9)
+    assert stats["paired"] == [] and set(stats["calibration"]) == {"base"}
