@@ -180,6 +180,15 @@ def fmt(v) -> str:
     return str(v)
 
 
+def baselines_line(curve: dict) -> list[str]:
+    """One markdown line with the trivial baselines of a curve's evaluation questions (none for old curves)."""
+    baselines = curve.get("baselines")
+    if not baselines:
+        return []
+    rules = ", ".join(f"{rule.replace('_', ' by ')} {b['value']:.3f}" for rule, b in baselines.items())
+    return ["", f"Trivial baselines on the same questions: {rules}; base model {fmt(base_value(curve))}."]
+
+
 def mode_points(curve: dict, mode: str, metric: str = "acc_norm") -> list[tuple[int, float, float, float]]:
     """(examples, value, ci_low, ci_high) of one mode of a curve, trained points only."""
     rows = [r for r in summary_rows(curve, metric) if r["mode"] == mode and r["examples"] > 0]

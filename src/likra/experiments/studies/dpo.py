@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from likra.experiments.curve import CurveConfig, CurveRun, variant_name
-from likra.experiments.figures import base_value, fmt, line_figure, mode_points
+from likra.experiments.figures import base_value, baselines_line, fmt, line_figure, mode_points
 from likra.experiments.studies.base import Study, register_study
 from likra.model.heads import HeadSpec
 from likra.objectives.dpo import DPO_HEAD, DPOSettings
@@ -55,7 +55,7 @@ class DPOStudy(Study):
         for e in sorted({r["examples"] for r in rows}):
             get = {r["mode"]: r["value"] for r in rows if r["examples"] == e}
             lines.append(f"| {e} | {fmt(get.get('dpo'))} | {fmt(get.get('dpo_base'))} |")
-        return lines
+        return lines + baselines_line(result["curve"])
 
 
 register_study(DPOStudy())

@@ -11,7 +11,7 @@ from likra.config import option, settings
 from likra.data.negatives import NEGATIVE_KINDS
 from likra.errors import LikraError
 from likra.experiments.curve import CurveConfig, CurveRun
-from likra.experiments.figures import base_value, fmt, line_figure, mode_points, summary_rows
+from likra.experiments.figures import base_value, baselines_line, fmt, line_figure, mode_points, summary_rows
 from likra.experiments.studies.base import Study, register_study
 
 
@@ -43,7 +43,7 @@ def variant_table(result: dict) -> list[str]:
             lines.append(
                 f"| {label} | {e} | {fmt(get.get('likra'))} | {fmt(get.get('negbase'))} | {fmt(get.get('sft'))} |"
             )
-    return lines
+    return lines + baselines_line(next(iter(result["curves"].values())))
 
 
 @settings
