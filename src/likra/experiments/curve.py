@@ -285,7 +285,9 @@ class CurveRun:
         for head in self.heads:
             objective = get_objective(head.objective)
             items = objective.examples(ctx, head, records, negatives or [])
-            schedules[head.name] = checkpoint_schedule(len(items), ctx.train.batch_size, cfg.points, ctx.train.epochs)
+            schedules[head.name] = checkpoint_schedule(
+                objective.schedule_size(items), ctx.train.batch_size, cfg.points, ctx.train.epochs
+            )
             reinit_heads(ctx.model, (head.adapter,), seed, (head.init,))
             stats[head.name] = asdict(
                 objective.train(

@@ -12,6 +12,7 @@ import re
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from likra.config import NonNegativeFloat, PositiveInt, option, settings
 from likra.errors import LikraError
@@ -65,6 +66,7 @@ class HeadSpec:
     folder: str = ""
     role: str = ""
     init: int = 0
+    params: tuple[tuple[str, Any], ...] = ()  # the objective's settings for this head, e.g. (("loss_type", "ipo"),)
 
     def __post_init__(self):
         if not HEAD_NAME.match(self.name) or self.name == BASE:

@@ -1,6 +1,12 @@
-"""Training objectives: the registry and the built-in `mle` and `dpo` (importing this package registers them)."""
+"""Training objectives: the registry and the built-in ones (importing this package registers them):
+`mle` (the Likra heads), `dpo` (TRL's DPO, any loss type), `kto` (TRL's KTO, paired or negatives only) and
+`unlikelihood` (Welleck et al., 2019)."""
 
-from likra.objectives import dpo, mle  # noqa: F401  (registration)
+# ruff: noqa: I001, F401
+from likra.objectives import mle
+from likra.objectives import dpo
+from likra.objectives import kto
+from likra.objectives import unlikelihood
 from likra.objectives.registry import OBJECTIVES, Objective, TrainContext, get_objective, register_objective
 
 __all__ = ["OBJECTIVES", "Objective", "TrainContext", "get_objective", "register_objective"]

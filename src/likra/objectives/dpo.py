@@ -66,7 +66,9 @@ class DPOSettings:
     the batch size, epochs and seed follow the curve's training settings, so checkpoints line up."""
 
     beta: PositiveFloat = option(0.1, help="DPO beta (strength of the KL anchor to the base model)")
-    loss_type: str = option("sigmoid", help="TRL loss type", choices=("sigmoid",))
+    loss_type: str = option(
+        "sigmoid", help="TRL's DPO loss type (any of TRL's: sigmoid, hinge, ipo, nca_pair, ...)", flags=("--dpo-loss",)
+    )
     learning_rate: PositiveFloat = option(5e-5, help="DPO learning rate", flags=("--dpo-lr",))
     lr_scheduler_type: str = option("cosine", help="learning-rate schedule (transformers' names)")
     warmup_steps: NonNegativeInt = option(0, help="warmup optimizer steps")
@@ -81,9 +83,23 @@ class DPOSettings:
     gradient_checkpointing: bool = option(False, help="recompute activations in the backward pass")
     logging_steps: PositiveInt = option(10, help="log every N optimizer steps")
 
-    def __post_init__(self):
-        if self.loss_type != "sigmoid":
-            raise LikraError(f"the DPO baseline uses the sigmoid loss, got loss_type={self.loss_type!r}")
+
+def dpo_loss_types() -> tuple[str, ...]:
+    """The loss types the installed TRL's DPOTrainer takes (read from its DPOConfig documentation)."""
+    import re
+
+    from trl import DPOConfig
+
+    text = DPOConfig.__dataclass_fields__["loss_type"].metadata.get("help", "")
+    listed = text.split("Possible values are:", 1)[-1].split("If multiple", 1)[0]
+    return tuple(re.findall(r"'(\w+)'", listed)) or ("sigmoid",)
+
+
+def check_loss_type(loss_type: str) -> str:
+    valid = dpo_loss_types()
+    if loss_type not in valid:
+        raise LikraError(f"unknown DPO loss type {loss_type!r}; TRL's DPOTrainer takes: {', '.join(valid)}")
+    return loss_type
 
 
 def dpo_pairs(
@@ -176,8 +192,10 @@ def train_dpo(
     bf16: bool = False,
     progress: bool = False,
     done_file: Path | None = None,
+    adapter: str = DPO_HEAD,
 ):
-    """Train a "dpo" LoRA adapter on `base_model` with TRL's DPOTrainer; returns (PeftModel or None, TrainStats).
+    """Train a LoRA adapter (`adapter`, default "dpo") on `base_model` with TRL's DPOTrainer; returns (PeftModel or
+    None, TrainStats).
 
     `records_or_pairs`: MCRecords (pairs made by `dpo_pairs(records, settings.seed, settings.negatives)`) or
     pair dicts with prompt/chosen/rejected text. `base_model` must be a plain causal LM (not a PeftModel); it is
@@ -191,6 +209,7 @@ def train_dpo(
     items = list(records_or_pairs)
     if not items:
         raise LikraError("no DPO training pairs")
+    check_loss_type(settings.loss_type)
     pairs = dpo_pairs(items, settings.seed, settings.negatives) if isinstance(items[0], MCRecord) else items
     built = {}
 
@@ -233,14 +252,14 @@ def train_dpo(
         )
         # TRL wraps the model as peft's "default" adapter; name it "dpo" before the optimizer exists, with
         # likra's seeded initialisation (B = 0, so the disabled-adapter reference equals the initial policy).
-        _rename_adapter(trainer.model, "default", DPO_HEAD)
-        reinit_heads(trainer.model, (DPO_HEAD,), settings.seed)
+        _rename_adapter(trainer.model, "default", adapter)
+        reinit_heads(trainer.model, (adapter,), settings.seed)
         built["model"] = trainer.model
         return trainer
 
     stats = run_trainer(
         build,
-        DPO_HEAD,
+        adapter,
         work_dir,
         len(pairs),
         settings.batch_size,
@@ -253,7 +272,7 @@ def train_dpo(
     )
     model = built.get("model")
     if model is not None:
-        model.set_adapter(DPO_HEAD)
+        model.set_adapter(adapter)
         model.eval()
     return model, stats
 
@@ -268,10 +287,11 @@ class DPO(Objective):
     pairs:<set>`), its own LoRA (`DPOSettings.lora`), the base model as the reference."""
 
     name = "dpo"
-    help = "TRL's DPO (sigmoid loss) on gold vs negative pairs"
+    help = "TRL's DPO (any of its loss types) on gold vs negative pairs"
 
-    def settings(self, ctx: TrainContext) -> DPOSettings:
+    def settings(self, ctx: TrainContext, head: HeadSpec | None = None) -> DPOSettings:
         own = ctx.objective_settings.get(self.name) or DPOSettings()
+        own = replace(own, **dict(head.params)) if head is not None else own
         return replace(own, seed=ctx.train.seed, batch_size=ctx.train.batch_size, epochs=ctx.train.epochs)
 
     def lora(self, ctx: TrainContext) -> LoraSettings:
@@ -283,22 +303,23 @@ class DPO(Objective):
     def train(
         self, ctx: TrainContext, head: HeadSpec, items, work_dir, checkpoint_steps=(), resume=False, done_file=None
     ) -> TrainStats:
-        if head.adapter != DPO_HEAD:
-            raise LikraError(f"a DPO head's adapter is named {DPO_HEAD!r}, not {head.adapter!r}")
         finished = finished_stats(done_file)  # before loading a fresh base model for nothing
         if finished is not None:
             return finished
+        settings = self.settings(ctx, head)
+        check_loss_type(settings.loss_type)
         _, stats = train_dpo(
             ctx.load_base(),
             ctx.tokenizer,
             items,
-            self.settings(ctx),
+            settings,
             work_dir,
             checkpoint_steps,
             resume,
             ctx.bf16,
             ctx.progress,
             done_file,
+            adapter=head.adapter,
         )
         return stats
 

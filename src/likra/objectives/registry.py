@@ -76,6 +76,10 @@ class Objective:
         """The head's training items (one per example the checkpoint schedule counts)."""
         raise NotImplementedError
 
+    def schedule_size(self, items: list) -> int:
+        """How many training examples `items` are for the checkpoint schedule (questions seen)."""
+        return len(items)
+
     def train(
         self,
         ctx: TrainContext,

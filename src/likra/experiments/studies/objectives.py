@@ -1,0 +1,163 @@
+"""Study `objectives`: every way of learning from negatives on the same questions, the same negatives and the
+same checkpoint schedule, each scored as its own log p and as log p - log p_base (Likra: pos - w·neg and
+base - w·neg), with a table of the accuracy gained per example over the base model.
+
+Objectives: `likra` (the curve's two MLE heads), `dpo-<loss>` (TRL's DPOTrainer with any of its loss types:
+sigmoid, hinge, ipo as in the authors' code, and nca_pair, apo_zero, sppo_hard, ...), `kto` (TRL's KTOTrainer on
+gold = desirable and the negative = undesirable), `kto-negatives-only` (undesirable answers alone),
+`unlikelihood` (MLE on gold + unlikelihood on the negative's tokens) and `unlikelihood-negatives-only`. The
+positive and negative heads are the curve folder's; every other head trains once and resumes after a kill.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+
+from likra.config import option, settings
+from likra.errors import LikraError
+from likra.experiments.curve import CurveConfig, CurveRun, variant_name
+from likra.experiments.figures import base_value, baselines_line, fmt, line_figure, mode_points, paired_summary
+from likra.experiments.studies.base import Study, register_study
+from likra.model.heads import HeadSpec, likra_heads
+from likra.objectives.dpo import DPOSettings, check_loss_type
+from likra.objectives.kto import KTOSettings
+from likra.objectives.unlikelihood import UnlikelihoodSettings
+
+DEFAULT_OBJECTIVES = [
+    "likra",
+    "dpo-sigmoid",
+    "dpo-ipo",
+    "dpo-hinge",
+    "dpo-nca_pair",
+    "kto",
+    "kto-negatives-only",
+    "unlikelihood",
+    "unlikelihood-negatives-only",
+]
+FIXED = {
+    "kto": ("kto", "pairs"),
+    "kto-negatives-only": ("kto", "negatives"),
+    "unlikelihood": ("unlikelihood", "pairs"),
+    "unlikelihood-negatives-only": ("unlikelihood", "negatives"),
+}
+
+
+def objective_heads(name: str, negative_set: str) -> tuple[list[HeadSpec], list[str]]:
+    """(heads to train, its two modes) of one objective of the study."""
+    if name == "likra":
+        return [], ["likra", "negbase"]
+    if name.startswith("dpo-"):
+        loss = check_loss_type(name[len("dpo-") :])
+        head = HeadSpec(
+            f"dpo_{loss}", objective="dpo", data=f"pairs:{negative_set}", folder=name, params=(("loss_type", loss),)
+        )
+    elif name in FIXED:
+        objective, kind = FIXED[name]
+        head = HeadSpec(name.replace("-", "_"), objective=objective, data=f"{kind}:{negative_set}", folder=name)
+    else:
+        raise LikraError(
+            f"unknown objective {name!r}; valid: likra, dpo-<TRL loss type> (e.g. dpo-sigmoid, dpo-ipo), "
+            + ", ".join(FIXED)
+        )
+    return [head], [head.name, f"{head.name}-base"]
+
+
+@settings
+class ObjectivesSettings:
+    objectives: list[str] = option(default_factory=lambda: list(DEFAULT_OBJECTIVES), help="objectives to compare")
+    dpo: DPOSettings = option(default_factory=DPOSettings, help="DPO settings (loss type: from the objective's name)")
+    kto: KTOSettings = option(default_factory=KTOSettings, help="KTO settings")
+    unlikelihood: UnlikelihoodSettings = option(default_factory=UnlikelihoodSettings, help="unlikelihood settings")
+
+
+class ObjectivesStudy(Study):
+    name = "objectives"
+    help = "every way of learning from negatives (Likra, DPO losses, KTO, unlikelihood) on the same negatives"
+    settings = ObjectivesSettings
+
+    def run(self, cfg: CurveConfig, options: ObjectivesSettings, progress: bool = True) -> dict:
+        if not options.objectives:
+            raise LikraError("give at least one objective (--objectives)")
+        heads, modes = [], {}
+        for name in dict.fromkeys(options.objectives):  # every name checked before anything trains
+            more, modes[name] = objective_heads(name, variant_name(cfg))
+            heads += more
+        all_modes = [m for ms in modes.values() for m in ms]
+        pairs = list(dict.fromkeys([*cfg.pairs, *(f"{m}:base" for m in all_modes)]))
+        curve = CurveRun(
+            replace(cfg, pairs=pairs),
+            progress,
+            extra_heads=heads,
+            extra_modes=all_modes,
+            objective_settings={"dpo": options.dpo, "kto": options.kto, "unlikelihood": options.unlikelihood},
+        ).run()
+        trained = {"likra": likra_heads(variant_name(cfg)), **{h.name: [h] for h in heads}}
+        seconds = {
+            name: sum(t.get(h.name, {}).get("seconds", 0.0) for t in curve["train"] for h in hs)
+            for name, hs in trained.items()
+        }
+        return {
+            "study": self.name,
+            "objectives": modes,
+            "settings": asdict(options),
+            "curve": curve,
+            "gains": gain_rows(curve, modes),
+            "train_seconds": {name: seconds["likra" if name == "likra" else ms[0]] for name, ms in modes.items()},
+        }
+
+    def figure(self, result: dict):
+        curve, modes = result["curve"], result["objectives"]
+        panels = {
+            "as trained (Likra: pos - neg)": [(name, mode_points(curve, ms[0])) for name, ms in modes.items()],
+            "minus the base model (Likra: base - neg)": [
+                (name, mode_points(curve, ms[1])) for name, ms in modes.items()
+            ],
+        }
+        return line_figure(
+            panels, base_value(curve), f"{curve['model']}: objectives on {curve['eval_data']}", "training examples"
+        )
+
+    def report(self, result: dict) -> list[str]:
+        gains = result["gains"]
+        lines = [
+            "Accuracy gained per training example over the base model (acc_norm at the last checkpoint, "
+            "minus the base model's, divided by the examples; paired 95% interval), and training time.",
+            "",
+            "| objective | mode | examples | acc_norm | gain per example [95% CI] | train s |",
+            "|---|---|---|---|---|---|",
+        ]
+        for g in gains:
+            lines.append(
+                f"| {g['objective']} | `{g['mode']}` | {g['examples']} | {g['value']:.3f} | "
+                f"{fmt(g['gain'])} [{fmt(g['gain_low'])}, {fmt(g['gain_high'])}] | "
+                f"{result['train_seconds'].get(g['objective'], 0.0):.0f} |"
+            )
+        return lines + baselines_line(result["curve"])
+
+
+def gain_rows(curve: dict, modes: dict[str, list[str]], metric: str = "acc_norm") -> list[dict]:
+    """Per objective mode at the last checkpoint: acc, and (acc - base)/examples with its paired interval."""
+    paired = [r for r in paired_summary(curve) if r["metric"] == metric and r["b"] == "base"]
+    rows = []
+    for name, ms in modes.items():
+        for mode in ms:
+            pts = mode_points(curve, mode, metric)
+            if not pts:
+                continue
+            e, value = pts[-1][0], pts[-1][1]
+            p = next((r for r in paired if r["a"] == mode and r["examples"] == e), None)
+            rows.append(
+                {
+                    "objective": name,
+                    "mode": mode,
+                    "examples": e,
+                    "value": value,
+                    "gain": (value - base_value(curve, metric)) / e,
+                    "gain_low": p["ci_low"] / e if p else None,
+                    "gain_high": p["ci_high"] / e if p else None,
+                }
+            )
+    return rows
+
+
+register_study(ObjectivesStudy())

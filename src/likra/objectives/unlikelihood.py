@@ -1,0 +1,216 @@
+"""The `unlikelihood` objective (Welleck et al., 2019, "Neural text generation with unlikelihood training"),
+written as a loss on answer tokens: one head trained with maximum likelihood on the gold answer plus the
+token-level unlikelihood term -log(1 - p(token)) on the negative answer's tokens,
+
+    loss = mean over gold answer tokens of -log p  +  alpha * mean over negative answer tokens of -log(1 - p),
+
+or, for a `negatives:<set>` head, the unlikelihood term alone (the negatives-only rival of Base-Likra). Each
+question contributes its gold and its negative sequence to the same step, so a step of the curve's batch size
+sees the same questions as a Likra step. The head is an adapter of the shared model with the Likra heads' LoRA.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from likra.config import NonNegativeFloat, option, settings
+from likra.data.examples import IGNORE_INDEX, Example, positive_pairs, tokenize_answers
+from likra.distributed import rank_and_world
+from likra.errors import LikraError
+from likra.model.heads import HeadSpec
+from likra.objectives.registry import (
+    Objective,
+    TrainContext,
+    TrainStats,
+    per_device_batch,
+    register_objective,
+    run_trainer,
+)
+
+# p(token) is clamped below 1 so that -log(1 - p) stays finite (the paper's implementation does the same).
+MAX_PROBABILITY = 1.0 - 1e-6
+
+
+@settings
+class UnlikelihoodSettings:
+    alpha: NonNegativeFloat = option(1.0, help="weight of the unlikelihood term (the paper's alpha)")
+
+
+def unlikelihood_loss(
+    logits: torch.Tensor, targets: torch.Tensor, sign: torch.Tensor, alpha: float = 1.0
+) -> torch.Tensor:
+    """The loss of one batch from the logits that predict answer tokens (N, vocab), their targets (N,) and each
+    token's kind (N,): +1 gold (likelihood), -1 negative (unlikelihood). A kind with no tokens adds nothing."""
+    logp = torch.log_softmax(logits.float(), dim=-1).gather(1, targets[:, None]).squeeze(1)
+    gold, negative = sign > 0, sign < 0
+    loss = logits.new_zeros((), dtype=torch.float32)
+    if gold.any():
+        loss = loss - logp[gold].mean()
+    if negative.any():
+        p = logp[negative].exp().clamp(max=MAX_PROBABILITY)
+        loss = loss - alpha * torch.log1p(-p).mean()
+    return loss
+
+
+class QuestionRows(torch.utils.data.Dataset):
+    """One item per question: its gold example (if any) and its negative example, trained in the same step."""
+
+    def __init__(self, items: Sequence[tuple[Example | None, Example]]):
+        self.items = list(items)
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        gold, negative = self.items[i]
+        rows = ([(gold, 1)] if gold is not None else []) + [(negative, -1)]
+        return [{"input_ids": ex.input_ids, "labels": ex.labels, "sign": s} for ex, s in rows]
+
+
+@dataclass
+class SignedCollator:
+    pad_id: int
+
+    def __call__(self, items):
+        rows = [row for item in items for row in item]
+        width = max(len(r["input_ids"]) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+        attn = torch.zeros(len(rows), width, dtype=torch.long)
+        for i, r in enumerate(rows):
+            n = len(r["input_ids"])
+            ids[i, :n], labels[i, :n], attn[i, :n] = torch.tensor(r["input_ids"]), torch.tensor(r["labels"]), 1
+        return {
+            "input_ids": ids,
+            "labels": labels,
+            "attention_mask": attn,
+            "sign": torch.tensor([r["sign"] for r in rows], dtype=torch.long),
+        }
+
+
+def _trainer_class(alpha: float):
+    from transformers import Trainer
+
+    class UnlikelihoodTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            labels = inputs["labels"]
+            predicts = torch.zeros_like(labels, dtype=torch.bool)
+            predicts[:, :-1] = labels[:, 1:] != IGNORE_INDEX
+            targets = labels[:, 1:][predicts[:, :-1]]
+            sign = inputs["sign"][:, None].expand_as(labels)[predicts]
+            logits = model(
+                input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], logits_to_keep=predicts
+            ).logits
+            loss = unlikelihood_loss(logits.reshape(-1, logits.shape[-1]), targets, sign, alpha)
+            return (loss, None) if return_outputs else loss
+
+    return UnlikelihoodTrainer
+
+
+class Unlikelihood(Objective):
+    name = "unlikelihood"
+    help = "MLE on gold answers + unlikelihood on negative answer tokens (or unlikelihood alone)"
+
+    def settings(self, ctx: TrainContext, head: HeadSpec | None = None) -> UnlikelihoodSettings:
+        own = ctx.objective_settings.get(self.name) or UnlikelihoodSettings()
+        return replace(own, **dict(head.params)) if head is not None else own
+
+    def examples(self, ctx: TrainContext, head: HeadSpec, records, negatives) -> list[tuple[Example | None, Example]]:
+        kind = head.data.partition(":")[0]
+        if kind not in ("pairs", "negatives"):
+            raise LikraError(
+                f"head {head.name!r}: unlikelihood trains on pairs:<set> or negatives:<set>, not {head.data!r}"
+            )
+        bad = tokenize_answers(ctx.tokenizer, negatives, ctx.train.max_length)
+        if kind == "negatives":
+            return [(None, ex) for ex in bad]
+        gold = {
+            ex.question_id: ex for ex in tokenize_answers(ctx.tokenizer, positive_pairs(records), ctx.train.max_length)
+        }
+        return [(gold[ex.question_id], ex) for ex in bad]
+
+    def train(
+        self, ctx: TrainContext, head: HeadSpec, items, work_dir, checkpoint_steps=(), resume=False, done_file=None
+    ) -> TrainStats:
+        return train_unlikelihood(
+            ctx.model,
+            head.adapter,
+            items,
+            ctx.train,
+            self.settings(ctx, head).alpha,
+            work_dir,
+            ctx.tokenizer.pad_token_id,
+            checkpoint_steps,
+            resume,
+            ctx.bf16,
+            ctx.progress,
+            done_file,
+        )
+
+
+def train_unlikelihood(
+    model,
+    adapter: str,
+    items,
+    train,
+    alpha: float,
+    work_dir: Path,
+    pad_id: int,
+    checkpoint_steps: Sequence[int] = (),
+    resume: bool = False,
+    bf16: bool = False,
+    progress: bool = True,
+    done_file: Path | None = None,
+) -> TrainStats:
+    """Train adapter `adapter` of PeftModel `model` in place (constant learning rate, the MLE heads' settings)."""
+    from transformers import TrainingArguments
+
+    def build(callbacks):
+        model.set_adapter(adapter)
+        args = TrainingArguments(
+            output_dir=str(work_dir),
+            per_device_train_batch_size=per_device_batch(train.batch_size, rank_and_world()[1]),
+            learning_rate=train.learning_rate,
+            lr_scheduler_type="constant",
+            num_train_epochs=train.epochs,
+            seed=train.seed,
+            data_seed=train.seed,
+            logging_steps=train.logging_steps,
+            save_strategy="no",
+            report_to=[],
+            remove_unused_columns=False,
+            bf16=bf16,
+            use_cpu=not torch.cuda.is_available(),
+            disable_tqdm=not progress,
+            dataloader_num_workers=0,
+        )
+        return _trainer_class(alpha)(
+            model=model,
+            args=args,
+            train_dataset=QuestionRows(items),
+            data_collator=SignedCollator(pad_id),
+            callbacks=callbacks,
+        )
+
+    stats = run_trainer(
+        build,
+        adapter,
+        work_dir,
+        len(items),
+        train.batch_size,
+        train.epochs,
+        checkpoint_steps,
+        resume,
+        progress,
+        done_file,
+    )
+    model.set_adapter(adapter)
+    model.eval()
+    return stats
+
+
+register_objective(Unlikelihood())
