@@ -194,3 +194,25 @@ def test_yaml_values_are_typed(tmp_path, capsys):
     bad.write_text("train:\n  batch_size: sixteen\n")
     err = one_line_error(capsys, main(["-q", "train", "--config", str(bad)]))
     assert "train.batch_size: input should be a valid integer" in err
+
+
+def test_config_presets_validate():
+    from pathlib import Path
+
+    from likra.cli import build_parser
+    from likra.config import config_from_args, load_yaml
+    from likra.experiments.curve import CurveConfig
+    from likra.experiments.studies import get_study
+
+    presets = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+    assert len(presets) >= 5
+    for path in presets:
+        values = load_yaml(path)
+        section = values.pop("study", None)
+        args = build_parser().parse_args(["study", "objectives", "--config", str(path)])
+        cfg = config_from_args(CurveConfig, args, values)
+        assert cfg.model.startswith("mistralai/") or cfg.model.startswith("meta-llama/"), path
+        if section is not None:
+            study = get_study("objectives")
+            options = config_from_args(study.settings, args, section, prefix=study.prefix)
+            assert options.objectives[0] == "likra"
