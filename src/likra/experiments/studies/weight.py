@@ -13,7 +13,7 @@ from likra.data.benchmarks import load_spec
 from likra.data.records import MCRecord
 from likra.errors import LikraError
 from likra.experiments.curve import CurveConfig, CurveRun
-from likra.experiments.figures import fmt, line_figure
+from likra.experiments.figures import baselines_line, fmt, line_figure
 from likra.experiments.folder import read_scores
 from likra.experiments.studies.base import Study, register_study
 from likra.scoring.metrics import accuracy_norm
@@ -68,10 +68,10 @@ class WeightStudy(Study):
                     f"--tune-data {tune_data} shares {len(overlap)} questions with {what} ({other}); "
                     "tune the weight on held-out questions"
                 )
-        runs = {}
+        runs, curves = {}, {}
         for role, data in (("tune", tune_data), ("test", cfg.eval_data)):
             run = CurveRun(replace(cfg, eval_data=data), progress)
-            run.run()
+            curves[role] = run.run()
             runs[role] = (run, load_spec(data, source=cfg.source)[: cfg.eval_limit])
         rows = []
         for seed, points in runs["test"][0].score_files.items():
@@ -100,6 +100,7 @@ class WeightStudy(Study):
             "eval_data": cfg.eval_data,
             "weights": weights,
             "rows": rows,
+            "test_curve": curves["test"],
         }
 
     def figure(self, result: dict):
@@ -135,7 +136,7 @@ class WeightStudy(Study):
                 f"| {r['seed']} | {r['examples']} | {r['mode']} | {r['chosen_weight']:g} | "
                 f"{fmt(r['test_at_chosen'])} | {fmt(r['test_at_1'])} |"
             )
-        return lines
+        return lines + baselines_line(result.get("test_curve", {}))
 
 
 register_study(WeightStudy())
