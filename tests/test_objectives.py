@@ -110,7 +110,8 @@ def test_objectives_study_outputs(full):
         assert rows and all(0 <= r["value"] <= 1 for r in rows)
     gains = {g["objective"]: g for g in study["gains"]}
     assert set(gains) == set(OBJECTIVES.split(",")) and all(g["gain_low"] is not None for g in study["gains"])
-    assert set(study["train_seconds"]) == set(OBJECTIVES.split(","))
+    assert set(study["train_seconds"]) == set(OBJECTIVES.split(",")) and all(study["train_seconds"].values())
+    assert set(study["curve"]["train"][0]) >= {"positive", "negative", "dpo_ipo", "kto", "unlikelihood"}
     for folder in ("positive", "negative", "dpo-ipo", "kto", "kto-negatives-only", "unlikelihood"):
         assert (full / "seed-0" / f"{folder}.done.json").is_file()
     assert main(["-q", "report", str(full)]) == 0
@@ -138,3 +139,13 @@ def test_objective_resumes_after_a_kill_with_identical_numbers(full, tmp_path, m
     uninterrupted = values(json.loads((full / "study-objectives.json").read_text()))
     for key, value in resumed.items():
         assert value == pytest.approx(uninterrupted[key], abs=1e-12), key
+
+
+def test_kto_with_one_row_per_step_is_a_one_line_error(tmp_path, capsys):
+    args = [a if a != "8" else "1" for a in TINY]  # --batch-size 1
+    assert (
+        main(["-q", "study", "objectives", *args, "--objectives", "kto-negatives-only", "--out", str(tmp_path / "c")])
+        == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert "KL term" in err and "\n" not in err

@@ -348,3 +348,50 @@ def test_lock_is_reentrant_and_cleans_up_an_empty_folder(tmp_path):
         with folder.lock():  # a study's curves inside the study's lock
             assert (tmp_path / "new" / ".likra.lock").read_text().strip() == str(os.getpid())
     assert not (tmp_path / "new").exists()
+
+
+def test_more_damaged_files_and_flag_values(tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "curve"
+    assert main(TINY_CURVE + ["--lora-bias", "none", "--out", str(out)]) == 0  # "none" is a value, not null
+    done = shutil.copytree(out, tmp_path / "list-done")
+    (done / "seed-0" / "negative.done.json").write_text("[1, 2]")
+    refused(
+        capsys,
+        TINY_CURVE + ["--lora-bias", "none", "--out", str(done)],
+        "negative.done.json: damaged done-marker",
+        done,
+    )
+    curve = json.loads((out / "curve.json").read_text())
+    del curve["seeds"]
+    (tmp_path / "old.json").write_text(json.dumps(curve))
+    refused(
+        capsys, ["-q", "plot", str(tmp_path / "old.json"), "--out", str(tmp_path / "fig")], "not a likra curve.json"
+    )
+    mined = shutil.copytree(out, tmp_path / "mined")
+    (mined / "mined-base-scores.json").write_text("[]")
+    refused(
+        capsys,
+        TINY_CURVE + ["--negative-kind", "hardest", "--out", str(mined)],
+        "mined-base-scores.json: damaged",
+        mined,
+    )
+    cfg = tmp_path / "study.yaml"
+    cfg.write_text("study:\nmodel: random-tiny\n")  # an empty study section
+    refused(
+        capsys,
+        [
+            "-q",
+            "study",
+            "negatives",
+            "--config",
+            str(cfg),
+            *TINY_CURVE[2:],
+            "--kinds",
+            "bogus",
+            "--out",
+            str(tmp_path / "s"),
+        ],
+        "unknown negative kind",
+    )

@@ -75,6 +75,10 @@ def _is_list(hint: Any) -> bool:
     return any(typing.get_origin(a) is list for a in typing.get_args(hint))
 
 
+def _optional(hint: Any) -> bool:
+    return type(None) in typing.get_args(hint)
+
+
 def _is_bool(hint: Any) -> bool:
     return hint is bool
 
@@ -160,7 +164,7 @@ def _flag_values(cls: type, args: argparse.Namespace, prefix: str = "") -> tuple
             continue
         if flag.is_list and isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
-        elif isinstance(value, str) and value.strip().lower() in ("none", "null"):
+        elif isinstance(value, str) and value.strip().lower() in ("none", "null") and _optional(flag.hint):
             value = None
         node = values
         for key in flag.path[:-1]:

@@ -42,8 +42,8 @@ def load_curve(path: str) -> dict:
     if not p.is_file():
         raise LikraError(f"{p}: no such curve file")
     curve = read_json(p)
-    if not isinstance(curve, dict) or "rows" not in curve or "config" not in curve:
-        raise LikraError(f"{p}: not a likra curve.json (no rows/config)")
+    if not isinstance(curve, dict) or not {"rows", "config", "seeds", "model", "eval_data"} <= set(curve):
+        raise LikraError(f"{p}: not a likra curve.json (it needs rows, config, seeds, model, eval_data)")
     return curve
 
 

@@ -28,7 +28,7 @@ def run_study(args: argparse.Namespace) -> int:
 
     study = get_study(args.study)
     values = load_yaml(args.config) if args.config else {}
-    section = values.pop(study.section, {}) if study.settings is not None else {}
+    section = (values.pop(study.section, None) or {}) if study.settings is not None else {}
     cfg = config_from_args(CurveConfig, args, values)
     if study.eval_data and args.eval_data is None and "eval_data" not in values:
         cfg = replace(cfg, eval_data=study.eval_data)

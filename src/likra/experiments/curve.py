@@ -265,6 +265,8 @@ class CurveRun:
         the acc_norm convention), cached by question id."""
         path = self.folder.mined_scores_file
         cache = read_json(path) if path.is_file() else {}
+        if not isinstance(cache, dict):
+            raise LikraError(f"{path}: damaged file; delete it to mine the distractors again")
         missing = [r for r in records if r.id not in cache]
         if missing:
             _, questions = tokenize_questions(tokenizer, missing, max_length=model_max_length(self.model))
@@ -275,34 +277,38 @@ class CurveRun:
         return [np.array(cache[r.id]) for r in records]
 
     def run_seed(self, seed, ctx, train_records, engine, questions, prefix_ids, base, eval_records) -> dict:
+        """Train every head of run `seed` (folder seed-<seed>; random seed train.seed + seed) and score them."""
         cfg = self.cfg
-        records = select_questions(train_records, cfg.limit, seed)
-        ctx.train = replace(cfg.train, seed=seed)
+        rng_seed = cfg.train.seed + seed
+        records = select_questions(train_records, cfg.limit, rng_seed)
+        ctx.train = replace(cfg.train, seed=rng_seed)
         negatives = None
         if any(h.negative_set for h in self.heads):
-            negatives = self.negative_examples(records, seed, ctx.tokenizer, engine)
-        schedules, stats = {}, {}
-        for head in self.heads:
+            negatives = self.negative_examples(records, rng_seed, ctx.tokenizer, engine)
+        items, schedules = {}, {}
+        for head in self.heads:  # every head's data and schedule before anything trains
             objective = get_objective(head.objective)
-            items = objective.examples(ctx, head, records, negatives or [])
+            items[head.name] = objective.examples(ctx, head, records, negatives or [])
             schedules[head.name] = checkpoint_schedule(
-                objective.schedule_size(items), ctx.train.batch_size, cfg.points, ctx.train.epochs
+                objective.schedule_size(items[head.name]), ctx.train.batch_size, cfg.points, ctx.train.epochs
             )
-            reinit_heads(ctx.model, (head.adapter,), seed, (head.init,))
-            stats[head.name] = asdict(
-                objective.train(
+        lengths = {name: len(s) for name, s in schedules.items()}
+        if len(set(lengths.values())) > 1:
+            raise LikraError(f"the heads' checkpoint schedules differ ({lengths}); give them equally many examples")
+        train_stats = {}
+        for head in self.heads:
+            reinit_heads(ctx.model, (head.adapter,), rng_seed, (head.init,))
+            train_stats[head.name] = asdict(
+                get_objective(head.objective).train(
                     ctx,
                     head,
-                    items,
+                    items[head.name],
                     self.folder.work_dir(seed, head),
                     [s for s, _ in schedules[head.name]],
                     resume=True,
                     done_file=self.folder.done_file(seed, head),
                 )
             )
-        lengths = {name: len(s) for name, s in schedules.items()}
-        if len(set(lengths.values())) > 1:
-            raise LikraError(f"the heads' checkpoint schedules differ ({lengths}); give them equally many examples")
         points = []
         self.score_files[seed] = []
         for k, (step, examples) in enumerate(schedules[self.heads[0].name]):
@@ -327,7 +333,7 @@ class CurveRun:
                     "calibration": stats["calibration"],
                 }
             )
-        return {"seed": seed, "points": points, "train": stats}
+        return {"seed": seed, "points": points, "train": train_stats}
 
 
 # -- results ---------------------------------------------------------------------------------------

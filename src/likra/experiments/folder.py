@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from likra.distributed import is_main
+from likra.distributed import is_main, start
 from likra.errors import LikraError
 from likra.io import atomic_write_json
 from likra.model.heads import HeadSpec, load_adapter_weights
@@ -136,12 +136,13 @@ class CurveFolder:
         is refused with a one-line error naming the holder's PID. The kernel drops the lock when its process
         dies, so a stale lock never blocks. Re-entrant within a process; data-parallel workers share their
         main process's lock. A folder this call created that holds nothing else afterwards is removed."""
+        import fcntl
+
+        start()  # join `accelerate launch`'s process group first, so that only the main process locks
         root = self.root.absolute()
         if not is_main() or root in _held:
             yield
             return
-        import fcntl
-
         created = not self.root.exists()
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / LOCK
@@ -162,7 +163,11 @@ class CurveFolder:
             yield
         finally:
             _held.discard(root)
-            if created and {p.name for p in self.root.iterdir()} == {LOCK}:
-                path.unlink()
-                self.root.rmdir()
-            os.close(fd)
+            try:
+                if created and {p.name for p in self.root.iterdir()} == {LOCK}:
+                    path.unlink()  # still locked: nobody can be holding it
+                    self.root.rmdir()
+            except OSError:
+                pass
+            finally:
+                os.close(fd)

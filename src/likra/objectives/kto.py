@@ -2,7 +2,8 @@
 
 Two data layouts, chosen by the head's training set:
 - `pairs:<set>`: each question gives its gold answer (desirable) and its negative (undesirable), adjacent, so
-  a step of the curve's batch size B takes 2B rows: the same B questions a Likra step sees;
+  a step of the curve's batch size B takes 2B rows of B questions, and a checkpoint has seen as many
+  questions as the Likra heads' (in likra's seeded question order; the Likra heads group theirs by length);
 - `negatives:<set>`: the negatives alone (undesirable only), the direct rival of Base-Likra; TRL's KTO runs
   on undesirable data only (its desirable term is then empty).
 
@@ -159,11 +160,17 @@ def train_kto(
 
     if not rows:
         raise LikraError("no KTO training rows")
+    per_device = per_device_batch(rows_per_step, rank_and_world()[1])
+    if settings.loss_type == "kto" and per_device < 2:
+        raise LikraError(
+            f"KTO estimates its KL term from the other rows of a batch: {rows_per_step} rows per step "
+            f"over {rank_and_world()[1]} process(es) is too few; use a batch size of 2 or more per process"
+        )
 
     def build(callbacks):
         args = KTOConfig(
             output_dir=str(work_dir),
-            per_device_train_batch_size=per_device_batch(rows_per_step, rank_and_world()[1]),
+            per_device_train_batch_size=per_device,
             learning_rate=settings.learning_rate,
             lr_scheduler_type=settings.lr_scheduler_type,
             num_train_epochs=epochs,

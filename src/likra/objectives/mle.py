@@ -39,7 +39,10 @@ class TrainSettings:
     learning_rate: PositiveFloat = option(1e-3, help="constant learning rate", flags=("--lr",))
     batch_size: PositiveInt = option(16, help="examples per optimizer step, over all processes")
     epochs: PositiveFloat = option(1.0, help="passes over the training data")
-    seed: NonNegativeInt = option(0, help="seed of the data order, the subset and the LoRA initialisation")
+    seed: NonNegativeInt = option(
+        0,
+        help="seed of the data order, the subset, the negatives and the LoRA initialisation (a curve's run s: seed+s)",
+    )
     group_by_length: bool = option(True, help="batch examples of similar length (less padding)")
     answer_only_logits: bool = option(True, help="project to the vocabulary only where an answer token follows")
     gradient_checkpointing: bool = option(False, help="recompute activations in the backward pass (less memory)")

@@ -171,9 +171,12 @@ def read_done(done_file: Path) -> dict | None:
     if not done_file.is_file():
         return None
     try:
-        return json.loads(done_file.read_text(encoding="utf-8"))
+        done = json.loads(done_file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise LikraError(f"{done_file}: damaged done-marker; delete it to retrain that head") from None
+        done = None
+    if not isinstance(done, dict) or not {"head", "examples", "steps", "seconds"} <= set(done):
+        raise LikraError(f"{done_file}: damaged done-marker; delete it to retrain that head")
+    return done
 
 
 def finished_stats(done_file: Path | None) -> TrainStats | None:

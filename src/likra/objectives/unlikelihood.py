@@ -6,7 +6,8 @@ token-level unlikelihood term -log(1 - p(token)) on the negative answer's tokens
 
 or, for a `negatives:<set>` head, the unlikelihood term alone (the negatives-only rival of Base-Likra). Each
 question contributes its gold and its negative sequence to the same step, so a step of the curve's batch size
-sees the same questions as a Likra step. The head is an adapter of the shared model with the Likra heads' LoRA.
+takes that many questions and a checkpoint has seen as many questions as the Likra heads' (in a seeded random
+order; the Likra heads group theirs by length). The head is an adapter of the shared model with the Likra heads' LoRA.
 """
 
 from __future__ import annotations
