@@ -35,7 +35,6 @@ import torch
 from likra.config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, option, settings
 from likra.data.examples import encode_pair, negative_pairs
 from likra.data.records import MCRecord
-from likra.distributed import rank_and_world
 from likra.errors import LikraError
 from likra.model.heads import HeadSpec, LoraSettings, attach_heads, reinit_heads
 from likra.objectives.registry import (
@@ -43,9 +42,9 @@ from likra.objectives.registry import (
     TrainContext,
     TrainStats,
     finished_stats,
-    per_device_batch,
     register_objective,
     run_trainer,
+    trainer_arguments,
 )
 
 log = logging.getLogger(__name__)
@@ -216,30 +215,27 @@ def train_dpo(
     def build(callbacks):
         rows = tokenize_dpo_pairs(tokenizer, pairs, settings.max_length, settings.append_eos)
         args = DPOConfig(
-            output_dir=str(work_dir),
-            per_device_train_batch_size=per_device_batch(settings.batch_size, rank_and_world()[1]),
-            learning_rate=settings.learning_rate,
-            lr_scheduler_type=settings.lr_scheduler_type,
+            **trainer_arguments(
+                work_dir,
+                settings.batch_size,
+                settings.learning_rate,
+                settings.lr_scheduler_type,
+                settings.epochs,
+                settings.seed,
+                settings.logging_steps,
+                bf16,
+                progress,
+            ),
             warmup_steps=settings.warmup_steps,
             weight_decay=settings.weight_decay,
-            num_train_epochs=settings.epochs,
-            seed=settings.seed,
-            data_seed=settings.seed,
             beta=settings.beta,
             loss_type=[settings.loss_type],
             max_length=settings.max_length,
             precompute_ref_log_probs=False,
             disable_dropout=True,
             # TRL's defaults differ from TrainingArguments': bf16=True and gradient_checkpointing=True.
-            bf16=bf16,
             gradient_checkpointing=settings.gradient_checkpointing,
-            logging_steps=settings.logging_steps,
-            save_strategy="no",
-            report_to=[],
             push_to_hub=False,
-            use_cpu=not torch.cuda.is_available(),
-            disable_tqdm=not progress,
-            dataloader_num_workers=0,
         )
         trainer = _dpo_trainer_class()(
             model=base_model,

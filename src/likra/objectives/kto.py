@@ -19,8 +19,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-import torch
-
 from likra.config import NonNegativeInt, PositiveFloat, PositiveInt, option, settings
 from likra.data.examples import encode_pair
 from likra.distributed import rank_and_world
@@ -35,6 +33,7 @@ from likra.objectives.registry import (
     per_device_batch,
     register_objective,
     run_trainer,
+    trainer_arguments,
 )
 
 KTO_COLUMNS = ("prompt_ids", "completion_ids", "label")
@@ -169,13 +168,17 @@ def train_kto(
 
     def build(callbacks):
         args = KTOConfig(
-            output_dir=str(work_dir),
-            per_device_train_batch_size=per_device,
-            learning_rate=settings.learning_rate,
-            lr_scheduler_type=settings.lr_scheduler_type,
-            num_train_epochs=epochs,
-            seed=settings.seed,
-            data_seed=settings.seed,
+            **trainer_arguments(
+                work_dir,
+                rows_per_step,
+                settings.learning_rate,
+                settings.lr_scheduler_type,
+                epochs,
+                settings.seed,
+                settings.logging_steps,
+                bf16,
+                progress,
+            ),
             beta=settings.beta,
             desirable_weight=settings.desirable_weight,
             undesirable_weight=settings.undesirable_weight,
@@ -183,15 +186,8 @@ def train_kto(
             max_length=settings.max_length,
             train_sampling_strategy="sequential",
             disable_dropout=True,
-            bf16=bf16,
             gradient_checkpointing=False,
-            logging_steps=settings.logging_steps,
-            save_strategy="no",
-            report_to=[],
             push_to_hub=False,
-            use_cpu=not torch.cuda.is_available(),
-            disable_tqdm=not progress,
-            dataloader_num_workers=0,
         )
         trainer = _kto_trainer_class()(
             model=base_model,

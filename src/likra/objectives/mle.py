@@ -24,9 +24,9 @@ from likra.objectives.registry import (
     Objective,
     TrainContext,
     TrainStats,
-    per_device_batch,
     register_objective,
     run_trainer,
+    trainer_arguments,
 )
 
 log = logging.getLogger(__name__)
@@ -144,33 +144,30 @@ def train_head(
     Checkpoints, resume and the done-marker: see `likra.objectives.registry.run_trainer`."""
     from transformers import Trainer, TrainingArguments
 
-    from likra.distributed import rank_and_world, start
+    from likra.distributed import start
 
     start()
 
     def build(callbacks):
         model.set_adapter(head)
         args = TrainingArguments(
-            output_dir=str(work_dir),
-            per_device_train_batch_size=per_device_batch(settings.batch_size, rank_and_world()[1]),
-            learning_rate=settings.learning_rate,
-            lr_scheduler_type="constant",
+            **trainer_arguments(
+                work_dir,
+                settings.batch_size,
+                settings.learning_rate,
+                "constant",
+                settings.epochs,
+                settings.seed,
+                settings.logging_steps,
+                bf16,
+                progress,
+            ),
             warmup_steps=0,
             weight_decay=0.0,
-            num_train_epochs=settings.epochs,
-            seed=settings.seed,
-            data_seed=settings.seed,
             train_sampling_strategy="group_by_length" if settings.group_by_length else "random",
             gradient_checkpointing=settings.gradient_checkpointing,
             gradient_checkpointing_kwargs={"use_reentrant": False} if settings.gradient_checkpointing else None,
-            logging_steps=settings.logging_steps,
-            save_strategy="no",
-            report_to=[],
             remove_unused_columns=False,
-            bf16=bf16,
-            use_cpu=not torch.cuda.is_available(),
-            disable_tqdm=not progress,
-            dataloader_num_workers=0,
         )
         trainer_cls = _trainer_class() if settings.answer_only_logits else Trainer
         return trainer_cls(

@@ -152,6 +152,41 @@ def steps_per_epoch(n_examples: int, batch_size: int) -> int:
     return math.ceil(n_examples / batch_size)
 
 
+def trainer_arguments(
+    work_dir: Path,
+    batch_size: int,
+    learning_rate: float,
+    lr_scheduler_type: str,
+    epochs: float,
+    seed: int,
+    logging_steps: int,
+    bf16: bool,
+    progress: bool,
+) -> dict:
+    """The TrainingArguments every objective shares (TRL's configs take them too): `batch_size` over all
+    processes, data order and initialisation from `seed`, no saving but likra's own checkpoints, no tracking."""
+    import torch
+
+    from likra.distributed import rank_and_world
+
+    return dict(
+        output_dir=str(work_dir),
+        per_device_train_batch_size=per_device_batch(batch_size, rank_and_world()[1]),
+        learning_rate=learning_rate,
+        lr_scheduler_type=lr_scheduler_type,
+        num_train_epochs=epochs,
+        seed=seed,
+        data_seed=seed,
+        logging_steps=logging_steps,
+        save_strategy="no",
+        report_to=[],
+        bf16=bf16,
+        use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=not progress,
+        dataloader_num_workers=0,
+    )
+
+
 def save_at_steps_callback(steps: set[int]):
     """Make the Trainer write a full (resumable) checkpoint after each of `steps` optimizer steps."""
     from transformers import TrainerCallback

@@ -20,16 +20,15 @@ import torch
 
 from likra.config import NonNegativeFloat, option, settings
 from likra.data.examples import IGNORE_INDEX, Example, positive_pairs, tokenize_answers
-from likra.distributed import rank_and_world
 from likra.errors import LikraError
 from likra.model.heads import HeadSpec
 from likra.objectives.registry import (
     Objective,
     TrainContext,
     TrainStats,
-    per_device_batch,
     register_objective,
     run_trainer,
+    trainer_arguments,
 )
 
 # p(token) is clamped below 1 so that -log(1 - p) stays finite (the paper's implementation does the same).
@@ -173,21 +172,18 @@ def train_unlikelihood(
     def build(callbacks):
         model.set_adapter(adapter)
         args = TrainingArguments(
-            output_dir=str(work_dir),
-            per_device_train_batch_size=per_device_batch(train.batch_size, rank_and_world()[1]),
-            learning_rate=train.learning_rate,
-            lr_scheduler_type="constant",
-            num_train_epochs=train.epochs,
-            seed=train.seed,
-            data_seed=train.seed,
-            logging_steps=train.logging_steps,
-            save_strategy="no",
-            report_to=[],
+            **trainer_arguments(
+                work_dir,
+                train.batch_size,
+                train.learning_rate,
+                "constant",
+                train.epochs,
+                train.seed,
+                train.logging_steps,
+                bf16,
+                progress,
+            ),
             remove_unused_columns=False,
-            bf16=bf16,
-            use_cpu=not torch.cuda.is_available(),
-            disable_tqdm=not progress,
-            dataloader_num_workers=0,
         )
         return _trainer_class(alpha)(
             model=model,
