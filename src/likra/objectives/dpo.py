@@ -180,6 +180,29 @@ def _drop_fused_lm_head(lm) -> None:
         del lm.forward
 
 
+def trl_trainer(
+    trainer_cls, base_model, args, rows: list[dict], tokenizer, callbacks, lora: LoraSettings, adapter: str, seed: int
+):
+    """A TRL preference trainer on pre-tokenized `rows`, training a fresh LoRA adapter named `adapter` on the
+    plain `base_model`, whose disabled-adapter self is the reference model."""
+    from datasets import Dataset
+
+    trainer = trainer_cls(
+        model=base_model,
+        ref_model=None,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        callbacks=callbacks,
+        peft_config=lora.to_peft(),
+    )
+    # TRL wraps the model as peft's "default" adapter: rename it before the optimizer exists, with likra's seeded
+    # initialisation (B = 0, so the disabled-adapter reference equals the initial policy).
+    _rename_adapter(trainer.model, "default", adapter)
+    reinit_heads(trainer.model, (adapter,), seed)
+    return trainer
+
+
 def train_dpo(
     base_model,
     tokenizer,
@@ -200,7 +223,6 @@ def train_dpo(
     pair dicts with prompt/chosen/rejected text. `base_model` must be a plain causal LM (not a PeftModel); it is
     wrapped in place. Checkpoints (adapter in their `dpo/` subfolder), resume and the done-marker: see
     `likra.objectives.registry.run_trainer`; the model is None when the done-marker was there already."""
-    from datasets import Dataset
     from trl import DPOConfig
 
     if hasattr(base_model, "peft_config"):
@@ -237,19 +259,9 @@ def train_dpo(
             gradient_checkpointing=settings.gradient_checkpointing,
             push_to_hub=False,
         )
-        trainer = _dpo_trainer_class()(
-            model=base_model,
-            ref_model=None,
-            args=args,
-            train_dataset=Dataset.from_list(rows),
-            processing_class=tokenizer,
-            callbacks=callbacks,
-            peft_config=settings.lora.to_peft(),
+        trainer = trl_trainer(
+            _dpo_trainer_class(), base_model, args, rows, tokenizer, callbacks, settings.lora, adapter, settings.seed
         )
-        # TRL wraps the model as peft's "default" adapter; name it "dpo" before the optimizer exists, with
-        # likra's seeded initialisation (B = 0, so the disabled-adapter reference equals the initial policy).
-        _rename_adapter(trainer.model, "default", adapter)
-        reinit_heads(trainer.model, (adapter,), settings.seed)
         built["model"] = trainer.model
         return trainer
 

@@ -23,8 +23,8 @@ from likra.config import NonNegativeInt, PositiveFloat, PositiveInt, option, set
 from likra.data.examples import encode_pair
 from likra.distributed import rank_and_world
 from likra.errors import LikraError
-from likra.model.heads import HeadSpec, LoraSettings, reinit_heads
-from likra.objectives.dpo import _drop_fused_lm_head, _rename_adapter, dpo_lora
+from likra.model.heads import HeadSpec, LoraSettings
+from likra.objectives.dpo import _drop_fused_lm_head, dpo_lora, trl_trainer
 from likra.objectives.registry import (
     Objective,
     TrainContext,
@@ -154,7 +154,6 @@ def train_kto(
     done_file: Path | None = None,
 ) -> TrainStats:
     """Train adapter `adapter` on `base_model` with TRL's KTOTrainer on pre-tokenized `rows`, in their order."""
-    from datasets import Dataset
     from trl import KTOConfig
 
     if not rows:
@@ -189,18 +188,9 @@ def train_kto(
             gradient_checkpointing=False,
             push_to_hub=False,
         )
-        trainer = _kto_trainer_class()(
-            model=base_model,
-            ref_model=None,
-            args=args,
-            train_dataset=Dataset.from_list(rows),
-            processing_class=tokenizer,
-            callbacks=callbacks,
-            peft_config=settings.lora.to_peft(),
+        return trl_trainer(
+            _kto_trainer_class(), base_model, args, rows, tokenizer, callbacks, settings.lora, adapter, settings.seed
         )
-        _rename_adapter(trainer.model, "default", adapter)
-        reinit_heads(trainer.model, (adapter,), settings.seed)
-        return trainer
 
     return run_trainer(
         build,
