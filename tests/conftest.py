@@ -45,3 +45,8 @@ def make_records(n: int = 12, n_choices: int = 4) -> list[MCRecord]:
 @pytest.fixture
 def records():
     return make_records()
+
+
+# The tiny curve most curve/study tests run: random-tiny, 16 ARC questions, two optimizer steps of 8, 10 evaluated.
+TINY_CURVE_ARGS = ["--model", "random-tiny", "--data", "arc_challenge:train", "--limit", "16", "--batch-size", "8",
+                   "--lr", "0.01", "--eval-data", "arc_challenge:validation", "--eval-limit", "10"]  # fmt: skip

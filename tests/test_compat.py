@@ -7,27 +7,12 @@ import json
 import shutil
 from pathlib import Path
 
+from conftest import TINY_CURVE_ARGS
+
 from likra.cli import main
 
 FIXTURE = Path(__file__).parent / "fixtures" / "likra-0.1"
-CURVE = [
-    "-q",
-    "curve",
-    "--model",
-    "random-tiny",
-    "--data",
-    "arc_challenge:train",
-    "--limit",
-    "16",
-    "--batch-size",
-    "8",
-    "--lr",
-    "0.01",
-    "--eval-data",
-    "arc_challenge:validation",
-    "--eval-limit",
-    "10",
-]
+CURVE = ["-q", "curve", *TINY_CURVE_ARGS]
 TRAIN = ["-q", "train", "--model", "random-tiny", "--batch-size", "4", "--lr", "0.01"]
 MODES = "base,sft,likra,negbase,pos_base"
 

@@ -4,6 +4,7 @@ with no edit to likra's own files (the README's "Extending likra" recipe)."""
 import json
 
 import pytest
+from conftest import TINY_CURVE_ARGS
 
 from likra.cli import main
 from likra.config import PositiveFloat, option, settings
@@ -15,22 +16,7 @@ from likra.objectives import OBJECTIVES, register_objective
 from likra.objectives.mle import MLE
 from likra.scoring.modes import MODES, Mode, Term, register_mode
 
-TINY = [
-    "--model",
-    "random-tiny",
-    "--data",
-    "arc_challenge:train",
-    "--limit",
-    "16",
-    "--batch-size",
-    "8",
-    "--lr",
-    "0.01",
-    "--eval-data",
-    "arc_challenge:validation",
-    "--eval-limit",
-    "10",
-]
+TINY = TINY_CURVE_ARGS
 
 
 class GoldCopy(MLE):

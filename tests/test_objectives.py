@@ -6,32 +6,14 @@ import math
 
 import pytest
 import torch
+from conftest import TINY_CURVE_ARGS
 
 import likra.objectives.unlikelihood as ul
 from likra.cli import main
 from likra.objectives.dpo import dpo_loss_types
 from likra.objectives.unlikelihood import unlikelihood_loss
 
-TINY = [
-    "--model",
-    "random-tiny",
-    "--data",
-    "arc_challenge:train",
-    "--limit",
-    "16",
-    "--batch-size",
-    "8",
-    "--lr",
-    "0.01",
-    "--eval-data",
-    "arc_challenge:validation",
-    "--eval-limit",
-    "10",
-    "--dpo-lr",
-    "0.01",
-    "--kto-lr",
-    "0.01",
-]
+TINY = [*TINY_CURVE_ARGS, "--dpo-lr", "0.01", "--kto-lr", "0.01"]
 OBJECTIVES = "likra,dpo-ipo,kto,kto-negatives-only,unlikelihood,unlikelihood-negatives-only"
 
 

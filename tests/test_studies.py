@@ -1,26 +1,12 @@
 import json
 
 import pytest
+from conftest import TINY_CURVE_ARGS
 
 from likra.cli import main
 from likra.experiments.studies.weight import choose_weight
 
-BASE = [
-    "--model",
-    "random-tiny",
-    "--data",
-    "arc_challenge:train",
-    "--limit",
-    "16",
-    "--batch-size",
-    "8",
-    "--lr",
-    "0.01",
-    "--eval-data",
-    "arc_challenge:validation",
-    "--eval-limit",
-    "10",
-]
+BASE = TINY_CURVE_ARGS
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import shutil
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 from likra.config import NonNegativeInt, PositiveInt, check, option, settings
@@ -70,7 +70,7 @@ def train_run(cfg: TrainConfig, progress: bool = True) -> Path:
     ctx = TrainContext(
         model,
         tokenizer,
-        replace(cfg.train),
+        cfg.train,
         cfg.lora,
         lambda: load_base_model(cfg.model, cfg.dtype),
         bf16=uses_cuda_bf16(model),
