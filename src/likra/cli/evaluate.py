@@ -53,6 +53,11 @@ def run(args: argparse.Namespace) -> int:
     if out is not None:
         atomic_write_json(out, results)
         print(f"results written to {out}")
+    if cfg.lm_eval_out:
+        from likra.reports.harness import write_eval_as_harness
+
+        paths = write_eval_as_harness(cfg, results)
+        print("lm-eval-style results written to " + ", ".join(map(str, paths)))
     return 0
 
 

@@ -58,6 +58,9 @@ class EvalConfig:
         help="mode pairs a:b whose per-question difference is tested (when both are evaluated)",
     )
     bootstrap: PositiveInt = option(DEFAULT_RESAMPLES, help="paired bootstrap resamples (seeded)")
+    lm_eval_out: str | None = option(
+        None, help="also write lm-eval's layout here: <model>/results_<date>.json and samples_<task>_<date>.jsonl"
+    )
 
 
 def default_fewshot_spec(spec: str) -> str:

@@ -1,0 +1,1 @@
+"""Outputs that travel: lm-eval-style result files, hub-ready exports with model cards."""
