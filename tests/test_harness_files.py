@@ -86,3 +86,23 @@ def test_samples_match_a_stock_harness_run(written, tiny_run, tmp_path):
             ]
         heads = mine[0]["likra"]["heads"]
         assert set(heads) >= {"base", "positive", "negative"}
+
+
+def test_curve_writes_one_harness_model_per_checkpoint(tmp_path):
+    from conftest import TINY_CURVE_ARGS
+    from lm_eval.utils import get_results_filenames
+
+    out, harness_out = tmp_path / "curve", tmp_path / "lm-eval"
+    assert main(["-q", "curve", *TINY_CURVE_ARGS, "--out", str(out), "--lm-eval-out", str(harness_out)]) == 0
+    curve = json.loads((out / "curve.json").read_text())
+    files = get_results_filenames([str(p) for p in harness_out.rglob("*.json")])
+    points = {(r["seed"], r["examples"]) for r in curve["rows"]}
+    assert len(files) == len(points)
+    for f in files:
+        results = json.loads(Path(f).read_text())
+        examples = results["likra"]["examples"]
+        (row,) = results["results"].values()
+        for r in curve["rows"]:
+            if r["examples"] == examples:
+                assert row[f"{r['metric']},{r['mode']}"] == r["value"]
+        assert len(list(Path(f).parent.glob("samples_arc_challenge_validation_*.jsonl"))) == 1

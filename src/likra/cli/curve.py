@@ -27,6 +27,10 @@ def run_curve(args: argparse.Namespace) -> int:
         curve = run.run()
         if is_main():
             paths = write_outputs(curve, Path(cfg.out))
+            if cfg.lm_eval_out:
+                from likra.reports.harness import write_curve_as_harness
+
+                paths += write_curve_as_harness(run)
     if is_main():
         print(markdown_report(curve).split("## acc\n")[0])
         print("written: " + ", ".join(str(p) for p in paths))

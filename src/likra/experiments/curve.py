@@ -82,6 +82,9 @@ class CurveConfig:
         help="mode pairs a:b whose per-question difference is tested at every checkpoint",
     )
     bootstrap: PositiveInt = option(DEFAULT_RESAMPLES, help="paired bootstrap resamples (seeded)")
+    lm_eval_out: str | None = option(
+        None, help="also write lm-eval's layout here, one model folder per checkpoint (results + samples)"
+    )
     lora: LoraSettings = option(default_factory=LoraSettings, help="LoRA of the MLE heads")
     train: TrainSettings = option(default_factory=TrainSettings, help="training of the heads", prefix="")
 
@@ -204,6 +207,7 @@ class CurveRun:
         ctx.bf16 = uses_cuda_bf16(ctx.model)
         eval_records = load_spec(cfg.eval_data, source=cfg.source)[: cfg.eval_limit]
         train_records = load_spec(cfg.data, source=cfg.source)
+        self.eval_records = eval_records
         prefix_ids, questions = self.eval_tokens(tokenizer, eval_records)
         self.choice_tokens = [[len(c) for c in q.choice_ids] for q in questions]
         with self.folder.lock():
@@ -239,6 +243,7 @@ class CurveRun:
         if self.cfg.shots:
             pool = load_spec(self.cfg.fewshot_data or default_fewshot_spec(self.cfg.eval_data), source=self.cfg.source)
             prefix = fewshot_prefix(draw_shots(pool, self.cfg.shots, FEWSHOT_SEED, {r.id for r in records}))
+        self.eval_prefix = prefix
         return tokenize_questions(tokenizer, records, prefix, model_max_length(self.model))
 
     def cached_scores(self, path, engine, questions, prefix_ids, adapter: str) -> list[np.ndarray]:

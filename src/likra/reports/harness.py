@@ -21,7 +21,7 @@ import re
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -32,6 +32,9 @@ from likra.scoring.evaluate import EvalConfig, build_prefix, mode_metrics
 from likra.scoring.metrics import tie_credit
 from likra.scoring.modes import question_scores
 from likra.scoring.stats import length_normalised
+
+if TYPE_CHECKING:
+    from likra.experiments.curve import CurveRun
 
 METRICS = ("acc", "acc_norm")
 TASK_VERSION = 1.0
@@ -227,3 +230,35 @@ def write_eval_as_harness(cfg: EvalConfig, results: dict) -> tuple[Path, Path]:
         prefix,
         extra,
     )
+
+
+def write_curve_as_harness(run: CurveRun) -> list[Path]:
+    """The harness files of every evaluated point of a finished `CurveRun`: the base model, then one model
+    folder per (seed, examples) checkpoint, read from the curve folder's cached score files."""
+    from likra.experiments.folder import read_scores
+
+    cfg = run.cfg
+    records, n = run.eval_records, len(run.eval_records)
+    stem = f"likra__{Path(cfg.out).name}"
+    points = [(f"{stem}__base", {"base": run.base_file}, ["base"], 0)]
+    for seed, files in run.score_files.items():
+        for examples, by_head in files:
+            points.append((f"{stem}__seed-{seed}__examples-{examples}", by_head, run.modes, examples))
+    paths = []
+    for model_name, by_head, modes, examples in points:
+        per_head = {h: read_scores(path, n) for h, path in by_head.items()}
+        model_args = f"curve={cfg.out},examples={examples},weight={cfg.weight}"
+        paths += write_scores_as_harness(
+            cfg.lm_eval_out,
+            model_name,
+            model_args,
+            cfg.eval_data,
+            records,
+            per_head,
+            modes,
+            cfg.weight,
+            cfg.shots,
+            run.eval_prefix,
+            {"examples": examples},
+        )
+    return paths
