@@ -49,13 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="likra", allow_abbrev=False, description="Likra: what language models learn from negative examples."
     )
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         p = sub.add_parser(
             command.name, help=command.help, description=command.description or command.help, allow_abbrev=False
         )
         command.add_arguments(p)
+        # `likra curve ... --quiet` as well as `likra -q curve ...`
+        p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress output")
         p.set_defaults(_run=command.run)
     return parser
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import time
 from dataclasses import asdict, replace
 from typing import Any, Sequence
 
@@ -30,11 +31,13 @@ from likra.model.heads import BASE, HeadSpec, LoraSettings, add_head, attach_hea
 from likra.model.loading import load_base_model, load_tokenizer, model_max_length, uses_cuda_bf16
 from likra.objectives import TrainContext, get_objective
 from likra.objectives.mle import TrainSettings
-from likra.objectives.registry import steps_per_epoch
+from likra.objectives.registry import steps_per_epoch, trainer_callbacks
+from likra.progress import CurveProgress
 from likra.scoring.engine import ScoringEngine, tokenize_questions
 from likra.scoring.evaluate import DEFAULT_PAIRS, default_fewshot_spec, mode_metrics, mode_statistics, parse_pairs
 from likra.scoring.modes import check_modes, get_mode
 from likra.scoring.stats import DEFAULT_RESAMPLES, across_seeds, trivial_baselines
+from likra.tracking import REPORT_TO, Tracker, make_tracker
 from likra.training.pipeline import select_questions
 
 log = logging.getLogger(__name__)
@@ -84,6 +87,9 @@ class CurveConfig:
     bootstrap: PositiveInt = option(DEFAULT_RESAMPLES, help="paired bootstrap resamples (seeded)")
     lm_eval_out: str | None = option(
         None, help="also write lm-eval's layout here, one model folder per checkpoint (results + samples)"
+    )
+    report_to: str = option(
+        "none", help="log training losses and checkpoint metrics to tensorboard or wandb", choices=REPORT_TO
     )
     lora: LoraSettings = option(default_factory=LoraSettings, help="LoRA of the MLE heads")
     train: TrainSettings = option(default_factory=TrainSettings, help="training of the heads", prefix="")
@@ -158,6 +164,8 @@ class CurveRun:
         self.cfg = check(cfg)
         self.progress = progress
         self.folder = CurveFolder(cfg.out)
+        self.line = CurveProgress(enabled=progress, label=f"likra {self.folder.root.name}")
+        self.tracker = Tracker()
         if cfg.negatives != "one":
             raise LikraError(
                 "curves pair the heads' checkpoints by questions seen: use one negative per question "
@@ -200,7 +208,7 @@ class CurveRun:
             cfg.train,
             cfg.lora,
             lambda: load_base_model(cfg.model, cfg.dtype),
-            progress=self.progress,
+            progress=False,  # the overall progress line replaces the Trainer's bars
             objective_settings=self.objective_settings,
         )
         ctx.model = self.model = self.build_model(ctx)
@@ -213,14 +221,22 @@ class CurveRun:
         with self.folder.lock():
             # Only once the settings, the model and the data loaded: a typo must not lock the folder.
             self.folder.check_settings(self.training_settings(), write=is_main())
-            engine = ScoringEngine(ctx.model, max_batch_tokens=cfg.batch_tokens, progress=self.progress)
-            self.base_file = self.folder.base_scores_file(self.eval_tag)
-            base = self.cached_scores(self.base_file, engine, questions, prefix_ids, BASE)
-            results = [
-                self.run_seed(seed, ctx, train_records, engine, questions, prefix_ids, base, eval_records)
-                for seed in range(cfg.seeds)
-            ]
-            barrier()
+            self.line.enabled = self.progress and is_main()
+            if is_main():
+                self.tracker = make_tracker(cfg.report_to, self.folder.root, self.folder.root.name, asdict(cfg))
+            try:
+                engine = ScoringEngine(ctx.model, max_batch_tokens=cfg.batch_tokens)
+                self.base_file = self.folder.base_scores_file(self.eval_tag)
+                self.line.plan(0, 1)
+                base = self.cached_scores(self.base_file, engine, questions, prefix_ids, BASE, (None, BASE, 1, 1))
+                results = [
+                    self.run_seed(seed, ctx, train_records, engine, questions, prefix_ids, base, eval_records)
+                    for seed in range(cfg.seeds)
+                ]
+                barrier()
+            finally:
+                self.line.close()
+                self.tracker.close()
         curve = build_curve(cfg, results, eval_records, base, self.variant)
         curve["baselines"] = trivial_baselines(
             [r.gold for r in eval_records], [r.choices for r in eval_records], self.choice_tokens
@@ -246,12 +262,17 @@ class CurveRun:
         self.eval_prefix = prefix
         return tokenize_questions(tokenizer, records, prefix, model_max_length(self.model))
 
-    def cached_scores(self, path, engine, questions, prefix_ids, adapter: str) -> list[np.ndarray]:
-        scores = read_scores(path, len(questions))
+    def cached_scores(self, path, engine, questions, prefix_ids, adapter: str, where=None) -> list[np.ndarray]:
+        """Scores from `path`, or computed and written there; `where` = (seed, head, k, n) for the progress line."""
+        scores, seconds = read_scores(path, len(questions)), None
         if scores is None:
+            started = time.perf_counter()
             scores = engine.loglikelihoods(questions, (adapter,), prefix_ids)[adapter]
+            seconds = time.perf_counter() - started
             if is_main():
                 self.folder.write_scores(path, scores)
+        if where is not None:
+            self.line.scored(*where, seconds)
         return scores
 
     def negative_examples(self, records, seed, tokenizer, engine) -> list[tuple]:
@@ -300,40 +321,53 @@ class CurveRun:
         lengths = {name: len(s) for name, s in schedules.items()}
         if len(set(lengths.values())) > 1:
             raise LikraError(f"the heads' checkpoint schedules differ ({lengths}); give them equally many examples")
+        if seed == 0:  # every seed has the same schedules
+            steps = sum(s[-1][0] for s in schedules.values())
+            self.line.plan(steps * cfg.seeds, sum(lengths.values()) * cfg.seeds)
         train_stats = {}
         for head in self.heads:
             reinit_heads(ctx.model, (head.adapter,), rng_seed, (head.init,))
-            train_stats[head.name] = asdict(
-                get_objective(head.objective).train(
+            done_file = self.folder.done_file(seed, head)
+            cached = done_file.is_file()
+            callbacks = [self.line.trainer_callback(seed, head.name), *self.tracker.trainer_callbacks(seed, head.name)]
+            with trainer_callbacks(callbacks):
+                stats = get_objective(head.objective).train(
                     ctx,
                     head,
                     items[head.name],
                     self.folder.work_dir(seed, head),
                     [s for s, _ in schedules[head.name]],
                     resume=True,
-                    done_file=self.folder.done_file(seed, head),
+                    done_file=done_file,
                 )
-            )
+            self.line.trained(seed, head.name, stats.steps, cached)
+            train_stats[head.name] = asdict(stats)
         points = []
         self.score_files[seed] = []
+        n_points = len(schedules[self.heads[0].name])
         for k, (step, examples) in enumerate(schedules[self.heads[0].name]):
             per_head, files = {BASE: base}, {BASE: self.base_file}
             for head in self.heads:
                 head_step = schedules[head.name][k][0]
                 path = self.folder.scores_file(seed, self.eval_tag, head, head_step)
                 scores = read_scores(path, len(questions))
+                where = (seed, head.name, k + 1, n_points)
                 if scores is None:
                     self.folder.load_adapter(ctx.model, seed, head, head_step)
-                    scores = self.cached_scores(path, engine, questions, prefix_ids, head.adapter)
+                    scores = self.cached_scores(path, engine, questions, prefix_ids, head.adapter, where)
+                else:
+                    self.line.scored(*where, None)
                 for key in filter(None, (head.name, head.role)):
                     per_head[key], files[key] = scores, path
             self.score_files[seed].append((examples, files))
             stats = mode_statistics(per_head, eval_records, self.modes, cfg.weight, self.pairs, None, cfg.bootstrap)
+            metrics = mode_metrics(per_head, eval_records, self.modes, cfg.weight)
+            self.tracker.log_eval(seed, examples, metrics)
             points.append(
                 {
                     "step": step,
                     "examples": examples,
-                    "metrics": mode_metrics(per_head, eval_records, self.modes, cfg.weight),
+                    "metrics": metrics,
                     "paired": stats["paired"],
                     "calibration": stats["calibration"],
                 }

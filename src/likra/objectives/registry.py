@@ -14,9 +14,11 @@ import json
 import logging
 import math
 import time
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from likra.distributed import barrier, is_main
 from likra.errors import LikraError
@@ -200,6 +202,20 @@ def save_at_steps_callback(steps: set[int]):
     return SaveAtSteps()
 
 
+_EXTRA_CALLBACKS: ContextVar[tuple] = ContextVar("likra_trainer_callbacks", default=())
+
+
+@contextmanager
+def trainer_callbacks(callbacks: Sequence[Any]) -> Iterator[None]:
+    """Give every Trainer that `run_trainer` builds inside the block these extra callbacks (the overall
+    progress line, tracking), whatever the objective: objectives need not know about them."""
+    token = _EXTRA_CALLBACKS.set(_EXTRA_CALLBACKS.get() + tuple(callbacks))
+    try:
+        yield
+    finally:
+        _EXTRA_CALLBACKS.reset(token)
+
+
 # -- the driver ------------------------------------------------------------------------------------
 def read_done(done_file: Path) -> dict | None:
     """The statistics a finished head left, or None when it has not finished."""
@@ -247,6 +263,7 @@ def run_trainer(
     if finished is not None:
         return finished
     callbacks = [save_at_steps_callback(set(checkpoint_steps))] if checkpoint_steps else []
+    callbacks += _EXTRA_CALLBACKS.get()
     trainer = build(callbacks)
     if not progress:
         from transformers import PrinterCallback, ProgressCallback

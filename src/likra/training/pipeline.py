@@ -17,7 +17,9 @@ from likra.model.heads import LoraSettings, attach_heads, likra_heads, reinit_he
 from likra.model.loading import load_base_model, load_tokenizer, uses_cuda_bf16
 from likra.objectives import TrainContext, get_objective
 from likra.objectives.mle import TrainSettings
+from likra.objectives.registry import trainer_callbacks
 from likra.runs import ADAPTERS, check_out, finish_run
+from likra.tracking import REPORT_TO, Tracker, make_tracker
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,7 @@ class TrainConfig:
     dtype: str = option("auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16")
     out: str | None = option(None, help="run folder (default runs/<model>-<data>)")
     overwrite: bool = option(False, help="replace an existing run folder (only one that likra wrote)")
+    report_to: str = option("none", help="log the heads' training to tensorboard or wandb", choices=REPORT_TO)
     lora: LoraSettings = option(default_factory=LoraSettings, help="LoRA of both heads")
     train: TrainSettings = option(default_factory=TrainSettings, help="training of both heads", prefix="")
 
@@ -84,10 +87,16 @@ def train_run(cfg: TrainConfig, progress: bool = True) -> Path:
         staging.mkdir(parents=True)
     barrier()
     stats = {}
-    for head in heads:
-        log.info("training %s head on %d examples", head.name, len(items[head.name]))
-        reinit_heads(model, (head.adapter,), cfg.train.seed, (head.init,))
-        stats[head.name] = asdict(get_objective(head.objective).train(ctx, head, items[head.name], staging / "trainer"))
+    tracker = make_tracker(cfg.report_to, staging, out.name, asdict(cfg)) if is_main() else Tracker()
+    try:
+        for head in heads:
+            log.info("training %s head on %d examples", head.name, len(items[head.name]))
+            reinit_heads(model, (head.adapter,), cfg.train.seed, (head.init,))
+            with trainer_callbacks(tracker.trainer_callbacks(0, head.name)):
+                trained = get_objective(head.objective).train(ctx, head, items[head.name], staging / "trainer")
+            stats[head.name] = asdict(trained)
+    finally:
+        tracker.close()
     barrier()
     if not is_main():
         return out

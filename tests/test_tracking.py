@@ -1,0 +1,163 @@
+"""The overall progress line, and tracking to TensorBoard (event files read back) and W&B (a recording stand-in)."""
+
+import io
+import json
+import sys
+import types
+
+import pytest
+from conftest import TINY_CURVE_ARGS
+
+from likra.cli import main
+from likra.errors import LikraError
+from likra.progress import CurveProgress, duration
+from likra.tracking import make_tracker
+
+
+class Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_estimate_times_each_kind_of_work_from_what_was_done():
+    clock, out = Clock(), io.StringIO()
+    p = CurveProgress(label="c", stream=out, interactive=False, clock=clock)
+    p.plan(0, 1)
+    clock.t = 10
+    p.scored(None, "base", 1, 1, 10.0)  # one scoring pass: 10 s
+    assert "?" not in out.getvalue() and "%" not in out.getvalue()  # no plan yet: no estimate claimed
+    p.plan(8, 4)
+    p.train_started()
+    for step in range(1, 5):  # 4 steps of 2 s
+        clock.t += 2
+        p.training(0, "positive", step, 4)
+    assert p.timed_steps == 4 and p.step_seconds == 8  # timed from the Trainer's start of training
+    p.trained(0, "positive", 4, cached=False)
+    assert p.steps_done == 4
+    assert p.remaining() == pytest.approx(4 * 2 + 4 * 10)  # 4 steps at 2 s, 4 passes at 10 s
+    p.trained(0, "negative", 4, cached=True)  # found finished: counted, not timed
+    assert p.steps_done == 8 and p.timed_steps == 4
+    p.scored(0, "positive", 1, 2, None)  # cached pass: counted, not timed
+    assert p.remaining() == pytest.approx(3 * 10)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 4  # one line per finished piece in a log, none per step
+    assert "positive checkpoint 1/2 found scored" in lines[-1] and "~30s left" in lines[-1]
+    assert "checkpoints scored 2/5" in lines[-1]
+
+
+def test_untimed_kind_gives_an_unknown_estimate_and_terminal_redraws_in_place():
+    out = io.StringIO()
+    p = CurveProgress(label="c", stream=out, interactive=True, clock=Clock())
+    p.plan(4, 2)
+    p.training(0, "positive", 1, 4)
+    assert p.remaining() is None and out.getvalue().startswith("\r") and "~? left" in out.getvalue()
+    p.close()
+    assert out.getvalue().endswith("\n") and out.getvalue().count("\n") == 1
+
+
+def test_disabled_progress_prints_nothing():
+    out = io.StringIO()
+    p = CurveProgress(enabled=False, stream=out, interactive=False)
+    p.plan(1, 1)
+    p.scored(0, "positive", 1, 1, 1.0)
+    p.close()
+    assert out.getvalue() == ""
+    assert [duration(s) for s in (None, 5, 65, 3725)] == ["?", "5s", "1m05s", "1h02m"]
+
+
+def test_curve_prints_one_overall_line_per_finished_piece_and_quiet_silences_it(tmp_path, capsys):
+    assert main(["curve", *TINY_CURVE_ARGS, "--out", str(tmp_path / "c")]) == 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("likra c:")]
+    # the base model, two heads trained, two heads x two checkpoints scored
+    assert len(lines) == 7 and "\r" not in err
+    assert "negative checkpoint 2/2 scored" in lines[-1] and "100%" in lines[-1]
+    assert all("elapsed" in line for line in lines)
+    assert main(["curve", *TINY_CURVE_ARGS, "--out", str(tmp_path / "c"), "--quiet"]) == 0  # cached, and quiet
+    assert "likra c:" not in capsys.readouterr().err
+
+
+def scalars(folder):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder))
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def test_tensorboard_holds_training_losses_and_checkpoint_metrics(tmp_path):
+    pytest.importorskip("tensorboard")
+    out = tmp_path / "c"
+    args = ["-q", "curve", *TINY_CURVE_ARGS, "--logging-steps", "1", "--out", str(out), "--report-to", "tensorboard"]
+    assert main(args) == 0
+    curve = json.loads((out / "curve.json").read_text())
+    evals = scalars(out / "tensorboard" / "seed-0" / "eval")
+    rows = [r for r in curve["rows"] if r["examples"] > 0]
+    assert len(rows) == sum(len(v) for v in evals.values())
+    for r in rows:
+        assert (r["examples"], pytest.approx(r["value"], abs=1e-6)) in evals[f"{r['metric']}/{r['mode']}"]
+    for head in ("positive", "negative"):
+        losses = scalars(out / "tensorboard" / "seed-0" / head)["train/loss"]
+        done = json.loads((out / "seed-0" / f"{head}.done.json").read_text())
+        assert [v for _, v in losses] == pytest.approx(done["losses"], rel=1e-5)
+
+
+def test_train_reports_to_tensorboard_inside_the_run_folder(tmp_path):
+    pytest.importorskip("tensorboard")
+    run = tmp_path / "run"
+    args = ["-q", "train", "--model", "random-tiny", "--data", "arc_easy:train", "--limit", "8", "--batch-size", "4"]
+    assert main(args + ["--logging-steps", "1", "--out", str(run), "--report-to", "tensorboard"]) == 0
+    stats = json.loads((run / "likra.json").read_text())["stats"]
+    for head in ("positive", "negative"):
+        losses = scalars(run / "tensorboard" / "seed-0" / head)["train/loss"]
+        assert [v for _, v in losses] == pytest.approx(stats[head]["losses"], rel=1e-5)
+
+
+class FakeRun:
+    def __init__(self, **kwargs):
+        self.init, self.logged, self.axes, self.finished = kwargs, [], [], False
+
+    def define_metric(self, name, step_metric=None):
+        self.axes.append((name, step_metric))
+
+    def log(self, values):
+        self.logged.append(values)
+
+    def finish(self):
+        self.finished = True
+
+
+def test_wandb_logs_each_head_on_its_own_axis_and_metrics_by_examples(tmp_path, monkeypatch):
+    runs = []
+    fake = types.ModuleType("wandb")
+    fake.init = lambda **kwargs: runs.append(FakeRun(**kwargs)) or runs[-1]
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    monkeypatch.setenv("WANDB_PROJECT", "neg")
+    out = tmp_path / "c"
+    assert (
+        main(["-q", "curve", *TINY_CURVE_ARGS, "--logging-steps", "1", "--out", str(out), "--report-to", "wandb"]) == 0
+    )
+    (run,) = runs
+    assert run.init["project"] == "neg" and run.init["name"] == "c" and run.finished
+    assert ("train/seed-0/positive/*", "train/seed-0/positive/step") in run.axes
+    curve = json.loads((out / "curve.json").read_text())
+    evals = [v for v in run.logged if "examples" in v]
+    assert [v["examples"] for v in evals] == sorted({r["examples"] for r in curve["rows"] if r["examples"] > 0})
+    for r in curve["rows"]:
+        if r["examples"] > 0:
+            (logged,) = [v for v in evals if v["examples"] == r["examples"]]
+            assert logged[f"eval/seed-0/{r['metric']}/{r['mode']}"] == r["value"]
+    losses = [v["train/seed-0/negative/loss"] for v in run.logged if "train/seed-0/negative/loss" in v]
+    assert losses == pytest.approx(json.loads((out / "seed-0" / "negative.done.json").read_text())["losses"])
+
+
+def test_missing_tracking_package_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "wandb", None)
+    with pytest.raises(LikraError, match="pip install wandb"):
+        make_tracker("wandb", tmp_path, "x")
+    code = main(["-q", "curve", *TINY_CURVE_ARGS, "--out", str(tmp_path / "c"), "--report-to", "wandb"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("likra: error: ") and "\n" not in err
