@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from datetime import datetime, timezone
 from importlib import metadata
@@ -19,6 +20,7 @@ from likra.io import atomic_write_json
 MANIFEST = "likra.json"
 ADAPTERS = "adapters"
 FORMAT_VERSION = 1
+HUB_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def library_versions() -> dict[str, str]:
@@ -63,11 +65,28 @@ def read_manifest(run: str | Path) -> dict:
     return manifest
 
 
+def resolve_run(run: str | Path) -> Path:
+    """A local run folder as it is; a hub repo id (`user/repo`) that is no local folder: the run exported
+    there (`likra export --push-to-hub`), downloaded to the hub cache. Offline, that is one line."""
+    if Path(run).exists() or not HUB_REPO_ID.match(str(run)):
+        return Path(run)
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id=str(run), repo_type="model"))
+    except Exception as e:  # offline, unknown repo, no access: many exception types
+        raise LikraError(
+            f"{run}: no such local run folder, and downloading it from the hub failed "
+            f"({type(e).__name__}: {' '.join(str(e).split())[:160]})"
+        ) from None
+
+
 def load_run_model(run: str | Path, dtype: str | None = None, device=None):
-    """(PeftModel with the run's heads, tokenizer, manifest)."""
+    """(PeftModel with the run's heads, tokenizer, manifest); `run` a folder or a hub repo id."""
     from likra.model.heads import load_heads
     from likra.model.loading import load_base_model, load_tokenizer
 
+    run = resolve_run(run)
     manifest = read_manifest(run)
     model_info = manifest["model"]
     base = load_base_model(model_info["name"], dtype or model_info.get("dtype", "auto"), device)

@@ -9,7 +9,7 @@ import logging
 import sys
 import warnings
 
-from likra.cli import curve, evaluate, info, lmeval, study, train
+from likra.cli import curve, evaluate, export, info, lmeval, study, train
 from likra.cli.common import Command
 from likra.errors import LikraError
 
@@ -22,6 +22,7 @@ COMMANDS: list[Command] = [
     study.REPORT,
     curve.PLOT,
     lmeval.COMMAND,
+    export.COMMAND,
 ]
 
 

@@ -202,7 +202,7 @@ def format_table(metrics: dict[str, dict], statistics: dict | None = None) -> st
 def default_eval_out(cfg: EvalConfig) -> Path | None:
     if cfg.out:
         return Path(cfg.out)
-    if cfg.run:
+    if cfg.run and Path(cfg.run).is_dir():  # not for a run read from the hub cache
         tag = cfg.data.replace(":", "_").replace(",", "+").replace("/", "_")
         return Path(cfg.run) / "eval" / f"{tag}-{cfg.shots}shot.json"
     return None

@@ -1,0 +1,37 @@
+"""`likra export RUN DIR`: a run as a hub-ready folder (peft adapters, likra.json, model card); optionally pushed."""
+
+from __future__ import annotations
+
+import argparse
+
+from likra.cli.common import Command
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", help="run folder written by `likra train`")
+    parser.add_argument("dir", help="folder to write (refused if it exists, unless --overwrite and likra wrote it)")
+    parser.add_argument("--overwrite", action="store_true", help="replace DIR if it is a folder likra wrote")
+    parser.add_argument("--push-to-hub", metavar="REPO", help="upload DIR to this hub repo (user-or-org/name)")
+    parser.add_argument("--private", action="store_true", help="create the hub repo as private")
+
+
+def run(args: argparse.Namespace) -> int:
+    from likra.errors import LikraError
+    from likra.reports.hub import export_run, push_to_hub
+    from likra.runs import HUB_REPO_ID
+
+    if args.push_to_hub and not HUB_REPO_ID.match(args.push_to_hub):
+        raise LikraError(f"--push-to-hub {args.push_to_hub!r}: a hub repo id is user-or-org/name")
+    out = export_run(args.run, args.dir, args.overwrite)
+    print(f"exported {args.run} to {out} (adapters/<head>/, likra.json, README.md)")
+    if args.push_to_hub:
+        print(f"pushed to {push_to_hub(out, args.push_to_hub, args.private)}")
+    return 0
+
+
+COMMAND = Command(
+    "export",
+    "write a run as a hub-ready folder (peft adapters, likra.json, model card); --push-to-hub uploads it",
+    add_arguments,
+    run,
+)
