@@ -44,12 +44,14 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from likra.experiments.report import folder_report
+    from likra.experiments.report import folder_figures, folder_report
     from likra.io import atomic_write_text
 
     folder = Path(args.folder)
-    atomic_write_text(folder / "report.md", folder_report(folder))
-    print(f"written: {folder / 'report.md'}")
+    text = folder_report(folder)
+    paths = folder_figures(folder)
+    atomic_write_text(folder / "report.md", text)
+    print("written: " + ", ".join(str(p) for p in [*paths, folder / "report.md"]))
     return 0
 
 

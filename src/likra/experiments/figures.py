@@ -231,3 +231,62 @@ def line_figure(
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+# What one added example is worth: (gain over the reference mode) / examples, with the paired interval / examples.
+WORTH_SERIES = (
+    ("sft", "base", "a positive example (SFT - base)"),
+    ("negbase", "base", "a negative example alone (Base-Likra - base)"),
+    ("likra", "sft", "a negative on top of the positives (Likra - SFT)"),
+)
+
+
+def worth_points(curve: dict, metric: str = "acc_norm") -> dict[tuple[str, str], list[tuple[int, float, float, float]]]:
+    """{(mode, reference): [(examples, gain per example, low, high)]}: the paired difference and its interval
+    divided by the examples seen where the curve has paired rows, else the difference of the two modes' values
+    (interval nan)."""
+    rows = summary_rows(curve, metric)
+    paired = [r for r in paired_summary(curve) if r["metric"] == metric]
+    base = base_row(rows)
+    out = {}
+    for a, b, _ in WORTH_SERIES:
+        pts = []
+        values_a = {r["examples"]: r["value"] for r in series(rows, a)}
+        values_b = {r["examples"]: r["value"] for r in series(rows, b)} if b != "base" else {}
+        for e in sorted(values_a):
+            row = next((r for r in paired if (r["a"], r["b"], r["examples"]) == (a, b, e)), None)
+            if row is not None:
+                pts.append((e, row["diff"] / e, row["ci_low"] / e, row["ci_high"] / e))
+            elif b == "base" and base is not None:
+                pts.append((e, (values_a[e] - base["value"]) / e, math.nan, math.nan))
+            elif e in values_b:
+                pts.append((e, (values_a[e] - values_b[e]) / e, math.nan, math.nan))
+        if pts:
+            out[(a, b)] = pts
+    return out
+
+
+def draw_worth(curve: dict, metric: str = "acc_norm"):
+    """The per-example worth figure: accuracy gained per added example (percentage points) against the examples
+    seen (log2 x), for positives, negatives alone and negatives on top of positives; None without such modes."""
+    points = worth_points(curve, metric)
+    if not points:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
+    labels = {(a, b): label for a, b, label in WORTH_SERIES}
+    for (a, b), pts in points.items():
+        x = [p[0] for p in pts]
+        color = mode_color(a)
+        ax.plot(x, [100 * p[1] for p in pts], marker="o", ms=3, color=color, label=labels[(a, b)])
+        if not any(math.isnan(p[2]) for p in pts):
+            ax.fill_between(x, [100 * p[2] for p in pts], [100 * p[3] for p in pts], color=color, alpha=0.12, lw=0)
+    ax.axhline(0, color="gray", lw=1)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("training examples")
+    ax.set_ylabel(f"{metric} points gained per example")
+    ax.set_title(f"What one example is worth ({curve['model']}, {curve['eval_data']})", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig

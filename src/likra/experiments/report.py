@@ -12,6 +12,7 @@ from likra.experiments.figures import (
     curve_title,
     draw_curves,
     draw_reliability,
+    draw_worth,
     fmt,
     paired_summary,
     save_figure,
@@ -114,6 +115,8 @@ def markdown_report(curve: dict, figure_name: str = "curve.png") -> str:
             "(Likra - SFT)/e per negative example on top of the positives; ratios divide by `sft_gain` where "
             "SFT gained anything (the paper's claim: about 10x below 128 examples), and only where both gains' "
             "paired 95% intervals exclude zero (else `- (n.s.)`: not significant). Slopes are per interval.",
+            "",
+            "![worth of one example](worth.png)",
             "",
             "| e | sft_gain | negbase_gain | negbase/sft | likra_over_sft | likra/sft | interval | sft_slope "
             "| negbase_slope | likra_slope |",
@@ -245,6 +248,9 @@ def write_outputs(curve: dict, out: Path) -> list[Path]:
     reliability = draw_reliability(curve)
     if reliability is not None:
         paths += save_figure(reliability, out / "calibration")
+    worth = draw_worth(curve)
+    if worth is not None:
+        paths += save_figure(worth, out / "worth")
     atomic_write_text(out / "report.md", markdown_report(curve))
     return paths + [out / "report.md"]
 
@@ -266,3 +272,12 @@ def folder_report(folder: Path) -> str:
     if not parts:
         raise LikraError(f"{folder.root}: no curve.json or study-*.json to report")
     return "\n".join(parts)
+
+
+def folder_figures(folder: Path) -> list[Path]:
+    """The figures report.md links that `likra report` draws again from curve.json (today: worth.png)."""
+    from likra.experiments.folder import read_json
+
+    path = Path(folder) / "curve.json"
+    worth = draw_worth(read_json(path)) if path.is_file() else None
+    return save_figure(worth, Path(folder) / "worth") if worth is not None else []
