@@ -16,7 +16,7 @@ TASKS_HELP = (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     likra = p.add_argument_group("likra")
-    likra.add_argument("--run", help="run folder written by likra train")
+    likra.add_argument("--run", help="run folder written by likra train (or a hub repo id of an exported run)")
     likra.add_argument("--model", dest="base_model", help="a plain model instead of a run (mode base)")
     likra.add_argument(
         "--mode",
@@ -50,8 +50,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.run and not args.base_model:
         raise LikraError("give --run RUN (a trained run folder) or --model MODEL (mode base)")
     if args.run:
-        from likra.runs import read_manifest
+        from likra.runs import read_manifest, resolve_run
 
+        args.run = str(resolve_run(args.run))  # a hub repo id: downloaded once, here
         read_manifest(args.run)
     from likra.scoring.modes import check_modes
 
