@@ -209,10 +209,28 @@ def test_config_presets_validate():
     for path in presets:
         values = load_yaml(path)
         section = values.pop("study", None)
-        args = build_parser().parse_args(["study", "objectives", "--config", str(path)])
+        argv = ["study", "objectives", "--config", str(path)]
+        args = build_parser(argv).parse_args(argv)
         cfg = config_from_args(CurveConfig, args, values)
         assert cfg.model.startswith("mistralai/") or cfg.model.startswith("meta-llama/"), path
         if section is not None:
             study = get_study("objectives")
             options = config_from_args(study.settings, args, section, prefix=study.prefix)
             assert options.objectives[0] == "likra"
+
+
+def test_help_imports_no_torch_and_every_command_builds(capsys):
+    """`likra --help` lists every command without importing torch (start-up well under a second); the full
+    parser (every command's flags) still builds."""
+    from likra.cli import COMMANDS, build_parser
+
+    code = "import sys; from likra.cli import main; main(['--help'])"
+    out = subprocess.run([sys.executable, "-c", code + "\nassert 'torch' not in sys.modules, 'torch imported'"],
+                         capture_output=True, text=True)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    for command in COMMANDS:
+        assert command.name in out.stdout
+    parser = build_parser(every_command=True)  # one parser for every command, whatever argv asks for
+    for argv in (["train", "--limit", "3"], ["eval", "--limit", "3"], ["curve", "--limit", "4"],
+                 ["study", "negatives", "--limit", "4"], ["export", "run", "dir"], ["report", "folder"]):  # fmt: skip
+        assert parser.parse_args(argv).command == argv[0]

@@ -80,7 +80,7 @@ OPTIONS = [
 def test_numeric_options_give_a_checked_config_or_one_line_error(options):
     argv = ["curve"] + [f"{k}={v}" for k, v in options.items()]
     try:
-        cfg = config_from_args(CurveConfig, build_parser().parse_args(argv))
+        cfg = config_from_args(CurveConfig, build_parser(argv).parse_args(argv))
     except LikraError as e:
         assert one_line(e)
         return

@@ -29,14 +29,18 @@ COMMANDS: list[Command] = [
 def _quiet_libraries(quiet: bool) -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module="peft")
-    try:
-        import transformers
+    if "transformers" not in sys.modules:  # not imported by this command (yet): its env settings do the same
+        import os
 
-        transformers.logging.set_verbosity_error()
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         if quiet:
-            transformers.utils.logging.disable_progress_bar()
-    except ImportError:
-        pass
+            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        return
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    if quiet:
+        transformers.utils.logging.disable_progress_bar()
 
 
 class Parser(argparse.ArgumentParser):
@@ -46,17 +50,27 @@ class Parser(argparse.ArgumentParser):
         raise LikraError(f"{self.prog}: {message}")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_named(argv: list[str] | None) -> str | None:
+    """The sub-command `argv` asks for (its first word that names one), or None (e.g. `likra --help`)."""
+    names = {c.name for c in COMMANDS}
+    return next((a for a in (sys.argv[1:] if argv is None else argv) if a in names), None)
+
+
+def build_parser(argv: list[str] | None = None, every_command: bool = False) -> argparse.ArgumentParser:
+    """The parser; only the requested command's flags are built (each command imports what it needs then:
+    `likra --help` imports no torch), or every command's with `every_command`."""
     parser = Parser(
         prog="likra", allow_abbrev=False, description="Likra: what language models learn from negative examples."
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     sub = parser.add_subparsers(dest="command", required=True)
+    wanted = _command_named(argv)
     for command in COMMANDS:
         p = sub.add_parser(
             command.name, help=command.help, description=command.description or command.help, allow_abbrev=False
         )
-        command.add_arguments(p)
+        if every_command or command.name == wanted:
+            command.add_arguments(p)
         # `likra curve ... --quiet` as well as `likra -q curve ...`
         p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress output")
         p.set_defaults(_run=command.run)
@@ -65,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(argv).parse_args(argv)
         logging.basicConfig(
             level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
         )

@@ -6,19 +6,21 @@ import argparse
 from pathlib import Path
 
 from likra.cli.common import Command, add_config_flag
-from likra.config import add_flags, config_from_args
 from likra.errors import LikraError
-from likra.experiments.curve import CurveConfig
 
 
 def add_curve_arguments(parser: argparse.ArgumentParser) -> None:
+    from likra.config import add_flags
+    from likra.experiments.curve import CurveConfig
+
     add_config_flag(parser)
     add_flags(parser, CurveConfig)
 
 
 def run_curve(args: argparse.Namespace) -> int:
+    from likra.config import config_from_args
     from likra.distributed import is_main
-    from likra.experiments.curve import CurveRun
+    from likra.experiments.curve import CurveConfig, CurveRun
     from likra.experiments.report import markdown_report, write_outputs
 
     cfg = config_from_args(CurveConfig, args)

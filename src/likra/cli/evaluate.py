@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from likra.cli.common import Command, add_config_flag
-from likra.config import add_flags, config_from_args
 from likra.errors import LikraError
-from likra.scoring.evaluate import DEFAULT_EVAL_MODES, EvalConfig
+
+if TYPE_CHECKING:
+    from likra.scoring.evaluate import EvalConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from likra.config import add_flags
+    from likra.scoring.evaluate import EvalConfig
+
     add_config_flag(parser)
     add_flags(parser, EvalConfig)
 
@@ -19,6 +24,7 @@ def load_for_eval(cfg: EvalConfig):
     """(model, tokenizer) for `likra eval`: a run's heads, or a plain base model for mode base."""
     from likra.model.loading import load_base_model, load_tokenizer
     from likra.runs import load_run_model
+    from likra.scoring.evaluate import DEFAULT_EVAL_MODES
 
     if cfg.run and cfg.model:
         raise LikraError("give either --run or --model, not both")
@@ -36,9 +42,10 @@ def load_for_eval(cfg: EvalConfig):
 
 
 def run(args: argparse.Namespace) -> int:
+    from likra.config import config_from_args
     from likra.distributed import is_main, start
     from likra.io import atomic_write_json
-    from likra.scoring.evaluate import default_eval_out, evaluate, format_table
+    from likra.scoring.evaluate import EvalConfig, default_eval_out, evaluate, format_table
     from likra.scoring.modes import check_modes
 
     cfg = config_from_args(EvalConfig, args)

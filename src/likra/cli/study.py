@@ -6,12 +6,13 @@ import argparse
 from pathlib import Path
 
 from likra.cli.common import Command, add_config_flag
-from likra.config import add_flags, config_from_args, load_yaml
-from likra.experiments.curve import CurveConfig
-from likra.experiments.studies import STUDIES, get_study
 
 
 def add_study_arguments(parser: argparse.ArgumentParser) -> None:
+    from likra.config import add_flags
+    from likra.experiments.curve import CurveConfig
+    from likra.experiments.studies import STUDIES
+
     kinds = parser.add_subparsers(dest="study", required=True)
     for study in STUDIES.values():
         p = kinds.add_parser(study.name, help=study.help, description=study.help, allow_abbrev=False)
@@ -24,6 +25,9 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
 def run_study(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from likra.config import config_from_args, load_yaml
+    from likra.experiments.curve import CurveConfig
+    from likra.experiments.studies import get_study
     from likra.experiments.studies import run_study as run
 
     study = get_study(args.study)
@@ -55,7 +59,12 @@ def run_report(args: argparse.Namespace) -> int:
     return 0
 
 
-STUDY = Command("study", "the studies: " + ", ".join(STUDIES), add_study_arguments, run_study)
+STUDY = Command(
+    "study",
+    "the studies (negatives, contamination, weight, dpo, objectives, likelihood, and registered ones)",
+    add_study_arguments,
+    run_study,
+)
 REPORT = Command(
     "report", "one markdown report of a curve folder's curve and studies", add_report_arguments, run_report
 )

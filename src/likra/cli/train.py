@@ -5,18 +5,20 @@ from __future__ import annotations
 import argparse
 
 from likra.cli.common import Command, add_config_flag
-from likra.config import add_flags, config_from_args
-from likra.training.pipeline import TrainConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from likra.config import add_flags
+    from likra.training.pipeline import TrainConfig
+
     add_config_flag(parser)
     add_flags(parser, TrainConfig)
 
 
 def run(args: argparse.Namespace) -> int:
+    from likra.config import config_from_args
     from likra.distributed import is_main
-    from likra.training.pipeline import train_run
+    from likra.training.pipeline import TrainConfig, train_run
 
     out = train_run(config_from_args(TrainConfig, args), progress=not args.quiet)
     if is_main():
