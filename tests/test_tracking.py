@@ -71,13 +71,13 @@ def test_disabled_progress_prints_nothing():
 def test_curve_prints_one_overall_line_per_finished_piece_and_quiet_silences_it(tmp_path, capsys):
     assert main(["curve", *TINY_CURVE_ARGS, "--out", str(tmp_path / "c")]) == 0
     err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.startswith("likra c:")]
+    lines = [line for line in err.splitlines() if line.startswith("likra c (near_miss):")]
     # the base model, two heads trained, two heads x two checkpoints scored
     assert len(lines) == 7 and "\r" not in err
     assert "negative checkpoint 2/2 scored" in lines[-1] and "100%" in lines[-1]
     assert all("elapsed" in line for line in lines)
     assert main(["curve", *TINY_CURVE_ARGS, "--out", str(tmp_path / "c"), "--quiet"]) == 0  # cached, and quiet
-    assert "likra c:" not in capsys.readouterr().err
+    assert "likra c (near_miss):" not in capsys.readouterr().err
 
 
 def scalars(folder):

@@ -164,7 +164,6 @@ class CurveRun:
         self.cfg = check(cfg)
         self.progress = progress
         self.folder = CurveFolder(cfg.out)
-        self.line = CurveProgress(enabled=progress, label=f"likra {self.folder.root.name}")
         self.tracker = Tracker()
         if cfg.negatives != "one":
             raise LikraError(
@@ -172,6 +171,8 @@ class CurveRun:
                 "(--negatives one); `likra train --negatives all` trains on every incorrect choice"
             )
         self.variant = variant_name(cfg)
+        # studies run several curves in one folder: the negative set tells their lines apart
+        self.line = CurveProgress(enabled=progress, label=f"likra {self.folder.root.name} ({self.variant})")
         self.heads = list(heads if heads is not None else likra_heads(self.variant)) + list(extra_heads)
         for head in self.heads:
             get_objective(head.objective)
