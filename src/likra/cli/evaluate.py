@@ -49,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
     if not is_main():
         return 0
     print(format_table(results["metrics"], results["statistics"]))
+    if "preferences" in results:
+        from likra.scoring.preferences import format_preferences
+
+        print(format_preferences(results["preferences"], results["data"]))
     out = default_eval_out(cfg)
     if out is not None:
         atomic_write_json(out, results)
