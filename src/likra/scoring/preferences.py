@@ -70,11 +70,11 @@ def preference_results(
 
 def format_preferences(result: dict, data: dict | None = None) -> str:
     """The pairwise-accuracy table printed under `likra eval`'s table for preference data."""
-    head = f"{'pairwise accuracy':<18}" + "".join(f" {n:>8} {'95% CI':>15}" for n in NORMALISATIONS)
+    head = f"{'pairwise accuracy':<18}" + "".join(f" {n:>9} {'95% CI':>14}" for n in NORMALISATIONS)
     lines = ["", head]
     for mode, by_norm in result["accuracy"].items():
         cells = "".join(
-            f" {by_norm[n]['value']:8.3f} [{by_norm[n]['ci_low']:.3f}, {by_norm[n]['ci_high']:.3f}]"
+            f" {by_norm[n]['value']:9.3f} [{by_norm[n]['ci_low']:.3f}, {by_norm[n]['ci_high']:.3f}]"
             for n in NORMALISATIONS
         )
         lines.append(f"{mode:<18}{cells}")
