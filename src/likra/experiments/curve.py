@@ -211,6 +211,7 @@ class CurveRun:
         prompt = (cfg.source, cfg.format, cfg.chat_template, tokenizer)
         eval_records = load_data(cfg.eval_data, *prompt, model_max_length(ctx.model))[0][: cfg.eval_limit]
         train_records = load_data(cfg.data, *prompt, cfg.train.max_length)[0]
+        self.eval_records = eval_records  # in the curve's prompt format, for studies
         prefix_ids, questions = self.eval_tokens(tokenizer, eval_records)
         self.choice_tokens = [[len(c) for c in q.choice_ids] for q in questions]
         with self.folder.lock():
