@@ -38,6 +38,32 @@ def step(name: str, output: Path, command: list[str], timings: dict) -> None:
     timings[name] = round(time.perf_counter() - start, 1)
 
 
+def mmlu_paired(meas: Path, names: list[str]) -> dict:
+    """Each format's predicted-letter counts, and every format minus cloze on the same questions (acc, paired
+    bootstrap 95% interval, McNemar p)."""
+    from collections import Counter
+
+    import numpy as np
+
+    from likra.data.benchmarks import load_spec
+    from likra.scoring.stats import credits, paired_difference
+
+    results = {n: json.loads((meas / f"mmlu-{n.replace('_', '-')}.json").read_text()) for n in names}
+    by_id = {r.id: r.gold for r in load_spec("mmlu:test", source="offline")}
+    golds = [by_id[i] for i in results["cloze"]["question_ids"]]
+    assert all(r["question_ids"] == results["cloze"]["question_ids"] for r in results.values())
+    out = {}
+    for name, result in results.items():
+        scores = [np.array(x) for x in result["loglikelihoods"]["base"]]
+        out[f"{name}_predicted"] = dict(Counter("ABCD"[int(np.argmax(s))] for s in scores))
+    cloze = credits([np.array(x) for x in results["cloze"]["loglikelihoods"]["base"]], golds)
+    out["gold_letters"] = dict(Counter("ABCD"[g] for g in golds))
+    for name in names[1:]:
+        other = credits([np.array(x) for x in results[name]["loglikelihoods"]["base"]], golds)
+        out[f"{name}_minus_cloze_acc"] = paired_difference(other, cloze).to_json()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", default="runs")
@@ -49,6 +75,8 @@ def main() -> None:
     prefs, run, meas = work / "arc-prefs", work / f"arc-prefs-{args.limit}", work / "meas"
     meas.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
+    if args.json and Path(args.json).is_file():  # keep the times of steps an earlier call ran
+        timings.update(json.loads(Path(args.json).read_text()).get("wall_seconds_of_steps_run", {}))
     step(
         "make_arc_prefs",
         prefs / "eval.jsonl",
@@ -81,7 +109,7 @@ def main() -> None:
     manifest = json.loads((run / "likra.json").read_text())
     figures = {
         "cpu": cpu_name(),
-        "wall_seconds_of_steps_run_now": timings,
+        "wall_seconds_of_steps_run": timings,
         "preferences": {
             "train": {
                 "data": str(prefs / "train.jsonl"),
@@ -102,6 +130,7 @@ def main() -> None:
             },
         },
     }
+    figures["mmlu"]["paired"] = mmlu_paired(meas, list(variants))
     text = json.dumps(figures, indent=1)
     print(text)
     if args.json:
