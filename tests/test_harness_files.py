@@ -106,3 +106,17 @@ def test_curve_writes_one_harness_model_per_checkpoint(tmp_path):
             if r["examples"] == examples:
                 assert row[f"{r['metric']},{r['mode']}"] == r["value"]
         assert len(list(Path(f).parent.glob("samples_arc_challenge_validation_*.jsonl"))) == 1
+
+
+def test_samples_hold_the_prompts_in_the_evaluated_format(tmp_path):
+    """A letter-style evaluation writes its lettered contexts and " A", " B", ... continuations."""
+    out = tmp_path / "h"
+    args = ["-q", "eval", "--model", "random-tiny", "--data", "arc_challenge:validation", "--limit", "4"]
+    assert main(args + ["--format", "letter", "--lm-eval-out", str(out)]) == 0
+    (samples,) = out.rglob("samples_*.jsonl")
+    lines = [json.loads(line) for line in samples.read_text().splitlines()]
+    assert len(lines) == 4
+    for line in lines:
+        args = line["arguments"]
+        assert args["gen_args_0"]["arg_1"] == " A" and args["gen_args_1"]["arg_1"] == " B"
+        assert "\nA. " in args["gen_args_0"]["arg_0"] and args["gen_args_0"]["arg_0"].endswith("\nAnswer:")

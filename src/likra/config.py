@@ -80,7 +80,8 @@ def _optional(hint: Any) -> bool:
 
 
 def _is_bool(hint: Any) -> bool:
-    return hint is bool
+    """bool, or bool | None (a tri-state flag: --x, --no-x, or not given)."""
+    return hint is bool or set(typing.get_args(hint)) == {bool, type(None)}
 
 
 def _default_text(f: dataclasses.Field) -> str:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shutil
@@ -70,13 +71,19 @@ def resolve_run(run: str | Path) -> Path:
     there (`likra export --push-to-hub`), downloaded to the hub cache. Offline, that is one line."""
     if Path(run).exists() or not HUB_REPO_ID.match(str(run)):
         return Path(run)
+    return _download_run(str(run))
+
+
+@functools.cache
+def _download_run(repo: str) -> Path:
+    """One download per repo and process (eval reads the manifest, then loads the heads)."""
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(repo_id=str(run), repo_type="model"))
+        return Path(snapshot_download(repo_id=repo, repo_type="model"))
     except Exception as e:  # offline, unknown repo, no access: many exception types
         raise LikraError(
-            f"{run}: no such local run folder, and downloading it from the hub failed "
+            f"{repo}: no such local run folder, and downloading it from the hub failed "
             f"({type(e).__name__}: {' '.join(str(e).split())[:160]})"
         ) from None
 

@@ -56,14 +56,19 @@ def run(args: argparse.Namespace) -> int:
     if not is_main():
         return 0
     print(format_table(results["metrics"], results["statistics"]))
+    if "preferences" in results:
+        from likra.scoring.preferences import format_preferences
+
+        print(format_preferences(results["preferences"], results["data"]))
     out = default_eval_out(cfg)
     if out is not None:
         atomic_write_json(out, results)
         print(f"results written to {out}")
     if cfg.lm_eval_out:
+        from likra.model.loading import model_max_length
         from likra.reports.harness import write_eval_as_harness
 
-        paths = write_eval_as_harness(cfg, results)
+        paths = write_eval_as_harness(cfg, results, tokenizer, model_max_length(model))
         print("lm-eval-style results written to " + ", ".join(map(str, paths)))
     return 0
 

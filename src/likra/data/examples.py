@@ -68,7 +68,7 @@ def tokenize_answers(tokenizer, pairs: Sequence[tuple[MCRecord, str]], max_lengt
     """Tokenize (record, answer text) pairs; prompts are cut from the left to fit `max_length`."""
     examples = []
     for rec, answer in pairs:
-        prompt_ids, answer_ids = encode_pair(tokenizer, rec.prompt, " " + answer)
+        prompt_ids, answer_ids = encode_pair(tokenizer, rec.prompt, rec.answer(answer))
         if max_length is not None and len(prompt_ids) + len(answer_ids) > max_length:
             keep = max(max_length - len(answer_ids), 1)
             prompt_ids = prompt_ids[-keep:]

@@ -14,8 +14,9 @@ class MCRecord:
     """A multiple-choice question.
 
     `prompt` is the context the model sees; each choice is scored as the continuation
-    `prompt + continuation_prefix + choice` where `continuation_prefix` is the text placed
-    between them (a single space for lm-eval style "Question: ...\\nAnswer:" prompts).
+    `prompt + separator + choice` where `separator` is the text placed between them: a single space
+    for lm-eval style "Question: ...\\nAnswer:" prompts (lm-eval's `target_delimiter`), nothing after a
+    chat template's assistant turn or in a preference pair (TRL concatenates prompt and response).
     """
 
     id: str
@@ -23,10 +24,15 @@ class MCRecord:
     choices: tuple[str, ...]
     gold: int
     source: str = ""
+    separator: str = " "
 
     def continuation(self, index: int) -> str:
-        """The scored text of choice `index`, with its leading space (lm-eval convention)."""
-        return " " + self.choices[index]
+        """The scored text of choice `index`, with its separator (lm-eval convention: a leading space)."""
+        return self.answer(self.choices[index])
+
+    def answer(self, text: str) -> str:
+        """`text` (a choice, or a negative drawn elsewhere) as scored or trained after this prompt."""
+        return self.separator + text
 
     def to_json(self) -> dict:
         d = asdict(self)

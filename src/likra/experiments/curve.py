@@ -22,6 +22,7 @@ import numpy as np
 from likra.config import Fraction, NonNegativeInt, PositiveInt, check, option, settings
 from likra.data.benchmarks import SOURCES, load_spec
 from likra.data.examples import FEWSHOT_SEED, draw_shots, fewshot_prefix
+from likra.data.formats import FORMATS, format_records, load_data
 from likra.data.negatives import NEGATIVE_KINDS, build_negatives, contaminate
 from likra.distributed import barrier, is_main, rank_and_world, start
 from likra.errors import LikraError
@@ -54,6 +55,8 @@ class CurveConfig:
     data: str = option("arc-train", help="training data spec (benchmark:split parts, a preset, or a JSONL file)")
     eval_data: str = option("arc_challenge:validation", help="evaluation data spec")
     source: str = option("auto", help="where benchmark data comes from", choices=SOURCES)
+    format: str = option("cloze", help="prompt format: cloze or letter (lm-eval mmlu style)", choices=FORMATS)
+    chat_template: bool = option(False, help="render prompts with the tokenizer's chat template")
     limit: PositiveInt | None = option(2048, help="training questions (a seeded subset; none = all)")
     points: list[PositiveInt] | None = option(
         None, help="example counts to checkpoint at, e.g. 16,64,256 (default: after 1, 2, 4, ... optimizer steps)"
@@ -98,6 +101,8 @@ class CurveConfig:
 # Settings that define the trained checkpoints: a folder holds one training setup, evaluated any number
 # of ways, with any number of negative-set variants (kind, contamination) sharing its positive head.
 TRAINING_KEYS = ("model", "data", "source", "limit", "points", "seeds", "negatives", "dtype", "lora", "train")
+# Prompt settings, recorded only when not the default so that folders written before they existed still match.
+PROMPT_DEFAULTS = {"format": "cloze", "chat_template": False}
 
 
 def checkpoint_schedule(
@@ -196,7 +201,8 @@ class CurveRun:
         self.score_files: dict[int, list[tuple[int, dict[str, Any]]]] = {}  # seed -> [(examples, head -> file)]
 
     def training_settings(self) -> dict:
-        return {k: v for k, v in asdict(self.cfg).items() if k in TRAINING_KEYS}
+        out = {k: v for k, v in asdict(self.cfg).items() if k in TRAINING_KEYS}
+        return out | {k: getattr(self.cfg, k) for k, v in PROMPT_DEFAULTS.items() if getattr(self.cfg, k) != v}
 
     # -- main -----------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -214,9 +220,10 @@ class CurveRun:
         )
         ctx.model = self.model = self.build_model(ctx)
         ctx.bf16 = uses_cuda_bf16(ctx.model)
-        eval_records = load_spec(cfg.eval_data, source=cfg.source)[: cfg.eval_limit]
-        train_records = load_spec(cfg.data, source=cfg.source)
-        self.eval_records = eval_records
+        prompt = (cfg.source, cfg.format, cfg.chat_template, tokenizer)
+        eval_records = load_data(cfg.eval_data, *prompt, model_max_length(ctx.model))[0][: cfg.eval_limit]
+        train_records = load_data(cfg.data, *prompt, cfg.train.max_length)[0]
+        self.eval_records = eval_records  # in the curve's prompt format, for studies
         prefix_ids, questions = self.eval_tokens(tokenizer, eval_records)
         self.choice_tokens = [[len(c) for c in q.choice_ids] for q in questions]
         with self.folder.lock():
@@ -258,7 +265,10 @@ class CurveRun:
     def eval_tokens(self, tokenizer, records):
         prefix = ""
         if self.cfg.shots:
+            if self.cfg.chat_template:
+                raise LikraError("--shots with --chat-template is not supported")
             pool = load_spec(self.cfg.fewshot_data or default_fewshot_spec(self.cfg.eval_data), source=self.cfg.source)
+            pool = format_records(pool, self.cfg.format, description=False)
             prefix = fewshot_prefix(draw_shots(pool, self.cfg.shots, FEWSHOT_SEED, {r.id for r in records}))
         self.eval_prefix = prefix
         return tokenize_questions(tokenizer, records, prefix, model_max_length(self.model))

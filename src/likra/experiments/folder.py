@@ -98,7 +98,8 @@ class CurveFolder:
             previous = read_json(self.config_file)
             if not isinstance(previous, dict):
                 raise LikraError(f"{self.config_file}: damaged file; delete the folder or use another --out")
-            keys = [k for k in current if previous.get(k) != current[k]]
+            # A key only the folder records (a non-default prompt format) differs from its absence here.
+            keys = [k for k in dict.fromkeys([*current, *previous]) if previous.get(k) != current.get(k)]
             if keys:
                 raise LikraError(
                     f"{self.root}: holds a curve trained with other settings ({', '.join(keys)}); "

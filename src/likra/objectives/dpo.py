@@ -116,7 +116,7 @@ def dpo_pairs(
     pairs = []
     for rec, wrong in negatives:
         pairs.append(
-            {"id": rec.id, "prompt": rec.prompt, "chosen": rec.continuation(rec.gold), "rejected": " " + wrong}
+            {"id": rec.id, "prompt": rec.prompt, "chosen": rec.continuation(rec.gold), "rejected": rec.answer(wrong)}
         )
     return pairs
 

@@ -61,7 +61,7 @@ def kto_rows(tokenizer, negatives: Sequence, with_gold: bool, max_length: int) -
     negative row (label False); prompts cut from the left to fit `max_length`."""
     rows = []
     for rec, wrong in negatives:
-        answers = ([(rec.continuation(rec.gold), True)] if with_gold else []) + [(" " + wrong, False)]
+        answers = ([(rec.continuation(rec.gold), True)] if with_gold else []) + [(rec.answer(wrong), False)]
         for text, label in answers:
             prompt_ids, completion_ids = encode_pair(tokenizer, rec.prompt, text)
             prompt_ids = prompt_ids[-max(max_length - len(completion_ids), 1) :]

@@ -207,12 +207,15 @@ def write_scores_as_harness(
     )
 
 
-def write_eval_as_harness(cfg: EvalConfig, results: dict) -> tuple[Path, Path]:
-    """The harness files of a `likra eval` result (`results` as `likra.scoring.evaluate.evaluate` returns it)."""
-    from likra.data.benchmarks import load_spec
+def write_eval_as_harness(cfg: EvalConfig, results: dict, tokenizer, max_length: int | None) -> tuple[Path, Path]:
+    """The harness files of a `likra eval` result (`results` as `likra.scoring.evaluate.evaluate` returns it,
+    `cfg` as it left it: its prompt format resolved); the records are read again in that format."""
+    from likra.data.formats import load_data
 
-    records = load_spec(cfg.data, source=cfg.source)[: cfg.limit]
-    prefix, _ = build_prefix(cfg, records)
+    loaded, _ = load_data(cfg.data, cfg.source, cfg.format, bool(cfg.chat_template), tokenizer, max_length)
+    by_id = {r.id: r for r in loaded}
+    records = [by_id[q] for q in results["question_ids"]]
+    prefix, _ = build_prefix(cfg, records, cfg.format)
     per_head = {h: [np.array(v) for v in vals] for h, vals in results["loglikelihoods"].items()}
     model_name = f"likra__{Path(cfg.run).name}" if cfg.run else cfg.model
     model_args = f"run={cfg.run},weight={cfg.weight}" if cfg.run else f"model={cfg.model},mode=base"

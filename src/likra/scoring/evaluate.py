@@ -11,11 +11,14 @@ import numpy as np
 from likra.config import NonNegativeInt, PositiveInt, check, option, settings
 from likra.data.benchmarks import SOURCES, load_spec
 from likra.data.examples import FEWSHOT_SEED, draw_shots, fewshot_prefix
+from likra.data.formats import FORMATS, format_records, load_data, resolve_eval_prompt, run_prompt_settings
 from likra.data.records import MCRecord
 from likra.errors import LikraError
+from likra.runs import read_manifest, resolve_run
 from likra.scoring.engine import ScoringEngine, tokenize_questions
 from likra.scoring.metrics import accuracy, accuracy_norm
 from likra.scoring.modes import check_modes, heads_for, question_scores
+from likra.scoring.preferences import preference_results
 from likra.scoring.stats import (
     DEFAULT_RESAMPLES,
     calibration,
@@ -46,6 +49,11 @@ class EvalConfig:
         help="modes, or expressions over head names such as positive-0.5*negative",
     )
     weight: float = option(1.0, help="negative-head weight w")
+    format: str | None = option(
+        None, help="prompt format, cloze or letter (default: the run's; cloze for --model)", choices=FORMATS
+    )
+    chat_template: bool | None = option(None, help="render prompts with the chat template (default: as the run)")
+    cross_format: bool = option(False, help="score a run on another format or chat setting than it was trained on")
     shots: NonNegativeInt = option(0, help="few-shot examples prepended to every question")
     fewshot_data: str | None = option(None, help="spec the shots are drawn from (default: the benchmark's train split)")
     fewshot_seed: int = option(FEWSHOT_SEED, help="seed of the few-shot order")
@@ -75,11 +83,15 @@ def default_fewshot_spec(spec: str) -> str:
     return f"{bench}:{'validation' if split == pool else pool}"
 
 
-def build_prefix(cfg: EvalConfig, records: Sequence[MCRecord]) -> tuple[str, list[str]]:
-    """(few-shot prefix text, ids of the shots); empty for 0 shots."""
+def build_prefix(cfg: EvalConfig, records: Sequence[MCRecord], fmt: str = "cloze") -> tuple[str, list[str]]:
+    """(few-shot prefix text, ids of the shots); empty for 0 shots. Shots are in the prompt format `fmt`."""
     if cfg.shots <= 0:
         return "", []
-    pool = load_spec(cfg.fewshot_data or default_fewshot_spec(cfg.data), source=cfg.source)
+    if cfg.chat_template:
+        raise LikraError("--shots with --chat-template is not supported (the shots would sit outside the template)")
+    pool = format_records(
+        load_spec(cfg.fewshot_data or default_fewshot_spec(cfg.data), source=cfg.source), fmt, description=False
+    )
     shots = draw_shots(pool, cfg.shots, cfg.fewshot_seed, {r.id for r in records})
     return fewshot_prefix(shots), [r.id for r in shots]
 
@@ -152,17 +164,25 @@ def evaluate(cfg: EvalConfig, model, tokenizer, progress: bool = False) -> dict:
 
     check(cfg)
     modes = check_modes(cfg.modes)
-    records = load_spec(cfg.data, source=cfg.source)
+    trained = run_prompt_settings(read_manifest(resolve_run(cfg.run))) if cfg.run else None
+    cfg.format, cfg.chat_template = resolve_eval_prompt(trained, cfg.format, cfg.chat_template, cfg.cross_format)
+    max_length = model_max_length(model)
+    records, info = load_data(cfg.data, cfg.source, cfg.format, cfg.chat_template, tokenizer, max_length)
     if cfg.limit is not None:
         records = records[: cfg.limit]
     pairs = parse_pairs(cfg.pairs, modes)
-    prefix, shot_ids = build_prefix(cfg, records)
-    prefix_ids, questions = tokenize_questions(tokenizer, records, prefix, model_max_length(model))
+    prefix, shot_ids = build_prefix(cfg, records, cfg.format)
+    prefix_ids, questions = tokenize_questions(tokenizer, records, prefix, max_length)
     engine = ScoringEngine(model, max_batch_tokens=cfg.batch_tokens, progress=progress)
     per_head = engine.loglikelihoods(questions, heads_for(modes), prefix_ids)
     tokens = [[len(c) for c in q.choice_ids] for q in questions]
+    extra = {}
+    if info.kind == "preferences":
+        extra["preferences"] = preference_results(per_head, records, modes, cfg.weight, tokens, cfg.bootstrap)
     return {
         "config": asdict(cfg),
+        "data": info.to_json(),
+        **extra,
         "n_questions": len(records),
         "fewshot_ids": shot_ids,
         "metrics": mode_metrics(per_head, records, modes, cfg.weight),

@@ -9,8 +9,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from likra.config import NonNegativeInt, PositiveInt, check, option, settings
-from likra.data.benchmarks import SOURCES, load_spec
+from likra.data.benchmarks import SOURCES
 from likra.data.examples import negative_pairs
+from likra.data.formats import FORMATS, load_data
 from likra.distributed import barrier, is_main, start
 from likra.errors import LikraError
 from likra.model.heads import LoraSettings, attach_heads, likra_heads, reinit_heads, save_heads
@@ -32,6 +33,13 @@ class TrainConfig:
     data: str = option("arc-train", help="benchmark spec (e.g. arc-train, arc_easy:train+validation) or a JSONL file")
     source: str = option("auto", help="where benchmark data comes from", choices=SOURCES)
     limit: PositiveInt | None = option(None, help="train on this many questions (a seeded subset)")
+    format: str = option(
+        "cloze",
+        help="prompt format: cloze (benchmark prompt, choice texts) or letter "
+        "(lm-eval mmlu style, scored on ' A', ' B', ...)",
+        choices=FORMATS,
+    )
+    chat_template: bool = option(False, help="render prompts with the tokenizer's chat template (recorded in the run)")
     negatives: str = option("one", help="incorrect answers per question", choices=("one", "all"))
     negative_seed: NonNegativeInt = option(0, help="seed of the negative draw")
     dtype: str = option("auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16")
@@ -64,8 +72,9 @@ def train_run(cfg: TrainConfig, progress: bool = True) -> Path:
     out = Path(cfg.out) if cfg.out else default_out(cfg)
     check_out(out, cfg.overwrite)
     start()
-    records = select_questions(load_spec(cfg.data, source=cfg.source), cfg.limit, cfg.train.seed)
     tokenizer = load_tokenizer(cfg.model)
+    data, info = load_data(cfg.data, cfg.source, cfg.format, cfg.chat_template, tokenizer, cfg.train.max_length)
+    records = select_questions(data, cfg.limit, cfg.train.seed)
     heads = likra_heads()
     model = attach_heads(
         load_base_model(cfg.model, cfg.dtype), cfg.lora, names=tuple(h.adapter for h in heads), seed=cfg.train.seed
@@ -112,6 +121,7 @@ def train_run(cfg: TrainConfig, progress: bool = True) -> Path:
             "source": cfg.source,
             "questions": len(records),
             "question_ids": [r.id for r in records],
+            **info.to_json(),
         },
         "examples": {h.name: len(items[h.name]) for h in heads},
         "negatives": {"per_question": cfg.negatives, "seed": cfg.negative_seed},

@@ -4,11 +4,11 @@ paper's finding is that positive-only training barely separates plausible wrong 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
 
-from likra.data.benchmarks import load_spec
 from likra.data.negatives import random_other_question
 from likra.data.records import MCRecord
 from likra.experiments.curve import CurveConfig, CurveRun
@@ -44,11 +44,9 @@ class LikelihoodStudy(Study):
         run.run()
         positive, negative = run.heads[:2]
         pos_key, neg_key = positive.role or positive.name, negative.role or negative.name
-        records = load_spec(cfg.eval_data, source=cfg.source)[: cfg.eval_limit]
+        records = run.eval_records
         implausible = random_other_question(records, seed=0)
-        augmented = [
-            MCRecord(r.id, r.prompt, (*r.choices, text), r.gold, r.source) for r, (_, text) in zip(records, implausible)
-        ]
+        augmented = [replace(r, choices=(*r.choices, text)) for r, (_, text) in zip(records, implausible)]
         _, questions = tokenize_questions(load_tokenizer(cfg.model), augmented, max_length=model_max_length(run.model))
         n_tokens = [[len(c) for c in q.choice_ids] for q in questions]
         last_step = run.folder.last_step(0, positive)

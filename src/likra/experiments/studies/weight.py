@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Sequence
 
 from likra.config import option, settings
-from likra.data.benchmarks import load_spec
+from likra.data.formats import load_data
 from likra.data.records import MCRecord
 from likra.errors import LikraError
 from likra.experiments.curve import CurveConfig, CurveRun
 from likra.experiments.figures import baselines_line, fmt, line_figure
 from likra.experiments.folder import read_scores
 from likra.experiments.studies.base import Study, register_study
+from likra.model.loading import load_tokenizer
 from likra.scoring.metrics import accuracy_norm
 from likra.scoring.modes import question_scores
 
@@ -60,9 +61,14 @@ class WeightStudy(Study):
             raise LikraError("give at least one weight (--weights)")
         if tune_data == cfg.eval_data:
             raise LikraError("the weight must be tuned on a held-out split: --tune-data must differ from --eval-data")
-        tune_ids = {r.id for r in load_spec(tune_data, source=cfg.source)}
+        tokenizer = load_tokenizer(cfg.model)
+
+        def ids(spec: str) -> set[str]:
+            return {r.id for r in load_data(spec, cfg.source, cfg.format, cfg.chat_template, tokenizer)[0]}
+
+        tune_ids = ids(tune_data)
         for other, what in ((cfg.eval_data, "the test data"), (cfg.data, "the training data")):
-            overlap = tune_ids & {r.id for r in load_spec(other, source=cfg.source)}
+            overlap = tune_ids & ids(other)
             if overlap:
                 raise LikraError(
                     f"--tune-data {tune_data} shares {len(overlap)} questions with {what} ({other}); "
@@ -72,7 +78,7 @@ class WeightStudy(Study):
         for role, data in (("tune", tune_data), ("test", cfg.eval_data)):
             run = CurveRun(replace(cfg, eval_data=data), progress)
             curves[role] = run.run()
-            runs[role] = (run, load_spec(data, source=cfg.source)[: cfg.eval_limit])
+            runs[role] = (run, run.eval_records)
         rows = []
         for seed, points in runs["test"][0].score_files.items():
             tune_points = dict(runs["tune"][0].score_files[seed])
