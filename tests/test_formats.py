@@ -189,3 +189,37 @@ def test_curve_records_format_and_keeps_old_folders_matching(tmp_path, capsys):
     assert json.loads((folder / "curve.json").read_text())["config"]["format"] == "letter"
     capsys.readouterr()
     one_line_refusal(capsys, args, "other settings (format)")
+
+
+@pytest.mark.slow
+def test_embedded_tokenizer_chat_and_letter_boundaries():
+    """On SmolLM2's own tokenizer and template: the letters are one token each, and a chat-rendered answer is
+    exactly the tokens that follow the assistant header in the whole rendered conversation."""
+    from likra.data.examples import encode_pair
+    from likra.data.preferences import PreferencePair, pair_record
+    from likra.model.loading import load_tokenizer
+
+    tok = load_tokenizer("smollm2-135m")
+    rec = load_spec("mmlu/anatomy:test", source="offline")[0]
+    letter = letter_record(rec)
+    for i in range(4):
+        _, answer = encode_pair(tok, letter.prompt, letter.continuation(i))
+        assert tok.decode(answer) == " " + "ABCD"[i] and len(answer) == 1
+    pair = PreferencePair(
+        "x",
+        (("user", "Which gas do plants absorb?"),),
+        (("assistant", "Carbon dioxide."),),
+        (("assistant", "Oxygen."),),
+        "t",
+    )
+    record = pair_record(pair, tok)
+    whole = tok.apply_chat_template(
+        [
+            {"role": "user", "content": "Which gas do plants absorb?"},
+            {"role": "assistant", "content": "Carbon dioxide."},
+        ],
+        tokenize=False,
+    )
+    context, answer = encode_pair(tok, record.prompt, record.continuation(0))
+    assert context + answer == tok(whole, add_special_tokens=False).input_ids
+    assert tok.decode(answer) == "Carbon dioxide.<|im_end|>\n"
