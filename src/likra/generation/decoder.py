@@ -32,7 +32,7 @@ from pydantic import Field
 
 from likra.config import NonNegativeFloat, PositiveInt, check, option, settings
 from likra.errors import LikraError
-from likra.model.heads import available_heads, unwrap_lm, use_head
+from likra.model.heads import HeadSwitch, available_heads, unwrap_lm
 from likra.scoring.engine import common_prefix_length
 from likra.scoring.modes import Mode, get_mode
 
@@ -175,6 +175,16 @@ def check_heads(model, mode: Mode) -> None:
         raise LikraError(f"mode {mode.name!r} needs head(s) {', '.join(missing)}; the model has {', '.join(have)}")
 
 
+class _NoHeads:
+    """The head switch of a plain model (mode base only)."""
+
+    def activate(self, head: str) -> None:
+        pass
+
+    def restore(self) -> None:
+        pass
+
+
 # -- the decoder ------------------------------------------------------------------------------------------
 
 
@@ -218,35 +228,39 @@ class HeadDecoder:
                 rows = [r[-room:] for r in rows]
         shared = common_prefix_length(rows) if len(rows) > 1 else 0
         shared = shared if shared >= MIN_SHARED_PREFIX else 0
-        prefix_caches = self._prefix_caches(rows[0][:shared]) if shared else None
         generator = torch.Generator(device=self.device).manual_seed(s.seed) if s.temperature > 0 else None
         order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))  # similar lengths share a batch
         results: list[Generation | None] = [None] * len(rows)
-        for start in range(0, len(order), s.batch_size):
-            members = order[start : start + s.batch_size]
-            batch = self._decode_batch([rows[i][shared:] for i in members], shared, prefix_caches, generator)
-            for i, g in zip(members, batch):
-                results[i] = g
+        self.switch = HeadSwitch(self.model) if hasattr(self.model, "peft_config") else _NoHeads()
+        try:
+            prefix_caches = self._prefix_caches(rows[0][:shared]) if shared else None
+            for start in range(0, len(order), s.batch_size):
+                members = order[start : start + s.batch_size]
+                batch = self._decode_batch([rows[i][shared:] for i in members], shared, prefix_caches, generator)
+                for i, g in zip(members, batch):
+                    results[i] = g
+        finally:
+            self.switch.restore()
         return results
 
     def _forward(self, head: str, input_ids, attention_mask, position_ids, cache):
-        with use_head(self.model, head):
-            out = self.lm(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                position_ids=position_ids,
-                cache=cache,
-                use_cache=True,
-                logits_to_keep=1,
-            )
+        self.switch.activate(head)
+        out = self.lm(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
         return torch.log_softmax(out.logits[:, -1].float(), dim=-1), out.cache
 
     def _prefix_caches(self, prefix: Sequence[int]) -> dict:
         ids = torch.tensor([list(prefix)], device=self.device)
         caches = {}
         for head in self.coefficients:
-            with use_head(self.model, head):
-                caches[head] = self.lm.get_decoder()(input_ids=ids, use_cache=True).cache
+            self.switch.activate(head)
+            caches[head] = self.lm.get_decoder()(input_ids=ids, use_cache=True).cache
         return caches
 
     def _decode_batch(self, rows, shared: int, prefix_caches, generator) -> list[Generation]:
