@@ -4,8 +4,9 @@ it equals one of the question's incorrect choices (the near-misses a negative he
 
 Normalisation (SQuAD's): the first line of the generation, lower case, punctuation and the articles a/an/the
 removed, whitespace folded. Prompts are those of `likra eval` (same `Question: ...\\nAnswer:` format and the same
-seeded few-shot examples, `scoring.evaluate.build_prefix`); generation stops at a new line or after
-`--new-tokens` tokens, greedy, plausibility alpha 0.1.
+seeded few-shot examples, `scoring.evaluate.build_prefix`); generation stops at a blank line, at "Question:" or after
+`--new-tokens` tokens, greedy, plausibility alpha 0.1. A looser reading is reported beside it: the gold
+choice (or a wrong one) appears as whole words in the normalised first line, and no other choice does.
 
     python benchmarks/eval_generation.py --run runs/smol-512 --limit 100 --json benchmarks/results-eval-generation.json
 """
@@ -34,14 +35,14 @@ PUNCTUATION = str.maketrans("", "", string.punctuation)
 
 
 def normalise(text: str) -> str:
-    """First line, lower case, no punctuation, no articles, single spaces."""
-    line = text.strip().split("\n", 1)[0] if text.strip() else ""
+    """First non-blank line, lower case, no punctuation, no articles, single spaces."""
+    line = next((x for x in text.split("\n") if x.strip()), "")
     line = ARTICLES.sub(" ", line.lower().translate(PUNCTUATION))
     return " ".join(line.split())
 
 
 def judge(generation: str, choices, gold: int) -> str:
-    """'hit' (the gold choice), 'wrong' (another choice of the question), 'empty' or 'other'."""
+    """'hit' (equals the gold choice), 'wrong' (equals another choice of the question), 'empty' or 'other'."""
     got = normalise(generation)
     if not got:
         return "empty"
@@ -50,6 +51,18 @@ def judge(generation: str, choices, gold: int) -> str:
     if any(got == normalise(c) for i, c in enumerate(choices) if i != gold):
         return "wrong"
     return "other"
+
+
+def contains(generation: str, choices, gold: int) -> str:
+    """The looser reading: 'hit' when the gold choice appears (as whole words) in the normalised first line and
+    no other choice does, 'wrong' when another choice appears and the gold one does not, else 'neither'."""
+    got = f" {normalise(generation)} "
+    found = [bool(normalise(c)) and f" {normalise(c)} " in got for c in choices]
+    if found[gold] and sum(found) == 1:
+        return "hit"
+    if not found[gold] and any(found):
+        return "wrong"
+    return "neither"
 
 
 def interval(k: int, n: int) -> tuple[float, float]:
@@ -90,7 +103,7 @@ def main() -> None:
                     weight=args.weight,
                     alpha=args.alpha,
                     max_new_tokens=args.new_tokens,
-                    stop=["\n"],
+                    stop=["\n\n", "Question:"],
                     batch_size=args.batch_size,
                 )
                 t = time.perf_counter()
@@ -103,6 +116,9 @@ def main() -> None:
                     k = verdicts.count(kind)
                     row[kind] = k / n
                     row[f"{kind}_ci"] = interval(k, n)
+                loose = [contains(g.text, r.choices, r.gold) for g, r in zip(out, records)]
+                row["contains_hit"] = loose.count("hit") / n
+                row["contains_wrong"] = loose.count("wrong") / n
                 rows.append(row)
                 generations[f"{spec}/{shots}shot/{mode}"] = [
                     {"id": r.id, "gold": r.choices[r.gold], "generation": g.text, "verdict": v}
@@ -111,7 +127,8 @@ def main() -> None:
                 print(
                     f"{spec:<20} {shots}-shot {mode:<8} hit {row['hit']:.2f} "
                     f"[{row['hit_ci'][0]:.2f}, {row['hit_ci'][1]:.2f}]  wrong {row['wrong']:.2f}  "
-                    f"other {row['other']:.2f}  empty {row['empty']:.2f}  ({seconds:.0f} s)",
+                    f"other {row['other']:.2f}  empty {row['empty']:.2f}  | contains: hit {row['contains_hit']:.2f} "
+                    f"wrong {row['contains_wrong']:.2f}  ({seconds:.0f} s)",
                     flush=True,
                 )
     total = time.perf_counter() - started
