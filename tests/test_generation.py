@@ -274,3 +274,20 @@ def test_lmeval_rolling_for_single_heads_only(tiny_run):
     assert rolling == pytest.approx(expected, abs=1e-3)
     with pytest.raises(LikraError, match="loglikelihood_rolling"):
         LikraLM(run=str(tiny_run), mode="likra").loglikelihood_rolling([])
+
+
+def test_head_switch_leaves_the_model_as_found(tiny_heads, tiny_tokenizer):
+    from peft.tuners.lora import LoraLayer
+
+    layers = [m for m in tiny_heads.modules() if isinstance(m, LoraLayer)]
+    before = [(list(m.active_adapters), m.disable_adapters) for m in layers]
+    decode(tiny_heads, tiny_tokenizer, mode="negbase")
+    assert [(list(m.active_adapters), m.disable_adapters) for m in layers] == before
+    assert tiny_heads.active_adapter == "positive"
+
+
+def test_stop_strings_typed_on_a_command_line():
+    from likra.generation.prompts import unescape
+
+    assert unescape("\\n") == "\n" and unescape("a\\tb") == "a\tb" and unescape("\\\\n") == "\\n"
+    assert unescape("Question:") == "Question:" and unescape("x\\") == "x\\"
