@@ -113,6 +113,8 @@ def test_zero_coefficient_heads_are_dropped_and_never_nan():
     inf = torch.tensor([[0.0, float("-inf")]])
     scores = combine_heads({"positive": 1.0, "negative": 0.0}, {"positive": torch.zeros(1, 2), "negative": inf})
     assert not torch.isnan(scores).any()
+    ruled_out = combine_heads({"positive": 1.0, "negative": -1.0}, {"positive": torch.zeros(1, 2), "negative": inf})
+    assert torch.isfinite(ruled_out).all() and ruled_out.argmax().item() == 1
 
 
 def test_top_p_sampling_keeps_the_smallest_set():

@@ -39,6 +39,7 @@ from likra.scoring.modes import Mode, get_mode
 log = logging.getLogger(__name__)
 
 Alpha = Annotated[float, Field(gt=0, le=1)]
+LOG_FLOOR = -1e4  # far below any finite fp32 log-softmax of a real model, far above -inf
 MIN_SHARED_PREFIX = 16  # shorter common prefixes are not worth a separate pass
 
 
@@ -90,13 +91,15 @@ def term_coefficients(mode: Mode, weight: float) -> dict[str, float]:
 
 
 def combine_heads(coefficients: Mapping[str, float], logprobs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """sum over heads of coefficient x next-token log-softmax (a head with coefficient 0 adds nothing, so
-    its -inf never turns into NaN)."""
+    """sum over heads of coefficient x next-token log-softmax (a head with coefficient 0 adds nothing; a -inf
+    log-probability, a token a head rules out entirely, counts as LOG_FLOOR so that -w x -inf never makes an
+    infinite score or a NaN)."""
     total = None
     for head, c in coefficients.items():
         if c == 0:
             continue
-        value = logprobs[head] if c == 1 else c * logprobs[head]
+        value = logprobs[head].clamp(min=LOG_FLOOR)
+        value = value if c == 1 else c * value
         total = value if total is None else total + value
     if total is None:
         return torch.zeros_like(next(iter(logprobs.values())))
