@@ -9,13 +9,14 @@ import logging
 import sys
 import warnings
 
-from likra.cli import curve, evaluate, export, info, lmeval, study, train
+from likra.cli import curve, evaluate, export, generate, info, lmeval, study, train
 from likra.cli.common import Command
 from likra.errors import LikraError
 
 COMMANDS: list[Command] = [
     train.COMMAND,
     evaluate.COMMAND,
+    generate.COMMAND,
     info.COMMAND,
     curve.CURVE,
     study.STUDY,

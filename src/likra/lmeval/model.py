@@ -4,6 +4,10 @@ The stock harness takes a model's loglikelihood as given: it is the HF model cla
 log_softmax to logits. This class returns, per (context, continuation), the mode's combination of
 per-head summed log-softmax log-likelihoods (e.g. log p_pos - w log p_neg) with no renormalisation,
 so acc / acc_norm of any multiple-choice task are Likra's.
+
+`generate_until` decodes with the same mode through likra.generation (next token by the mode's combination of
+the heads' log-softmax among the first head's plausible tokens); `loglikelihood_rolling` answers only for modes
+that are one head's own likelihood (base, sft): a ratio of heads is not a likelihood of text.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ MIN_SHARED_PREFIX = 16
 @register_model("likra")
 class LikraLM(LM):
     """`--model likra --model_args run=RUN,mode=likra,weight=1.0[,dtype=bf16,batch_tokens=N]`
-    (or `model=HUB_ID_OR_PATH` for the base model alone, mode base)."""
+    (or `model=HUB_ID_OR_PATH` for the base model alone, mode base); generation tasks also take
+    `alpha` (plausibility, default 0.1), `max_gen_toks` (default 256), `gen_batch_size`, `seed`."""
 
     def __init__(
         self,
@@ -35,6 +40,10 @@ class LikraLM(LM):
         weight: float = 1.0,
         dtype: str | None = None,
         batch_tokens: int | None = None,
+        alpha: float = 0.1,
+        max_gen_toks: int = 256,
+        gen_batch_size: int = 8,
+        seed: int = 0,
         **harness_kwargs,
     ):
         super().__init__()
@@ -43,6 +52,8 @@ class LikraLM(LM):
 
         (self.mode,) = check_modes([mode])
         self.weight = float(weight)
+        self.alpha, self.max_gen_toks = float(alpha), int(max_gen_toks)
+        self.gen_batch_size, self.seed = int(gen_batch_size), int(seed)
         if run:
             self.model, self.tokenizer, _ = load_run_model(run, dtype)
         elif model:
@@ -86,15 +97,77 @@ class LikraLM(LM):
                 results[i] = (float(scores[j]), bool(greedy[j]))
         return results
 
-    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+    def _single_head(self, what: str) -> str:
+        """The head of a mode that is one head's own log-likelihood (base, sft, a head name), else a LikraError."""
+        mode = get_mode(self.mode)
+        if len(mode.terms) == 1 and mode.terms[0].coefficient == 1 and not mode.terms[0].weighted:
+            return mode.terms[0].head
         raise LikraError(
-            "loglikelihood_rolling (perplexity tasks) is not supported by likra: a likelihood ratio "
-            "of two heads is a multiple-choice score, not a language-model likelihood; "
-            "use multiple-choice tasks"
+            f"{what} (perplexity tasks) needs a language model: mode {self.mode!r} combines heads into a "
+            "multiple-choice score, not a likelihood of text; use a single-head mode (base, sft) or "
+            "multiple-choice tasks"
         )
 
-    def generate_until(self, requests, disable_tqdm: bool = False):
-        raise LikraError(
-            "generate_until (generation tasks) is not supported by likra: the two-head ratio has no "
-            "well-defined sampling distribution; use multiple-choice tasks"
-        )
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
+        """Log-likelihood of whole texts under a single-head mode, in lm-eval's disjoint rolling windows (each
+        text opens with the end-of-text token as context)."""
+        from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+
+        from likra.model.loading import model_max_length
+
+        head = self._single_head("loglikelihood_rolling")
+        max_length = model_max_length(self.model) or 2048
+        eot = self.tokenizer.eos_token_id
+        windows, owners = [], []
+        for k, req in enumerate(requests):
+            (text,) = req.args
+            ids = self.tokenizer(text, add_special_tokens=False).input_ids
+            for context, continuation in map(
+                make_disjoint_window,
+                get_rolling_token_windows(token_list=ids, prefix_token=eot, max_seq_len=max_length, context_len=1),
+            ):
+                windows.append(QuestionTokens(tuple(context), (tuple(continuation),)))
+                owners.append(k)
+        totals = [0.0] * len(requests)
+        if windows:
+            scored = self.engine.loglikelihoods(windows, (head,))[head]
+            for k, ll in zip(owners, scored):
+                totals[k] += float(ll[0])
+        for req, total in zip(requests, totals):
+            self.cache_hook.add_partial("loglikelihood_rolling", req.args, total)
+        return totals
+
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        """Generations in the mode (likra.generation's decoder), cut at the request's `until` strings; honours
+        `max_gen_toks`, `do_sample`, `temperature` and `top_p` of its gen_kwargs. Requests with the same
+        gen_kwargs are decoded together."""
+        import json
+
+        from likra.generation.decoder import GenerationSettings, HeadDecoder
+
+        groups: OrderedDict[str, list[int]] = OrderedDict()
+        for i, req in enumerate(requests):
+            groups.setdefault(json.dumps(req.args[1], sort_keys=True, default=str), []).append(i)
+        results: list[str | None] = [None] * len(requests)
+        for members in tqdm(groups.values(), desc=f"likra generate {self.mode}", disable=disable_tqdm):
+            kwargs = dict(requests[members[0]].args[1] or {})
+            until = kwargs.pop("until", None) or []
+            until = [until] if isinstance(until, str) else list(until)
+            temperature = float(kwargs.pop("temperature", 0.0) or 0.0)
+            do_sample = bool(kwargs.pop("do_sample", temperature > 0))
+            settings = GenerationSettings(
+                mode=self.mode,
+                weight=self.weight,
+                alpha=self.alpha,
+                max_new_tokens=int(kwargs.pop("max_gen_toks", self.max_gen_toks)),
+                temperature=(temperature or 1.0) if do_sample else 0.0,
+                top_p=float(kwargs.pop("top_p", 1.0) or 1.0),
+                seed=self.seed,
+                stop=until,
+                batch_size=self.gen_batch_size,
+            )
+            decoder = HeadDecoder(self.model, self.tokenizer, settings)
+            for i, g in zip(members, decoder.generate([requests[i].args[0] for i in members])):
+                results[i] = g.text
+                self.cache_hook.add_partial("generate_until", requests[i].args, g.text)
+        return results

@@ -1,0 +1,65 @@
+"""`likra generate`'s settings and its prompt files: JSONL in (one `prompt` a line), JSONL out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from likra.config import option, settings
+from likra.data.records import _lines
+from likra.errors import LikraError
+from likra.generation.decoder import GenerationSettings
+
+
+@settings
+class GenerateConfig(GenerationSettings):
+    """`likra generate`: a run's heads (or a plain model, mode base) continue prompts in a mode."""
+
+    run: str | None = option(None, help="run folder written by `likra train`")
+    model: str | None = option(None, help="a plain model instead of a run (mode base only)")
+    prompt: str | None = option(None, help="one prompt to continue")
+    data: str | None = option(None, help="JSONL file of prompts, one object a line with a 'prompt' field")
+    out: str | None = option(None, help="write the generations as JSONL here (default: print them)")
+    dtype: str = option("auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16")
+
+
+def read_prompts(path: str | Path) -> list[dict]:
+    """The objects of a JSONL prompt file, each with a non-empty string `prompt` (and optional `id`);
+    a bad line is a LikraError naming file:line."""
+    path = Path(path)
+    if not path.is_file():
+        raise LikraError(f"{path}: no such file")
+    rows = []
+    for lineno, line in _lines(path):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise LikraError(f"{where}: invalid JSON ({e.msg})") from None
+        if not isinstance(obj, dict):
+            raise LikraError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+        if "prompt" not in obj:
+            raise LikraError(f"{where}: missing field 'prompt'")
+        if not isinstance(obj["prompt"], str):
+            raise LikraError(f"{where}: field 'prompt' must be a string")
+        if not obj["prompt"].strip():
+            raise LikraError(f"{where}: empty prompt")
+        rows.append(obj)
+    if not rows:
+        raise LikraError(f"{path}: no prompts")
+    return rows
+
+
+def unescape(text: str) -> str:
+    """`\\n`, `\\t` and `\\\\` in a stop string typed on a command line, as the characters."""
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in "nt\\":
+            out.append({"n": "\n", "t": "\t", "\\": "\\"}[text[i + 1]])
+            i += 2
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
