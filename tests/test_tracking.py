@@ -58,6 +58,16 @@ def test_untimed_kind_gives_an_unknown_estimate_and_terminal_redraws_in_place():
     assert out.getvalue().endswith("\n") and out.getvalue().count("\n") == 1
 
 
+def test_a_long_head_logs_each_tenth_of_its_training():
+    out = io.StringIO()
+    p = CurveProgress(label="c", stream=out, interactive=False, clock=Clock())
+    p.plan(120, 2)
+    for step in range(1, 121):
+        p.training(0, "positive", step, 120)
+    lines = out.getvalue().splitlines()
+    assert [line.split("step ")[1].split(" ")[0] for line in lines] == [f"{12 * k}/120" for k in range(1, 10)]
+
+
 def test_disabled_progress_prints_nothing():
     out = io.StringIO()
     p = CurveProgress(enabled=False, stream=out, interactive=False)

@@ -7,7 +7,8 @@ done of it (pieces found finished in the folder are counted as done and not time
 is left of it; until a kind has been timed once, the estimate says "?".
 
 On a terminal the line is redrawn in place; in a log (stderr is not a terminal) one line is printed per
-finished piece (a head trained, a checkpoint scored); `likra -q` / `--quiet` silences it. Only the main
+finished piece (a head trained, a checkpoint scored, and each tenth of a long head's training);
+`likra -q` / `--quiet` silences it. Only the main
 process of a data-parallel run prints.
 """
 
@@ -16,6 +17,8 @@ from __future__ import annotations
 import sys
 import time
 from typing import Callable, TextIO
+
+LOG_EVERY_TENTH = 50  # heads of at least this many optimizer steps also log each tenth of their training
 
 
 def duration(seconds: float | None) -> str:
@@ -75,6 +78,8 @@ class CurveProgress:
         self.now = f"seed {seed} · training {head} step {step}/{total}"
         if self.interactive:
             self._draw()
+        elif total >= LOG_EVERY_TENTH and step < total and step % (total // 10) == 0:
+            self._event()  # a long head in a log: a line at each tenth of its steps
 
     def train_started(self) -> None:
         self._last_step_at = self.clock()
