@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from likra.data.records import MCRecord, _lines
+from likra.data.records import MCRecord, _lines, jsonl_objects
 from likra.errors import LikraError
 
 ROLES = ("system", "user", "assistant")
@@ -136,14 +136,7 @@ def read_preference_jsonl(path: str | Path) -> list[PreferencePair]:
     """Every line of a JSONL file as a preference pair (blank lines skipped)."""
     path = Path(path)
     pairs = []
-    for lineno, line in _lines(path):
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise LikraError(f"{where}: invalid JSON ({e.msg})") from None
+    for where, lineno, obj in jsonl_objects(path, need_object=False):
         pairs.append(pair_from_row(obj, where, f"{path.stem}-{lineno}", path.stem))
     if not pairs:
         raise LikraError(f"{path}: no preference pairs")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, Iterator
 
 from likra.errors import LikraError
 
@@ -71,14 +72,9 @@ def _lines(path: Path):
                 raise LikraError(f"{path}:{lineno}: not UTF-8 text") from None
 
 
-def read_jsonl(path: str | Path, source: str | None = None) -> list[MCRecord]:
-    """Read the documented JSONL schema: one object a line with `prompt` (str), `choices` (list of non-empty
-    str), `gold` (int, 0-based), and optional `id` (str, default the line number; ids must be unique)."""
-    path = Path(path)
-    if not path.is_file():
-        raise LikraError(f"{path}: no such file")
-    records = []
-    seen: dict[str, int] = {}
+def jsonl_objects(path: Path, need_object: bool = True) -> Iterator[tuple[str, int, Any]]:
+    """(`file:line`, line number, parsed value) of each non-blank line of a JSONL file; a line that is not
+    JSON (or, with `need_object`, not a JSON object) is a LikraError naming file:line."""
     for lineno, line in _lines(path):
         if not line.strip():
             continue
@@ -87,8 +83,20 @@ def read_jsonl(path: str | Path, source: str | None = None) -> list[MCRecord]:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             raise LikraError(f"{where}: invalid JSON ({e.msg})") from None
-        if not isinstance(obj, dict):
+        if need_object and not isinstance(obj, dict):
             raise LikraError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+        yield where, lineno, obj
+
+
+def read_jsonl(path: str | Path, source: str | None = None) -> list[MCRecord]:
+    """Read the documented JSONL schema: one object a line with `prompt` (str), `choices` (list of non-empty
+    str), `gold` (int, 0-based), and optional `id` (str, default the line number; ids must be unique)."""
+    path = Path(path)
+    if not path.is_file():
+        raise LikraError(f"{path}: no such file")
+    records = []
+    seen: dict[str, int] = {}
+    for where, lineno, obj in jsonl_objects(path):
         for field, kind in JSONL_FIELDS.items():
             if field not in obj:
                 raise LikraError(f"{where}: missing field {field!r}")

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from likra.config import option, settings
-from likra.data.records import _lines
+from likra.data.records import jsonl_objects
 from likra.errors import LikraError
 from likra.generation.decoder import GenerationSettings
 
@@ -30,16 +29,7 @@ def read_prompts(path: str | Path) -> list[dict]:
     if not path.is_file():
         raise LikraError(f"{path}: no such file")
     rows = []
-    for lineno, line in _lines(path):
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise LikraError(f"{where}: invalid JSON ({e.msg})") from None
-        if not isinstance(obj, dict):
-            raise LikraError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    for where, _, obj in jsonl_objects(path):
         if "prompt" not in obj:
             raise LikraError(f"{where}: missing field 'prompt'")
         if not isinstance(obj["prompt"], str):
