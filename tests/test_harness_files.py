@@ -114,6 +114,12 @@ def test_samples_hold_the_prompts_in_the_evaluated_format(tmp_path):
     args = ["-q", "eval", "--model", "random-tiny", "--data", "arc_challenge:validation", "--limit", "4"]
     assert main(args + ["--format", "letter", "--lm-eval-out", str(out)]) == 0
     (samples,) = out.rglob("samples_*.jsonl")
+    assert samples.name.startswith("samples_arc_challenge_validation_letter_")  # not taken for the cloze task
+    (results,) = out.rglob("results_*.json")
+    results = json.loads(results.read_text())
+    n = results["n-samples"]["arc_challenge_validation_letter"]
+    assert n["effective"] == 4 and n["original"] == 299 and results["config"]["limit"] == 4  # a subset says so
+    assert "format=letter" in results["config"]["model_args"]
     lines = [json.loads(line) for line in samples.read_text().splitlines()]
     assert len(lines) == 4
     for line in lines:

@@ -104,7 +104,7 @@ def test_tensorboard_holds_training_losses_and_checkpoint_metrics(tmp_path):
     args = ["-q", "curve", *TINY_CURVE_ARGS, "--logging-steps", "1", "--out", str(out), "--report-to", "tensorboard"]
     assert main(args) == 0
     curve = json.loads((out / "curve.json").read_text())
-    evals = scalars(out / "tensorboard" / "seed-0" / "eval")
+    evals = scalars(out / "tensorboard" / "seed-0" / "eval-near_miss-arc_challenge_validation-0shot-first10")
     rows = [r for r in curve["rows"] if r["examples"] > 0]
     assert len(rows) == sum(len(v) for v in evals.values())
     for r in rows:
@@ -159,7 +159,8 @@ def test_wandb_logs_each_head_on_its_own_axis_and_metrics_by_examples(tmp_path, 
     for r in curve["rows"]:
         if r["examples"] > 0:
             (logged,) = [v for v in evals if v["examples"] == r["examples"]]
-            assert logged[f"eval/seed-0/{r['metric']}/{r['mode']}"] == r["value"]
+            key = f"eval-near_miss-arc_challenge_validation-0shot-first10/seed-0/{r['metric']}/{r['mode']}"
+            assert logged[key] == r["value"]
     losses = [v["train/seed-0/negative/loss"] for v in run.logged if "train/seed-0/negative/loss" in v]
     assert losses == pytest.approx(json.loads((out / "seed-0" / "negative.done.json").read_text())["losses"])
 
@@ -171,3 +172,13 @@ def test_missing_tracking_package_is_one_line(tmp_path, monkeypatch, capsys):
     code = main(["-q", "curve", *TINY_CURVE_ARGS, "--out", str(tmp_path / "c"), "--report-to", "wandb"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("likra: error: ") and "\n" not in err
+
+
+def test_studies_take_quiet_after_the_kind_and_refuse_lm_eval_out(tmp_path, capsys):
+    from likra.cli import build_parser
+
+    argv = ["study", "negatives", "--limit", "4", "--quiet"]
+    assert build_parser(argv).parse_args(argv).quiet is True
+    code = main(["-q", "study", "negatives", *TINY_CURVE_ARGS, "--out", str(tmp_path / "s"), "--lm-eval-out", "x"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--lm-eval-out" in err and "\n" not in err and not (tmp_path / "s").exists()

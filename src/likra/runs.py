@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import re
 import shutil
 from datetime import datetime, timezone
@@ -79,6 +80,7 @@ def _download_run(repo: str) -> Path:
     """One download per repo and process (eval reads the manifest, then loads the heads)."""
     from huggingface_hub import snapshot_download
 
+    logging.getLogger(__name__).warning("%s: no such local folder; downloading the run from the hub", repo)
     try:
         return Path(snapshot_download(repo_id=repo, repo_type="model"))
     except Exception as e:  # offline, unknown repo, no access: many exception types

@@ -29,8 +29,11 @@ class Tracker:
         """Trainer callbacks that log head `head` of run `seed`."""
         return []
 
-    def log_eval(self, seed: int, examples: int, metrics: Mapping[str, Mapping[str, Mapping[str, float]]]) -> None:
-        """Log {mode: {metric: {"value": ...}}} of the checkpoint of run `seed` after `examples` examples."""
+    def log_eval(
+        self, seed: int, examples: int, metrics: Mapping[str, Mapping[str, Mapping[str, float]]], series: str = "eval"
+    ) -> None:
+        """Log {mode: {metric: {"value": ...}}} of the checkpoint of run `seed` after `examples` examples;
+        `series` names the curve (a study runs several in one folder: one series each)."""
 
     def close(self) -> None:
         pass
@@ -48,17 +51,19 @@ class TensorBoardTracker(Tracker):
             raise LikraError("--report-to tensorboard needs the tensorboard package: pip install tensorboard") from None
         self.root = Path(root)
         self._writer = SummaryWriter
-        self._eval: dict[int, Any] = {}
+        self._eval: dict[tuple[int, str], Any] = {}
 
     def trainer_callbacks(self, seed: int, head: str) -> list:
         from transformers.integrations import TensorBoardCallback
 
-        return [TensorBoardCallback(self._writer(log_dir=str(self.root / f"seed-{seed}" / head)))]
+        callback = TensorBoardCallback()  # its writer opens when training begins (a trained head opens none)
+        callback.logging_dir = str(self.root / f"seed-{seed}" / head)
+        return [callback]
 
-    def log_eval(self, seed, examples, metrics) -> None:
-        if seed not in self._eval:
-            self._eval[seed] = self._writer(log_dir=str(self.root / f"seed-{seed}" / "eval"))
-        writer = self._eval[seed]
+    def log_eval(self, seed, examples, metrics, series: str = "eval") -> None:
+        if (seed, series) not in self._eval:
+            self._eval[seed, series] = self._writer(log_dir=str(self.root / f"seed-{seed}" / series))
+        writer = self._eval[seed, series]
         for mode, by_metric in metrics.items():
             for metric, m in by_metric.items():
                 writer.add_scalar(f"{metric}/{mode}", m["value"], examples)
@@ -82,7 +87,7 @@ class WandbTracker(Tracker):
             project=os.environ.get("WANDB_PROJECT", "likra"), name=name, dir=str(root), config=dict(config)
         )
         self.run.define_metric("examples")
-        self.run.define_metric("eval/*", step_metric="examples")
+        self.run.define_metric("eval*", step_metric="examples")
         self._axes: set[str] = set()
 
     def trainer_callbacks(self, seed: int, head: str) -> list:
@@ -103,9 +108,9 @@ class WandbTracker(Tracker):
 
         return [LogToWandb()]
 
-    def log_eval(self, seed, examples, metrics) -> None:
+    def log_eval(self, seed, examples, metrics, series: str = "eval") -> None:
         values = {
-            f"eval/seed-{seed}/{metric}/{mode}": m["value"]
+            f"{series}/seed-{seed}/{metric}/{mode}": m["value"]
             for mode, by_metric in metrics.items()
             for metric, m in by_metric.items()
         }
@@ -113,6 +118,22 @@ class WandbTracker(Tracker):
 
     def close(self) -> None:
         self.run.finish()
+
+
+def check_available(report_to: str) -> None:
+    """A LikraError when the package `--report-to` needs is missing (checked on every process before any
+    work, so that no data-parallel worker goes on alone)."""
+    import importlib.util
+
+    if report_to not in REPORT_TO:
+        raise LikraError(f"--report-to {report_to!r}: choose one of {', '.join(REPORT_TO)}")
+    package = {"tensorboard": "tensorboard", "wandb": "wandb"}.get(report_to)
+    try:
+        missing = package is not None and importlib.util.find_spec(package) is None
+    except ValueError:  # a module stand-in without a spec
+        missing = False
+    if missing:
+        raise LikraError(f"--report-to {report_to} needs the {package} package: pip install {package}")
 
 
 def make_tracker(report_to: str, root: Path, name: str, config: Mapping[str, Any] | None = None) -> Tracker:

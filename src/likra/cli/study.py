@@ -18,6 +18,7 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
         p = kinds.add_parser(study.name, help=study.help, description=study.help, allow_abbrev=False)
         add_config_flag(p)
         add_flags(p, CurveConfig)
+        p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress output")
         if study.settings is not None:
             add_flags(p, study.settings, prefix=study.prefix)
 
@@ -34,6 +35,10 @@ def run_study(args: argparse.Namespace) -> int:
     values = load_yaml(args.config) if args.config else {}
     section = (values.pop(study.section, None) or {}) if study.settings is not None else {}
     cfg = config_from_args(CurveConfig, args, values)
+    if cfg.lm_eval_out:
+        from likra.errors import LikraError
+
+        raise LikraError("--lm-eval-out is written by likra curve and likra eval, not by the studies")
     if study.eval_data and args.eval_data is None and "eval_data" not in values:
         cfg = replace(cfg, eval_data=study.eval_data)
     options = config_from_args(study.settings, args, section, prefix=study.prefix) if study.settings else None

@@ -38,7 +38,7 @@ from likra.scoring.engine import ScoringEngine, tokenize_questions
 from likra.scoring.evaluate import DEFAULT_PAIRS, default_fewshot_spec, mode_metrics, mode_statistics, parse_pairs
 from likra.scoring.modes import check_modes, get_mode
 from likra.scoring.stats import DEFAULT_RESAMPLES, across_seeds, trivial_baselines
-from likra.tracking import REPORT_TO, Tracker, make_tracker
+from likra.tracking import REPORT_TO, Tracker, check_available, make_tracker
 from likra.training.pipeline import select_questions
 
 log = logging.getLogger(__name__)
@@ -167,6 +167,7 @@ class CurveRun:
         objective_settings: dict[str, Any] | None = None,
     ):
         self.cfg = check(cfg)
+        check_available(cfg.report_to)
         self.progress = progress
         self.folder = CurveFolder(cfg.out)
         self.tracker = Tracker()
@@ -198,6 +199,7 @@ class CurveRun:
                 )
         self.objective_settings = objective_settings or {}
         self.eval_tag = eval_tag(cfg)
+        self.series = f"eval-{self.variant}-{self.eval_tag}"  # one tracked series per curve of a folder
         self.score_files: dict[int, list[tuple[int, dict[str, Any]]]] = {}  # seed -> [(examples, head -> file)]
 
     def training_settings(self) -> dict:
@@ -221,7 +223,9 @@ class CurveRun:
         ctx.model = self.model = self.build_model(ctx)
         ctx.bf16 = uses_cuda_bf16(ctx.model)
         prompt = (cfg.source, cfg.format, cfg.chat_template, tokenizer)
-        eval_records = load_data(cfg.eval_data, *prompt, model_max_length(ctx.model))[0][: cfg.eval_limit]
+        eval_records = load_data(cfg.eval_data, *prompt, model_max_length(ctx.model))[0]
+        self.eval_total = len(eval_records)  # before --eval-limit
+        eval_records = eval_records[: cfg.eval_limit]
         train_records = load_data(cfg.data, *prompt, cfg.train.max_length)[0]
         self.eval_records = eval_records  # in the curve's prompt format, for studies
         prefix_ids, questions = self.eval_tokens(tokenizer, eval_records)
@@ -373,7 +377,7 @@ class CurveRun:
             self.score_files[seed].append((examples, files))
             stats = mode_statistics(per_head, eval_records, self.modes, cfg.weight, self.pairs, None, cfg.bootstrap)
             metrics = mode_metrics(per_head, eval_records, self.modes, cfg.weight)
-            self.tracker.log_eval(seed, examples, metrics)
+            self.tracker.log_eval(seed, examples, metrics, self.series)
             points.append(
                 {
                     "step": step,

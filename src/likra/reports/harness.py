@@ -45,16 +45,24 @@ def sanitize_model_name(name: str) -> str:
     return re.sub(r"[\"<>:/|\\?*\[\]]+", "__", name)
 
 
-def task_name(spec: str) -> str:
+def task_name(spec: str, prompt: str = "") -> str:
     """`likra_<benchmark>` where the spec is the split lm-eval's `likra_<benchmark>` task evaluates (test
-    when the benchmark has one, else validation), else the spec as a harness task name (`arc_challenge_validation`)."""
+    when the benchmark has one, else validation), else the spec as a harness task name (`arc_challenge_validation`);
+    `prompt` (e.g. `letter`, `chat`) is appended when the prompts are not the task's cloze ones."""
     bench, _, split = spec.partition(":")
+    suffix = f"_{prompt}" if prompt else ""
     if bench in BENCHMARKS:
         splits = BENCHMARKS[bench].splits
         if split == ("test" if "test" in splits else "validation"):
-            return f"likra_{bench}"
+            return f"likra_{bench}{suffix}"
     name = Path(spec).stem if spec.endswith(".jsonl") else spec
-    return re.sub(r"\W", "_", name)
+    return re.sub(r"\W", "_", name) + suffix
+
+
+def prompt_tag(fmt: str | None, chat_template: bool | None) -> str:
+    """'' for cloze prompts, else `letter`, `chat` or `letter_chat`."""
+    parts = [p for p, on in (("letter", fmt == "letter"), ("chat", bool(chat_template))) if on]
+    return "_".join(parts)
 
 
 def date_id() -> str:
@@ -76,8 +84,10 @@ def results_json(
     data_spec: str,
     extra: dict | None = None,
     start_time: float | None = None,
+    n_original: int | None = None,
 ) -> dict:
-    """The aggregated results file's content; `metrics` maps mode -> {"acc": Metric json, "acc_norm": ...}."""
+    """The aggregated results file's content; `metrics` maps mode -> {"acc": Metric json, "acc_norm": ...};
+    `n_original`: the size of the data set when only its first `n_samples` were evaluated."""
     from likra.runs import library_versions
 
     row: dict = {"alias": task}
@@ -109,8 +119,13 @@ def results_json(
         "versions": {task: TASK_VERSION},
         "n-shot": {task: n_shot},
         "higher_is_better": {task: {m: True for m in METRICS}},
-        "n-samples": {task: {"original": n_samples, "effective": n_samples}},
-        "config": {"model": "likra", "model_args": model_args, "batch_size": "auto", "limit": None},
+        "n-samples": {task: {"original": n_original or n_samples, "effective": n_samples}},
+        "config": {
+            "model": "likra",
+            "model_args": model_args,
+            "batch_size": "auto",
+            "limit": n_samples if n_original and n_original > n_samples else None,
+        },
         "git_hash": None,
         "date": now,
         "transformers_version": versions.get("transformers"),
@@ -197,11 +212,16 @@ def write_scores_as_harness(
     prefix: str = "",
     extra: dict | None = None,
     start_time: float | None = None,
+    n_original: int | None = None,
+    prompt: str = "",
 ) -> tuple[Path, Path]:
-    """Both harness files for one evaluation of `records` whose per-head log-likelihoods are `per_head`."""
-    task = task_name(data_spec)
+    """Both harness files for one evaluation of `records` whose per-head log-likelihoods are `per_head`
+    (`n_original`: the data set's size when only its first records were evaluated; `prompt`: see `prompt_tag`)."""
+    task = task_name(data_spec, prompt)
     metrics = mode_metrics(per_head, records, modes, weight)
-    results = results_json(task, metrics, n_shot, len(records), model_name, model_args, data_spec, extra, start_time)
+    results = results_json(
+        task, metrics, n_shot, len(records), model_name, model_args, data_spec, extra, start_time, n_original
+    )
     return write_harness_results(
         out_dir, model_name, task, results, sample_lines(records, per_head, modes, weight, prefix)
     )
@@ -218,7 +238,10 @@ def write_eval_as_harness(cfg: EvalConfig, results: dict, tokenizer, max_length:
     prefix, _ = build_prefix(cfg, records, cfg.format)
     per_head = {h: [np.array(v) for v in vals] for h, vals in results["loglikelihoods"].items()}
     model_name = f"likra__{Path(cfg.run).name}" if cfg.run else cfg.model
-    model_args = f"run={cfg.run},weight={cfg.weight}" if cfg.run else f"model={cfg.model},mode=base"
+    prompt = prompt_tag(cfg.format, cfg.chat_template)
+    model_args = (f"run={cfg.run},weight={cfg.weight}" if cfg.run else f"model={cfg.model},mode=base") + (
+        f",format={cfg.format},chat_template={bool(cfg.chat_template)}"
+    )
     extra = {"statistics": results["statistics"], "metrics_with_intervals": results["metrics"]}
     return write_scores_as_harness(
         cfg.lm_eval_out,
@@ -232,6 +255,8 @@ def write_eval_as_harness(cfg: EvalConfig, results: dict, tokenizer, max_length:
         cfg.shots,
         prefix,
         extra,
+        n_original=len(loaded),
+        prompt=prompt,
     )
 
 
@@ -242,7 +267,8 @@ def write_curve_as_harness(run: CurveRun) -> list[Path]:
 
     cfg = run.cfg
     records, n = run.eval_records, len(run.eval_records)
-    stem = f"likra__{Path(cfg.out).name}"
+    # one folder may hold several negative sets and evaluations: both name the model
+    stem = f"likra__{Path(cfg.out).name}__{run.variant}__{run.eval_tag}"
     points = [(f"{stem}__base", {"base": run.base_file}, ["base"], 0)]
     for seed, files in run.score_files.items():
         for examples, by_head in files:
@@ -250,7 +276,10 @@ def write_curve_as_harness(run: CurveRun) -> list[Path]:
     paths = []
     for model_name, by_head, modes, examples in points:
         per_head = {h: read_scores(path, n) for h, path in by_head.items()}
-        model_args = f"curve={cfg.out},examples={examples},weight={cfg.weight}"
+        model_args = (
+            f"curve={cfg.out},negatives={run.variant},examples={examples},weight={cfg.weight},"
+            f"format={cfg.format},chat_template={cfg.chat_template}"
+        )
         paths += write_scores_as_harness(
             cfg.lm_eval_out,
             model_name,
@@ -263,5 +292,7 @@ def write_curve_as_harness(run: CurveRun) -> list[Path]:
             cfg.shots,
             run.eval_prefix,
             {"examples": examples},
+            n_original=run.eval_total,
+            prompt=prompt_tag(cfg.format, cfg.chat_template),
         )
     return paths

@@ -20,7 +20,7 @@ from likra.objectives import TrainContext, get_objective
 from likra.objectives.mle import TrainSettings
 from likra.objectives.registry import trainer_callbacks
 from likra.runs import ADAPTERS, check_out, finish_run
-from likra.tracking import REPORT_TO, Tracker, make_tracker
+from likra.tracking import REPORT_TO, Tracker, check_available, make_tracker
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,7 @@ def default_out(cfg: TrainConfig) -> Path:
 def train_run(cfg: TrainConfig, progress: bool = True) -> Path:
     """Train the Likra heads and write the run folder atomically; returns its path."""
     check(cfg)
+    check_available(cfg.report_to)
     out = Path(cfg.out) if cfg.out else default_out(cfg)
     check_out(out, cfg.overwrite)
     start()
