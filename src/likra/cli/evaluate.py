@@ -45,14 +45,16 @@ def run(args: argparse.Namespace) -> int:
     from likra.config import config_from_args
     from likra.distributed import is_main, start
     from likra.io import atomic_write_json
-    from likra.scoring.evaluate import EvalConfig, default_eval_out, evaluate, format_table
+    from likra.model.loading import model_max_length
+    from likra.scoring.evaluate import EvalConfig, default_eval_out, evaluate, format_table, load_eval_data
     from likra.scoring.modes import check_modes
 
     cfg = config_from_args(EvalConfig, args)
     check_modes(cfg.modes)
     start()
     model, tokenizer = load_for_eval(cfg)
-    results = evaluate(cfg, model, tokenizer, progress=not args.quiet)
+    data = load_eval_data(cfg, tokenizer, model_max_length(model))
+    results = evaluate(cfg, model, tokenizer, progress=not args.quiet, data=data)
     if not is_main():
         return 0
     print(format_table(results["metrics"], results["statistics"]))
@@ -65,10 +67,9 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_json(out, results)
         print(f"results written to {out}")
     if cfg.lm_eval_out:
-        from likra.model.loading import model_max_length
         from likra.reports.harness import write_eval_as_harness
 
-        paths = write_eval_as_harness(cfg, results, tokenizer, model_max_length(model))
+        paths = write_eval_as_harness(cfg, results, data)
         print("lm-eval-style results written to " + ", ".join(map(str, paths)))
     return 0
 

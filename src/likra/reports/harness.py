@@ -28,7 +28,7 @@ import numpy as np
 from likra.data.benchmarks import BENCHMARKS
 from likra.data.records import MCRecord
 from likra.io import atomic_write_text
-from likra.scoring.evaluate import EvalConfig, build_prefix, mode_metrics
+from likra.scoring.evaluate import EvalConfig, EvalData, mode_metrics
 from likra.scoring.metrics import tie_credit
 from likra.scoring.modes import question_scores
 from likra.scoring.stats import length_normalised
@@ -227,15 +227,9 @@ def write_scores_as_harness(
     )
 
 
-def write_eval_as_harness(cfg: EvalConfig, results: dict, tokenizer, max_length: int | None) -> tuple[Path, Path]:
-    """The harness files of a `likra eval` result (`results` as `likra.scoring.evaluate.evaluate` returns it,
-    `cfg` as it left it: its prompt format resolved); the records are read again in that format."""
-    from likra.data.formats import load_data
-
-    loaded, _ = load_data(cfg.data, cfg.source, cfg.format, bool(cfg.chat_template), tokenizer, max_length)
-    by_id = {r.id: r for r in loaded}
-    records = [by_id[q] for q in results["question_ids"]]
-    prefix, _ = build_prefix(cfg, records, cfg.format)
+def write_eval_as_harness(cfg: EvalConfig, results: dict, data: EvalData) -> tuple[Path, Path]:
+    """The harness files of a `likra eval` result (`results` as `likra.scoring.evaluate.evaluate` returns it for
+    `data`, `cfg` as it left it: its prompt format resolved)."""
     per_head = {h: [np.array(v) for v in vals] for h, vals in results["loglikelihoods"].items()}
     model_name = f"likra__{Path(cfg.run).name}" if cfg.run else cfg.model
     prompt = prompt_tag(cfg.format, cfg.chat_template)
@@ -248,14 +242,14 @@ def write_eval_as_harness(cfg: EvalConfig, results: dict, tokenizer, max_length:
         model_name,
         model_args,
         cfg.data,
-        records,
+        data.records,
         per_head,
         list(results["metrics"]),
         cfg.weight,
         cfg.shots,
-        prefix,
+        data.prefix,
         extra,
-        n_original=len(loaded),
+        n_original=data.total,
         prompt=prompt,
     )
 

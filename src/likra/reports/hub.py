@@ -99,11 +99,12 @@ def model_card(name: str, manifest: dict, results: list[dict], repo: str | None 
     model = manifest["model"]["name"]
     base_id = hub_base_model(model)
     data = manifest.get("data", {}).get("spec", "")
+    datasets = spec_datasets(data)
     meta = {
         "library_name": "peft",
         "tags": ["likra", "lora", "negative-examples", "multiple-choice"],
         **({"base_model": base_id} if base_id else {}),
-        **({"datasets": spec_datasets(data)} if spec_datasets(data) else {}),
+        **({"datasets": datasets} if datasets else {}),
         **({"model-index": model_index(name, results)} if results else {}),
     }
     heads = manifest["heads"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -11,7 +11,14 @@ import numpy as np
 from likra.config import NonNegativeInt, PositiveInt, check, option, settings
 from likra.data.benchmarks import SOURCES, load_spec
 from likra.data.examples import FEWSHOT_SEED, draw_shots, fewshot_prefix
-from likra.data.formats import FORMATS, format_records, load_data, resolve_eval_prompt, run_prompt_settings
+from likra.data.formats import (
+    FORMATS,
+    DataInfo,
+    format_records,
+    load_data,
+    resolve_eval_prompt,
+    run_prompt_settings,
+)
 from likra.data.records import MCRecord
 from likra.errors import LikraError
 from likra.runs import read_manifest, resolve_run
@@ -158,21 +165,43 @@ def mode_statistics(
     return {"paired": paired, "calibration": calib, "baselines": trivial_baselines(golds, texts, choice_tokens)}
 
 
-def evaluate(cfg: EvalConfig, model, tokenizer, progress: bool = False) -> dict:
-    """Results of `cfg` on an already loaded model (a run's PeftModel, or a plain base model)."""
+@dataclass
+class EvalData:
+    """What `likra eval` scores: the records in their prompt format (the first `--limit` of `total`), the
+    few-shot prefix and its shots' ids, and what loading did (`DataInfo`)."""
+
+    records: list[MCRecord]
+    total: int
+    prefix: str
+    shot_ids: list[str]
+    info: DataInfo
+
+
+def load_eval_data(cfg: EvalConfig, tokenizer, max_length: int | None) -> EvalData:
+    """The data of `cfg` in the run's prompt format (or the asked one; `cfg.format` and `cfg.chat_template`
+    are set to what is used)."""
+    trained = run_prompt_settings(read_manifest(resolve_run(cfg.run))) if cfg.run else None
+    cfg.format, cfg.chat_template = resolve_eval_prompt(trained, cfg.format, cfg.chat_template, cfg.cross_format)
+    records, info = load_data(cfg.data, cfg.source, cfg.format, cfg.chat_template, tokenizer, max_length)
+    total = len(records)
+    if cfg.limit is not None:
+        records = records[: cfg.limit]
+    prefix, shot_ids = build_prefix(cfg, records, cfg.format)
+    return EvalData(records, total, prefix, shot_ids, info)
+
+
+def evaluate(cfg: EvalConfig, model, tokenizer, progress: bool = False, data: EvalData | None = None) -> dict:
+    """Results of `cfg` on an already loaded model (a run's PeftModel, or a plain base model); `data` as
+    `load_eval_data` gives it (loaded here when not given)."""
     from likra.model.loading import model_max_length
 
     check(cfg)
     modes = check_modes(cfg.modes)
-    trained = run_prompt_settings(read_manifest(resolve_run(cfg.run))) if cfg.run else None
-    cfg.format, cfg.chat_template = resolve_eval_prompt(trained, cfg.format, cfg.chat_template, cfg.cross_format)
     max_length = model_max_length(model)
-    records, info = load_data(cfg.data, cfg.source, cfg.format, cfg.chat_template, tokenizer, max_length)
-    if cfg.limit is not None:
-        records = records[: cfg.limit]
+    data = data or load_eval_data(cfg, tokenizer, max_length)
+    records, info, shot_ids = data.records, data.info, data.shot_ids
     pairs = parse_pairs(cfg.pairs, modes)
-    prefix, shot_ids = build_prefix(cfg, records, cfg.format)
-    prefix_ids, questions = tokenize_questions(tokenizer, records, prefix, max_length)
+    prefix_ids, questions = tokenize_questions(tokenizer, records, data.prefix, max_length)
     engine = ScoringEngine(model, max_batch_tokens=cfg.batch_tokens, progress=progress)
     per_head = engine.loglikelihoods(questions, heads_for(modes), prefix_ids)
     tokens = [[len(c) for c in q.choice_ids] for q in questions]
