@@ -50,3 +50,11 @@ def records():
 # The tiny curve most curve/study tests run: random-tiny, 16 ARC questions, two optimizer steps of 8, 10 evaluated.
 TINY_CURVE_ARGS = ["--model", "random-tiny", "--data", "arc_challenge:train", "--limit", "16", "--batch-size", "8",
                    "--lr", "0.01", "--eval-data", "arc_challenge:validation", "--eval-limit", "10"]  # fmt: skip
+
+
+def one_line_error(capsys, code: int) -> str:
+    """likra's stderr after exit `code`: it must be exit 2 with one `likra: error: ...` line, no traceback."""
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert err.startswith("likra: error: ") and "\n" not in err and "Traceback" not in err
+    return err

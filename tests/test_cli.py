@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import one_line_error
 
 from likra.cli import main
 
@@ -21,13 +22,6 @@ def qa_file(tmp_path):
         for i in range(10)
     ]
     return write_jsonl(tmp_path / "qa.jsonl", rows)
-
-
-def one_line_error(capsys, code):
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert err.startswith("likra: error: ") and "\n" not in err and "Traceback" not in err
-    return err
 
 
 def test_train_eval_json_end_to_end(tmp_path, qa_file, capsys):

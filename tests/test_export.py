@@ -5,15 +5,9 @@ import json
 
 import pytest
 import torch
+from conftest import one_line_error
 
 from likra.cli import main
-
-
-def one_line_error(capsys, code):
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert err.startswith("likra: error: ") and "\n" not in err and "Traceback" not in err
-    return err
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from conftest import one_line_error
 
 from likra.cli import main
 from likra.errors import LikraError
@@ -170,13 +171,6 @@ def tiny_run(tmp_path_factory):
     args = ["-q", "train", "--model", "random-tiny", "--data", "arc_easy:train", "--limit", "32"]
     assert main(args + ["--batch-size", "8", "--lr", "0.01", "--out", str(run)]) == 0
     return run
-
-
-def one_line_error(capsys, code):
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert err.startswith("likra: error: ") and "\n" not in err and "Traceback" not in err
-    return err
 
 
 def test_cli_prompt_and_jsonl(tiny_run, tmp_path, capsys):
