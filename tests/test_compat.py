@@ -1,12 +1,14 @@
 """Folders written by likra 0.1 (before the heads/objectives/studies core) keep loading, and today's code gives
 their numbers. The fixture in tests/fixtures/likra-0.1 was written by likra 0.1 itself (commands in its
 README); its adapter weights are not kept (no weights in the repository): where a test needs them it trains
-them again with today's code, which must reproduce likra 0.1's numbers exactly."""
+them again with today's code, which must reproduce likra 0.1's metrics exactly (log-likelihoods within fp32
+rounding: the scoring engine's layout has changed since)."""
 
 import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 from conftest import TINY_CURVE_ARGS
 
 from likra.cli import main
@@ -40,9 +42,14 @@ def test_todays_curve_equals_the_old_one(tmp_path):
     out = tmp_path / "curve"
     assert main(CURVE + ["--out", str(out)]) == 0
     assert values(out) == values(FIXTURE / "curve")
+    # Scores within fp32 rounding (the engine's layout has changed since: a choice's last token is no
+    # longer fed, which moves sums by ~1e-6); the metrics above are identical.
     for old in (FIXTURE / "curve" / "seed-0" / "scores").rglob("*.json"):
         new = out / old.relative_to(FIXTURE / "curve")
-        assert json.loads(new.read_text()) == json.loads(old.read_text()), old.name
+        got, want = json.loads(new.read_text()), json.loads(old.read_text())
+        assert len(got) == len(want), old.name
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, atol=1e-4, err_msg=old.name)
 
 
 def test_old_run_folder_loads_and_scores_the_same(tmp_path, monkeypatch):
@@ -58,4 +65,6 @@ def test_old_run_folder_loads_and_scores_the_same(tmp_path, monkeypatch):
         assert main(["-q", "eval", "--run", run, "--data", "qa.jsonl", "--modes", MODES, "--out", f"{run}.json"]) == 0
         got = json.loads((tmp_path / f"{run}.json").read_text())
         assert got["metrics"] == expected["metrics"], run
-        assert got["loglikelihoods"] == expected["loglikelihoods"], run
+        for head, scores in expected["loglikelihoods"].items():
+            for a, b in zip(got["loglikelihoods"][head], scores, strict=True):
+                np.testing.assert_allclose(a, b, atol=1e-4, err_msg=f"{run} {head}")

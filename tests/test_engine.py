@@ -60,21 +60,23 @@ def test_untrained_negative_head_gives_negbase_zero_exactly(tiny_model, tiny_tok
 def test_tree_mask_isolates_choices_and_questions():
     from likra.scoring.engine import QuestionTokens
 
-    q1 = QuestionTokens((1, 2), ((3,), (4, 5)))
-    q2 = QuestionTokens((6,), ((7,),))
+    q1 = QuestionTokens((1, 2), ((3,), (4, 5, 8)))
+    q2 = QuestionTokens((6,), ((7, 9),))
     packed = pack_questions([[q1, q2]], prefix_len=3)
-    assert packed.input_ids.tolist() == [[1, 2, 3, 4, 5, 6, 7]]
-    assert packed.position_ids.tolist() == [[3, 4, 5, 5, 6, 3, 4]]
+    # A choice's last token (3, 8, 9) is scored but never fed.
+    assert packed.input_ids.tolist() == [[1, 2, 4, 5, 6, 7]]
+    assert packed.position_ids.tolist() == [[3, 4, 5, 6, 3, 4]]
     mask = tree_attention_mask(packed.question, packed.segment, 3, torch.float32)[0, 0] == 0
-    assert mask.shape == (7, 10)
+    assert mask.shape == (6, 9)
     assert mask[:, :3].all()  # everyone sees the prefix
     # Token 5 (second token of q1's choice 2) sees the prefix, q1's context and its own choice.
-    assert mask[4].tolist() == [True] * 3 + [True, True, False, True, True, False, False]
+    assert mask[3].tolist() == [True] * 3 + [True, True, True, True, False, False]
     # Token 7 (q2's only choice) sees the prefix and q2 alone.
-    assert mask[6].tolist() == [True] * 3 + [False] * 5 + [True, True]
-    assert packed.predictor_cols.tolist() == [1, 1, 3, 5]
-    assert packed.targets.tolist() == [3, 4, 5, 7]
-    assert packed.choice_of_target.tolist() == [0, 1, 1, 2]
+    assert mask[5].tolist() == [True] * 3 + [False] * 4 + [True, True]
+    # Targets 3 and 4 are predicted by the last context token, 5 by token 4, 8 by token 5, 7 by q2's context.
+    assert packed.predictor_cols.tolist() == [1, 1, 2, 3, 4, 5]
+    assert packed.targets.tolist() == [3, 4, 5, 8, 7, 9]
+    assert packed.choice_of_target.tolist() == [0, 1, 1, 1, 2, 2]
 
 
 def test_plan_batches_packs_rows_and_covers_all(tiny_tokenizer):

@@ -90,15 +90,25 @@ def _download_run(repo: str) -> Path:
         ) from None
 
 
-def load_run_model(run: str | Path, dtype: str | None = None, device=None):
-    """(PeftModel with the run's heads, tokenizer, manifest); `run` a folder or a hub repo id."""
+def load_run_model(
+    run: str | Path, dtype: str | None = None, device=None, device_map: str | None = None, quantize: str | None = None
+):
+    """(PeftModel with the run's heads, tokenizer, manifest); `run` a folder or a hub repo id. The base is
+    loaded as the run was trained (dtype, quantization) unless told otherwise; `device_map` spreads it
+    over devices (see `load_base_model`)."""
     from likra.model.heads import load_heads
     from likra.model.loading import load_base_model, load_tokenizer
 
     run = resolve_run(run)
     manifest = read_manifest(run)
     model_info = manifest["model"]
-    base = load_base_model(model_info["name"], dtype or model_info.get("dtype", "auto"), device)
+    base = load_base_model(
+        model_info["name"],
+        dtype or model_info.get("dtype", "auto"),
+        device,
+        device_map=device_map,
+        quantize=quantize or model_info.get("quantize", "none"),
+    )
     model = load_heads(base, Path(run) / ADAPTERS, tuple(manifest["heads"]))
     return model, load_tokenizer(model_info["name"]), manifest
 

@@ -29,7 +29,7 @@ def load_for_eval(cfg: EvalConfig):
     if cfg.run and cfg.model:
         raise LikraError("give either --run or --model, not both")
     if cfg.run:
-        model, tokenizer, _ = load_run_model(cfg.run, cfg.dtype)
+        model, tokenizer, _ = load_run_model(cfg.run, cfg.dtype, device_map=cfg.device_map, quantize=cfg.quantize)
         return model, tokenizer
     if not cfg.model:
         raise LikraError("give --run RUN (a trained run folder) or --model MODEL (base mode only)")
@@ -38,7 +38,8 @@ def load_for_eval(cfg: EvalConfig):
             cfg.modes = ["base"]
         else:
             raise LikraError("a plain --model has no heads: only --modes base is possible")
-    return load_base_model(cfg.model, cfg.dtype), load_tokenizer(cfg.model)
+    base = load_base_model(cfg.model, cfg.dtype, device_map=cfg.device_map, quantize=cfg.quantize or "none")
+    return base, load_tokenizer(cfg.model)
 
 
 def run(args: argparse.Namespace) -> int:

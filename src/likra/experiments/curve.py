@@ -29,7 +29,14 @@ from likra.errors import LikraError
 from likra.experiments.folder import CurveFolder, read_json, read_scores
 from likra.io import atomic_write_json
 from likra.model.heads import BASE, HeadSpec, LoraSettings, add_head, attach_heads, likra_heads, reinit_heads
-from likra.model.loading import load_base_model, load_tokenizer, model_max_length, uses_cuda_bf16
+from likra.model.loading import (
+    QUANTIZE,
+    load_base_model,
+    load_tokenizer,
+    model_max_length,
+    prepare_for_training,
+    uses_cuda_bf16,
+)
 from likra.objectives import TrainContext, get_objective
 from likra.objectives.mle import TrainSettings
 from likra.objectives.registry import steps_per_epoch, trainer_callbacks
@@ -79,6 +86,7 @@ class CurveConfig:
     fewshot_data: str | None = option(None, help="spec the shots are drawn from (default: the benchmark's train split)")
     eval_limit: PositiveInt | None = option(None, help="evaluate the first N questions only")
     dtype: str = option("auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16")
+    quantize: str = option("none", help="QLoRA: train and score the heads on a 4-bit NF4 base", choices=QUANTIZE)
     batch_tokens: PositiveInt | None = option(
         None, help="token budget of one scoring forward pass (default: by device)"
     )
@@ -101,8 +109,11 @@ class CurveConfig:
 # Settings that define the trained checkpoints: a folder holds one training setup, evaluated any number
 # of ways, with any number of negative-set variants (kind, contamination) sharing its positive head.
 TRAINING_KEYS = ("model", "data", "source", "limit", "points", "seeds", "negatives", "dtype", "lora", "train")
-# Prompt settings, recorded only when not the default so that folders written before they existed still match.
-PROMPT_DEFAULTS = {"format": "cloze", "chat_template": False}
+# Settings added since likra 0.1 (prompt format, quantized base), recorded only when not the default so that
+# folders written before they existed still match.
+ADDED_DEFAULTS = {"format": "cloze", "chat_template": False, "quantize": "none"}
+# Training settings added since, likewise recorded only when not the default.
+TRAIN_DEFAULTS = {"packing": False}
 
 
 def checkpoint_schedule(
@@ -204,7 +215,8 @@ class CurveRun:
 
     def training_settings(self) -> dict:
         out = {k: v for k, v in asdict(self.cfg).items() if k in TRAINING_KEYS}
-        return out | {k: getattr(self.cfg, k) for k, v in PROMPT_DEFAULTS.items() if getattr(self.cfg, k) != v}
+        out["train"] = {k: v for k, v in out["train"].items() if k not in TRAIN_DEFAULTS or v != TRAIN_DEFAULTS[k]}
+        return out | {k: getattr(self.cfg, k) for k, v in ADDED_DEFAULTS.items() if getattr(self.cfg, k) != v}
 
     # -- main -----------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -216,7 +228,7 @@ class CurveRun:
             tokenizer,
             cfg.train,
             cfg.lora,
-            lambda: load_base_model(cfg.model, cfg.dtype),
+            lambda: load_base_model(cfg.model, cfg.dtype, quantize=cfg.quantize),
             progress=False,  # the overall progress line replaces the Trainer's bars
             objective_settings=self.objective_settings,
         )
@@ -261,7 +273,9 @@ class CurveRun:
         for head in self.heads:
             loras.setdefault(head.adapter, get_objective(head.objective).lora(ctx))
         (first, lora), *rest = loras.items()
-        model = attach_heads(load_base_model(self.cfg.model, self.cfg.dtype), lora, names=(first,))
+        base = load_base_model(self.cfg.model, self.cfg.dtype, quantize=self.cfg.quantize)
+        base = prepare_for_training(base, self.cfg.train.gradient_checkpointing)
+        model = attach_heads(base, lora, names=(first,))
         for adapter, lora in rest:
             add_head(model, adapter, lora)
         return model

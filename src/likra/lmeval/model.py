@@ -29,7 +29,8 @@ MIN_SHARED_PREFIX = 16
 @register_model("likra")
 class LikraLM(LM):
     """`--model likra --model_args run=RUN,mode=likra,weight=1.0[,dtype=bf16,batch_tokens=N]`
-    (or `model=HUB_ID_OR_PATH` for the base model alone, mode base); generation tasks also take
+    (or `model=HUB_ID_OR_PATH` for the base model alone, mode base); a model too large for one device
+    takes `device_map=auto`, a 4-bit base `quantize=4bit`; generation tasks also take
     `alpha` (plausibility, default 0.1), `max_gen_toks` (default 256), `gen_batch_size`, `seed`."""
 
     def __init__(
@@ -39,6 +40,8 @@ class LikraLM(LM):
         mode: str = "likra",
         weight: float = 1.0,
         dtype: str | None = None,
+        device_map: str | None = None,
+        quantize: str | None = None,
         batch_tokens: int | None = None,
         alpha: float = 0.1,
         max_gen_toks: int = 256,
@@ -55,11 +58,12 @@ class LikraLM(LM):
         self.alpha, self.max_gen_toks = float(alpha), int(max_gen_toks)
         self.gen_batch_size, self.seed = int(gen_batch_size), int(seed)
         if run:
-            self.model, self.tokenizer, _ = load_run_model(run, dtype)
+            self.model, self.tokenizer, _ = load_run_model(run, dtype, device_map=device_map, quantize=quantize)
         elif model:
             if mode != "base":
                 raise LikraError(f"a plain model has no heads: mode {mode!r} needs run=RUN_FOLDER")
-            self.model, self.tokenizer = load_base_model(model, dtype or "auto"), load_tokenizer(model)
+            base = load_base_model(model, dtype or "auto", device_map=device_map, quantize=quantize or "none")
+            self.model, self.tokenizer = base, load_tokenizer(model)
         else:
             raise LikraError("model_args need run=RUN_FOLDER (or model=NAME for mode base)")
         self.engine = ScoringEngine(self.model, max_batch_tokens=int(batch_tokens) if batch_tokens else None)

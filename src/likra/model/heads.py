@@ -114,8 +114,39 @@ def attach_heads(base, lora: LoraSettings, names=HEADS, seed: int = 0):
         raise LikraError(f"LoRA settings do not fit the model: {str(e).splitlines()[0][:300]}") from None
     for name in names[1:]:
         model.add_adapter(name, lora.to_peft())
+    place_offloaded_adapters(model)
     reinit_heads(model, names, seed)
     return model
+
+
+def offloaded(model) -> bool:
+    """Whether accelerate offloaded some of `model`'s weights (they sit on the meta device between calls)."""
+    return any(p.is_meta for p in model.parameters())
+
+
+def place_offloaded_adapters(model) -> None:
+    """peft creates the LoRA weights of a layer that accelerate offloaded (to CPU memory or disk under a
+    device map) on the meta device, like the layer's own weights, but nothing loads them on each call:
+    give them memory on the device the layer runs on (its accelerate hook's execution device)."""
+    from peft.tuners.lora import LoraLayer
+
+    modules = dict(model.named_modules())
+    for name, module in modules.items():
+        if not isinstance(module, LoraLayer):
+            continue
+        parts = [
+            m for m in (*module.lora_A.values(), *module.lora_B.values()) if any(p.is_meta for p in m.parameters())
+        ]
+        if not parts:
+            continue
+        device = "cpu"
+        for k in range(name.count(".") + 1, -1, -1):
+            hook = getattr(modules.get(".".join(name.split(".")[:k])), "_hf_hook", None)
+            if getattr(hook, "execution_device", None) is not None:
+                device = hook.execution_device
+                break
+        for part in parts:
+            part.to_empty(device=device)
 
 
 def add_head(model, name: str, lora: LoraSettings):
@@ -162,7 +193,8 @@ def load_adapter_weights(model, adapter: str, folder: Path) -> None:
     found = [d for d in (folder / adapter, folder) if (d / "adapter_model.safetensors").is_file()]
     if not found:
         raise LikraError(f"{folder}: no adapter weights for {adapter!r} (looked in {adapter}/ and the folder itself)")
-    device = next(model.parameters()).device
+    # The adapter's own device: under a device map the first parameters may be offloaded (meta).
+    device = next((p.device for n, p in model.named_parameters() if "lora_" in n and not p.is_meta), "cpu")
     try:
         weights = load_peft_weights(str(found[0]), device=str(device))
     except Exception as e:  # a truncated or foreign file: safetensors and torch raise many kinds
@@ -192,6 +224,8 @@ def load_heads(base, folder: Path, names=HEADS):
         if not (path / "adapter_model.safetensors").is_file():
             raise LikraError(f"{path}: no adapter_model.safetensors for head {name!r}")
     name = names[0]
+    if offloaded(base):
+        return _load_heads_offloaded(base, paths)
     try:
         model = PeftModel.from_pretrained(base, str(paths[name]), adapter_name=name)
         for name in names[1:]:
@@ -200,6 +234,28 @@ def load_heads(base, folder: Path, names=HEADS):
         raise LikraError(
             f"{paths[name]}: cannot load head {name!r} ({type(e).__name__}: {' '.join(str(e).split())[:240]})"
         ) from None
+    return model.eval()
+
+
+def _load_heads_offloaded(base, paths: dict[str, Path]):
+    """`load_heads` for a base that accelerate partly offloaded: peft cannot load adapter weights into
+    offloaded layers, so the adapters are created, given memory where their layers run, then filled."""
+    from peft import LoraConfig, get_peft_model
+
+    model = None
+    for name, path in paths.items():
+        try:
+            config = LoraConfig.from_pretrained(str(path))
+        except Exception as e:  # a damaged or foreign adapter_config.json
+            raise LikraError(f"{path}: cannot read head {name!r} ({type(e).__name__}: {str(e)[:160]})") from None
+        config.inference_mode = True
+        if model is None:
+            model = get_peft_model(base, config, adapter_name=name)
+        else:
+            model.add_adapter(name, config)
+    place_offloaded_adapters(model)
+    for name, path in paths.items():
+        load_adapter_weights(model, name, path)
     return model.eval()
 
 

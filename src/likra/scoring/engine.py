@@ -4,6 +4,8 @@ How it avoids the straightforward way's waste:
 - each question is laid out once as `[context | choice 1 | choice 2 | ...]` with a tree attention mask
   (every choice sees the context and itself, never another choice) and position ids that restart
   after the context for each choice, so the context runs once per head and is shared by its choices;
+- a choice's last token is never fed: it is scored from the position before it and predicts nothing
+  itself (a one-token answer costs no position at all);
 - several questions share a row (first-fit decreasing packing, block-diagonal mask), so the padding
   that plain length-sorted batches would compute is almost gone;
 - a few-shot prefix common to all questions runs once per head; its KV cache is reused by every batch;
@@ -30,6 +32,7 @@ from likra.data.records import MCRecord
 from likra.distributed import all_gather, rank_and_world
 from likra.errors import LikraError
 from likra.model.heads import folded_head, unwrap_lm, use_head
+from likra.packing import first_fit_decreasing
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +46,8 @@ class QuestionTokens:
 
     @property
     def row_length(self) -> int:
-        return len(self.context_ids) + sum(map(len, self.choice_ids))
+        """Positions the question takes in a row: its context, and each choice but its last token."""
+        return len(self.context_ids) + sum(len(c) - 1 for c in self.choice_ids)
 
 
 def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
@@ -112,7 +116,7 @@ def answer_logprobs(
         logits = lm_head(hidden[start : start + chunk]).float()
         if softcap:
             logits = torch.tanh(logits / softcap) * softcap
-        target = targets[start : start + chunk, None]
+        target = targets[start : start + chunk, None].to(logits.device)
         logprobs.append(torch.log_softmax(logits, dim=-1).gather(1, target).squeeze(1))
         greedy.append(logits.gather(1, target).squeeze(1) >= logits.max(dim=-1).values)
     if not logprobs:
@@ -134,8 +138,9 @@ class PackedBatch:
 
 
 def pack_questions(rows: Sequence[Sequence[QuestionTokens]], prefix_len: int) -> PackedBatch:
-    """Lay out rows of questions (each `[context | choice 1 | choice 2 ...]`, several per row) and list
-    which hidden state predicts which answer token. Choices are numbered in row order."""
+    """Lay out rows of questions (each `[context | choice 1 | choice 2 ...]`, several per row; a choice
+    without its last token) and list which hidden state predicts which answer token. Choices are
+    numbered in row order."""
     width = max(sum(q.row_length for q in row) for row in rows)
     ids = torch.zeros(len(rows), width, dtype=torch.long)
     pos = torch.zeros(len(rows), width, dtype=torch.long)
@@ -156,15 +161,16 @@ def pack_questions(rows: Sequence[Sequence[QuestionTokens]], prefix_len: int) ->
             start += lc
             for j, ans in enumerate(q.choice_ids):
                 n = len(ans)
-                ids[r, start : start + n] = torch.tensor(ans)
-                pos[r, start : start + n] = torch.arange(prefix_len + lc, prefix_len + lc + n)
-                segment[r, start : start + n] = j + 1
+                fed = n - 1  # the last answer token predicts nothing: it is scored, never fed
+                ids[r, start : start + fed] = torch.tensor(ans[:fed], dtype=torch.long)
+                pos[r, start : start + fed] = torch.arange(prefix_len + lc, prefix_len + lc + fed)
+                segment[r, start : start + fed] = j + 1
                 pred_rows += [r] * n
-                pred_cols += [last_context, *range(start, start + n - 1)]
+                pred_cols += [last_context, *range(start, start + fed)]
                 targets += list(ans)
                 owners += [flat_choice] * n
                 flat_choice += 1
-                start += n
+                start += fed
     return PackedBatch(
         ids,
         pos,
@@ -203,20 +209,25 @@ def plan_batches(
     (or the longest question, if longer) by first-fit decreasing, so almost no padding is computed;
     each batch holds at most `max_batch_tokens` row tokens."""
     width = max([row_width, *(q.row_length for q in questions)])
-    order = sorted(range(len(questions)), key=lambda i: -questions[i].row_length)
-    rows: list[list[int]] = []
-    free: list[int] = []
-    for i in order:
-        need = questions[i].row_length
-        slot = next((k for k, room in enumerate(free) if room >= need), None)
-        if slot is None:
-            rows.append([i])
-            free.append(width - need)
-        else:
-            rows[slot].append(i)
-            free[slot] -= need
+    rows = first_fit_decreasing([q.row_length for q in questions], width)
     per_batch = max(1, max_batch_tokens // width)
     return [rows[k : k + per_batch] for k in range(0, len(rows), per_batch)]
+
+
+def input_device(model) -> torch.device:
+    """Where a batch's tensors go: the input embeddings' device (under a device map, that of the first
+    layers; an embedding offloaded by accelerate runs on its hook's execution device)."""
+    embeddings = unwrap_lm(model).get_input_embeddings()
+    hook = getattr(embeddings, "_hf_hook", None)
+    device = getattr(hook, "execution_device", None)
+    if device is not None:
+        return torch.device(f"cuda:{device}" if isinstance(device, int) else device)
+    return embeddings.weight.device
+
+
+def plain_weights(model) -> bool:
+    """Whether every weight is a plain floating-point tensor in memory (not quantized, not offloaded)."""
+    return all(p.is_floating_point() and p.device.type != "meta" for p in model.parameters())
 
 
 def default_batch_tokens(model, device: torch.device) -> int:
@@ -238,11 +249,14 @@ class ScoringEngine:
         self, model, max_batch_tokens: int | None = None, progress: bool = False, fold_heads: bool | None = None
     ):
         self.model = model
-        self.device = next(model.parameters()).device
+        self.device = input_device(model)
         self.max_batch_tokens = max_batch_tokens or default_batch_tokens(model, self.device)
         self.progress = progress
-        # Folding LoRA into the weights saves the adapter matmuls; only exact enough in fp32.
-        self.fold_heads = next(model.parameters()).dtype == torch.float32 if fold_heads is None else fold_heads
+        # Folding LoRA into the weights saves the adapter matmuls; only exact enough in fp32, and only
+        # possible where the weights are plain tensors in memory (not quantized, not offloaded).
+        if fold_heads is None:
+            fold_heads = next(model.parameters()).dtype == torch.float32 and plain_weights(model)
+        self.fold_heads = fold_heads
 
     def loglikelihoods(
         self, questions: Sequence[QuestionTokens], heads: Sequence[str], prefix_ids: Sequence[int] = ()
@@ -306,12 +320,13 @@ class ScoringEngine:
             cache=cache,
             use_cache=cache is not None,
         ).last_hidden_state
-        picked = hidden[packed.predictor_rows.to(self.device), packed.predictor_cols.to(self.device)]
-        token_lp, token_greedy = answer_logprobs(picked, lm_head, packed.targets.to(self.device), softcap)
-        owners = packed.choice_of_target.to(self.device)
-        sums = torch.zeros(packed.n_choices, dtype=torch.float64, device=self.device)
+        # Under a device map the last layer (and the output projection) may sit on another device.
+        picked = hidden[packed.predictor_rows.to(hidden.device), packed.predictor_cols.to(hidden.device)]
+        token_lp, token_greedy = answer_logprobs(picked, lm_head, packed.targets, softcap)
+        owners = packed.choice_of_target.to(token_lp.device)
+        sums = torch.zeros(packed.n_choices, dtype=torch.float64, device=token_lp.device)
         sums.index_add_(0, owners, token_lp.double())
-        misses = torch.zeros(packed.n_choices, dtype=torch.long, device=self.device)
+        misses = torch.zeros(packed.n_choices, dtype=torch.long, device=token_lp.device)
         misses.index_add_(0, owners, (~token_greedy).long())
         sums, greedy = sums.cpu().numpy(), (misses == 0).cpu().numpy()
         out, k = [], 0

@@ -21,6 +21,7 @@ from likra.data.formats import (
 )
 from likra.data.records import MCRecord
 from likra.errors import LikraError
+from likra.model.loading import DEVICE_MAPS, QUANTIZE
 from likra.runs import read_manifest, resolve_run
 from likra.scoring.engine import ScoringEngine, tokenize_questions
 from likra.scoring.metrics import accuracy, accuracy_norm
@@ -66,6 +67,14 @@ class EvalConfig:
     fewshot_seed: int = option(FEWSHOT_SEED, help="seed of the few-shot order")
     limit: PositiveInt | None = option(None, help="evaluate the first N questions only")
     dtype: str = option("auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16")
+    quantize: str | None = option(
+        None, help="load the base in 4-bit NF4 (bitsandbytes); default: as the run was trained", choices=QUANTIZE
+    )
+    device_map: str | None = option(
+        None,
+        help="spread a model too large for one device: auto fills every GPU, then CPU memory, then disk",
+        choices=DEVICE_MAPS,
+    )
     batch_tokens: PositiveInt | None = option(None, help="token budget of one forward pass (default: by device)")
     out: str | None = option(None, help="results JSON (default <run>/eval/<data>-<k>shot.json)")
     pairs: list[str] = option(

@@ -15,7 +15,7 @@ from likra.data.formats import FORMATS, load_data
 from likra.distributed import barrier, is_main, start
 from likra.errors import LikraError
 from likra.model.heads import LoraSettings, attach_heads, likra_heads, reinit_heads, save_heads
-from likra.model.loading import load_base_model, load_tokenizer, uses_cuda_bf16
+from likra.model.loading import QUANTIZE, load_base_model, load_tokenizer, prepare_for_training, uses_cuda_bf16
 from likra.objectives import TrainContext, get_objective
 from likra.objectives.mle import TrainSettings
 from likra.objectives.registry import trainer_callbacks
@@ -43,6 +43,9 @@ class TrainConfig:
     negatives: str = option("one", help="incorrect answers per question", choices=("one", "all"))
     negative_seed: NonNegativeInt = option(0, help="seed of the negative draw")
     dtype: str = option("auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16")
+    quantize: str = option(
+        "none", help="QLoRA: train the heads on a 4-bit NF4 base (bitsandbytes; recorded in the run)", choices=QUANTIZE
+    )
     out: str | None = option(None, help="run folder (default runs/<model>-<data>)")
     overwrite: bool = option(False, help="replace an existing run folder (only one that likra wrote)")
     report_to: str = option("none", help="log the heads' training to tensorboard or wandb", choices=REPORT_TO)
@@ -77,15 +80,15 @@ def train_run(cfg: TrainConfig, progress: bool = True) -> Path:
     data, info = load_data(cfg.data, cfg.source, cfg.format, cfg.chat_template, tokenizer, cfg.train.max_length)
     records = select_questions(data, cfg.limit, cfg.train.seed)
     heads = likra_heads()
-    model = attach_heads(
-        load_base_model(cfg.model, cfg.dtype), cfg.lora, names=tuple(h.adapter for h in heads), seed=cfg.train.seed
-    )
+    base = load_base_model(cfg.model, cfg.dtype, quantize=cfg.quantize)
+    base = prepare_for_training(base, cfg.train.gradient_checkpointing)
+    model = attach_heads(base, cfg.lora, names=tuple(h.adapter for h in heads), seed=cfg.train.seed)
     ctx = TrainContext(
         model,
         tokenizer,
         cfg.train,
         cfg.lora,
-        lambda: load_base_model(cfg.model, cfg.dtype),
+        lambda: load_base_model(cfg.model, cfg.dtype, quantize=cfg.quantize),
         bf16=uses_cuda_bf16(model),
         progress=progress,
     )
@@ -114,7 +117,7 @@ def train_run(cfg: TrainConfig, progress: bool = True) -> Path:
     save_heads(model, staging / ADAPTERS, names=[h.adapter for h in heads])
     manifest = {
         "kind": "train",
-        "model": {"name": cfg.model, "dtype": cfg.dtype},
+        "model": {"name": cfg.model, "dtype": cfg.dtype, "quantize": cfg.quantize},
         "heads": [h.adapter for h in heads],
         "head_specs": [h.to_json() for h in heads],
         "data": {

@@ -1,0 +1,162 @@
+"""Models larger than one device: accelerate's device maps (here: layers offloaded to disk, the only
+other place a CPU machine has) and a 4-bit bitsandbytes base (QLoRA) for training and scoring."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_records, one_line_error
+
+from likra.cli import main
+from likra.data.examples import positive_pairs, tokenize_answers
+from likra.errors import LikraError
+from likra.model.heads import LoraSettings, attach_heads, load_heads, offloaded, save_heads, use_head
+from likra.model.loading import TINY_MODEL, is_quantized, load_base_model, load_tokenizer
+from likra.objectives.mle import TrainSettings, train_head
+from likra.runs import load_run_model
+from likra.scoring.engine import ScoringEngine, tokenize_questions
+from likra.scoring.reference import reference_loglikelihoods
+from likra.training.pipeline import TrainConfig, train_run
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    """The saved random-tiny folder and offloaded weights go to a cache of the test's own."""
+    monkeypatch.setenv("LIKRA_CACHE", str(tmp_path / "cache"))
+
+
+def with_random_heads(base, seed: int = 1):
+    model = attach_heads(base, LoraSettings())
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
+    return model.eval()
+
+
+# The tiny model's second layer on disk, loaded by accelerate on each call; the rest in CPU memory.
+SPLIT = {
+    "model.embed_tokens": "cpu",
+    "model.layers.0": "cpu",
+    "model.layers.1": "disk",
+    "model.norm": "cpu",
+    "model.rotary_emb": "cpu",
+    "lm_head": "cpu",
+}
+
+
+def test_device_map_offloading_layers_scores_like_the_plain_model(tmp_path):
+    tokenizer = load_tokenizer(TINY_MODEL)
+    _, questions = tokenize_questions(tokenizer, make_records())
+    plain = with_random_heads(load_base_model(TINY_MODEL, "fp32"))
+    save_heads(plain, tmp_path / "heads")
+    spread = load_base_model(TINY_MODEL, "fp32", device_map=SPLIT)
+    assert offloaded(spread)
+    spread = load_heads(spread, tmp_path / "heads")
+    # peft would leave the offloaded layer's adapters on the meta device, without their weights.
+    assert not any(p.is_meta for n, p in spread.named_parameters() if "lora_" in n)
+    engine = ScoringEngine(spread)
+    assert not engine.fold_heads  # offloaded weights cannot take the LoRA fold
+    heads = ("base", "positive", "negative")
+    got = engine.loglikelihoods(questions, heads)
+    want = ScoringEngine(plain).loglikelihoods(questions, heads)
+    for head in heads:
+        np.testing.assert_allclose(np.concatenate(got[head]), np.concatenate(want[head]), atol=1e-4)
+    reference = reference_loglikelihoods(plain, questions, "positive", pad_id=tokenizer.pad_token_id)
+    np.testing.assert_allclose(np.concatenate(got["positive"]), np.concatenate(reference), atol=1e-4)
+
+
+def test_new_heads_on_an_offloaded_base_get_real_weights():
+    model = attach_heads(load_base_model(TINY_MODEL, "fp32", device_map=SPLIT), LoraSettings())
+    lora = {n: p for n, p in model.named_parameters() if "lora_" in n and ".layers.1." in n}
+    assert lora and not any(p.is_meta for p in lora.values())
+    assert any(p.abs().sum() > 0 for n, p in lora.items() if "lora_A" in n)  # initialised, not left empty
+
+
+def test_likra_eval_takes_a_device_map(tmp_path, capsys):
+    outs = []
+    for extra in ([], ["--device-map", "auto"]):
+        out = tmp_path / f"eval{len(extra)}.json"
+        args = ["eval", "--model", TINY_MODEL, "--data", "arc_challenge:validation", "--limit", "6"]
+        assert main([*args, "--bootstrap", "50", "--out", str(out), *extra]) == 0
+        outs.append(json.loads(out.read_text()))
+    assert outs[0]["metrics"] == outs[1]["metrics"]
+    np.testing.assert_allclose(outs[0]["loglikelihoods"]["base"], outs[1]["loglikelihoods"]["base"], atol=1e-4)
+    assert main(["eval", "--model", TINY_MODEL, "--device-map", "everywhere"]) == 2
+    assert "everywhere" in capsys.readouterr().err
+
+
+bnb = pytest.importorskip("bitsandbytes")
+
+
+def test_4bit_base_scores_like_the_straightforward_scorer():
+    tokenizer = load_tokenizer(TINY_MODEL)
+    _, questions = tokenize_questions(tokenizer, make_records())
+    base = load_base_model(TINY_MODEL, "fp32", quantize="4bit")
+    assert is_quantized(base)
+    assert any(isinstance(m, bnb.nn.Linear4bit) for m in base.modules())
+    model = with_random_heads(base)
+    engine = ScoringEngine(model)
+    assert not engine.fold_heads
+    for head in ("base", "positive"):
+        got = engine.loglikelihoods(questions, (head,))[head]
+        want = reference_loglikelihoods(model, questions, head, pad_id=tokenizer.pad_token_id)
+        np.testing.assert_allclose(np.concatenate(got), np.concatenate(want), atol=1e-4)
+    # 4 bits moved the scores, but not far: the same model, rounded.
+    full = ScoringEngine(load_base_model(TINY_MODEL, "fp32")).loglikelihoods(questions, ("base",))["base"]
+    quantized = engine.loglikelihoods(questions, ("base",))["base"]
+    assert 0 < np.abs(np.concatenate(full) - np.concatenate(quantized)).max() < 0.5 * np.abs(np.concatenate(full)).max()
+
+
+def test_qlora_head_learns_on_a_4bit_base(tmp_path):
+    tokenizer = load_tokenizer(TINY_MODEL)
+    from likra.model.loading import prepare_for_training
+
+    base = prepare_for_training(load_base_model(TINY_MODEL, "fp32", quantize="4bit"))
+    model = attach_heads(base, LoraSettings())
+    examples = tokenize_answers(tokenizer, positive_pairs(make_records(48)))
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
+
+    def loss():
+        from likra.objectives.mle import PadCollator, answer_token_loss
+
+        batch = PadCollator(tokenizer.pad_token_id)([{"input_ids": e.input_ids, "labels": e.labels} for e in examples])
+        with use_head(model, "positive"), torch.no_grad():
+            return answer_token_loss(model, batch).item()
+
+    before = loss()
+    settings = TrainSettings(learning_rate=1e-2, batch_size=8, epochs=2)
+    train_head(model, "positive", examples, settings, tmp_path / "w", tokenizer.pad_token_id, progress=False)
+    assert loss() < before - 0.1
+    # Only the adapter moved; the 4-bit base is untouched.
+    assert all(torch.equal(p, frozen[n]) for n, p in model.named_parameters() if "lora_" not in n)
+
+
+def test_a_qlora_run_records_and_reloads_its_4bit_base(tmp_path):
+    cfg = TrainConfig(
+        model=TINY_MODEL, data="arc_challenge:train", limit=16, quantize="4bit", out=str(tmp_path / "run")
+    )
+    cfg.train.batch_size = 8
+    run = train_run(cfg, progress=False)
+    manifest = json.loads((run / "likra.json").read_text())
+    assert manifest["model"]["quantize"] == "4bit"
+    model, _, _ = load_run_model(run)
+    assert is_quantized(model)
+    out = tmp_path / "eval.json"
+    args = ["eval", "--run", str(run), "--data", "arc_challenge:validation", "--limit", "6", "--bootstrap", "50"]
+    assert main([*args, "--out", str(out)]) == 0
+    assert {"base", "sft", "likra"} <= set(json.loads(out.read_text())["metrics"])
+
+
+def test_4bit_without_bitsandbytes_is_one_line(monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real(name, *a)
+    )
+    with pytest.raises(LikraError, match="needs bitsandbytes"):
+        load_base_model(TINY_MODEL, "fp32", quantize="4bit")
+    one_line_error(capsys, main(["eval", "--model", TINY_MODEL, "--quantize", "4bit", "--limit", "2"]))
