@@ -90,7 +90,8 @@ def trl_trainer(name: str, model, examples, batch_size: int, lr: float, seed: in
         use_cpu=not torch.cuda.is_available(),
         disable_tqdm=True,
         completion_only_loss=True,
-        max_length=round(batch_size * mean_length) if packed else 1024,
+        # Packing sets the row length; padding-free without packing refuses a max_length (no truncation).
+        max_length=round(batch_size * mean_length) if packed else None if name == "trl_padding_free" else 1024,
         packing=packed,
         padding_free=name == "trl_padding_free",
         train_sampling_strategy="group_by_length" if name == "trl_grouped" else "random",
@@ -152,7 +153,12 @@ def main() -> None:
     )
     rows = {}
     for name in names:
-        rows[name] = run_variant(name, model, examples, pad, args.batch_size, args.lr)
+        if name == "likra_bf16" and len(names) > 1:
+            # accelerate keeps the first Trainer's mixed precision for the whole process (a bf16 Trainer
+            # built after an fp32 one trains in fp32): bf16 runs in a process of its own.
+            rows[name] = in_own_process(name, args)
+        else:
+            rows[name] = run_variant(name, model, examples, pad, args.batch_size, args.lr)
         r = rows[name]
         print(
             f"{name:<17} {r['examples_per_s']:7.2f} examples/s {r['seconds']:7.1f} s "
@@ -179,6 +185,19 @@ def main() -> None:
         print(f"likra / fastest TRL setting ({fastest}): {result['speedup_vs_fastest_trl']:.2f}x")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
+
+
+def in_own_process(name: str, args: argparse.Namespace) -> dict:
+    """Variant `name` measured by a fresh run of this script (same examples, same initialisation)."""
+    import subprocess
+    import sys
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "row.json"
+        command = [sys.executable, __file__, "--model", args.model, "--data", args.data, "--variants", name]
+        command += ["--examples", str(args.examples), "--batch-size", str(args.batch_size), "--lr", str(args.lr)]
+        subprocess.run([*command, "--json", str(out)], check=True, stdout=subprocess.DEVNULL)
+        return json.loads(out.read_text())["rows"][name]
 
 
 def _versions() -> dict:

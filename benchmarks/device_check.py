@@ -12,8 +12,10 @@ likra's packed rows (`--packing`). Then the larger-than-one-device paths on the 
 - QLoRA: the same model loaded in 4-bit NF4 (bitsandbytes): memory of the weights, scoring questions/s
   and a LoRA head's training examples/s (with and without packing), against bf16.
 
-    python benchmarks/device_check.py              # on the GPU, well under 8 minutes
+    python benchmarks/device_check.py              # on the GPU (the placement section is not yet timed there)
     python benchmarks/device_check.py --device cpu --questions 8 --train-examples 16 --shapes smollm2-135m
+    python benchmarks/device_check.py --device cpu --dtype fp32 --questions 8 --train-examples 16 --batch-size 8 \
+        --shapes --placement-shape smollm2-135m     # the CPU smoke run of the placement section alone
 """
 
 from __future__ import annotations
@@ -171,7 +173,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
-    p.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    p.add_argument("--shapes", nargs="*", default=list(SHAPES), choices=list(SHAPES))
     p.add_argument("--questions", type=int, default=256)
     p.add_argument("--train-examples", type=int, default=512)
     p.add_argument("--batch-size", type=int, default=16)

@@ -244,6 +244,14 @@ def prepare_for_training(base, gradient_checkpointing: bool = False):
     return prepare_model_for_kbit_training(base, use_gradient_checkpointing=gradient_checkpointing)
 
 
+def _device_index(device: torch.device) -> int | str:
+    """`device` as a device map names it: CUDA by index (this process's current one when unnumbered, as
+    `.to("cuda")` does, so each data-parallel process keeps its own GPU), else its type."""
+    if device.type != "cuda":
+        return device.type
+    return device.index if device.index is not None else torch.cuda.current_device()
+
+
 def load_base_model(
     model: str,
     dtype: str = "auto",
@@ -254,8 +262,7 @@ def load_base_model(
 ):
     """The base causal LM, in eval mode, on `device`; or, with `device_map` (accelerate's placement:
     `auto` fills every GPU, then CPU memory, then disk, within `max_memory`; or a {module: device} map),
-    spread over devices; with
-    `quantize="4bit"`, its linear layers in bitsandbytes NF4 (QLoRA), on `device` unless a device map is given."""
+    spread over devices. With `quantize="4bit"` its linear layers are bitsandbytes NF4 (QLoRA)."""
     from transformers import AutoModelForCausalLM
 
     device = device or default_device()
@@ -267,7 +274,7 @@ def load_base_model(
         return build_tiny_model(len(build_tiny_tokenizer())).to(torch_dtype).to(device).eval()
     kwargs: dict = {}
     if placed:
-        kwargs["device_map"] = device_map or {"": (device.index or 0) if device.type == "cuda" else device.type}
+        kwargs["device_map"] = device_map or {"": _device_index(device)}
         kwargs["quantization_config"] = quantization_config(quantize, torch_dtype)
     path = {EMBEDDED_MODEL: embedded_model_dir, TINY_MODEL: tiny_model_dir}.get(model, lambda: model)()
     if device_map is not None:
