@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,23 +24,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_scoring import checkpoint_like  # noqa: E402
+from common import cpu_name  # noqa: E402
 
 from likra.data.benchmarks import load_spec  # noqa: E402
 from likra.generation import GenerationSettings, HeadDecoder  # noqa: E402
 from likra.generation.decoder import encode_prompts, left_pad  # noqa: E402
 from likra.model.heads import LoraSettings, attach_heads, unwrap_lm, use_head  # noqa: E402
 from likra.model.loading import load_base_model, load_tokenizer  # noqa: E402
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or "unknown"
 
 
 def hf_generate(model, tokenizer, prompt_ids, new_tokens: int, batch_size: int) -> tuple[float, list[list[int]]]:

@@ -5,7 +5,8 @@ questions (`likra_arc_challenge`: ARC-Challenge test, first N) and the same mode
 fp32, CPU). Base mode: `likra eval --model smollm2-135m` vs `lm-eval run --model hf`. Likra mode (with --run):
 `likra eval --run RUN --modes likra` vs the only stock way to get it: two harness runs, one per head
 (`peft=<run>/adapters/positive` and `.../negative`) with `--log_samples`, combined afterwards (pos - neg per
-choice, argmax). Also: the time `likra eval` spends before its first scoring batch (imports, model, data).
+choice, argmax). Also: the time `likra eval` spends before its first scoring batch (imports, model, data), and
+the token positions each side runs through the model per head (their ratio bounds what scoring alone can gain).
 
     python benchmarks/bench_harness.py --questions 300 --shots 0 5 [--run runs/smol-256] --json results-harness.json
 """
@@ -70,6 +71,33 @@ def stock_eval(tmp: Path, tasks: Path, model_dir: Path, n: int, shots: int, peft
     return {"seconds": seconds, "acc": results["acc,none"], "acc_norm": results["acc_norm,none"], "samples": samples}
 
 
+def positions(n: int, shots: int) -> dict:
+    """Token positions each side runs through the model per head: the stock harness one sequence per
+    (question, choice), context and continuation but its last token, in length-sorted padded batches of
+    16 (as `--batch_size 16` does); likra the shared prefix once and each question's row (context once,
+    choices without their last token). Their ratio bounds what scoring alone can gain at equal FLOP/s."""
+    from likra.data.examples import encode_pair
+    from likra.model.loading import load_tokenizer
+    from likra.scoring.engine import tokenize_questions
+    from likra.scoring.evaluate import EvalConfig, load_eval_data
+
+    tokenizer = load_tokenizer("smollm2-135m")
+    cfg = EvalConfig(model="smollm2-135m", data="arc_challenge:test", limit=n, shots=shots)
+    data = load_eval_data(cfg, tokenizer, None)
+    lengths = sorted(
+        (
+            sum(map(len, encode_pair(tokenizer, data.prefix + r.prompt, r.continuation(i)))) - 1
+            for r in data.records
+            for i in range(len(r.choices))
+        ),
+        reverse=True,
+    )
+    stock = sum(max(lengths[k : k + 16]) * len(lengths[k : k + 16]) for k in range(0, len(lengths), 16))
+    prefix_ids, questions = tokenize_questions(tokenizer, data.records, data.prefix)
+    ours = len(prefix_ids) + sum(q.row_length for q in questions)
+    return {"stock": stock, "stock_unpadded": sum(lengths), "likra": ours, "ratio": stock / ours}
+
+
 def combined_likra(pos: list[dict], neg: list[dict]) -> dict:
     """Likra mode from two stock runs' logged samples: pos - neg per choice, argmax (and per character)."""
     by_doc = {s["doc_id"]: s for s in neg}
@@ -118,6 +146,7 @@ def main() -> None:
                 "speedup": stock["seconds"] / ours["seconds"],
                 "likra": {m: ours["metrics"]["base"][m]["value"] for m in ("acc", "acc_norm")},
                 "stock": {"acc": stock["acc"], "acc_norm": stock["acc_norm"]},
+                "positions_per_head": positions(args.questions, shots),
             }
             rows.append(row)
             print(json.dumps(row), flush=True)

@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 from bench_training import mean_loss
+from common import cpu_bf16_flags, cpu_name
 
 from likra.data.benchmarks import load_spec
 from likra.data.examples import positive_pairs, tokenize_answers
@@ -42,25 +42,6 @@ from likra.training.pipeline import select_questions
 
 LIKRA = ("likra", "likra_packed", "likra_bf16")
 TRL = ("trl_padded", "trl_grouped", "trl_padding_free", "trl_packed")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def cpu_bf16_flags() -> list[str]:
-    """The CPU's bf16 matmul instructions (none: bf16 is emulated, slower than fp32)."""
-    try:
-        flags = next(ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return []
-    return [f for f in flags if f in ("avx512_bf16", "amx_bf16", "amx_tile")]
 
 
 def trl_trainer(name: str, model, examples, batch_size: int, lr: float, seed: int, out: str):

@@ -1,10 +1,33 @@
-"""Shared helpers of the benchmark scripts: the machine's matmul peak and useful-FLOP counts."""
+"""Shared helpers of the benchmark scripts: the machine's name, its matmul peak and useful-FLOP counts."""
 
 from __future__ import annotations
 
+import platform
 import time
+from pathlib import Path
 
 import torch
+
+
+def cpu_name() -> str:
+    """The CPU's model name as /proc/cpuinfo gives it (what `lscpu` prints as "Model name")."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def cpu_bf16_flags() -> list[str]:
+    """The CPU's bf16 matmul instructions (none: bf16 is emulated, slower than fp32)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        flags = next(ln for ln in lines if ln.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return []
+    return [f for f in flags if f in ("avx512_bf16", "amx_bf16", "amx_tile")]
 
 
 def matmul_peak_gflops(dtype: torch.dtype, device: torch.device, size: int = 2048, repeats: int = 10) -> float:
