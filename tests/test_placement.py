@@ -1,6 +1,7 @@
 """Models larger than one device: accelerate's device maps (here: layers offloaded to disk, the only
 other place a CPU machine has) and a 4-bit bitsandbytes base (QLoRA) for training and scoring."""
 
+import importlib.util
 import json
 
 import numpy as np
@@ -88,14 +89,17 @@ def test_likra_eval_takes_a_device_map(tmp_path, capsys):
     assert "everywhere" in capsys.readouterr().err
 
 
-bnb = pytest.importorskip("bitsandbytes")
+needs_bnb = pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is None, reason="bitsandbytes not installed")
 
 
+@needs_bnb
 def test_4bit_base_scores_like_the_straightforward_scorer():
     tokenizer = load_tokenizer(TINY_MODEL)
     _, questions = tokenize_questions(tokenizer, make_records())
     base = load_base_model(TINY_MODEL, "fp32", quantize="4bit")
     assert is_quantized(base)
+    import bitsandbytes as bnb
+
     assert any(isinstance(m, bnb.nn.Linear4bit) for m in base.modules())
     model = with_random_heads(base)
     engine = ScoringEngine(model)
@@ -110,6 +114,7 @@ def test_4bit_base_scores_like_the_straightforward_scorer():
     assert 0 < np.abs(np.concatenate(full) - np.concatenate(quantized)).max() < 0.5 * np.abs(np.concatenate(full)).max()
 
 
+@needs_bnb
 def test_qlora_head_learns_on_a_4bit_base(tmp_path):
     tokenizer = load_tokenizer(TINY_MODEL)
     from likra.model.loading import prepare_for_training
@@ -134,6 +139,7 @@ def test_qlora_head_learns_on_a_4bit_base(tmp_path):
     assert all(torch.equal(p, frozen[n]) for n, p in model.named_parameters() if "lora_" not in n)
 
 
+@needs_bnb
 def test_a_qlora_run_records_and_reloads_its_4bit_base(tmp_path):
     cfg = TrainConfig(
         model=TINY_MODEL, data="arc_challenge:train", limit=16, quantize="4bit", out=str(tmp_path / "run")
@@ -151,8 +157,6 @@ def test_a_qlora_run_records_and_reloads_its_4bit_base(tmp_path):
 
 
 def test_4bit_without_bitsandbytes_is_one_line(monkeypatch, capsys):
-    import importlib.util
-
     real = importlib.util.find_spec
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real(name, *a)
@@ -160,3 +164,14 @@ def test_4bit_without_bitsandbytes_is_one_line(monkeypatch, capsys):
     with pytest.raises(LikraError, match="needs bitsandbytes"):
         load_base_model(TINY_MODEL, "fp32", quantize="4bit")
     one_line_error(capsys, main(["eval", "--model", TINY_MODEL, "--quantize", "4bit", "--limit", "2"]))
+
+
+def test_a_device_map_is_one_process_and_no_generation(monkeypatch):
+    from likra.generation import GenerationSettings, HeadDecoder
+
+    spread = load_base_model(TINY_MODEL, "fp32", device_map=SPLIT)
+    with pytest.raises(LikraError, match="not supported"):
+        HeadDecoder(spread, load_tokenizer(TINY_MODEL), GenerationSettings(mode="base"))
+    monkeypatch.setattr("likra.distributed.rank_and_world", lambda: (0, 2))
+    with pytest.raises(LikraError, match="one process"):
+        load_base_model(TINY_MODEL, "fp32", device_map="auto")

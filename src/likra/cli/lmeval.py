@@ -26,6 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     likra.add_argument("--weight", type=float, default=1.0, help="negative-head weight w (default 1)")
     likra.add_argument("--dtype", help="model dtype (default: the run's)")
     likra.add_argument("--batch-tokens", type=int, help="token budget of one forward pass")
+    likra.add_argument("--device-map", help="spread a model too large for one device (auto, balanced, sequential)")
+    likra.add_argument("--quantize", help="4bit: load the base in NF4 (default: as the run was trained)")
     likra.add_argument("--source", choices=["auto", "offline", "hub"], default="auto", help="data of the likra_* tasks")
     harness = p.add_argument_group("lm-evaluation-harness (its own flags and meanings)")
     harness.add_argument("--tasks", required=True, help="comma-separated task names. " + TASKS_HELP)
@@ -73,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
         "model": args.base_model,
         "dtype": args.dtype,
         "batch_tokens": args.batch_tokens,
+        "device_map": args.device_map,
+        "quantize": args.quantize,
     }
     model_args = {k: v for k, v in model_args.items() if v is not None}
     tracker = EvaluationTracker(output_path=args.output_path) if args.output_path else None

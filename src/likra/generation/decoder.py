@@ -203,6 +203,8 @@ class HeadDecoder:
         self.coefficients = term_coefficients(self.mode, settings.weight)
         self.first = self.mode.greedy_head
         self.lm = unwrap_lm(model)
+        if getattr(self.lm, "hf_device_map", None) and len(set(self.lm.hf_device_map.values())) > 1:
+            raise LikraError("generation with a model spread by a device map is not supported: load it on one device")
         self.device = next(model.parameters()).device
         self.eos = eos_ids(model, tokenizer)
         pad = tokenizer.pad_token_id

@@ -158,6 +158,7 @@ def add_head(model, name: str, lora: LoraSettings):
             raise LikraError(
                 f"LoRA settings of head {name!r} do not fit the model: {str(e).splitlines()[0][:300]}"
             ) from None
+        place_offloaded_adapters(model)
     return model
 
 
@@ -249,10 +250,13 @@ def _load_heads_offloaded(base, paths: dict[str, Path]):
         except Exception as e:  # a damaged or foreign adapter_config.json
             raise LikraError(f"{path}: cannot read head {name!r} ({type(e).__name__}: {str(e)[:160]})") from None
         config.inference_mode = True
-        if model is None:
-            model = get_peft_model(base, config, adapter_name=name)
-        else:
-            model.add_adapter(name, config)
+        try:
+            if model is None:
+                model = get_peft_model(base, config, adapter_name=name)
+            else:
+                model.add_adapter(name, config)
+        except ValueError as e:  # target modules the model does not have
+            raise LikraError(f"{path}: head {name!r} does not fit the model ({str(e).splitlines()[0][:200]})") from None
     place_offloaded_adapters(model)
     for name, path in paths.items():
         load_adapter_weights(model, name, path)

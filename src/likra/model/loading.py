@@ -73,9 +73,18 @@ def default_device() -> torch.device:
 
 
 def uses_cuda_bf16(model) -> bool:
-    """Whether `model` sits on CUDA in bf16 (the Trainer then trains in bf16 autocast)."""
+    """Whether `model` computes in bf16 on CUDA (the Trainer then trains in bf16 autocast): its weights are
+    bf16, or it is a 4-bit base computing in bf16 (QLoRA's preparation keeps its norms and head in fp32)."""
     p = next(model.parameters())
-    return p.device.type == "cuda" and p.dtype == torch.bfloat16
+    if p.device.type != "cuda":
+        return False
+    if is_quantized(model):
+        from likra.model.heads import unwrap_lm
+
+        config = unwrap_lm(model).config.quantization_config
+        dtype = config.get("bnb_4bit_compute_dtype") if isinstance(config, dict) else config.bnb_4bit_compute_dtype
+        return str(dtype).removeprefix("torch.") == "bfloat16"
+    return p.dtype == torch.bfloat16
 
 
 def smollm2_gguf_path() -> Path | None:
@@ -222,8 +231,11 @@ def _offload_folder() -> str:
     import shutil
     import tempfile
 
-    (cache_dir() / "offload").mkdir(parents=True, exist_ok=True)
-    folder = tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=cache_dir() / "offload")
+    try:
+        (cache_dir() / "offload").mkdir(parents=True, exist_ok=True)
+        folder = tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=cache_dir() / "offload")
+    except OSError as e:
+        raise LikraError(f"{cache_dir() / 'offload'}: cannot write offloaded weights there ({e.strerror})") from None
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     return folder
 
@@ -270,6 +282,13 @@ def load_base_model(
     placed = device_map is not None or quantize != "none"
     if isinstance(device_map, str) and device_map not in DEVICE_MAPS:
         raise LikraError(f"unknown device map {device_map!r}; choose one of {', '.join(DEVICE_MAPS)}")
+    if device_map is not None:
+        from likra.distributed import rank_and_world
+
+        if rank_and_world()[1] > 1:
+            raise LikraError(
+                "a device map spreads one model over every device: run it in one process, not data-parallel"
+            )
     if model == TINY_MODEL and not placed:
         return build_tiny_model(len(build_tiny_tokenizer())).to(torch_dtype).to(device).eval()
     kwargs: dict = {}
@@ -282,6 +301,6 @@ def load_base_model(
         kwargs["offload_folder"] = _offload_folder()
     try:
         base = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **kwargs)
-    except LOAD_ERRORS as e:
+    except (*LOAD_ERRORS, ImportError) as e:  # ImportError: a quantization backend that cannot run here
         raise LikraError(f"cannot load model {model!r}: {_first_line(e)}") from None
     return (base if placed else base.to(device)).eval()

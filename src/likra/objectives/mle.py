@@ -51,7 +51,7 @@ class TrainSettings:
     )
     group_by_length: bool = option(True, help="batch examples of similar length (less padding)")
     packing: bool = option(
-        False, help="pack each batch's examples into rows with restarted positions (no padding, same loss)"
+        False, help="pack each batch's examples into rows with restarted positions (no padding, same loss; mle heads)"
     )
     answer_only_logits: bool = option(True, help="project to the vocabulary only where an answer token follows")
     gradient_checkpointing: bool = option(False, help="recompute activations in the backward pass (less memory)")
