@@ -1,8 +1,10 @@
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
 
+from likra.cli import main
 from likra.data.records import MCRecord
 from likra.model.heads import LoraSettings, attach_heads
 from likra.model.loading import build_tiny_model, build_tiny_tokenizer
@@ -58,3 +60,11 @@ def one_line_error(capsys, code: int) -> str:
     assert code == 2, err
     assert err.startswith("likra: error: ") and "\n" not in err and "Traceback" not in err
     return err
+
+
+def train_tiny_run(out: Path, limit: int) -> Path:
+    """A `likra train` run folder of random-tiny on `limit` ARC-Easy questions (batch 8, lr 0.01), for tests
+    that need trained heads."""
+    args = ["-q", "train", "--model", "random-tiny", "--data", "arc_easy:train", "--limit", str(limit)]
+    assert main([*args, "--batch-size", "8", "--lr", "0.01", "--out", str(out)]) == 0
+    return out

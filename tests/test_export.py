@@ -5,16 +5,14 @@ import json
 
 import pytest
 import torch
-from conftest import one_line_error
+from conftest import one_line_error, train_tiny_run
 
 from likra.cli import main
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    run = tmp_path_factory.mktemp("export") / "run"
-    args = ["-q", "train", "--model", "random-tiny", "--data", "arc_easy:train", "--limit", "16", "--batch-size", "8"]
-    assert main(args + ["--lr", "0.01", "--out", str(run)]) == 0
+    run = train_tiny_run(tmp_path_factory.mktemp("export") / "run", limit=16)
     assert main(["-q", "eval", "--run", str(run), "--data", "arc_easy:validation", "--limit", "12"]) == 0
     return run
 

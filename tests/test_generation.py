@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from conftest import one_line_error
+from conftest import one_line_error, train_tiny_run
 
 from likra.cli import main
 from likra.errors import LikraError
@@ -167,10 +167,7 @@ def test_missing_heads_and_empty_prompts_are_errors(tiny_heads, tiny_tokenizer):
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    run = tmp_path_factory.mktemp("gen") / "run"
-    args = ["-q", "train", "--model", "random-tiny", "--data", "arc_easy:train", "--limit", "32"]
-    assert main(args + ["--batch-size", "8", "--lr", "0.01", "--out", str(run)]) == 0
-    return run
+    return train_tiny_run(tmp_path_factory.mktemp("gen") / "run", limit=32)
 
 
 def test_cli_prompt_and_jsonl(tiny_run, tmp_path, capsys):

@@ -7,6 +7,8 @@ import pytest
 
 pytest.importorskip("lm_eval")
 
+from conftest import train_tiny_run  # noqa: E402
+
 from likra.cli import main  # noqa: E402
 from likra.lmeval.model import LikraLM  # noqa: E402
 from likra.lmeval.tasks import export_task  # noqa: E402
@@ -17,10 +19,7 @@ MODES = ["base", "sft", "likra", "negbase"]
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    run = tmp_path_factory.mktemp("harness") / "run"
-    args = ["-q", "train", "--model", "random-tiny", "--data", "arc_easy:train", "--limit", "16"]
-    assert main(args + ["--batch-size", "8", "--lr", "0.01", "--out", str(run)]) == 0
-    return run
+    return train_tiny_run(tmp_path_factory.mktemp("harness") / "run", limit=16)
 
 
 @pytest.fixture(scope="module")

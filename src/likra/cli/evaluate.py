@@ -38,7 +38,7 @@ def load_for_eval(cfg: EvalConfig):
             cfg.modes = ["base"]
         else:
             raise LikraError("a plain --model has no heads: only --modes base is possible")
-    base = load_base_model(cfg.model, cfg.dtype, device_map=cfg.device_map, quantize=cfg.quantize or "none")
+    base = load_base_model(cfg.model, cfg.dtype, device_map=cfg.device_map, quantize=cfg.quantize)
     return base, load_tokenizer(cfg.model)
 
 

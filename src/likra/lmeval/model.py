@@ -62,7 +62,7 @@ class LikraLM(LM):
         elif model:
             if mode != "base":
                 raise LikraError(f"a plain model has no heads: mode {mode!r} needs run=RUN_FOLDER")
-            base = load_base_model(model, dtype or "auto", device_map=device_map, quantize=quantize or "none")
+            base = load_base_model(model, dtype or "auto", device_map=device_map, quantize=quantize)
             self.model, self.tokenizer = base, load_tokenizer(model)
         else:
             raise LikraError("model_args need run=RUN_FOLDER (or model=NAME for mode base)")

@@ -124,6 +124,17 @@ def offloaded(model) -> bool:
     return any(p.is_meta for p in model.parameters())
 
 
+def execution_device(module):
+    """The device accelerate runs `module` on when a device map placed it (its hook's execution device), or
+    None without a hook. An integer is a CUDA index."""
+    import torch
+
+    device = getattr(getattr(module, "_hf_hook", None), "execution_device", None)
+    if device is None:
+        return None
+    return torch.device(f"cuda:{device}" if isinstance(device, int) else device)
+
+
 def place_offloaded_adapters(model) -> None:
     """peft creates the LoRA weights of a layer that accelerate offloaded (to CPU memory or disk under a
     device map) on the meta device, like the layer's own weights, but nothing loads them on each call:
@@ -139,12 +150,9 @@ def place_offloaded_adapters(model) -> None:
         ]
         if not parts:
             continue
-        device = "cpu"
-        for k in range(name.count(".") + 1, -1, -1):
-            hook = getattr(modules.get(".".join(name.split(".")[:k])), "_hf_hook", None)
-            if getattr(hook, "execution_device", None) is not None:
-                device = hook.execution_device
-                break
+        # The hook sits on the module the device map names: this layer or one of its ancestors.
+        ancestors = (modules.get(".".join(name.split(".")[:k])) for k in range(name.count(".") + 1, -1, -1))
+        device = next((d for d in map(execution_device, ancestors) if d is not None), "cpu")
         for part in parts:
             part.to_empty(device=device)
 

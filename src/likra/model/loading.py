@@ -269,16 +269,18 @@ def load_base_model(
     dtype: str = "auto",
     device: torch.device | None = None,
     device_map: str | dict | None = None,
-    quantize: str = "none",
+    quantize: str | None = None,
     max_memory: dict | None = None,
 ):
     """The base causal LM, in eval mode, on `device`; or, with `device_map` (accelerate's placement:
     `auto` fills every GPU, then CPU memory, then disk, within `max_memory`; or a {module: device} map),
-    spread over devices. With `quantize="4bit"` its linear layers are bitsandbytes NF4 (QLoRA)."""
+    spread over devices. With `quantize="4bit"` its linear layers are bitsandbytes NF4 (QLoRA); None or
+    `none`: full precision."""
     from transformers import AutoModelForCausalLM
 
     device = device or default_device()
     torch_dtype = resolve_dtype(dtype, device)
+    quantize = quantize or "none"
     placed = device_map is not None or quantize != "none"
     if isinstance(device_map, str) and device_map not in DEVICE_MAPS:
         raise LikraError(f"unknown device map {device_map!r}; choose one of {', '.join(DEVICE_MAPS)}")

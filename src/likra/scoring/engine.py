@@ -31,7 +31,7 @@ from likra.data.examples import encode_pair
 from likra.data.records import MCRecord
 from likra.distributed import all_gather, rank_and_world
 from likra.errors import LikraError
-from likra.model.heads import folded_head, unwrap_lm, use_head
+from likra.model.heads import execution_device, folded_head, unwrap_lm, use_head
 from likra.packing import first_fit_decreasing
 
 log = logging.getLogger(__name__)
@@ -218,11 +218,7 @@ def input_device(model) -> torch.device:
     """Where a batch's tensors go: the input embeddings' device (under a device map, that of the first
     layers; an embedding offloaded by accelerate runs on its hook's execution device)."""
     embeddings = unwrap_lm(model).get_input_embeddings()
-    hook = getattr(embeddings, "_hf_hook", None)
-    device = getattr(hook, "execution_device", None)
-    if device is not None:
-        return torch.device(f"cuda:{device}" if isinstance(device, int) else device)
-    return embeddings.weight.device
+    return execution_device(embeddings) or embeddings.weight.device
 
 
 def plain_weights(model) -> bool:
