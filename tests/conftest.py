@@ -59,7 +59,20 @@ def one_line_error(capsys, code: int) -> str:
     err = capsys.readouterr().err.strip()
     assert code == 2, err
     assert err.startswith("likra: error: ") and "\n" not in err and "Traceback" not in err
+    # One prefix: no second "likra <command>:" or "command line:" inside it.
+    assert "likra: error: likra" not in err and "command line:" not in err, err
     return err
+
+
+@pytest.fixture(autouse=True)
+def _bitsandbytes_importable():
+    """A command run in-process keeps bitsandbytes out of the process (`defer_bitsandbytes`); give the next test
+    the process as it was."""
+    yield
+    from likra.model.quantization import allow_bitsandbytes, deferred
+
+    if deferred():
+        allow_bitsandbytes()
 
 
 def train_tiny_run(out: Path, limit: int) -> Path:

@@ -1,3 +1,4 @@
+import importlib.util
 import json
 import subprocess
 import sys
@@ -228,3 +229,112 @@ def test_help_imports_no_torch_and_every_command_builds(capsys):
     for argv in (["train", "--limit", "3"], ["eval", "--limit", "3"], ["curve", "--limit", "4"],
                  ["study", "negatives", "--limit", "4"], ["export", "run", "dir"], ["report", "folder"]):  # fmt: skip
         assert parser.parse_args(argv).command == argv[0]
+
+
+def test_version_help_choices_and_one_error_prefix(capsys):
+    from likra import __version__
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"likra {__version__}"
+    for command in (["train"], ["curve"], ["eval"], ["plot", "x"]):
+        with pytest.raises(SystemExit):
+            main([*command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        if command == ["plot", "x"]:
+            assert "{acc,acc_norm}" in text and "accuracy to draw" in text
+            continue
+        for values in ("{cloze,letter}", "{auto,fp32,bf16,fp16}", "{none,4bit}", "{auto,offline,hub}"):
+            assert values in text, (command, values)
+        assert "{none,tensorboard,wandb}" in text or command == ["eval"]
+    # Usage errors and settings errors: one "likra: error:" prefix, naming the flag.
+    assert "--no-such-flag" in one_line_error(capsys, main(["train", "--no-such-flag"]))
+    assert "--batch-size" in one_line_error(capsys, main(["-q", "train", "--batch-size", "0"]))
+    assert "--format" in one_line_error(capsys, main(["-q", "train", "--format", "essay"]))
+
+
+def test_choices_are_checked_in_yaml_too(tmp_path, capsys):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("format: essay\n")
+    err = one_line_error(capsys, main(["-q", "train", "--config", str(cfg)]))
+    assert "format" in err and "'essay' is not one of cloze, letter" in err
+
+
+QUIET_PROBE = """
+import sys
+from likra.cli import main
+code = main(sys.argv[1:])
+print("BITSANDBYTES", "imported" if sys.modules.get("bitsandbytes") is not None else "not imported")
+sys.exit(code)
+"""
+
+
+def test_a_normal_run_prints_no_library_output_and_keeps_bitsandbytes_out(tmp_path, qa_file):
+    """Only likra's own lines: no library warnings or "Loading weights" bars (those come with --verbose), and
+    bitsandbytes is imported only when a base is quantized."""
+    base = [sys.executable, "-c", QUIET_PROBE]
+    run = tmp_path / "run"
+    proc = subprocess.run(
+        [*base, "train", "--model", "random-tiny", "--data", str(qa_file), "--batch-size", "4", "--out", str(run)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "BITSANDBYTES not imported" in proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines and all(line.startswith("INFO likra") or "it/s]" in line or "s/it]" in line for line in lines), lines
+    assert "Loading weights" not in proc.stderr and "Warning" not in proc.stderr
+    proc = subprocess.run(
+        [*base, "eval", "--run", str(run), "--data", str(qa_file), "--out", str(tmp_path / "e.json")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "BITSANDBYTES not imported" in proc.stdout
+    assert "WARNING" not in proc.stderr and "Loading weights" not in proc.stderr
+    if importlib.util.find_spec("bitsandbytes") is not None:  # quantizing does import it, and works
+        proc = subprocess.run(
+            [*base, "-q", "eval", "--model", "random-tiny", "--quantize", "4bit", "--data", str(qa_file), "--modes",
+             "base", "--out", str(tmp_path / "q.json")],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert "BITSANDBYTES imported" in proc.stdout
+    from likra.model.loading import build_tiny_model, build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer()
+    build_tiny_model(len(tokenizer)).save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    folder = ["eval", "--model", str(tmp_path / "model"), "--data", str(qa_file), "--modes", "base"]
+    for flags, bars in (([], False), (["--verbose"], True)):  # a model folder is loaded by from_pretrained
+        proc = subprocess.run(
+            [*base, *flags, *folder, "--out", str(tmp_path / "v.json")], capture_output=True, text=True, timeout=300
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert ("Loading weights" in proc.stderr) == bars, proc.stderr  # the bars come with --verbose
+
+
+def test_written_files_respect_the_umask(tmp_path, qa_file):
+    import os
+    import stat
+
+    from likra.io import atomic_write_json
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "a.json", {"x": 1})
+        assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644
+        os.umask(0o077)
+        atomic_write_json(tmp_path / "b.json", {"x": 1})
+        assert stat.S_IMODE((tmp_path / "b.json").stat().st_mode) == 0o600
+        os.umask(0o022)
+        run = tmp_path / "run"
+        assert main(TINY_TRAIN + ["--data", str(qa_file), "--limit", "4", "--out", str(run)]) == 0
+        modes = {p.relative_to(run): stat.S_IMODE(p.stat().st_mode) for p in run.rglob("*") if p.is_file()}
+        assert modes and all(m == 0o644 for m in modes.values()), modes
+    finally:
+        os.umask(old)

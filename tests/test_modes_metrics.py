@@ -2,6 +2,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy.stats import binomtest
 
 from likra.errors import LikraError
 from likra.scoring.metrics import accuracy, accuracy_norm, summarise, tie_credit
@@ -68,9 +69,19 @@ def test_accuracy_and_interval():
     assert m.value == 0.75 and m.n == 4
     sd = np.std([1, 0, 1, 1], ddof=1)
     assert m.stderr == pytest.approx(sd / 2)
-    assert m.ci_low == pytest.approx(max(0.0, 0.75 - 1.959963984540054 * sd / 2))
-    assert m.ci_high == 1.0  # clipped
+    # Wilson's interval, not the normal one (which would be clipped at 1 and collapse at 0 or 1).
+    low, high = binomtest(3, 4).proportion_ci(0.95, method="wilson")
+    assert (m.ci_low, m.ci_high) == pytest.approx((low, high))
+    assert m.ci_high < 1.0
     assert math.isnan(summarise([]).value)
+
+
+@pytest.mark.parametrize("k,n", [(0, 5), (5, 5), (1, 10), (94, 299), (150, 299), (299, 299), (0, 1), (1, 1)])
+def test_accuracy_intervals_are_wilson(k, n):
+    m = summarise([1.0] * k + [0.0] * (n - k))
+    low, high = binomtest(k, n).proportion_ci(0.95, method="wilson")
+    assert (m.ci_low, m.ci_high) == pytest.approx((low, high), abs=1e-12)
+    assert m.ci_low <= m.value <= m.ci_high and m.ci_high > m.ci_low  # never [0, 0] or [1, 1]
 
 
 def test_acc_norm_divides_by_character_length():

@@ -122,7 +122,7 @@ def test_qlora_head_learns_on_a_4bit_base(tmp_path):
     base = prepare_for_training(load_base_model(TINY_MODEL, "fp32", quantize="4bit"))
     model = attach_heads(base, LoraSettings())
     examples = tokenize_answers(tokenizer, positive_pairs(make_records(48)))
-    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
+    frozen = base_weight_values(model)
 
     def loss():
         from likra.objectives.mle import PadCollator, answer_token_loss
@@ -135,8 +135,64 @@ def test_qlora_head_learns_on_a_4bit_base(tmp_path):
     settings = TrainSettings(learning_rate=1e-2, batch_size=8, epochs=2)
     train_head(model, "positive", examples, settings, tmp_path / "w", tokenizer.pad_token_id, progress=False)
     assert loss() < before - 0.1
-    # Only the adapter moved; the 4-bit base is untouched.
-    assert all(torch.equal(p, frozen[n]) for n, p in model.named_parameters() if "lora_" not in n)
+    # Only the adapter moved; the 4-bit base is untouched (compared as values: see base_weight_values).
+    assert_same_weights(base_weight_values(model), frozen)
+
+
+def base_weight_values(model) -> dict:
+    """Every non-LoRA weight as values: a 4-bit weight dequantized, whatever layout bitsandbytes stores it in
+    (its CPU backend repacks each weight on the first no-grad forward where the CPU has AVX512-BF16 or AMX:
+    uint8 (2048, 1) becomes (64, 32) and the scales bf16, so the stored tensors change although nothing
+    was trained), every other weight as it is."""
+    import copy
+
+    import bitsandbytes as bnb
+    from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse, dequantize_4bit
+
+    out = {}
+    for name, module in model.named_modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            data, state = module.weight.data, module.weight.quant_state
+            if getattr(state, "packing_format_for_cpu", False):
+                data, state = _convert_weight_packed_for_cpu_inverse(data.clone(), copy.deepcopy(state))
+            out[f"{name}.weight"] = dequantize_4bit(data, state).float()
+    for name, p in model.named_parameters():
+        if "lora_" not in name and name not in out:
+            out[name] = p.detach().float().clone()
+    return out
+
+
+def assert_same_weights(got: dict, want: dict) -> None:
+    """Plain weights bit for bit; 4-bit ones within the bf16 rounding of their scales that the CPU repack adds."""
+    assert got.keys() == want.keys()
+    for name, value in got.items():
+        if value.shape != want[name].shape:
+            raise AssertionError(f"{name}: shape {tuple(value.shape)} != {tuple(want[name].shape)}")
+        tolerance = 1e-2 * float(want[name].abs().max()) if name.endswith("proj.weight") else 0.0
+        assert float((value - want[name]).abs().max()) <= tolerance, name
+
+
+@needs_bnb
+def test_base_weight_values_do_not_depend_on_the_cpu_repack():
+    """The comparison above holds with and without bitsandbytes' CPU repack, on every CPU: the repack (a pure
+    layout change, runnable anywhere) is applied by hand to half the layers of a 4-bit base."""
+    import bitsandbytes as bnb
+    from bitsandbytes.functional import _convert_weight_packed_for_cpu
+
+    base = load_base_model(TINY_MODEL, "fp32", quantize="4bit")
+    before = base_weight_values(base)
+    layers = [m for m in base.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    for module in layers[::2]:
+        shape = module.weight.data.shape
+        module.weight.data, module.weight.quant_state = _convert_weight_packed_for_cpu(
+            module.weight.data, module.weight.quant_state
+        )
+        assert module.weight.data.shape != shape  # the storage did change
+    assert_same_weights(base_weight_values(base), before)
+    # ... and the comparison still sees a real change of a weight.
+    layers[0].weight.quant_state.absmax.mul_(1.5)
+    with pytest.raises(AssertionError):
+        assert_same_weights(base_weight_values(base), before)
 
 
 @needs_bnb

@@ -164,3 +164,18 @@ def test_statistics_in_eval_curve_and_report(tmp_path, capsys):
     stats = json.loads((tmp_path / "e.json").read_text())["statistics"]
     assert stats["baselines"]["longest_chars"]["value"] == pytest.approx(3 / 9)
     assert stats["paired"] == [] and set(stats["calibration"]) == {"base"}
+
+
+@pytest.mark.parametrize("values", [[0.36, 0.41, 0.44], [0.30, 0.35], [0.2, 0.25, 0.3, 0.28, 0.31]])
+def test_across_seeds_uses_students_t(values):
+    from scipy import stats as scipy_stats
+
+    from likra.scoring.stats import across_seeds
+
+    mean, low, high = across_seeds(values)
+    want = scipy_stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=scipy_stats.sem(values))
+    assert mean == pytest.approx(np.mean(values))
+    assert (low, high) == pytest.approx(want, abs=1e-12)
+    # The normal interval is narrower: about 2.2x at 3 seeds (4.30 / 1.96).
+    if len(values) == 3:
+        assert (high - low) / (2 * 1.959963984540054 * scipy_stats.sem(values)) == pytest.approx(2.2, abs=0.01)

@@ -143,15 +143,12 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> N
         if _is_bool(flag.hint):
             parser.add_argument(*flag.names, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
-            metavar = "A,B,..." if flag.is_list else flag.path[-1].upper()
-            parser.add_argument(
-                *flag.names,
-                dest=dest,
-                default=None,
-                metavar=metavar,
-                choices=flag.field.metadata.get("choices"),
-                help=text,
-            )
+            choices = flag.field.metadata.get("choices")
+            if choices:
+                metavar = "{" + ",".join(choices) + "}"
+            else:
+                metavar = "A,B,..." if flag.is_list else flag.path[-1].upper()
+            parser.add_argument(*flag.names, dest=dest, default=None, metavar=metavar, choices=choices, help=text)
 
 
 def _flag_values(cls: type, args: argparse.Namespace, prefix: str = "") -> tuple[dict, dict[tuple[str, ...], str]]:
@@ -191,12 +188,27 @@ def _valid_keys(cls: type, loc: tuple) -> list[str]:
     return sorted(f.name for f in dataclasses.fields(cls))
 
 
-def validate(cls: type, values: dict, where: str, flag_names: dict | None = None) -> Any:
-    """An instance of settings class `cls` from a (nested) dict, or a one-line LikraError naming the key."""
+def _check_choices(obj: Any, where: str, flag_names: dict, path: tuple[str, ...] = ()) -> None:
+    """Refuse a value outside a field's `choices` (flags are checked by argparse; YAML and Python here)."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            _check_choices(value, where, flag_names, path + (f.name,))
+            continue
+        choices = f.metadata.get("choices")
+        if choices and value is not None and value not in choices:
+            key = flag_names.get(path + (f.name,)) or ".".join(path + (f.name,))
+            raise LikraError(f"{where}{key}: {value!r} is not one of {', '.join(map(str, choices))}")
+
+
+def validate(cls: type, values: dict, where: str | None, flag_names: dict | None = None) -> Any:
+    """An instance of settings class `cls` from a (nested) dict, or a one-line LikraError naming the key
+    (after `where`, e.g. the YAML file; None for the command line, whose flags name themselves)."""
+    prefix = f"{where}: " if where else ""
     if not isinstance(values, dict):
-        raise LikraError(f"{where}: expected a mapping of settings, got {type(values).__name__}")
+        raise LikraError(f"{prefix}expected a mapping of settings, got {type(values).__name__}")
     try:
-        return TypeAdapter(cls).validate_python(values)
+        out = TypeAdapter(cls).validate_python(values)
     except ValidationError as e:
         err = e.errors()[0]
         loc = tuple(err["loc"])
@@ -205,10 +217,12 @@ def validate(cls: type, values: dict, where: str, flag_names: dict | None = None
         if err["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
             valid = _valid_keys(cls, loc)
             raise LikraError(
-                f"{where}: unknown key {'.'.join(map(str, loc))!r}"
+                f"{prefix}unknown key {'.'.join(map(str, loc))!r}"
                 + (f"; valid keys: {', '.join(valid)}" if valid else "")
             ) from None
-        raise LikraError(f"{where}: {key}: {err['msg'].lower()}, got {err.get('input')!r}") from None
+        raise LikraError(f"{prefix}{key}: {err['msg'].lower()}, got {err.get('input')!r}") from None
+    _check_choices(out, prefix, flag_names or {})
+    return out
 
 
 def check(cfg: Any) -> Any:
@@ -242,4 +256,4 @@ def config_from_args(cls: type, args: argparse.Namespace, yaml_values: dict | No
     if yaml_values:
         validate(cls, yaml_values, str(getattr(args, "config", None) or "config"))
     flags, names = _flag_values(cls, args, prefix)
-    return validate(cls, _merge(yaml_values, flags), "command line", names)
+    return validate(cls, _merge(yaml_values, flags), None, names)

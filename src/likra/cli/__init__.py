@@ -9,6 +9,7 @@ import logging
 import sys
 import warnings
 
+from likra import __version__
 from likra.cli import curve, evaluate, export, generate, info, lmeval, study, train
 from likra.cli.common import Command
 from likra.errors import LikraError
@@ -27,20 +28,29 @@ COMMANDS: list[Command] = [
 ]
 
 
-def _quiet_libraries(quiet: bool) -> None:
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=UserWarning, module="peft")
-    if "transformers" not in sys.modules:  # not imported by this command (yet): its env settings do the same
-        import os
+def _quiet_libraries(verbose: bool) -> None:
+    """A normal run prints likra's own progress and results: the libraries' warnings, their info logs and the
+    "Loading weights" bars only with `--verbose`; bitsandbytes is not even imported unless a base is
+    quantized (peft imports it eagerly, and on some CPUs its import logs a warning)."""
+    import os
 
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-        if quiet:
-            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from likra.model.quantization import defer_bitsandbytes
+
+    defer_bitsandbytes()
+    if verbose:
         return
-    import transformers
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    for name in ("transformers", "peft", "accelerate", "datasets", "huggingface_hub", "torch", "bitsandbytes"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    # Read when transformers and huggingface_hub are imported (commands import them when they run).
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    if "transformers" in sys.modules:  # imported already (in-process callers, tests)
+        import transformers
 
-    transformers.logging.set_verbosity_error()
-    if quiet:
+        transformers.logging.set_verbosity_error()
         transformers.utils.logging.disable_progress_bar()
 
 
@@ -48,7 +58,7 @@ class Parser(argparse.ArgumentParser):
     """argparse with its usage errors as likra's one-line error (`--help` still prints the usage)."""
 
     def error(self, message: str):
-        raise LikraError(f"{self.prog}: {message}")
+        raise LikraError(f"{message} (`{self.prog} --help` lists the flags)")
 
 
 def _command_named(argv: list[str] | None) -> str | None:
@@ -63,7 +73,11 @@ def build_parser(argv: list[str] | None = None, every_command: bool = False) -> 
     parser = Parser(
         prog="likra", allow_abbrev=False, description="Likra: what language models learn from negative examples."
     )
+    parser.add_argument("--version", action="version", version=f"likra {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="also the libraries' logs, warnings and loading bars"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     wanted = _command_named(argv)
     for command in COMMANDS:
@@ -74,6 +88,9 @@ def build_parser(argv: list[str] | None = None, every_command: bool = False) -> 
             command.add_arguments(p)
         # `likra curve ... --quiet` as well as `likra -q curve ...`
         p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress output")
+        p.add_argument(
+            "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="also the libraries' logs"
+        )
         p.set_defaults(_run=command.run)
     return parser
 
@@ -84,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(
             level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
         )
-        _quiet_libraries(args.quiet)
+        _quiet_libraries(args.verbose)
         return args._run(args)
     except LikraError as e:
         print(f"likra: error: {e}", file=sys.stderr)

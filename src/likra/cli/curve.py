@@ -56,7 +56,12 @@ def load_curve(path: str) -> dict:
 def add_plot_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("curves", nargs="+", help="curve.json files or curve folders")
     parser.add_argument("--labels", help="comma-separated labels, one per curve (default: model names)")
-    parser.add_argument("--metric", choices=["acc", "acc_norm"], default="acc_norm")
+    parser.add_argument(
+        "--metric",
+        choices=["acc", "acc_norm"],
+        default="acc_norm",
+        help="accuracy to draw: acc (argmax of the summed score) or acc_norm (per character) (default: acc_norm)",
+    )
     parser.add_argument("--out", required=True, help="output stem or file (.png and .svg are written)")
 
 

@@ -19,6 +19,9 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
         add_config_flag(p)
         add_flags(p, CurveConfig)
         p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress output")
+        p.add_argument(
+            "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="also the libraries' logs"
+        )
         if study.settings is not None:
             add_flags(p, study.settings, prefix=study.prefix)
 

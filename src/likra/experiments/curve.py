@@ -30,6 +30,7 @@ from likra.experiments.folder import CurveFolder, read_json, read_scores
 from likra.io import atomic_write_json
 from likra.model.heads import BASE, HeadSpec, LoraSettings, add_head, attach_heads, likra_heads, reinit_heads
 from likra.model.loading import (
+    DTYPES,
     QUANTIZE,
     load_base_model,
     load_tokenizer,
@@ -85,7 +86,7 @@ class CurveConfig:
     shots: NonNegativeInt = option(0, help="few-shot examples prepended to every evaluated question")
     fewshot_data: str | None = option(None, help="spec the shots are drawn from (default: the benchmark's train split)")
     eval_limit: PositiveInt | None = option(None, help="evaluate the first N questions only")
-    dtype: str = option("auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16")
+    dtype: str = option("auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16", choices=DTYPES)
     quantize: str = option("none", help="QLoRA: train and score the heads on a 4-bit NF4 base", choices=QUANTIZE)
     batch_tokens: PositiveInt | None = option(
         None, help="token budget of one scoring forward pass (default: by device)"

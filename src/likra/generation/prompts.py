@@ -8,6 +8,7 @@ from likra.config import option, settings
 from likra.data.records import jsonl_objects
 from likra.errors import LikraError
 from likra.generation.decoder import GenerationSettings
+from likra.model.loading import DTYPES
 
 
 @settings
@@ -19,7 +20,7 @@ class GenerateConfig(GenerationSettings):
     prompt: str | None = option(None, help="one prompt to continue")
     data: str | None = option(None, help="JSONL file of prompts, one object a line with a 'prompt' field")
     out: str | None = option(None, help="write the generations as JSONL here (default: print them)")
-    dtype: str = option("auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16")
+    dtype: str = option("auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16", choices=DTYPES)
 
 
 def read_prompts(path: str | Path) -> list[dict]:

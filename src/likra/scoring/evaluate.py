@@ -21,7 +21,7 @@ from likra.data.formats import (
 )
 from likra.data.records import MCRecord
 from likra.errors import LikraError
-from likra.model.loading import DEVICE_MAPS, QUANTIZE
+from likra.model.loading import DEVICE_MAPS, DTYPES, QUANTIZE
 from likra.runs import read_manifest, resolve_run
 from likra.scoring.engine import ScoringEngine, tokenize_questions
 from likra.scoring.metrics import accuracy, accuracy_norm
@@ -66,7 +66,7 @@ class EvalConfig:
     fewshot_data: str | None = option(None, help="spec the shots are drawn from (default: the benchmark's train split)")
     fewshot_seed: int = option(FEWSHOT_SEED, help="seed of the few-shot order")
     limit: PositiveInt | None = option(None, help="evaluate the first N questions only")
-    dtype: str = option("auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16")
+    dtype: str = option("auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16", choices=DTYPES)
     quantize: str | None = option(
         None, help="load the base in 4-bit NF4 (bitsandbytes); default: as the run was trained", choices=QUANTIZE
     )

@@ -1,4 +1,10 @@
-"""Accuracy metrics over multiple-choice scores: acc and acc_norm, tie-aware, with 95% intervals."""
+"""Accuracy metrics over multiple-choice scores: acc and acc_norm, tie-aware, with 95% intervals.
+
+An accuracy is a proportion, so its interval is Wilson's score interval (it stays inside [0, 1] and does not
+collapse to a point at 0 or 1 on small sets, as the normal "Wald" interval does); the standard error beside it
+is the sample one, as lm-eval reports it. A question whose gold choice shares the top score with k-1 others
+counts 1/k, so the proportion is the mean credit.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ Z95 = 1.959963984540054
 
 @dataclass(frozen=True)
 class Metric:
-    """Mean of per-question credits with its standard error and a normal 95% interval."""
+    """Mean of per-question credits with its standard error and Wilson's 95% score interval."""
 
     value: float
     n: int
@@ -31,14 +37,26 @@ def tie_credit(scores: np.ndarray, gold: int) -> float:
     return 1.0 / len(top) if gold in top else 0.0
 
 
+def wilson_interval(proportion: float, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson's score interval of a proportion observed over `n` trials (scipy's
+    `binomtest(k, n).proportion_ci(method="wilson")` for k = proportion * n)."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    z2 = z * z
+    centre = (proportion + z2 / (2 * n)) / (1 + z2 / n)
+    half = z / (1 + z2 / n) * math.sqrt(max(proportion * (1 - proportion), 0.0) / n + z2 / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def summarise(credits: Sequence[float]) -> Metric:
+    """The mean credit (an accuracy), its sample standard error and its Wilson 95% interval."""
     credits = np.asarray(credits, dtype=np.float64)
     n = len(credits)
     if n == 0:
         return Metric(float("nan"), 0, float("nan"), float("nan"), float("nan"))
     mean = float(credits.mean())
     stderr = float(credits.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0
-    return Metric(mean, n, stderr, max(0.0, mean - Z95 * stderr), min(1.0, mean + Z95 * stderr))
+    return Metric(mean, n, stderr, *wilson_interval(mean, n))
 
 
 def accuracy(scores: Sequence[np.ndarray], golds: Sequence[int]) -> Metric:

@@ -15,7 +15,7 @@ from likra.data.formats import FORMATS, load_data
 from likra.distributed import barrier, is_main, start
 from likra.errors import LikraError
 from likra.model.heads import LoraSettings, attach_heads, likra_heads, reinit_heads, save_heads
-from likra.model.loading import QUANTIZE, load_base_model, load_tokenizer, prepare_for_training, uses_cuda_bf16
+from likra.model.loading import DTYPES, QUANTIZE, load_base_model, load_tokenizer, prepare_for_training, uses_cuda_bf16
 from likra.objectives import TrainContext, get_objective
 from likra.objectives.mle import TrainSettings
 from likra.objectives.registry import trainer_callbacks
@@ -42,7 +42,7 @@ class TrainConfig:
     chat_template: bool = option(False, help="render prompts with the tokenizer's chat template (recorded in the run)")
     negatives: str = option("one", help="incorrect answers per question", choices=("one", "all"))
     negative_seed: NonNegativeInt = option(0, help="seed of the negative draw")
-    dtype: str = option("auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16")
+    dtype: str = option("auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16", choices=DTYPES)
     quantize: str = option(
         "none", help="QLoRA: train the heads on a 4-bit NF4 base (bitsandbytes; recorded in the run)", choices=QUANTIZE
     )
