@@ -37,7 +37,8 @@ from likra.data.benchmarks import load_spec
 from likra.data.examples import positive_pairs, tokenize_answers
 from likra.model.heads import LoraSettings, attach_heads
 from likra.model.loading import load_base_model, load_tokenizer
-from likra.objectives.mle import TrainSettings, train_head
+from likra.objectives.mle import train_mle_head
+from likra.objectives.settings import TrainSettings
 from likra.training.pipeline import select_questions
 
 LIKRA = ("likra", "likra_packed", "likra_bf16")
@@ -88,7 +89,7 @@ def run_variant(name: str, model, examples, pad: int, batch_size: int, lr: float
                 learning_rate=lr, batch_size=batch_size, logging_steps=1, packing=name == "likra_packed"
             )
             bf16 = name == "likra_bf16"
-            stats = train_head(model, name, examples, settings, Path(tmp), pad, bf16=bf16, progress=False)
+            stats = train_mle_head(model, name, examples, settings, Path(tmp), pad, bf16=bf16, progress=False)
             seconds, steps, prepare = stats.seconds, stats.steps, 0.0
         else:
             start = time.perf_counter()

@@ -22,7 +22,9 @@ from likra.data.benchmarks import load_spec
 from likra.data.examples import positive_pairs, tokenize_answers
 from likra.model.heads import LoraSettings, attach_heads, use_head
 from likra.model.loading import load_base_model, load_tokenizer
-from likra.objectives.mle import PadCollator, TrainSettings, answer_token_loss, train_head
+from likra.objectives.losses import answer_token_loss
+from likra.objectives.mle import PadCollator, train_mle_head
+from likra.objectives.settings import TrainSettings
 from likra.training.pipeline import select_questions
 
 
@@ -59,7 +61,7 @@ def measure_training(model, examples, pad: int, batch_size: int, lr: float) -> d
     rows = {}
     for name, settings in variants.items():
         with tempfile.TemporaryDirectory() as tmp:
-            stats = train_head(model, name, examples, settings, Path(tmp), pad, bf16=bf16, progress=False)
+            stats = train_mle_head(model, name, examples, settings, Path(tmp), pad, bf16=bf16, progress=False)
         rows[name] = {
             "examples_per_s": stats.examples_per_second,
             "seconds": stats.seconds,

@@ -37,7 +37,8 @@ from common import sync  # noqa: E402
 from likra.data.examples import Example  # noqa: E402
 from likra.model.heads import LoraSettings, attach_heads, reinit_heads  # noqa: E402
 from likra.model.loading import load_base_model, prepare_for_training  # noqa: E402
-from likra.objectives.mle import TrainSettings, train_head  # noqa: E402
+from likra.objectives.mle import train_mle_head  # noqa: E402
+from likra.objectives.settings import TrainSettings  # noqa: E402
 from likra.scoring.engine import QuestionTokens, ScoringEngine  # noqa: E402
 
 SHAPES = {
@@ -112,7 +113,7 @@ def train_rate(model, examples, batch_size: int, packing: bool) -> float:
     settings = TrainSettings(learning_rate=1e-4, batch_size=batch_size, packing=packing, logging_steps=1000)
     with tempfile.TemporaryDirectory() as tmp:
         bf16 = next(p for p in model.parameters() if p.is_floating_point()).dtype == torch.bfloat16
-        stats = train_head(model, "positive", examples, settings, Path(tmp), 0, bf16=bf16, progress=False)
+        stats = train_mle_head(model, "positive", examples, settings, Path(tmp), 0, bf16=bf16, progress=False)
     return stats.examples_per_second
 
 

@@ -1,5 +1,7 @@
+import functools
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 
@@ -273,34 +275,27 @@ def test_a_normal_run_prints_no_library_output_and_keeps_bitsandbytes_out(tmp_pa
     """Only likra's own lines: no library warnings or "Loading weights" bars (those come with --verbose), and
     bitsandbytes is imported only when a base is quantized."""
     base = [sys.executable, "-c", QUIET_PROBE]
+    # A fresh process as a user starts it (commands run in this one set the libraries' variables).
+    quiet_vars = ("TRANSFORMERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_NO_ADVISORY_WARNINGS")
+    env = {k: v for k, v in os.environ.items() if k not in quiet_vars}
+    run_probe = functools.partial(subprocess.run, capture_output=True, text=True, timeout=300, env=env)
     run = tmp_path / "run"
-    proc = subprocess.run(
-        [*base, "train", "--model", "random-tiny", "--data", str(qa_file), "--batch-size", "4", "--out", str(run)],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    proc = run_probe(
+        [*base, "train", "--model", "random-tiny", "--data", str(qa_file), "--batch-size", "4", "--out", str(run)]
     )
     assert proc.returncode == 0, proc.stderr
     assert "BITSANDBYTES not imported" in proc.stdout
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines and all(line.startswith("INFO likra") or "it/s]" in line or "s/it]" in line for line in lines), lines
     assert "Loading weights" not in proc.stderr and "Warning" not in proc.stderr
-    proc = subprocess.run(
-        [*base, "eval", "--run", str(run), "--data", str(qa_file), "--out", str(tmp_path / "e.json")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_probe([*base, "eval", "--run", str(run), "--data", str(qa_file), "--out", str(tmp_path / "e.json")])
     assert proc.returncode == 0, proc.stderr
     assert "BITSANDBYTES not imported" in proc.stdout
     assert "WARNING" not in proc.stderr and "Loading weights" not in proc.stderr
     if importlib.util.find_spec("bitsandbytes") is not None:  # quantizing does import it, and works
-        proc = subprocess.run(
+        proc = run_probe(
             [*base, "-q", "eval", "--model", "random-tiny", "--quantize", "4bit", "--data", str(qa_file), "--modes",
-             "base", "--out", str(tmp_path / "q.json")],
-            capture_output=True,
-            text=True,
-            timeout=300,
+             "base", "--out", str(tmp_path / "q.json")]
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr
         assert "BITSANDBYTES imported" in proc.stdout
@@ -311,9 +306,7 @@ def test_a_normal_run_prints_no_library_output_and_keeps_bitsandbytes_out(tmp_pa
     tokenizer.save_pretrained(tmp_path / "model")
     folder = ["eval", "--model", str(tmp_path / "model"), "--data", str(qa_file), "--modes", "base"]
     for flags, bars in (([], False), (["--verbose"], True)):  # a model folder is loaded by from_pretrained
-        proc = subprocess.run(
-            [*base, *flags, *folder, "--out", str(tmp_path / "v.json")], capture_output=True, text=True, timeout=300
-        )
+        proc = run_probe([*base, *flags, *folder, "--out", str(tmp_path / "v.json")])
         assert proc.returncode == 0, proc.stderr
         assert ("Loading weights" in proc.stderr) == bars, proc.stderr  # the bars come with --verbose
 

@@ -19,11 +19,14 @@ from likra.objectives.dpo import (
     train_dpo,
 )
 from likra.objectives.registry import complete_checkpoints
+from likra.objectives.settings import TrainSettings
 from likra.scoring.engine import ScoringEngine, tokenize_questions
 
 
-def fast_settings(**kw) -> DPOSettings:
-    return DPOSettings(**{"learning_rate": 1e-2, "batch_size": 4, "logging_steps": 1, **kw})
+def fast_settings(**kw) -> tuple[DPOSettings, TrainSettings]:
+    """DPO settings and the run's training settings (batch size, epochs, seed) of a quick test."""
+    train = {k: kw.pop(k) for k in ("batch_size", "epochs", "seed") if k in kw}
+    return DPOSettings(**{"learning_rate": 1e-2, "logging_steps": 1, **kw}), TrainSettings(**{"batch_size": 4, **train})
 
 
 def negative_index(records, seed):
@@ -96,13 +99,14 @@ def test_tokens_match_the_scoring_boundary(tiny_tokenizer):
 def test_dpo_widens_the_margin_and_checkpoints_reload_and_resume(tiny_tokenizer, tmp_path):
     records = make_records(16)
     _, questions = tokenize_questions(tiny_tokenizer, records)
-    settings = fast_settings(learning_rate=2e-2, batch_size=16, epochs=2)  # 2 full-batch steps
+    settings, train = fast_settings(learning_rate=2e-2, batch_size=16, epochs=2)  # 2 full-batch steps
     model, stats = train_dpo(
         build_tiny_model(len(tiny_tokenizer), seed=0),
         tiny_tokenizer,
         records,
         settings,
         tmp_path,
+        train,
         checkpoint_steps=[1, 2],
     )
     assert stats.steps == 2 and stats.examples == 16 and len(stats.losses) == 2
@@ -112,7 +116,7 @@ def test_dpo_widens_the_margin_and_checkpoints_reload_and_resume(tiny_tokenizer,
 
     ll = ScoringEngine(model).loglikelihoods(questions, (BASE, DPO_HEAD))
     # TRL's step-1 batch is every pair, scored by the untrained policy (= base): its log-probs are likra's.
-    negatives = negative_index(records, settings.seed)
+    negatives = negative_index(records, train.seed)
     first = stats.log[0]
     assert first["logps/chosen"] == pytest.approx(np.mean([q[r.gold] for r, q in zip(records, ll[BASE])]), abs=1e-3)
     assert first["logps/rejected"] == pytest.approx(
@@ -156,6 +160,7 @@ def test_dpo_widens_the_margin_and_checkpoints_reload_and_resume(tiny_tokenizer,
         records,
         settings,
         tmp_path,
+        train,
         checkpoint_steps=[1, 2],
         resume=True,
     )

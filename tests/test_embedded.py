@@ -8,7 +8,9 @@ from likra.data.benchmarks import load_spec
 from likra.data.examples import encode_pair, positive_pairs, tokenize_answers
 from likra.model.heads import LoraSettings, attach_heads, use_head
 from likra.model.loading import load_base_model, load_tokenizer
-from likra.objectives.mle import PadCollator, TrainSettings, answer_token_loss, train_head
+from likra.objectives.losses import answer_token_loss
+from likra.objectives.mle import PadCollator, train_mle_head
+from likra.objectives.settings import TrainSettings
 from likra.scoring.engine import ScoringEngine, tokenize_questions
 from likra.scoring.reference import reference_loglikelihoods
 
@@ -64,7 +66,7 @@ def test_tiny_training_run_lowers_answer_loss(smol, arc, tmp_path):
     batch = PadCollator(tokenizer.pad_token_id)([{"input_ids": e.input_ids, "labels": e.labels} for e in examples])
     with torch.no_grad(), use_head(heads, "positive"):
         before = answer_token_loss(heads, batch).item()
-    train_head(
+    train_mle_head(
         heads,
         "positive",
         examples,

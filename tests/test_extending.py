@@ -2,9 +2,10 @@
 with no edit to likra's own files (the README's "Extending likra" recipe)."""
 
 import json
+from pathlib import Path
 
 import pytest
-from conftest import TINY_CURVE_ARGS
+from conftest import TINY_CURVE_ARGS, one_line_error
 
 from likra.cli import main
 from likra.config import PositiveFloat, option, settings
@@ -26,8 +27,8 @@ class GoldCopy(MLE):
     name = "toy_gold_copy"
     help = "MLE on gold answers (test objective)"
 
-    def examples(self, ctx, head, records, negatives):
-        return super().examples(ctx, HeadSpec(head.name, data="gold"), records, negatives)
+    def examples(self, ctx, head, records, negatives, settings):
+        return super().examples(ctx, HeadSpec(head.name, data="gold"), records, negatives, settings)
 
 
 @settings
@@ -57,10 +58,13 @@ class ToyStudy(Study):
 
 
 @pytest.fixture
-def registered(monkeypatch):
-    monkeypatch.setitem(OBJECTIVES, GoldCopy.name, GoldCopy())
-    monkeypatch.setitem(STUDIES, ToyStudy.name, ToyStudy())
-    monkeypatch.setitem(MODES, "toy_ratio", MODES.get("likra"))  # replaced by the study; removed afterwards
+def registered():
+    register_objective(GoldCopy())
+    register_study(ToyStudy())
+    yield
+    OBJECTIVES.unregister(GoldCopy.name)
+    STUDIES.unregister(ToyStudy.name)
+    MODES.unregister("toy_ratio")  # registered by the study
 
 
 def metric(curve, mode, examples, name="acc_norm"):
@@ -133,5 +137,63 @@ def test_plugin_registration_helpers_return_what_they_register():
         assert register_objective(Other()).name == "toy_other" and "toy_other" in OBJECTIVES
         assert register_study(ToyStudy()) is STUDIES["toy"]
     finally:
-        OBJECTIVES.pop("toy_other", None)
-        STUDIES.pop("toy", None)
+        OBJECTIVES.unregister("toy_other")
+        STUDIES.unregister("toy")
+
+
+def test_a_name_registered_twice_names_both_origins():
+    from likra.errors import LikraError
+    from likra.registry import Registry
+
+    class Again(MLE):
+        name = "mle"
+
+    with pytest.raises(LikraError, match=r"objective 'mle' is registered twice: by likra\.objectives\.mle .* and by "):
+        register_objective(Again())
+    with pytest.raises(LikraError, match=r"mode 'likra' is registered twice: by likra\.scoring\.modes"):
+        register_mode(Mode("likra", (Term(1, "positive"),)))
+    assert OBJECTIVES["mle"].__class__ is MLE and MODES["likra"].terms[1].head == "negative"  # nothing replaced
+    registry = Registry("thing", int)
+    with pytest.raises(LikraError, match="thing 'x' must be a int"):
+        registry.register("x", 1.5)  # type: ignore[arg-type]
+    registry.register("lazy", "math:inf")
+    with pytest.raises(LikraError, match="thing 'lazy' must be a int"):
+        registry.get("lazy")  # imported and checked on first use
+    registry.register("answer", "operator:index")
+    with pytest.raises(LikraError, match="unknown thing 'nope'; valid things: lazy, answer"):
+        registry.get("nope")
+
+
+def test_heads_are_configuration_and_the_likra_pair_is_the_default(tmp_path, capsys):
+    """`--heads` written as the Likra pair is the default curve (same folder, nothing retrained); other heads
+    (any registered objective, any number) train from the flag alone; a bad head is one line before anything."""
+    out = tmp_path / "curve"
+    assert main(["-q", "curve", *TINY, "--out", str(out)]) == 0
+    before = (out / "curve.json").read_text()
+    pair = "positive=mle:gold,negative=mle:negatives:near_miss"
+    assert main(["-q", "curve", *TINY, "--heads", pair, "--out", str(out)]) == 0
+    assert json.loads((out / "curve.json").read_text())["rows"] == json.loads(before)["rows"]
+    assert sorted(p.name for p in (out / "seed-0").glob("*.done.json")) == ["negative.done.json", "positive.done.json"]
+    three = f"{pair},ul=unlikelihood:pairs:near_miss"
+    other = tmp_path / "three"
+    args = ["-q", "curve", *TINY, "--heads", three, "--unlikelihood-alpha", "0.5", "--modes", "likra,ul,ul-base"]
+    assert main([*args, "--out", str(other)]) == 0
+    curve = json.loads((other / "curve.json").read_text())
+    assert {r["mode"] for r in curve["rows"]} == {"base", "likra", "ul", "ul-base"}
+    recorded = json.loads((other / "curve-config.json").read_text())
+    assert [h["objective"] for h in recorded["heads"]] == ["mle", "mle", "unlikelihood"]
+    assert recorded["objectives"] == {"unlikelihood": {"alpha": 0.5}}
+    # The Likra heads of the three-head curve are the default curve's, bit for bit.
+    scores = Path("seed-0") / "scores" / "arc_challenge_validation-0shot-first10"
+    for name in ("step-2-positive.json", "step-2-negative.json"):
+        assert (other / scores / name).read_text() == (out / scores / name).read_text()
+    for heads, message in (
+        ("positive=mle", "write a head as name=objective:data"),
+        ("x=nope:gold", "unknown objective 'nope'"),
+        ("x=mle:pairs:near_miss", "objective 'mle' trains on gold or negatives:<set>"),
+        ("x=dpo:gold", "objective 'dpo' trains on pairs:<set>"),
+        ("x=mle:gold,x=mle:gold", "the name 'x' is given twice"),
+    ):
+        code = main(["-q", "curve", *TINY, "--heads", heads, "--out", str(tmp_path / "bad")])
+        assert message in one_line_error(capsys, code)
+        assert not (tmp_path / "bad").exists()

@@ -46,7 +46,10 @@ def test_dpo_loss_types_come_from_trl():
     "objectives, message",
     [
         ("likra,dpo-nope", "unknown DPO loss type 'nope'; TRL's DPOTrainer takes: sigmoid"),
-        ("likra,orpo", "unknown objective 'orpo'; valid: likra, dpo-<TRL loss type>"),
+        ("likra,orpo", "unknown objective 'orpo'; valid: likra, a registered objective (mle, dpo, kto"),
+        ("likra,kto-nope", "loss_type: 'nope' is not one of kto, apo_zero_unpaired"),
+        ("likra,mle-nope", "objective 'mle-nope': mle has no loss types to pick from"),
+        ("likra,dpo-negatives-only", "objective 'dpo-negatives-only': dpo does not train on negatives"),
     ],
 )
 def test_bad_objective_names_are_one_line(tmp_path, capsys, objectives, message):

@@ -14,7 +14,8 @@ from likra.data.examples import positive_pairs, tokenize_answers
 from likra.errors import LikraError
 from likra.model.heads import LoraSettings, attach_heads, load_heads, offloaded, save_heads, use_head
 from likra.model.loading import TINY_MODEL, is_quantized, load_base_model, load_tokenizer
-from likra.objectives.mle import TrainSettings, train_head
+from likra.objectives.mle import train_mle_head
+from likra.objectives.settings import TrainSettings
 from likra.runs import load_run_model
 from likra.scoring.engine import ScoringEngine, tokenize_questions
 from likra.scoring.reference import reference_loglikelihoods
@@ -125,7 +126,8 @@ def test_qlora_head_learns_on_a_4bit_base(tmp_path):
     frozen = base_weight_values(model)
 
     def loss():
-        from likra.objectives.mle import PadCollator, answer_token_loss
+        from likra.objectives.losses import answer_token_loss
+        from likra.objectives.mle import PadCollator
 
         batch = PadCollator(tokenizer.pad_token_id)([{"input_ids": e.input_ids, "labels": e.labels} for e in examples])
         with use_head(model, "positive"), torch.no_grad():
@@ -133,7 +135,7 @@ def test_qlora_head_learns_on_a_4bit_base(tmp_path):
 
     before = loss()
     settings = TrainSettings(learning_rate=1e-2, batch_size=8, epochs=2)
-    train_head(model, "positive", examples, settings, tmp_path / "w", tokenizer.pad_token_id, progress=False)
+    train_mle_head(model, "positive", examples, settings, tmp_path / "w", tokenizer.pad_token_id, progress=False)
     assert loss() < before - 0.1
     # Only the adapter moved; the 4-bit base is untouched (compared as values: see base_weight_values).
     assert_same_weights(base_weight_values(model), frozen)

@@ -168,7 +168,7 @@ def test_wandb_logs_each_head_on_its_own_axis_and_metrics_by_examples(tmp_path, 
 def test_missing_tracking_package_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "wandb", None)
     with pytest.raises(LikraError, match="pip install wandb"):
-        make_tracker("wandb", tmp_path, "x")
+        make_tracker("wandb", tmp_path.joinpath, "x")
     code = main(["-q", "curve", *TINY_CURVE_ARGS, "--out", str(tmp_path / "c"), "--report-to", "wandb"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("likra: error: ") and "\n" not in err

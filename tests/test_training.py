@@ -4,7 +4,9 @@ from conftest import make_records
 
 from likra.data.examples import IGNORE_INDEX, negative_pairs, positive_pairs, tokenize_answers
 from likra.model.heads import LoraSettings, attach_heads, reinit_heads, use_head
-from likra.objectives.mle import PackCollator, PadCollator, TrainSettings, answer_token_loss, train_head
+from likra.objectives.losses import answer_token_loss
+from likra.objectives.mle import PackCollator, PadCollator, train_mle_head
+from likra.objectives.settings import TrainSettings
 from likra.scoring.engine import ScoringEngine, tokenize_questions
 
 
@@ -31,14 +33,14 @@ def test_each_head_learns_its_own_data_only(tiny_model, tiny_tokenizer, tmp_path
     pad = tiny_tokenizer.pad_token_id
     before = {h: mean_answer_loss(model, h, ex, pad) for h, ex in (("positive", pos), ("negative", neg))}
     settings = TrainSettings(learning_rate=1e-2, batch_size=8, epochs=2)
-    train_head(model, "positive", pos, settings, tmp_path / "p", pad, progress=False)
+    train_mle_head(model, "positive", pos, settings, tmp_path / "p", pad, progress=False)
     neg_state = {k: v.clone() for k, v in model.named_parameters() if "negative" in k}
     assert all(torch.count_nonzero(v) == 0 for k, v in neg_state.items() if "lora_B" in k)
     after_pos = mean_answer_loss(model, "positive", pos, pad)
     assert after_pos < before["positive"] - 0.1
     # The negative head was untouched by positive training.
     assert mean_answer_loss(model, "negative", neg, pad) == before["negative"]
-    train_head(model, "negative", neg, settings, tmp_path / "n", pad, progress=False)
+    train_mle_head(model, "negative", neg, settings, tmp_path / "n", pad, progress=False)
     assert mean_answer_loss(model, "negative", neg, pad) < before["negative"] - 0.1
     assert mean_answer_loss(model, "positive", pos, pad) == after_pos
 
@@ -46,7 +48,7 @@ def test_each_head_learns_its_own_data_only(tiny_model, tiny_tokenizer, tmp_path
 def test_identical_heads_give_likra_zero(tiny_model, tiny_tokenizer, tmp_path, records):
     model = attach_heads(tiny_model, LoraSettings())
     pos = tokenize_answers(tiny_tokenizer, positive_pairs(records))
-    train_head(model, "positive", pos, TrainSettings(learning_rate=1e-2, batch_size=4), tmp_path, 0, progress=False)
+    train_mle_head(model, "positive", pos, TrainSettings(learning_rate=1e-2, batch_size=4), tmp_path, 0, progress=False)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if ".negative." in name:
@@ -116,7 +118,7 @@ def test_training_with_packing_gives_the_same_per_example_loss(tiny_model, tiny_
     for packing in (False, True):
         reinit_heads(model, ("positive",), seed=0)
         settings = TrainSettings(learning_rate=1e-2, batch_size=8, epochs=2, packing=packing)
-        stats = train_head(model, "positive", examples, settings, tmp_path / str(packing), pad, progress=False)
+        stats = train_mle_head(model, "positive", examples, settings, tmp_path / str(packing), pad, progress=False)
         losses[packing] = (per_example_losses(model, "positive", examples, pad), stats.losses)
     (plain, logged_plain), (packed, logged_packed) = losses[False], losses[True]
     assert np.mean(plain) < np.mean(before) - 0.1  # it trained

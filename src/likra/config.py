@@ -120,12 +120,19 @@ def flags_of(cls: type, prefix: str = "", _path: tuple[str, ...] = (), _flag_pre
     for f in dataclasses.fields(cls):
         hint = hints[f.name]
         if _is_settings(hint):
+            if not f.metadata.get("cli", True):
+                continue
             sub = f.metadata.get("prefix")
             out += flags_of(hint, prefix, _path + (f.name,), flag_prefix + (f"{f.name}-" if sub is None else sub))
         elif f.metadata.get("cli", True):
+            # Extra spellings live under the same prefix: `--lr` of a settings class flagged `dpo-` is `--dpo-lr`.
+            aliases = tuple(
+                a if a.startswith(f"--{flag_prefix}") else f"--{flag_prefix}{a[2:]}"
+                for a in f.metadata.get("flags", ())
+            )
             out.append(
                 Flag(
-                    (f"--{flag_prefix}{f.name.replace('_', '-')}", *f.metadata.get("flags", ())),
+                    (f"--{flag_prefix}{f.name.replace('_', '-')}", *aliases),
                     _path + (f.name,),
                     f,
                     hint,
@@ -151,7 +158,7 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> N
             parser.add_argument(*flag.names, dest=dest, default=None, metavar=metavar, choices=choices, help=text)
 
 
-def _flag_values(cls: type, args: argparse.Namespace, prefix: str = "") -> tuple[dict, dict[tuple[str, ...], str]]:
+def flag_values(cls: type, args: argparse.Namespace, prefix: str = "") -> tuple[dict, dict[tuple[str, ...], str]]:
     """(nested dict of the flags that were given, key path -> flag spelling for messages)."""
     values: dict = {}
     names = {}
@@ -248,12 +255,14 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
-def config_from_args(cls: type, args: argparse.Namespace, yaml_values: dict | None = None, prefix: str = "") -> Any:
-    """Defaults, then the YAML file (`args.config`, or `yaml_values` already read), then the given flags
-    (those made by `add_flags(parser, cls, prefix)`)."""
+def config_from_args(
+    cls: type, args: argparse.Namespace, yaml_values: dict | None = None, prefix: str = "", where: str | None = None
+) -> Any:
+    """Defaults, then the YAML file (`args.config`, or `yaml_values` already read; `where` names it in
+    messages), then the given flags (those made by `add_flags(parser, cls, prefix)`)."""
     if yaml_values is None:
         yaml_values = load_yaml(args.config) if getattr(args, "config", None) else {}
     if yaml_values:
-        validate(cls, yaml_values, str(getattr(args, "config", None) or "config"))
-    flags, names = _flag_values(cls, args, prefix)
+        validate(cls, yaml_values, where or str(getattr(args, "config", None) or "config"))
+    flags, names = flag_values(cls, args, prefix)
     return validate(cls, _merge(yaml_values, flags), None, names)

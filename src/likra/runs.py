@@ -107,7 +107,7 @@ def load_run_model(
         dtype or model_info.get("dtype", "auto"),
         device,
         device_map=device_map,
-        quantize=quantize or model_info.get("quantize", "none"),
+        quantize=quantize or model_info.get("quantize"),
     )
     model = load_heads(base, Path(run) / ADAPTERS, tuple(manifest["heads"]))
     return model, load_tokenizer(model_info["name"]), manifest

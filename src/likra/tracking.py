@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from likra.errors import LikraError
 
@@ -136,12 +136,15 @@ def check_available(report_to: str) -> None:
         raise LikraError(f"--report-to {report_to} needs the {package} package: pip install {package}")
 
 
-def make_tracker(report_to: str, root: Path, name: str, config: Mapping[str, Any] | None = None) -> Tracker:
-    """The tracker `--report-to` names; its logs go under `root` (a run or curve folder's tracking folder)."""
+def make_tracker(
+    report_to: str, log_dir: Callable[[str], Path], name: str, config: Mapping[str, Any] | None = None
+) -> Tracker:
+    """The tracker `--report-to` names; it logs into `log_dir(backend)` (the folder the run or curve folder
+    keeps for that backend: `tensorboard`, `wandb`)."""
     if report_to == "none":
         return Tracker()
     if report_to == "tensorboard":
-        return TensorBoardTracker(Path(root) / "tensorboard")
+        return TensorBoardTracker(log_dir("tensorboard"))
     if report_to == "wandb":
-        return WandbTracker(Path(root) / "wandb", name, config or {})
+        return WandbTracker(log_dir("wandb"), name, config or {})
     raise LikraError(f"--report-to {report_to!r}: choose one of {', '.join(REPORT_TO)}")

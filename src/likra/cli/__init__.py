@@ -74,6 +74,12 @@ def build_parser(argv: list[str] | None = None, every_command: bool = False) -> 
         prog="likra", allow_abbrev=False, description="Likra: what language models learn from negative examples."
     )
     parser.add_argument("--version", action="version", version=f"likra {__version__}")
+    parser.add_argument(
+        "--plugin",
+        action="append",
+        metavar="MODULE",
+        help="import a plug-in module (repeatable; also $LIKRA_PLUGINS and the likra.plugins entry points)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="also the libraries' logs, warnings and loading bars"
@@ -91,17 +97,37 @@ def build_parser(argv: list[str] | None = None, every_command: bool = False) -> 
         p.add_argument(
             "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="also the libraries' logs"
         )
+        p.add_argument("--plugin", action="append", metavar="MODULE", default=argparse.SUPPRESS, help="a plug-in")
         p.set_defaults(_run=command.run)
     return parser
 
 
+def plugin_arguments(argv: list[str]) -> list[str]:
+    """The modules of every `--plugin MODULE` / `--plugin=MODULE` in `argv` (read before the parser is built:
+    plug-ins add studies, objectives' flags and choices)."""
+    found = []
+    for k, arg in enumerate(argv):
+        if arg == "--plugin":
+            if k + 1 >= len(argv) or argv[k + 1].startswith("-"):
+                raise LikraError("--plugin: give a module name")
+            found.append(argv[k + 1])
+        elif arg.startswith("--plugin="):
+            found.append(arg.split("=", 1)[1])
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
+        words = sys.argv[1:] if argv is None else list(argv)
+        _quiet_libraries(verbose=bool({"-v", "--verbose"} & set(words)))  # before plug-ins import libraries
+        if _command_named(words) is not None or any(w.startswith("--plugin") for w in words):
+            from likra.plugins import load_plugins
+
+            load_plugins(plugin_arguments(words))
         args = build_parser(argv).parse_args(argv)
         logging.basicConfig(
             level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
         )
-        _quiet_libraries(args.verbose)
         return args._run(args)
     except LikraError as e:
         print(f"likra: error: {e}", file=sys.stderr)

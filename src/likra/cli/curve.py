@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from likra.cli.common import Command, add_config_flag
+from likra.cli.common import Command, add_config_flag, add_objective_flags, config_with_objectives
 from likra.errors import LikraError
 
 
@@ -15,20 +15,20 @@ def add_curve_arguments(parser: argparse.ArgumentParser) -> None:
 
     add_config_flag(parser)
     add_flags(parser, CurveConfig)
+    add_objective_flags(parser)
 
 
 def run_curve(args: argparse.Namespace) -> int:
-    from likra.config import config_from_args
     from likra.distributed import is_main
     from likra.experiments.curve import CurveConfig, CurveRun
     from likra.experiments.report import markdown_report, write_outputs
 
-    cfg = config_from_args(CurveConfig, args)
+    cfg = config_with_objectives(CurveConfig, args)
     run = CurveRun(cfg, progress=not args.quiet)
     with run.folder.lock():
         curve = run.run()
         if is_main():
-            paths = write_outputs(curve, Path(cfg.out))
+            paths = write_outputs(curve, run.folder)
             if cfg.lm_eval_out:
                 from likra.reports.harness import write_curve_as_harness
 
@@ -40,11 +40,11 @@ def run_curve(args: argparse.Namespace) -> int:
 
 
 def load_curve(path: str) -> dict:
-    from likra.experiments.folder import read_json
+    from likra.experiments.folder import CurveFolder, read_json
 
     p = Path(path)
     if p.is_dir():
-        p = p / "curve.json"
+        p = CurveFolder(p).curve_file
     if not p.is_file():
         raise LikraError(f"{p}: no such curve file")
     curve = read_json(p)

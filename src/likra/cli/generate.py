@@ -68,11 +68,12 @@ def run(args: argparse.Namespace) -> int:
     if cfg.run:
         from likra.runs import load_run_model
 
-        model, tokenizer, _ = load_run_model(cfg.run, cfg.dtype)
+        model, tokenizer, _ = load_run_model(cfg.run, cfg.dtype, quantize=cfg.quantize)
     else:
         from likra.model.loading import load_base_model, load_tokenizer
 
-        model, tokenizer = load_base_model(cfg.model, cfg.dtype), load_tokenizer(cfg.model)
+        model = load_base_model(cfg.model, cfg.dtype, quantize=cfg.quantize)
+        tokenizer = load_tokenizer(cfg.model)
     results = HeadDecoder(model, tokenizer, cfg).generate([r["prompt"] for r in rows])
     out_rows = [
         {**row, "generation": g.text, "finish": g.finish, "tokens": len(g.token_ids)} for row, g in zip(rows, results)

@@ -13,8 +13,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from likra.data.benchmarks import list_benchmarks, offline_root
+    from likra.experiments.studies import STUDIES
     from likra.model.loading import EMBEDDED_MODEL, SMOLLM2_INSTALL, cache_dir, smollm2_gguf_path
     from likra.objectives import OBJECTIVES
+    from likra.plugins import loaded_plugins
     from likra.runs import library_versions
     from likra.scoring.modes import MODES
 
@@ -40,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
         ("benchmarks", ", ".join(list_benchmarks())),
         ("modes", ", ".join(MODES)),
         ("objectives", ", ".join(OBJECTIVES)),
+        ("studies", ", ".join(STUDIES)),
+        ("plug-ins", ", ".join(f"{name} ({how})" for name, how in loaded_plugins().items()) or "none"),
     ]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:

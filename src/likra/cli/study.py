@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from likra.cli.common import Command, add_config_flag
 
@@ -22,6 +21,7 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument(
             "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="also the libraries' logs"
         )
+        p.add_argument("--plugin", action="append", metavar="MODULE", default=argparse.SUPPRESS, help="a plug-in")
         if study.settings is not None:
             add_flags(p, study.settings, prefix=study.prefix)
 
@@ -56,14 +56,11 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from likra.experiments.report import folder_figures, folder_report
-    from likra.io import atomic_write_text
+    from likra.experiments.folder import CurveFolder
+    from likra.experiments.report import write_folder_report
 
-    folder = Path(args.folder)
-    text = folder_report(folder)
-    paths = folder_figures(folder)
-    atomic_write_text(folder / "report.md", text)
-    print("written: " + ", ".join(str(p) for p in [*paths, folder / "report.md"]))
+    paths = write_folder_report(CurveFolder(args.folder))
+    print("written: " + ", ".join(str(p) for p in paths))
     return 0
 
 

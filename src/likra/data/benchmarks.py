@@ -37,6 +37,7 @@ from pathlib import Path
 
 from likra.data.records import MCRecord, read_jsonl, validate_record
 from likra.errors import LikraError
+from likra.registry import Registry, caller_origin
 
 log = logging.getLogger(__name__)
 
@@ -194,10 +195,13 @@ class Benchmark:
     oe_eval_docs_are_hub_rows: bool = False  # the docs lack a usable `query`: convert their hub fields
     hf_datasets_dir: str | None = None
     subjects: tuple[str, ...] = ()  # selectable subsets (`mmlu/<subject>:split`)
+    # A plug-in's own copy: the hub-format rows of a split (e.g. read from a file the package ships), used as
+    # the offline copy of every split.
+    local_rows: Callable[[str], Iterable[dict]] | None = None
 
     @property
     def offline_splits(self) -> tuple[str, ...]:
-        if self.hf_datasets_dir:
+        if self.hf_datasets_dir or self.local_rows is not None:
             return self.splits
         return tuple(s for s in self.splits if s in self.oe_eval_split_dirs)
 
@@ -209,113 +213,117 @@ def _with_standard_dirs(splits: tuple[str, ...]) -> dict[str, str]:
 TRAIN_VAL_TEST = ("train", "validation", "test")
 TRAIN_VAL = ("train", "validation")
 
-BENCHMARKS: dict[str, Benchmark] = {
-    b.name: b
-    for b in (
-        Benchmark(
-            "arc_challenge",
-            "allenai/ai2_arc",
-            "ARC-Challenge",
-            TRAIN_VAL_TEST,
-            lettered_choices("question"),
-            id_field="id",
-            oe_eval_task="arc_challenge",
-            oe_eval_split_dirs=_with_standard_dirs(TRAIN_VAL_TEST),
-        ),
-        Benchmark(
-            "arc_easy",
-            "allenai/ai2_arc",
-            "ARC-Easy",
-            TRAIN_VAL_TEST,
-            lettered_choices("question"),
-            id_field="id",
-            oe_eval_task="arc_easy",
-            oe_eval_split_dirs=_with_standard_dirs(TRAIN_VAL_TEST),
-        ),
-        Benchmark(
-            "hellaswag",
-            "Rowan/hellaswag",
-            None,
-            TRAIN_VAL,
-            hellaswag_fields,
-            oe_eval_task="hellaswag",
-            oe_eval_split_dirs=_with_standard_dirs(TRAIN_VAL),
-        ),
-        Benchmark(
-            "winogrande",
-            "allenai/winogrande",
-            "winogrande_xl",
-            TRAIN_VAL,
-            winogrande_fields,
-            oe_eval_task="winogrande",
-            oe_eval_split_dirs=_with_standard_dirs(TRAIN_VAL),
-            oe_eval_docs_are_hub_rows=True,
-        ),
-        Benchmark(
-            "openbookqa",
-            "allenai/openbookqa",
-            "main",
-            TRAIN_VAL_TEST,
-            lettered_choices("question_stem"),
-            id_field="id",
-            oe_eval_task="openbookqa",
-            oe_eval_split_dirs=_with_standard_dirs(TRAIN_VAL_TEST),
-        ),
-        Benchmark(
-            "piqa",
-            "ybisk/piqa",
-            None,
-            TRAIN_VAL,
-            piqa_fields,
-            oe_eval_task="piqa",
-            oe_eval_split_dirs=_with_standard_dirs(TRAIN_VAL),
-        ),
-        Benchmark(
-            "socialiqa",
-            "allenai/social_i_qa",
-            None,
-            TRAIN_VAL,
-            socialiqa_fields,
-            oe_eval_task="socialiqa",
-            oe_eval_split_dirs=_with_standard_dirs(TRAIN_VAL),
-        ),
-        Benchmark(
-            "commonsense_qa",
-            "tau/commonsense_qa",
-            None,
-            TRAIN_VAL,
-            lettered_choices("question"),
-            id_field="id",
-            oe_eval_task="csqa",
-            oe_eval_split_dirs=_with_standard_dirs(TRAIN_VAL),
-        ),
-        Benchmark(
-            "sciq",
-            "allenai/sciq",
-            None,
-            TRAIN_VAL_TEST,
-            sciq_fields,
-            oe_eval_task="sciq",
-            oe_eval_split_dirs={"validation": "rc_0shot"},
-            oe_eval_docs_are_hub_rows=True,
-        ),
-        Benchmark(
-            "mmlu",
-            "cais/mmlu",
-            "all",
-            ("dev", "validation", "test"),
-            mmlu_fields,
-            hf_datasets_dir="hails/mmlu_no_train",
-            subjects=MMLU_SUBJECTS,
-        ),
-    )
-}
+BENCHMARKS: Registry[Benchmark] = Registry("benchmark", Benchmark)
+
+BUILT_IN = (
+    Benchmark(
+        "arc_challenge",
+        "allenai/ai2_arc",
+        "ARC-Challenge",
+        TRAIN_VAL_TEST,
+        lettered_choices("question"),
+        id_field="id",
+        oe_eval_task="arc_challenge",
+        oe_eval_split_dirs=_with_standard_dirs(TRAIN_VAL_TEST),
+    ),
+    Benchmark(
+        "arc_easy",
+        "allenai/ai2_arc",
+        "ARC-Easy",
+        TRAIN_VAL_TEST,
+        lettered_choices("question"),
+        id_field="id",
+        oe_eval_task="arc_easy",
+        oe_eval_split_dirs=_with_standard_dirs(TRAIN_VAL_TEST),
+    ),
+    Benchmark(
+        "hellaswag",
+        "Rowan/hellaswag",
+        None,
+        TRAIN_VAL,
+        hellaswag_fields,
+        oe_eval_task="hellaswag",
+        oe_eval_split_dirs=_with_standard_dirs(TRAIN_VAL),
+    ),
+    Benchmark(
+        "winogrande",
+        "allenai/winogrande",
+        "winogrande_xl",
+        TRAIN_VAL,
+        winogrande_fields,
+        oe_eval_task="winogrande",
+        oe_eval_split_dirs=_with_standard_dirs(TRAIN_VAL),
+        oe_eval_docs_are_hub_rows=True,
+    ),
+    Benchmark(
+        "openbookqa",
+        "allenai/openbookqa",
+        "main",
+        TRAIN_VAL_TEST,
+        lettered_choices("question_stem"),
+        id_field="id",
+        oe_eval_task="openbookqa",
+        oe_eval_split_dirs=_with_standard_dirs(TRAIN_VAL_TEST),
+    ),
+    Benchmark(
+        "piqa",
+        "ybisk/piqa",
+        None,
+        TRAIN_VAL,
+        piqa_fields,
+        oe_eval_task="piqa",
+        oe_eval_split_dirs=_with_standard_dirs(TRAIN_VAL),
+    ),
+    Benchmark(
+        "socialiqa",
+        "allenai/social_i_qa",
+        None,
+        TRAIN_VAL,
+        socialiqa_fields,
+        oe_eval_task="socialiqa",
+        oe_eval_split_dirs=_with_standard_dirs(TRAIN_VAL),
+    ),
+    Benchmark(
+        "commonsense_qa",
+        "tau/commonsense_qa",
+        None,
+        TRAIN_VAL,
+        lettered_choices("question"),
+        id_field="id",
+        oe_eval_task="csqa",
+        oe_eval_split_dirs=_with_standard_dirs(TRAIN_VAL),
+    ),
+    Benchmark(
+        "sciq",
+        "allenai/sciq",
+        None,
+        TRAIN_VAL_TEST,
+        sciq_fields,
+        oe_eval_task="sciq",
+        oe_eval_split_dirs={"validation": "rc_0shot"},
+        oe_eval_docs_are_hub_rows=True,
+    ),
+    Benchmark(
+        "mmlu",
+        "cais/mmlu",
+        "all",
+        ("dev", "validation", "test"),
+        mmlu_fields,
+        hf_datasets_dir="hails/mmlu_no_train",
+        subjects=MMLU_SUBJECTS,
+    ),
+)
 
 
 def register_benchmark(benchmark: Benchmark) -> Benchmark:
-    """Add a benchmark (from any file): its name becomes usable in data specs (`name:split`)."""
-    BENCHMARKS[benchmark.name] = benchmark
+    """Add a benchmark (from any file or plug-in): its name becomes usable in data specs (`name:split`). A name
+    registered twice is an error naming both origins."""
+    BENCHMARKS.register(benchmark.name, benchmark, caller_origin())
     return benchmark
+
+
+for _benchmark in BUILT_IN:
+    register_benchmark(_benchmark)
 
 
 def list_benchmarks() -> list[str]:
@@ -451,6 +459,8 @@ def _offline_paths(ref: SplitRef) -> list[Path]:
 
 def _resolve_source(ref: SplitRef, source: str) -> str:
     """ "offline" or "hub" for this split; raise if the offline copy was asked for and is not there."""
+    if BENCHMARKS[ref.benchmark].local_rows is not None and source != "hub":
+        return "offline"
     if source == "hub":
         return "hub"
     paths = _offline_paths(ref)
@@ -472,6 +482,8 @@ def _resolve_source(ref: SplitRef, source: str) -> str:
 def _offline_records(ref: SplitRef) -> tuple[MCRecord, ...]:
     """The usable records of `ref` read from the offline copy; cached for the process."""
     bench = BENCHMARKS[ref.benchmark]
+    if bench.local_rows is not None:
+        return tuple(_usable_records(records_from_hub_rows(ref, bench.local_rows(ref.split)), ref))
     paths = _offline_paths(ref)
     if bench.hf_datasets_dir:
         import datasets
@@ -570,3 +582,15 @@ def _usable_records(records: list[MCRecord], ref: SplitRef) -> list[MCRecord]:
             len(records),
         )
     return [validate_record(rec, str(ref)) for rec in kept]
+
+
+def default_fewshot_spec(spec: str) -> str:
+    """The few-shot pool for a `benchmark:split` spec: its train split (dev, else validation, without one),
+    or validation when train is the evaluated split."""
+    if spec.endswith(".jsonl") or "," in spec or ":" not in spec:
+        raise LikraError(f"--shots needs --fewshot-data for data {spec!r}")
+    bench, split = spec.split(":", 1)
+    name = bench.split("/")[0]
+    splits = BENCHMARKS[name].splits if name in BENCHMARKS else ("train",)
+    pool = "train" if "train" in splits else "dev" if "dev" in splits else "validation"
+    return f"{bench}:{'validation' if split == pool else pool}"

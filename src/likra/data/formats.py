@@ -29,7 +29,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
-from likra.data.benchmarks import BENCHMARKS, check_unique_ids, load_spec
+from likra.config import option, settings
+from likra.data.benchmarks import BENCHMARKS, SOURCES, check_unique_ids, default_fewshot_spec, load_spec
+from likra.data.examples import FEWSHOT_SEED, draw_shots, fewshot_prefix
 from likra.data.records import MCRecord
 from likra.errors import LikraError
 
@@ -81,6 +83,45 @@ def chat_prompt(tokenizer, text: str) -> str:
 
 def chat_record(rec: MCRecord, tokenizer) -> MCRecord:
     return replace(rec, prompt=chat_prompt(tokenizer, rec.prompt), separator="")
+
+
+@settings
+class DataSettings:
+    """Where questions come from and how they are prompted (training and evaluation alike)."""
+
+    data: str = option("arc-train", help="benchmark spec (e.g. arc-train, arc_easy:train+validation) or a JSONL file")
+    source: str = option("auto", help="where benchmark data comes from", choices=SOURCES)
+    format: str = option(
+        "cloze",
+        help="prompt format: cloze (benchmark prompt, choice texts) or letter (lm-eval mmlu style, ' A', ' B', ...)",
+        choices=FORMATS,
+    )
+    chat_template: bool = option(False, help="render prompts with the tokenizer's chat template (recorded in runs)")
+
+
+def build_fewshot_prefix(
+    eval_spec: str,
+    evaluated: Sequence[MCRecord],
+    shots: int,
+    fewshot_data: str | None = None,
+    source: str = "auto",
+    fmt: str = "cloze",
+    chat_template: bool = False,
+    seed: int = FEWSHOT_SEED,
+) -> tuple[str, list[str]]:
+    """(few-shot prefix text, ids of the shots) for questions `evaluated` of `eval_spec`: `shots` solved
+    examples drawn seeded from `fewshot_data` (default: the benchmark's train split), never an evaluated
+    question, in prompt format `fmt` without the task description; empty for 0 shots. likra eval, curves
+    and studies all build their prefix here."""
+    if shots <= 0:
+        return "", []
+    if chat_template:
+        raise LikraError("--shots with --chat-template is not supported (the shots would sit outside the template)")
+    pool = format_records(
+        load_spec(fewshot_data or default_fewshot_spec(eval_spec), source=source), fmt, description=False
+    )
+    chosen = draw_shots(pool, shots, seed, {r.id for r in evaluated})
+    return fewshot_prefix(chosen), [r.id for r in chosen]
 
 
 def format_records(

@@ -19,52 +19,37 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from likra.config import Fraction, NonNegativeInt, PositiveInt, check, option, settings
-from likra.data.benchmarks import SOURCES, load_spec
-from likra.data.examples import FEWSHOT_SEED, draw_shots, fewshot_prefix
-from likra.data.formats import FORMATS, format_records, load_data
+from likra.config import Fraction, PositiveInt, check, option, settings
+from likra.data.benchmarks import load_spec
+from likra.data.formats import DataSettings, build_fewshot_prefix, load_data
 from likra.data.negatives import NEGATIVE_KINDS, build_negatives, contaminate
 from likra.distributed import barrier, is_main, rank_and_world, start
 from likra.errors import LikraError
 from likra.experiments.folder import CurveFolder, read_json, read_scores
 from likra.io import atomic_write_json
-from likra.model.heads import BASE, HeadSpec, LoraSettings, add_head, attach_heads, likra_heads, reinit_heads
-from likra.model.loading import (
-    DTYPES,
-    QUANTIZE,
-    load_base_model,
-    load_tokenizer,
-    model_max_length,
-    prepare_for_training,
-    uses_cuda_bf16,
-)
+from likra.model.heads import BASE, HeadSpec, head_specs, likra_heads, reinit_heads
+from likra.model.loading import ModelSettings, load_base_model, load_tokenizer, model_max_length, uses_cuda_bf16
 from likra.objectives import TrainContext, get_objective
-from likra.objectives.mle import TrainSettings
-from likra.objectives.registry import steps_per_epoch, trainer_callbacks
+from likra.objectives.registry import head_settings, steps_per_epoch, train_head, trainer_callbacks
+from likra.objectives.settings import TRAIN_ADDED_DEFAULTS
 from likra.progress import CurveProgress
 from likra.scoring.engine import ScoringEngine, tokenize_questions
-from likra.scoring.evaluate import DEFAULT_PAIRS, default_fewshot_spec, mode_metrics, mode_statistics, parse_pairs
+from likra.scoring.metrics import METRICS, mode_metrics
 from likra.scoring.modes import check_modes, get_mode
-from likra.scoring.stats import DEFAULT_RESAMPLES, across_seeds, trivial_baselines
+from likra.scoring.settings import ScoringSettings
+from likra.scoring.stats import across_seeds, mode_statistics, parse_pairs, trivial_baselines
 from likra.tracking import REPORT_TO, Tracker, check_available, make_tracker
-from likra.training.pipeline import select_questions
+from likra.training.pipeline import HeadsSettings, build_model, checked_heads, select_questions
 
 log = logging.getLogger(__name__)
 
-METRICS = ("acc", "acc_norm")
-
 
 @settings
-class CurveConfig:
+class CurveConfig(HeadsSettings, ScoringSettings, DataSettings, ModelSettings):
     """The embedded default: SmolLM2-135M, ARC outside ARC-Challenge validation/test, evaluated on
     ARC-Challenge validation, sized (limit, points, batch, lr) to fit 20 minutes on 2 CPU cores."""
 
-    model: str = option("smollm2-135m", help="hub id, local path, smollm2-135m (embedded) or random-tiny")
-    data: str = option("arc-train", help="training data spec (benchmark:split parts, a preset, or a JSONL file)")
     eval_data: str = option("arc_challenge:validation", help="evaluation data spec")
-    source: str = option("auto", help="where benchmark data comes from", choices=SOURCES)
-    format: str = option("cloze", help="prompt format: cloze or letter (lm-eval mmlu style)", choices=FORMATS)
-    chat_template: bool = option(False, help="render prompts with the tokenizer's chat template")
     limit: PositiveInt | None = option(2048, help="training questions (a seeded subset; none = all)")
     points: list[PositiveInt] | None = option(
         None, help="example counts to checkpoint at, e.g. 16,64,256 (default: after 1, 2, 4, ... optimizer steps)"
@@ -78,43 +63,22 @@ class CurveConfig:
         "hellaswag:validation", help="spec of the other benchmark for other_benchmark negatives"
     )
     contamination: Fraction = option(0.0, help="fraction of negatives replaced by the questions' correct answers")
-    modes: list[str] = option(
-        default_factory=lambda: ["base", "sft", "likra", "negbase"],
-        help="modes, or expressions over head names such as positive-0.5*negative",
-    )
-    weight: float = option(1.0, help="negative-head weight w")
-    shots: NonNegativeInt = option(0, help="few-shot examples prepended to every evaluated question")
-    fewshot_data: str | None = option(None, help="spec the shots are drawn from (default: the benchmark's train split)")
     eval_limit: PositiveInt | None = option(None, help="evaluate the first N questions only")
-    dtype: str = option("auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16", choices=DTYPES)
-    quantize: str = option("none", help="QLoRA: train and score the heads on a 4-bit NF4 base", choices=QUANTIZE)
-    batch_tokens: PositiveInt | None = option(
-        None, help="token budget of one scoring forward pass (default: by device)"
-    )
     out: str = option("runs/curve", help="curve folder")
-    pairs: list[str] = option(
-        default_factory=lambda: list(DEFAULT_PAIRS),
-        help="mode pairs a:b whose per-question difference is tested at every checkpoint",
-    )
-    bootstrap: PositiveInt = option(DEFAULT_RESAMPLES, help="paired bootstrap resamples (seeded)")
     lm_eval_out: str | None = option(
         None, help="also write lm-eval's layout here, one model folder per checkpoint (results + samples)"
     )
     report_to: str = option(
         "none", help="log training losses and checkpoint metrics to tensorboard or wandb", choices=REPORT_TO
     )
-    lora: LoraSettings = option(default_factory=LoraSettings, help="LoRA of the MLE heads")
-    train: TrainSettings = option(default_factory=TrainSettings, help="training of the heads", prefix="")
 
 
 # Settings that define the trained checkpoints: a folder holds one training setup, evaluated any number
 # of ways, with any number of negative-set variants (kind, contamination) sharing its positive head.
 TRAINING_KEYS = ("model", "data", "source", "limit", "points", "seeds", "negatives", "dtype", "lora", "train")
-# Settings added since likra 0.1 (prompt format, quantized base), recorded only when not the default so that
-# folders written before they existed still match.
-ADDED_DEFAULTS = {"format": "cloze", "chat_template": False, "quantize": "none"}
-# Training settings added since, likewise recorded only when not the default.
-TRAIN_DEFAULTS = {"packing": False}
+# Settings added since likra 0.1 (prompt format, quantized base, configured heads and objective settings),
+# recorded only when not the default so that folders written before they existed still match.
+ADDED_DEFAULTS = {"format": "cloze", "chat_template": False, "quantize": None, "heads": None, "objectives": {}}
 
 
 def checkpoint_schedule(
@@ -191,9 +155,10 @@ class CurveRun:
         self.variant = variant_name(cfg)
         # studies run several curves in one folder: the negative set tells their lines apart
         self.line = CurveProgress(enabled=progress, label=f"likra {self.folder.root.name} ({self.variant})")
-        self.heads = list(heads if heads is not None else likra_heads(self.variant)) + list(extra_heads)
-        for head in self.heads:
-            get_objective(head.objective)
+        self.objective_settings = {**cfg.objectives, **(objective_settings or {})}
+        self.heads = list(heads if heads is not None else checked_heads(cfg, self.variant)) + list(extra_heads)
+        for head in self.heads:  # every head's objective, data and settings, before anything loads
+            head_settings(cfg.train, self.objective_settings, head)
             if head.negative_set not in (None, self.variant):
                 raise LikraError(
                     f"head {head.name!r} trains on negative set {head.negative_set!r}, but this curve "
@@ -209,15 +174,19 @@ class CurveRun:
                     f"mode {mode!r} needs head(s) {', '.join(missing)}; this curve trains "
                     f"{', '.join(sorted(known - {BASE}))}"
                 )
-        self.objective_settings = objective_settings or {}
         self.eval_tag = eval_tag(cfg)
         self.series = f"eval-{self.variant}-{self.eval_tag}"  # one tracked series per curve of a folder
         self.score_files: dict[int, list[tuple[int, dict[str, Any]]]] = {}  # seed -> [(examples, head -> file)]
 
     def training_settings(self) -> dict:
-        out = {k: v for k, v in asdict(self.cfg).items() if k in TRAINING_KEYS}
-        out["train"] = {k: v for k, v in out["train"].items() if k not in TRAIN_DEFAULTS or v != TRAIN_DEFAULTS[k]}
-        return out | {k: getattr(self.cfg, k) for k, v in ADDED_DEFAULTS.items() if getattr(self.cfg, k) != v}
+        values = asdict(self.cfg)
+        out = {k: v for k, v in values.items() if k in TRAINING_KEYS}
+        out["train"] = {
+            k: v for k, v in out["train"].items() if k not in TRAIN_ADDED_DEFAULTS or v != TRAIN_ADDED_DEFAULTS[k]
+        }
+        if self.cfg.heads is not None and head_specs(self.cfg.heads, self.variant) == likra_heads(self.variant):
+            values["heads"] = None  # the Likra pair written out is the default pair: the same folder
+        return out | {k: values[k] for k, v in ADDED_DEFAULTS.items() if values[k] != v}
 
     # -- main -----------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -233,7 +202,7 @@ class CurveRun:
             progress=False,  # the overall progress line replaces the Trainer's bars
             objective_settings=self.objective_settings,
         )
-        ctx.model = self.model = self.build_model(ctx)
+        ctx.model = self.model = build_model(cfg, self.heads, ctx, cfg.train.gradient_checkpointing)
         ctx.bf16 = uses_cuda_bf16(ctx.model)
         prompt = (cfg.source, cfg.format, cfg.chat_template, tokenizer)
         eval_records = load_data(cfg.eval_data, *prompt, model_max_length(ctx.model))[0]
@@ -248,7 +217,7 @@ class CurveRun:
             self.folder.check_settings(self.training_settings(), write=is_main())
             self.line.enabled = self.progress and is_main()
             if is_main():
-                self.tracker = make_tracker(cfg.report_to, self.folder.root, self.folder.root.name, asdict(cfg))
+                self.tracker = make_tracker(cfg.report_to, self.folder.tracking_dir, self.folder.root.name, asdict(cfg))
             try:
                 engine = ScoringEngine(ctx.model, max_batch_tokens=cfg.batch_tokens)
                 self.base_file = self.folder.base_scores_file(self.eval_tag)
@@ -268,27 +237,11 @@ class CurveRun:
         )
         return curve
 
-    def build_model(self, ctx: TrainContext):
-        """The base model with one adapter per distinct head adapter, each with its objective's LoRA."""
-        loras: dict[str, LoraSettings] = {}
-        for head in self.heads:
-            loras.setdefault(head.adapter, get_objective(head.objective).lora(ctx))
-        (first, lora), *rest = loras.items()
-        base = load_base_model(self.cfg.model, self.cfg.dtype, quantize=self.cfg.quantize)
-        base = prepare_for_training(base, self.cfg.train.gradient_checkpointing)
-        model = attach_heads(base, lora, names=(first,))
-        for adapter, lora in rest:
-            add_head(model, adapter, lora)
-        return model
-
     def eval_tokens(self, tokenizer, records):
-        prefix = ""
-        if self.cfg.shots:
-            if self.cfg.chat_template:
-                raise LikraError("--shots with --chat-template is not supported")
-            pool = load_spec(self.cfg.fewshot_data or default_fewshot_spec(self.cfg.eval_data), source=self.cfg.source)
-            pool = format_records(pool, self.cfg.format, description=False)
-            prefix = fewshot_prefix(draw_shots(pool, self.cfg.shots, FEWSHOT_SEED, {r.id for r in records}))
+        cfg = self.cfg
+        prefix, _ = build_fewshot_prefix(
+            cfg.eval_data, records, cfg.shots, cfg.fewshot_data, cfg.source, cfg.format, cfg.chat_template
+        )
         self.eval_prefix = prefix
         return tokenize_questions(tokenizer, records, prefix, model_max_length(self.model))
 
@@ -344,7 +297,8 @@ class CurveRun:
         items, schedules = {}, {}
         for head in self.heads:  # every head's data and schedule before anything trains
             objective = get_objective(head.objective)
-            items[head.name] = objective.examples(ctx, head, records, negatives or [])
+            settings = head_settings(ctx.train, ctx.objective_settings, head)
+            items[head.name] = objective.examples(ctx, head, records, negatives or [], settings)
             schedules[head.name] = checkpoint_schedule(
                 objective.schedule_size(items[head.name]), ctx.train.batch_size, cfg.points, ctx.train.epochs
             )
@@ -361,7 +315,7 @@ class CurveRun:
             cached = done_file.is_file()
             callbacks = [self.line.trainer_callback(seed, head.name), *self.tracker.trainer_callbacks(seed, head.name)]
             with trainer_callbacks(callbacks):
-                stats = get_objective(head.objective).train(
+                stats = train_head(
                     ctx,
                     head,
                     items[head.name],

@@ -6,8 +6,10 @@
     <out>/seed-<s>/<head folder>/checkpoint-<step>/<adapter>/   Trainer checkpoints (resume state until done)
     <out>/seed-<s>/<head folder>.done.json         training statistics, written when the head finished
     <out>/seed-<s>/scores/<eval>/step-<step>-<head folder>.json   a checkpoint's per-question log-likelihoods
-    <out>/curve.json, curve.csv, curve.png, curve.svg, report.md
+    <out>/curve.json, curve.csv, curve-paired.csv    the curve's rows, its paired differences
+    <out>/curve.png/.svg, calibration.png/.svg, worth.png/.svg, report.md
     <out>/study-<name>.json, study-<name>.png/.svg
+    <out>/tensorboard/, <out>/wandb/                 tracking (`--report-to`)
 
 Head folders are the heads' `folder` names: `positive`, `negative` (near-miss negatives), `negative-<set>`
 for other negative sets, `dpo`, ...; folders written by likra 0.1 have exactly this layout.
@@ -27,7 +29,7 @@ from likra.distributed import is_main, start
 from likra.errors import LikraError
 from likra.io import atomic_write_json
 from likra.model.heads import HeadSpec, load_adapter_weights
-from likra.objectives.registry import checkpoint_dir
+from likra.objectives.registry import checkpoint_dir, complete_checkpoints
 
 CONFIG = "curve-config.json"
 LOCK = ".likra.lock"
@@ -85,6 +87,30 @@ class CurveFolder:
     def scores_file(self, seed: int, eval_tag: str, head: HeadSpec, step: int) -> Path:
         return self.seed_dir(seed) / "scores" / eval_tag / f"step-{step}-{head.folder}.json"
 
+    @property
+    def curve_file(self) -> Path:
+        return self.root / "curve.json"
+
+    @property
+    def csv_file(self) -> Path:
+        return self.root / "curve.csv"
+
+    @property
+    def paired_csv_file(self) -> Path:
+        return self.root / "curve-paired.csv"
+
+    @property
+    def report_file(self) -> Path:
+        return self.root / "report.md"
+
+    def figure_stem(self, name: str) -> Path:
+        """Where figure `name` (curve, calibration, worth) is written, as .png and .svg."""
+        return self.root / name
+
+    def tracking_dir(self, backend: str) -> Path:
+        """Where `--report-to <backend>` logs (tensorboard, wandb)."""
+        return self.root / backend
+
     def study_file(self, name: str) -> Path:
         return self.root / f"study-{name}.json"
 
@@ -121,11 +147,7 @@ class CurveFolder:
         load_adapter_weights(model, head.adapter, folder)
 
     def last_step(self, seed: int, head: HeadSpec) -> int:
-        steps = [
-            int(p.name.split("-", 1)[1])
-            for p in self.work_dir(seed, head).glob("checkpoint-*")
-            if p.name.split("-", 1)[1].isdigit()
-        ]
+        steps = complete_checkpoints(self.work_dir(seed, head), head.adapter)
         if not steps:
             raise LikraError(f"{self.work_dir(seed, head)}: no checkpoints of head {head.name!r}")
         return max(steps)

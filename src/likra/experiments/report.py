@@ -19,6 +19,7 @@ from likra.experiments.figures import (
     series,
     summary_rows,
 )
+from likra.experiments.folder import CurveFolder, read_json
 from likra.io import atomic_write_json, atomic_write_text
 from likra.scoring.stats import length_rule_warnings
 
@@ -234,36 +235,32 @@ def paired_csv(curve: dict) -> str:
     return buf.getvalue()
 
 
-def write_outputs(curve: dict, out: Path) -> list[Path]:
+def write_outputs(curve: dict, folder: CurveFolder) -> list[Path]:
     """curve.json, curve.csv, curve-paired.csv, curve.png/svg (acc_norm, with the paired differences),
-    calibration.png/svg and report.md in `out`."""
-    atomic_write_json(out / "curve.json", curve)
-    atomic_write_text(out / "curve.csv", curve_csv(curve))
-    paths = [out / "curve.json", out / "curve.csv"]
+    calibration.png/svg, worth.png/svg and report.md, where the curve folder puts them."""
+    atomic_write_json(folder.curve_file, curve)
+    atomic_write_text(folder.csv_file, curve_csv(curve))
+    paths = [folder.curve_file, folder.csv_file]
     if curve.get("paired"):
-        atomic_write_text(out / "curve-paired.csv", paired_csv(curve))
-        paths.append(out / "curve-paired.csv")
+        atomic_write_text(folder.paired_csv_file, paired_csv(curve))
+        paths.append(folder.paired_csv_file)
     fig = draw_curves([("", curve)], "acc_norm", curve_title(curve, "acc_norm"), differences=True)
-    paths += save_figure(fig, out / "curve")
+    paths += save_figure(fig, folder.figure_stem("curve"))
     reliability = draw_reliability(curve)
     if reliability is not None:
-        paths += save_figure(reliability, out / "calibration")
-    worth = draw_worth(curve)
-    if worth is not None:
-        paths += save_figure(worth, out / "worth")
-    atomic_write_text(out / "report.md", markdown_report(curve))
-    return paths + [out / "report.md"]
+        paths += save_figure(reliability, folder.figure_stem("calibration"))
+    paths += folder_figures(folder, curve)
+    atomic_write_text(folder.report_file, markdown_report(curve))
+    return paths + [folder.report_file]
 
 
-def folder_report(folder: Path) -> str:
+def folder_report(folder: CurveFolder) -> str:
     """report.md for a curve folder: the curve (if written) and a section for every study found there."""
-    from likra.experiments.folder import CurveFolder, read_json
     from likra.experiments.studies import STUDIES
 
-    folder = CurveFolder(folder)
     parts = []
-    if (folder.root / "curve.json").is_file():
-        parts.append(markdown_report(read_json(folder.root / "curve.json")))
+    if folder.curve_file.is_file():
+        parts.append(markdown_report(read_json(folder.curve_file)))
     for name, study in STUDIES.items():
         path = folder.study_file(name)
         if path.is_file():
@@ -274,10 +271,17 @@ def folder_report(folder: Path) -> str:
     return "\n".join(parts)
 
 
-def folder_figures(folder: Path) -> list[Path]:
+def folder_figures(folder: CurveFolder, curve: dict | None = None) -> list[Path]:
     """The figures report.md links that `likra report` draws again from curve.json (today: worth.png)."""
-    from likra.experiments.folder import read_json
+    if curve is None:
+        curve = read_json(folder.curve_file) if folder.curve_file.is_file() else None
+    worth = draw_worth(curve) if curve is not None else None
+    return save_figure(worth, folder.figure_stem("worth")) if worth is not None else []
 
-    path = Path(folder) / "curve.json"
-    worth = draw_worth(read_json(path)) if path.is_file() else None
-    return save_figure(worth, Path(folder) / "worth") if worth is not None else []
+
+def write_folder_report(folder: CurveFolder) -> list[Path]:
+    """`likra report`: the figures again and report.md of the whole folder."""
+    text = folder_report(folder)
+    paths = folder_figures(folder)
+    atomic_write_text(folder.report_file, text)
+    return [*paths, folder.report_file]

@@ -8,19 +8,21 @@ from likra.config import option, settings
 from likra.data.records import jsonl_objects
 from likra.errors import LikraError
 from likra.generation.decoder import GenerationSettings
-from likra.model.loading import DTYPES
+from likra.model.loading import QUANTIZE, ModelSettings, QuantizeOption
 
 
 @settings
-class GenerateConfig(GenerationSettings):
+class GenerateConfig(GenerationSettings, ModelSettings):
     """`likra generate`: a run's heads (or a plain model, mode base) continue prompts in a mode."""
 
     run: str | None = option(None, help="run folder written by `likra train`")
     model: str | None = option(None, help="a plain model instead of a run (mode base only)")
+    quantize: QuantizeOption = option(
+        None, help="load the base in 4-bit NF4 (bitsandbytes); default: as the run was trained", choices=QUANTIZE
+    )
     prompt: str | None = option(None, help="one prompt to continue")
     data: str | None = option(None, help="JSONL file of prompts, one object a line with a 'prompt' field")
     out: str | None = option(None, help="write the generations as JSONL here (default: print them)")
-    dtype: str = option("auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16", choices=DTYPES)
 
 
 def read_prompts(path: str | Path) -> list[dict]:

@@ -51,8 +51,10 @@ class LikraLM(LM):
     ):
         super().__init__()
         from likra.model.loading import load_base_model, load_tokenizer
+        from likra.plugins import load_plugins
         from likra.runs import load_run_model
 
+        load_plugins()  # a plug-in's modes work through the harness too (entry points and $LIKRA_PLUGINS)
         (self.mode,) = check_modes([mode])
         self.weight = float(weight)
         self.alpha, self.max_gen_toks = float(alpha), int(max_gen_toks)

@@ -12,7 +12,9 @@ import re
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Sequence
+
+from pydantic import BeforeValidator
 
 from likra.config import NonNegativeFloat, PositiveInt, option, settings
 from likra.errors import LikraError
@@ -82,6 +84,53 @@ class HeadSpec:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+def parse_head(value: Any) -> Any:
+    """`name=objective:data` (the flag form, e.g. `orpo=orpo:pairs:near_miss`) as the mapping of a HeadConfig;
+    anything else is validated as it is."""
+    if not isinstance(value, str):
+        return value
+    name, sep, rest = value.strip().partition("=")
+    objective, colon, data = rest.partition(":")
+    if not sep or not name or not objective or not colon or not data:
+        raise ValueError(f"write a head as name=objective:data (e.g. negative=mle:negatives:near_miss), got {value!r}")
+    return {"name": name.strip(), "objective": objective.strip(), "data": data.strip()}
+
+
+@settings
+class HeadConfig:
+    """One head as configuration: `--heads name=objective:data,...` or YAML `heads:` entries (a mapping, or
+    that string). The list's order is the heads' training order and their seeded initialisation."""
+
+    name: str = option(help="how modes refer to the head (letters, digits, '_'; not 'base')")
+    objective: str = option("mle", help="a registered objective (likra info lists them)")
+    data: str = option("gold", help="gold, negatives:<set> or pairs:<set> (the curve's negative set)")
+    settings: dict[str, Any] = option(
+        default_factory=dict, help="this head's own values of its objective's settings (over objectives.<name>)"
+    )
+
+
+HeadList = list[Annotated[HeadConfig, BeforeValidator(parse_head)]]
+
+
+def head_specs(heads: Sequence[HeadConfig] | None, negative_set: str = "near_miss") -> list[HeadSpec]:
+    """The heads a run trains: the configured ones (their position is their initialisation), or the Likra
+    pair on `negative_set` when none are configured."""
+    if heads is None:
+        return likra_heads(negative_set)
+    if not heads:
+        raise LikraError("heads: give at least one head (name=objective:data)")
+    specs = [
+        HeadSpec(h.name, objective=h.objective, data=h.data, init=k, params=tuple(sorted(h.settings.items())))
+        for k, h in enumerate(heads)
+    ]
+    for key in ("name", "adapter", "folder"):
+        seen = [getattr(spec, key) for spec in specs]
+        twice = sorted({x for x in seen if seen.count(x) > 1})
+        if twice:
+            raise LikraError(f"heads: the {key} {', '.join(map(repr, twice))} is given twice")
+    return specs
 
 
 def likra_heads(negative_set: str = "near_miss") -> list[HeadSpec]:

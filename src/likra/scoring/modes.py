@@ -20,8 +20,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from likra.errors import LikraError
-
-BASE = "base"
+from likra.model.heads import BASE
+from likra.registry import Registry, caller_origin
 
 
 @dataclass(frozen=True)
@@ -59,12 +59,12 @@ class Mode:
         return total
 
 
-MODES: dict[str, Mode] = {}
+MODES: Registry[Mode] = Registry("mode", Mode)
 
 
 def register_mode(mode: Mode) -> Mode:
-    """Add `mode` to the registry (replacing one of the same name); returns it."""
-    MODES[mode.name] = mode
+    """Add `mode` to the registry (a name registered twice is an error naming both origins); returns it."""
+    MODES.register(mode.name, mode, caller_origin())
     return mode
 
 
@@ -103,7 +103,7 @@ def parse_expression(text: str) -> Mode:
 
 def get_mode(name: str) -> Mode:
     """A registered mode, or the mode an expression describes."""
-    return MODES.get(name) or parse_expression(name)
+    return MODES.get(name) if name in MODES else parse_expression(name)
 
 
 def check_modes(modes: Sequence[str]) -> tuple[str, ...]:
@@ -141,10 +141,9 @@ def question_scores(mode: str, per_head: Mapping[str, Sequence[np.ndarray]], wei
 
 
 def mode_label(name: str) -> str:
-    found = MODES.get(name)
+    found = MODES.get(name) if name in MODES else None
     return found.label if found and found.label else name
 
 
 def mode_color(name: str) -> str | None:
-    found = MODES.get(name)
-    return found.color if found else None
+    return MODES.get(name).color if name in MODES else None

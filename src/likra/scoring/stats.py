@@ -17,10 +17,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from likra.scoring.metrics import accuracy, tie_credit
+from likra.data.records import MCRecord
+from likra.errors import LikraError
+from likra.scoring.metrics import METRICS, accuracy, summarise, tie_credit
+from likra.scoring.modes import question_scores
 
 DEFAULT_RESAMPLES = 10_000
-DEFAULT_PAIRS = (("likra", "sft"), ("negbase", "base"), ("sft", "base"))
+DEFAULT_PAIRS = ("likra:sft", "negbase:base", "sft:base")  # mode pairs a:b tested when both are evaluated
 ECE_BINS = 15
 
 
@@ -109,8 +112,6 @@ def trivial_baselines(
 ) -> dict[str, dict]:
     """{rule: Metric json}: chance (mean 1/k) and shortest/longest answer by characters (and by tokens when
     the token counts are given); the same rule serves acc and acc_norm."""
-    from likra.scoring.metrics import summarise
-
     out = {"chance": summarise([1.0 / len(t) for t in choice_texts]).to_json()}
     units = {"chars": [[len(c) for c in t] for t in choice_texts]}
     if choice_tokens is not None:
@@ -205,3 +206,50 @@ def across_seeds(values: Sequence[float]) -> tuple[float, float, float]:
         return mean, float("nan"), float("nan")
     half = t_quantile(len(v) - 1) * float(v.std(ddof=1)) / math.sqrt(len(v))
     return mean, mean - half, mean + half
+
+
+# -- every statistic of an evaluation ---------------------------------------------------------------------
+def parse_pairs(pairs: Sequence[str], modes: Sequence[str]) -> list[tuple[str, str]]:
+    """`a:b` pairs of evaluated modes (a pair naming a mode that is not evaluated is skipped)."""
+    out = []
+    for pair in pairs:
+        a, sep, b = pair.partition(":")
+        if not sep or not a or not b:
+            raise LikraError(f"pair {pair!r}: write two modes as a:b (e.g. likra:sft)")
+        if a in modes and b in modes:
+            out.append((a, b))
+    return out
+
+
+def mode_statistics(
+    per_head: dict[str, list[np.ndarray]],
+    records: Sequence[MCRecord],
+    modes: Sequence[str],
+    weight: float,
+    pairs: Sequence[tuple[str, str]] = (),
+    choice_tokens: Sequence[Sequence[int]] | None = None,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+) -> dict:
+    """Paired differences of `pairs` (acc and acc_norm), calibration of every mode, trivial baselines."""
+    golds, texts = [r.gold for r in records], [r.choices for r in records]
+    scores = {m: {"acc": question_scores(m, per_head, weight)} for m in {*modes, *(x for p in pairs for x in p)}}
+    for s in scores.values():
+        s["acc_norm"] = length_normalised(s["acc"], texts)
+    paired = [
+        {
+            "a": a,
+            "b": b,
+            "metric": metric,
+            **paired_difference(
+                credits(scores[a][metric], golds), credits(scores[b][metric], golds), resamples, seed
+            ).to_json(),
+        }
+        for a, b in pairs
+        for metric in METRICS
+    ]
+    calib = {
+        m: {metric: calibration(choice_probabilities(scores[m][metric]), golds).to_json() for metric in METRICS}
+        for m in modes
+    }
+    return {"paired": paired, "calibration": calib, "baselines": trivial_baselines(golds, texts, choice_tokens)}

@@ -1,4 +1,8 @@
-"""`likra train`: records -> each head's training set -> heads trained by their objectives -> a run folder."""
+"""`likra train`: records -> each head's training set -> heads trained by their objectives -> a run folder.
+
+cfg -> heads (configured, or the Likra pair) -> settings checked -> model with one adapter per head
+    -> each head's items -> each head trained by its objective -> adapters + manifest, renamed into place
+"""
 
 from __future__ import annotations
 
@@ -7,18 +11,28 @@ import random
 import shutil
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any, Sequence
 
 from likra.config import NonNegativeInt, PositiveInt, check, option, settings
-from likra.data.benchmarks import SOURCES
 from likra.data.examples import negative_pairs
-from likra.data.formats import FORMATS, load_data
+from likra.data.formats import DataSettings, load_data
+from likra.data.negatives import PER_QUESTION
 from likra.distributed import barrier, is_main, start
 from likra.errors import LikraError
-from likra.model.heads import LoraSettings, attach_heads, likra_heads, reinit_heads, save_heads
-from likra.model.loading import DTYPES, QUANTIZE, load_base_model, load_tokenizer, prepare_for_training, uses_cuda_bf16
+from likra.model.heads import (
+    HeadList,
+    HeadSpec,
+    LoraSettings,
+    add_head,
+    attach_heads,
+    head_specs,
+    reinit_heads,
+    save_heads,
+)
+from likra.model.loading import ModelSettings, load_base_model, load_tokenizer, prepare_for_training, uses_cuda_bf16
 from likra.objectives import TrainContext, get_objective
-from likra.objectives.mle import TrainSettings
-from likra.objectives.registry import trainer_callbacks
+from likra.objectives.registry import head_settings, train_head, trainer_callbacks
+from likra.objectives.settings import TrainSettings
 from likra.runs import ADAPTERS, check_out, finish_run
 from likra.tracking import REPORT_TO, Tracker, check_available, make_tracker
 
@@ -26,31 +40,31 @@ log = logging.getLogger(__name__)
 
 
 @settings
-class TrainConfig:
-    """`likra train`: both heads on one base model, same questions, one negative per question."""
+class HeadsSettings:
+    """The heads a run or curve trains, each objective's settings, and the training they share."""
 
-    model: str = option("smollm2-135m", help="hub id, local path, smollm2-135m (embedded) or random-tiny")
-    data: str = option("arc-train", help="benchmark spec (e.g. arc-train, arc_easy:train+validation) or a JSONL file")
-    source: str = option("auto", help="where benchmark data comes from", choices=SOURCES)
+    heads: HeadList | None = option(
+        None,
+        help="heads as name=objective:data,... (data: gold, negatives:<set>, pairs:<set>); "
+        "default: positive=mle:gold,negative=mle:negatives:<the negative set>",
+    )
+    objectives: dict[str, Any] = option(
+        default_factory=dict, help="each objective's settings (flags --<objective>-<key>)", cli=False
+    )
+    lora: LoraSettings = option(default_factory=LoraSettings, help="LoRA of the MLE heads")
+    train: TrainSettings = option(default_factory=TrainSettings, help="training of the heads", prefix="")
+
+
+@settings
+class TrainConfig(HeadsSettings, DataSettings, ModelSettings):
+    """`likra train`: the heads (default the Likra pair) on one base model, same questions, one negative each."""
+
     limit: PositiveInt | None = option(None, help="train on this many questions (a seeded subset)")
-    format: str = option(
-        "cloze",
-        help="prompt format: cloze (benchmark prompt, choice texts) or letter "
-        "(lm-eval mmlu style, scored on ' A', ' B', ...)",
-        choices=FORMATS,
-    )
-    chat_template: bool = option(False, help="render prompts with the tokenizer's chat template (recorded in the run)")
-    negatives: str = option("one", help="incorrect answers per question", choices=("one", "all"))
+    negatives: str = option("one", help="incorrect answers per question", choices=PER_QUESTION)
     negative_seed: NonNegativeInt = option(0, help="seed of the negative draw")
-    dtype: str = option("auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16", choices=DTYPES)
-    quantize: str = option(
-        "none", help="QLoRA: train the heads on a 4-bit NF4 base (bitsandbytes; recorded in the run)", choices=QUANTIZE
-    )
     out: str | None = option(None, help="run folder (default runs/<model>-<data>)")
     overwrite: bool = option(False, help="replace an existing run folder (only one that likra wrote)")
     report_to: str = option("none", help="log the heads' training to tensorboard or wandb", choices=REPORT_TO)
-    lora: LoraSettings = option(default_factory=LoraSettings, help="LoRA of both heads")
-    train: TrainSettings = option(default_factory=TrainSettings, help="training of both heads", prefix="")
 
 
 def select_questions(records, limit: int | None, seed: int):
@@ -69,44 +83,74 @@ def default_out(cfg: TrainConfig) -> Path:
     return Path("runs") / name
 
 
+def checked_heads(cfg: HeadsSettings, negative_set: str = "near_miss") -> list[HeadSpec]:
+    """The heads of `cfg` with every head's objective, data and settings checked (before anything loads)."""
+    heads = head_specs(cfg.heads, negative_set)
+    unknown = [name for name in cfg.objectives if name not in {h.objective for h in heads}]
+    for name in unknown:
+        get_objective(name)  # an unknown objective is one line; a known one without heads is simply unused
+    for head in heads:
+        head_settings(cfg.train, cfg.objectives, head)
+    return heads
+
+
+def build_model(cfg: ModelSettings, heads: Sequence[HeadSpec], ctx: TrainContext, gradient_checkpointing: bool):
+    """The base model with one adapter per distinct head adapter, each with its objective's LoRA."""
+    loras: dict[str, LoraSettings] = {}
+    for head in heads:
+        settings = head_settings(ctx.train, ctx.objective_settings, head)
+        loras.setdefault(head.adapter, get_objective(head.objective).lora(ctx, settings))
+    (first, lora), *rest = loras.items()
+    base = load_base_model(cfg.model, cfg.dtype, quantize=cfg.quantize)
+    base = prepare_for_training(base, gradient_checkpointing)
+    model = attach_heads(base, lora, names=(first,))
+    for adapter, lora in rest:
+        add_head(model, adapter, lora)
+    return model
+
+
 def train_run(cfg: TrainConfig, progress: bool = True) -> Path:
-    """Train the Likra heads and write the run folder atomically; returns its path."""
+    """Train the heads and write the run folder atomically; returns its path."""
     check(cfg)
     check_available(cfg.report_to)
+    heads = checked_heads(cfg)
     out = Path(cfg.out) if cfg.out else default_out(cfg)
     check_out(out, cfg.overwrite)
     start()
     tokenizer = load_tokenizer(cfg.model)
     data, info = load_data(cfg.data, cfg.source, cfg.format, cfg.chat_template, tokenizer, cfg.train.max_length)
     records = select_questions(data, cfg.limit, cfg.train.seed)
-    heads = likra_heads()
-    base = load_base_model(cfg.model, cfg.dtype, quantize=cfg.quantize)
-    base = prepare_for_training(base, cfg.train.gradient_checkpointing)
-    model = attach_heads(base, cfg.lora, names=tuple(h.adapter for h in heads), seed=cfg.train.seed)
     ctx = TrainContext(
-        model,
+        None,
         tokenizer,
         cfg.train,
         cfg.lora,
         lambda: load_base_model(cfg.model, cfg.dtype, quantize=cfg.quantize),
-        bf16=uses_cuda_bf16(model),
         progress=progress,
+        objective_settings=cfg.objectives,
     )
+    ctx.model = model = build_model(cfg, heads, ctx, cfg.train.gradient_checkpointing)
+    ctx.bf16 = uses_cuda_bf16(model)
     negatives = negative_pairs(records, cfg.negative_seed, cfg.negatives)
-    items = {h.name: get_objective(h.objective).examples(ctx, h, records, negatives) for h in heads}
+    items = {}
+    for head in heads:
+        objective = get_objective(head.objective)
+        items[head.name] = objective.examples(
+            ctx, head, records, negatives, head_settings(cfg.train, cfg.objectives, head)
+        )
     staging = out.with_name(out.name + ".partial")
     if is_main():
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
     barrier()
     stats = {}
-    tracker = make_tracker(cfg.report_to, staging, out.name, asdict(cfg)) if is_main() else Tracker()
+    tracker = make_tracker(cfg.report_to, staging.joinpath, out.name, asdict(cfg)) if is_main() else Tracker()
     try:
         for head in heads:
             log.info("training %s head on %d examples", head.name, len(items[head.name]))
             reinit_heads(model, (head.adapter,), cfg.train.seed, (head.init,))
             with trainer_callbacks(tracker.trainer_callbacks(0, head.name)):
-                trained = get_objective(head.objective).train(ctx, head, items[head.name], staging / "trainer")
+                trained = train_head(ctx, head, items[head.name], staging / "trainer" / head.folder)
             stats[head.name] = asdict(trained)
     finally:
         tracker.close()
@@ -130,6 +174,7 @@ def train_run(cfg: TrainConfig, progress: bool = True) -> Path:
         "examples": {h.name: len(items[h.name]) for h in heads},
         "negatives": {"per_question": cfg.negatives, "seed": cfg.negative_seed},
         "lora": asdict(cfg.lora),
+        "objectives": {k: v if isinstance(v, dict) else asdict(v) for k, v in cfg.objectives.items()},
         "train": asdict(cfg.train),
         "stats": stats,
     }

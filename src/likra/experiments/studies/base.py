@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from likra.distributed import is_main
-from likra.errors import LikraError
 from likra.experiments.figures import save_figure
 from likra.experiments.folder import CurveFolder
 from likra.io import atomic_write_json
+from likra.registry import Registry, caller_origin
 
 if TYPE_CHECKING:
     from likra.experiments.curve import CurveConfig
@@ -46,18 +46,17 @@ class Study:
         return []
 
 
-STUDIES: dict[str, Study] = {}
+STUDIES: Registry[Study] = Registry("study", Study)
 
 
 def register_study(study: Study) -> Study:
-    STUDIES[study.name] = study
+    """Add `study` under its name (a name registered twice is an error naming both origins)."""
+    STUDIES.register(study.name, study, caller_origin())
     return study
 
 
 def get_study(name: str) -> Study:
-    if name not in STUDIES:
-        raise LikraError(f"unknown study {name!r}; valid studies: {', '.join(STUDIES)}")
-    return STUDIES[name]
+    return STUDIES.get(name)
 
 
 def run_study(study: Study, cfg: CurveConfig, options: Any = None, progress: bool = True) -> list[Path]:

@@ -2,16 +2,18 @@
 same checkpoint schedule, each scored as its own log p and as log p - log p_base (Likra: pos - w·neg and
 base - w·neg), with a table of the accuracy gained per example over the base model.
 
-Objectives: `likra` (the curve's two MLE heads), `dpo-<loss>` (TRL's DPOTrainer with any of its loss types:
-sigmoid, hinge, ipo as in the authors' code, and nca_pair, apo_zero, sppo_hard, ...), `kto` (TRL's KTOTrainer on
-gold = desirable and the negative = undesirable), `kto-negatives-only` (undesirable answers alone),
-`unlikelihood` (MLE on gold + unlikelihood on the negative's tokens) and `unlikelihood-negatives-only`. The
-positive and negative heads are the curve folder's; every other head trains once and resumes after a kill.
+An entry of `--objectives` is `likra` (the curve's two MLE heads) or a registered objective's name, trained on
+(gold, negative) pairs when it takes pairs, else on the negatives; `<objective>-negatives-only` trains it on the
+negatives alone, and `<objective>-<loss>` picks one of its loss types (`dpo-ipo`, `dpo-nca_pair`: any of TRL's).
+Built in: `dpo-<loss>` (TRL's DPOTrainer), `kto` and `kto-negatives-only` (TRL's KTOTrainer),
+`unlikelihood` and `unlikelihood-negatives-only`; a plug-in's objective works the same way (`--objectives
+likra,orpo`). The positive and negative heads are the curve folder's; every other head trains once and resumes
+after a kill.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 
 from likra.config import option, settings
 from likra.errors import LikraError
@@ -19,7 +21,8 @@ from likra.experiments.curve import CurveConfig, CurveRun, variant_name
 from likra.experiments.figures import base_value, baselines_line, fmt, line_figure, mode_points, paired_summary
 from likra.experiments.studies.base import Study, register_study
 from likra.model.heads import HeadSpec, likra_heads
-from likra.objectives.dpo import DPOSettings, check_loss_type
+from likra.objectives import OBJECTIVES
+from likra.objectives.dpo import DPOSettings
 from likra.objectives.kto import KTOSettings
 from likra.objectives.unlikelihood import UnlikelihoodSettings
 
@@ -34,31 +37,34 @@ DEFAULT_OBJECTIVES = [
     "unlikelihood",
     "unlikelihood-negatives-only",
 ]
-FIXED = {
-    "kto": ("kto", "pairs"),
-    "kto-negatives-only": ("kto", "negatives"),
-    "unlikelihood": ("unlikelihood", "pairs"),
-    "unlikelihood-negatives-only": ("unlikelihood", "negatives"),
-}
+NEGATIVES_ONLY = "negatives-only"
 
 
 def objective_heads(name: str, negative_set: str) -> tuple[list[HeadSpec], list[str]]:
-    """(heads to train, its two modes) of one objective of the study."""
+    """(heads to train, its two modes) of one entry of the study (see the module docstring)."""
     if name == "likra":
         return [], ["likra", "negbase"]
-    if name.startswith("dpo-"):
-        loss = check_loss_type(name[len("dpo-") :])
-        head = HeadSpec(
-            f"dpo_{loss}", objective="dpo", data=f"pairs:{negative_set}", folder=name, params=(("loss_type", loss),)
-        )
-    elif name in FIXED:
-        objective, kind = FIXED[name]
-        head = HeadSpec(name.replace("-", "_"), objective=objective, data=f"{kind}:{negative_set}", folder=name)
-    else:
+    found = [o for o in OBJECTIVES if name == o or name.startswith(o + "-")]
+    if not found:
         raise LikraError(
-            f"unknown objective {name!r}; valid: likra, dpo-<TRL loss type> (e.g. dpo-sigmoid, dpo-ipo), "
-            + ", ".join(FIXED)
+            f"unknown objective {name!r}; valid: likra, a registered objective ({', '.join(OBJECTIVES)}), "
+            f"<objective>-{NEGATIVES_ONLY} or <objective>-<loss type> (e.g. dpo-ipo)"
         )
+    objective = OBJECTIVES[max(found, key=len)]
+    variant = name[len(objective.name) + 1 :]
+    kind = "pairs" if "pairs" in objective.data else "negatives"
+    params: tuple = ()
+    if variant == NEGATIVES_ONLY:
+        kind = "negatives"
+    elif variant:
+        if objective.settings is None or "loss_type" not in {f.name for f in fields(objective.settings)}:
+            raise LikraError(f"objective {name!r}: {objective.name} has no loss types to pick from")
+        params = (("loss_type", variant),)
+    if kind not in objective.data:
+        raise LikraError(f"objective {name!r}: {objective.name} does not train on {kind}")
+    head = HeadSpec(
+        name.replace("-", "_"), objective=objective.name, data=f"{kind}:{negative_set}", folder=name, params=params
+    )
     return [head], [head.name, f"{head.name}-base"]
 
 
