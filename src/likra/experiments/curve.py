@@ -28,8 +28,8 @@ from likra.errors import LikraError
 from likra.experiments.folder import CurveFolder, read_json, read_scores
 from likra.io import atomic_write_json
 from likra.model.heads import BASE, HeadSpec, head_specs, likra_heads, reinit_heads
-from likra.model.loading import ModelSettings, load_base_model, load_tokenizer, model_max_length, uses_cuda_bf16
-from likra.objectives import TrainContext, get_objective
+from likra.model.loading import ModelSettings, load_tokenizer, model_max_length, uses_cuda_bf16
+from likra.objectives import get_objective
 from likra.objectives.registry import head_settings, steps_per_epoch, train_head, trainer_callbacks
 from likra.objectives.settings import TRAIN_ADDED_DEFAULTS
 from likra.progress import CurveProgress
@@ -39,7 +39,7 @@ from likra.scoring.modes import check_modes, get_mode
 from likra.scoring.settings import ScoringSettings
 from likra.scoring.stats import across_seeds, mode_statistics, parse_pairs, trivial_baselines
 from likra.tracking import REPORT_TO, Tracker, check_available, make_tracker
-from likra.training.pipeline import HeadsSettings, build_model, checked_heads, select_questions
+from likra.training.pipeline import HeadsSettings, build_model, checked_heads, run_context, select_questions
 
 log = logging.getLogger(__name__)
 
@@ -193,15 +193,8 @@ class CurveRun:
         start()
         cfg = self.cfg
         tokenizer = load_tokenizer(cfg.model)
-        ctx = TrainContext(
-            None,
-            tokenizer,
-            cfg.train,
-            cfg.lora,
-            lambda: load_base_model(cfg.model, cfg.dtype, quantize=cfg.quantize),
-            progress=False,  # the overall progress line replaces the Trainer's bars
-            objective_settings=self.objective_settings,
-        )
+        ctx = run_context(cfg, tokenizer, progress=False)  # the overall progress line replaces the Trainer's bars
+        ctx.objective_settings = self.objective_settings
         ctx.model = self.model = build_model(cfg, self.heads, ctx, cfg.train.gradient_checkpointing)
         ctx.bf16 = uses_cuda_bf16(ctx.model)
         prompt = (cfg.source, cfg.format, cfg.chat_template, tokenizer)

@@ -164,26 +164,24 @@ def _drop_fused_lm_head(lm) -> None:
         del lm.forward
 
 
-def trl_trainer(
-    trainer_cls, base_model, args, rows: list[dict], tokenizer, callbacks, lora: LoraSettings, adapter: str, seed: int
-):
-    """A TRL preference trainer on pre-tokenized `rows`, training a fresh LoRA adapter named `adapter` on the
-    plain `base_model`, whose disabled-adapter self is the reference model."""
+def trl_trainer(trainer_cls, ctx: TrainContext, head: HeadSpec, lora: LoraSettings, args, rows: list[dict], callbacks):
+    """A TRL preference trainer on pre-tokenized `rows`, training a fresh LoRA adapter named `head.adapter` on a
+    fresh base model (`ctx.load_base()`), whose disabled-adapter self is the reference model."""
     from datasets import Dataset
 
     trainer = trainer_cls(
-        model=base_model,
+        model=ctx.load_base(),
         ref_model=None,
         args=args,
         train_dataset=Dataset.from_list(rows),
-        processing_class=tokenizer,
+        processing_class=ctx.tokenizer,
         callbacks=callbacks,
         peft_config=lora.to_peft(),
     )
     # TRL wraps the model as peft's "default" adapter: rename it before the optimizer exists, with likra's seeded
     # initialisation (B = 0, so the disabled-adapter reference equals the initial policy).
-    _rename_adapter(trainer.model, "default", adapter)
-    reinit_heads(trainer.model, (adapter,), seed)
+    _rename_adapter(trainer.model, "default", head.adapter)
+    reinit_heads(trainer.model, (head.adapter,), ctx.train.seed)
     return trainer
 
 
@@ -264,17 +262,8 @@ class DPO(Objective):
 
     def build_trainer(self, ctx: TrainContext, head: HeadSpec, items, settings: DPOSettings, arguments, callbacks):
         rows = tokenize_dpo_pairs(ctx.tokenizer, items, settings.max_length, settings.append_eos)
-        return trl_trainer(
-            _dpo_trainer_class(),
-            ctx.load_base(),
-            dpo_arguments(settings, arguments),
-            rows,
-            ctx.tokenizer,
-            callbacks,
-            settings.lora,
-            head.adapter,
-            ctx.train.seed,
-        )
+        args = dpo_arguments(settings, arguments)
+        return trl_trainer(_dpo_trainer_class(), ctx, head, settings.lora, args, rows, callbacks)
 
     def after_training(self, trainer) -> None:
         _drop_fused_lm_head(trainer.model.get_base_model())

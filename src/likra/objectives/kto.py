@@ -116,17 +116,7 @@ class KTO(Objective):
             disable_dropout=True,
             push_to_hub=False,
         )
-        return trl_trainer(
-            _kto_trainer_class(),
-            ctx.load_base(),
-            args,
-            items,
-            ctx.tokenizer,
-            callbacks,
-            settings.lora,
-            head.adapter,
-            ctx.train.seed,
-        )
+        return trl_trainer(_kto_trainer_class(), ctx, head, settings.lora, args, items, callbacks)
 
     def after_training(self, trainer) -> None:
         _drop_fused_lm_head(trainer.model.get_base_model())

@@ -44,6 +44,20 @@ class ExampleDataset(torch.utils.data.Dataset):
         return {"input_ids": ex.input_ids, "labels": ex.labels}
 
 
+def pad_rows(rows: Sequence[dict], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded `input_ids`, `labels` (padding ignored) and `attention_mask` (padding masked) of rows."""
+    width = max(len(r["input_ids"]) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+    attn = torch.zeros(len(rows), width, dtype=torch.long)
+    for i, r in enumerate(rows):
+        n = len(r["input_ids"])
+        ids[i, :n] = torch.tensor(r["input_ids"])
+        labels[i, :n] = torch.tensor(r["labels"])
+        attn[i, :n] = 1
+    return {"input_ids": ids, "labels": labels, "attention_mask": attn}
+
+
 @dataclass
 class PadCollator:
     """Right-pads a batch; padded labels are ignored and masked out of attention."""
@@ -51,16 +65,7 @@ class PadCollator:
     pad_id: int
 
     def __call__(self, rows):
-        width = max(len(r["input_ids"]) for r in rows)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
-        attn = torch.zeros(len(rows), width, dtype=torch.long)
-        for i, r in enumerate(rows):
-            n = len(r["input_ids"])
-            ids[i, :n] = torch.tensor(r["input_ids"])
-            labels[i, :n] = torch.tensor(r["labels"])
-            attn[i, :n] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": attn}
+        return pad_rows(rows, self.pad_id)
 
 
 PACK_WIDTH = 256  # tokens per packed row (or the longest example), as the scoring engine's rows

@@ -18,9 +18,10 @@ from typing import Sequence
 import torch
 
 from likra.config import NonNegativeFloat, option, settings
-from likra.data.examples import IGNORE_INDEX, Example, positive_pairs, tokenize_answers
+from likra.data.examples import Example, positive_pairs, tokenize_answers
 from likra.model.heads import HeadSpec
 from likra.objectives.losses import answer_logits
+from likra.objectives.mle import pad_rows
 from likra.objectives.registry import Objective, TrainContext, register_objective
 
 # p(token) is clamped below 1 so that -log(1 - p) stays finite (the paper's implementation does the same).
@@ -69,19 +70,7 @@ class SignedCollator:
 
     def __call__(self, items):
         rows = [row for item in items for row in item]
-        width = max(len(r["input_ids"]) for r in rows)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
-        attn = torch.zeros(len(rows), width, dtype=torch.long)
-        for i, r in enumerate(rows):
-            n = len(r["input_ids"])
-            ids[i, :n], labels[i, :n], attn[i, :n] = torch.tensor(r["input_ids"]), torch.tensor(r["labels"]), 1
-        return {
-            "input_ids": ids,
-            "labels": labels,
-            "attention_mask": attn,
-            "sign": torch.tensor([r["sign"] for r in rows], dtype=torch.long),
-        }
+        return {**pad_rows(rows, self.pad_id), "sign": torch.tensor([r["sign"] for r in rows], dtype=torch.long)}
 
 
 def _trainer_class(alpha: float):

@@ -94,6 +94,19 @@ def checked_heads(cfg: HeadsSettings, negative_set: str = "near_miss") -> list[H
     return heads
 
 
+def run_context(cfg: TrainConfig | HeadsSettings, tokenizer, progress: bool) -> TrainContext:
+    """The TrainContext of a run or curve (its model is built next, by `build_model`)."""
+    return TrainContext(
+        None,
+        tokenizer,
+        cfg.train,
+        cfg.lora,
+        lambda: load_base_model(cfg.model, cfg.dtype, quantize=cfg.quantize),
+        progress=progress,
+        objective_settings=cfg.objectives,
+    )
+
+
 def build_model(cfg: ModelSettings, heads: Sequence[HeadSpec], ctx: TrainContext, gradient_checkpointing: bool):
     """The base model with one adapter per distinct head adapter, each with its objective's LoRA."""
     loras: dict[str, LoraSettings] = {}
@@ -120,15 +133,7 @@ def train_run(cfg: TrainConfig, progress: bool = True) -> Path:
     tokenizer = load_tokenizer(cfg.model)
     data, info = load_data(cfg.data, cfg.source, cfg.format, cfg.chat_template, tokenizer, cfg.train.max_length)
     records = select_questions(data, cfg.limit, cfg.train.seed)
-    ctx = TrainContext(
-        None,
-        tokenizer,
-        cfg.train,
-        cfg.lora,
-        lambda: load_base_model(cfg.model, cfg.dtype, quantize=cfg.quantize),
-        progress=progress,
-        objective_settings=cfg.objectives,
-    )
+    ctx = run_context(cfg, tokenizer, progress)
     ctx.model = model = build_model(cfg, heads, ctx, cfg.train.gradient_checkpointing)
     ctx.bf16 = uses_cuda_bf16(model)
     negatives = negative_pairs(records, cfg.negative_seed, cfg.negatives)
