@@ -38,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
     results = evaluate(cfg, model, tokenizer, progress=not args.quiet, data=data)
     if not is_main():
         return 0
+    if results.get("random_weights"):
+        print("random weights (random:<shape>): these numbers measure the pipeline and its speed, not a model")
     print(format_table(results["metrics"], results["statistics"]))
     if "preferences" in results:
         from likra.scoring.preferences import format_preferences

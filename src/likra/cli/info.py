@@ -15,6 +15,7 @@ def run(args: argparse.Namespace) -> int:
     from likra.data.benchmarks import list_benchmarks, offline_root
     from likra.experiments.studies import STUDIES
     from likra.model.loading import EMBEDDED_MODEL, SMOLLM2_INSTALL, cache_dir, smollm2_gguf_path
+    from likra.model.shapes import describe_shapes
     from likra.objectives import OBJECTIVES
     from likra.plugins import loaded_plugins
     from likra.runs import library_versions
@@ -44,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         ("objectives", ", ".join(OBJECTIVES)),
         ("studies", ", ".join(STUDIES)),
         ("plug-ins", ", ".join(f"{name} ({how})" for name, how in loaded_plugins().items()) or "none"),
+        *describe_shapes(),
     ]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:

@@ -29,6 +29,7 @@ from likra.experiments.folder import CurveFolder, read_json, read_scores
 from likra.io import atomic_write_json
 from likra.model.heads import BASE, HeadSpec, head_specs, likra_heads, reinit_heads
 from likra.model.loading import ModelSettings, load_tokenizer, model_max_length, uses_cuda_bf16
+from likra.model.shapes import is_random
 from likra.objectives import get_objective
 from likra.objectives.registry import head_settings, steps_per_epoch, train_head, trainer_callbacks
 from likra.objectives.settings import TRAIN_ADDED_DEFAULTS
@@ -190,8 +191,10 @@ class CurveRun:
 
     # -- main -----------------------------------------------------------------------------------
     def run(self) -> dict:
+        began = time.perf_counter()
         start()
         cfg = self.cfg
+        self.timing = {"scoring_seconds": 0.0, "scoring_passes": 0}
         tokenizer = load_tokenizer(cfg.model)
         ctx = run_context(cfg, tokenizer, progress=False)  # the overall progress line replaces the Trainer's bars
         ctx.objective_settings = self.objective_settings
@@ -211,6 +214,7 @@ class CurveRun:
             self.line.enabled = self.progress and is_main()
             if is_main():
                 self.tracker = make_tracker(cfg.report_to, self.folder.tracking_dir, self.folder.root.name, asdict(cfg))
+            self.timing["load_seconds"] = time.perf_counter() - began
             try:
                 engine = ScoringEngine(ctx.model, max_batch_tokens=cfg.batch_tokens)
                 self.base_file = self.folder.base_scores_file(self.eval_tag)
@@ -228,6 +232,11 @@ class CurveRun:
         curve["baselines"] = trivial_baselines(
             [r.gold for r in eval_records], [r.choices for r in eval_records], self.choice_tokens
         )
+        self.timing["train_seconds"] = {
+            f"seed-{r['seed']}/{head}": stats["seconds"] for r in results for head, stats in r["train"].items()
+        }
+        self.timing["total_seconds"] = time.perf_counter() - began
+        curve["timing"] = self.timing  # this process's wall time per phase (work found finished costs nothing)
         return curve
 
     def eval_tokens(self, tokenizer, records):
@@ -245,6 +254,8 @@ class CurveRun:
             started = time.perf_counter()
             scores = engine.loglikelihoods(questions, (adapter,), prefix_ids)[adapter]
             seconds = time.perf_counter() - started
+            self.timing["scoring_seconds"] += seconds
+            self.timing["scoring_passes"] += 1
             if is_main():
                 self.folder.write_scores(path, scores)
         if where is not None:
@@ -415,6 +426,7 @@ def build_curve(cfg: CurveConfig, seeds: list[dict], eval_records, base, variant
             )
     return {
         "model": cfg.model,
+        **({"random_weights": True} if is_random(cfg.model) else {}),
         "data": cfg.data,
         "eval_data": cfg.eval_data,
         "seeds": cfg.seeds,

@@ -32,6 +32,11 @@ def _significant(paired: Sequence[dict], a: str, b: str, e: int) -> bool | None:
     return row["ci_low"] > 0 or row["ci_high"] < 0
 
 
+RANDOM_WEIGHTS_NOTE = (
+    "**Random weights** (`random:<shape>`): these numbers measure the pipeline and its speed, not a model."
+)
+
+
 def worth_table(rows: Sequence[dict], paired: Sequence[dict] = ()) -> list[dict]:
     """Per point e: accuracy gained per added example, from the base model and per interval.
 
@@ -80,8 +85,10 @@ def markdown_report(curve: dict, figure_name: str = "curve.png") -> str:
     lines = [
         f"# Likra learning curve: {curve['model']}",
         "",
+        *([RANDOM_WEIGHTS_NOTE, ""] if curve.get("random_weights") else []),
         f"Trained on `{curve['data']}`, evaluated on `{curve['eval_data']}` ({curve['n_eval']} questions), "
-        f"{curve['seeds']} seed(s). Intervals: 95% normal intervals over questions (one seed) or over seeds.",
+        f"{curve['seeds']} seed(s). Intervals: Wilson 95% intervals over questions (one seed), Student's t over "
+        "seeds.",
         "",
         f"![learning curve]({figure_name})",
         "",

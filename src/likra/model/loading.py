@@ -6,6 +6,8 @@ Aliases:
   into a plain LlamaForCausalLM and cached under `cache_dir()/models/smollm2-135m` (about 20 s once).
 - `random-tiny`: a tiny random-init Llama with a byte-level tokenizer, built in-process (no download)
   from a fixed seed, for tests and smoke runs.
+- `random:<shape>`: random weights of a real architecture (SmolLM2-135M, Llama-3.2-1B/3B, Mistral-7B,
+  Llama-3.1-8B/70B) with a BPE tokenizer of its vocabulary size, built offline (`likra.model.shapes`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,14 @@ from pydantic import BeforeValidator
 
 from likra.config import option, settings
 from likra.errors import LikraError
+from likra.model.shapes import (
+    build_random_model,
+    check_fits,
+    get_shape,
+    is_random,
+    load_random_tokenizer,
+    random_model_dir,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +56,11 @@ QuantizeOption = Annotated[str | None, BeforeValidator(full_precision)]
 class ModelSettings:
     """The base model: which one, in which precision, quantized or not."""
 
-    model: str = option("smollm2-135m", help="hub id, local path, smollm2-135m (embedded) or random-tiny")
+    model: str = option(
+        "smollm2-135m",
+        help="hub id, local path, smollm2-135m (embedded), random:<shape> (random weights of a real architecture: "
+        "likra info lists the shapes) or random-tiny",
+    )
     dtype: str = option("auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16", choices=DTYPES)
     quantize: QuantizeOption = option(
         None,
@@ -206,6 +220,8 @@ def load_tokenizer(model: str):
 
     if model == TINY_MODEL:
         return build_tiny_tokenizer()
+    if is_random(model):
+        return load_random_tokenizer(model)
     path = embedded_model_dir() if model == EMBEDDED_MODEL else model
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
@@ -322,11 +338,19 @@ def load_base_model(
             )
     if model == TINY_MODEL and not placed:
         return build_tiny_model(len(build_tiny_tokenizer())).to(torch_dtype).to(device).eval()
+    if is_random(model):
+        check_fits(get_shape(model), dtype if dtype != "auto" else str(torch_dtype).removeprefix("torch."), device,
+                   quantize, device_map)  # fmt: skip
+        if not placed:
+            return build_random_model(model, torch_dtype, device).eval()
     kwargs: dict = {}
     if placed:
         kwargs["device_map"] = device_map or {"": _device_index(device)}
         kwargs["quantization_config"] = quantization_config(quantize, torch_dtype)
-    path = {EMBEDDED_MODEL: embedded_model_dir, TINY_MODEL: tiny_model_dir}.get(model, lambda: model)()
+    if is_random(model):
+        path = random_model_dir(model)
+    else:
+        path = {EMBEDDED_MODEL: embedded_model_dir, TINY_MODEL: tiny_model_dir}.get(model, lambda: model)()
     if device_map is not None:
         kwargs["max_memory"] = max_memory
         kwargs["offload_folder"] = _offload_folder()

@@ -24,7 +24,7 @@ import torch
 
 from likra.data.examples import IGNORE_INDEX, Example, positive_pairs, tokenize_answers
 from likra.model.heads import HeadSpec
-from likra.objectives.losses import answer_token_loss
+from likra.objectives.losses import answer_layout, answer_token_loss
 from likra.objectives.registry import Objective, TrainContext, TrainStats, register_objective, train_head
 from likra.objectives.settings import TrainSettings
 from likra.packing import first_fit_decreasing
@@ -63,9 +63,11 @@ class PadCollator:
     """Right-pads a batch; padded labels are ignored and masked out of attention."""
 
     pad_id: int
+    layout: bool = True  # add the answer-token layout (for likra's loss; the stock Trainer's model takes none)
 
     def __call__(self, rows):
-        return pad_rows(rows, self.pad_id)
+        batch = pad_rows(rows, self.pad_id)
+        return {**batch, **answer_layout(batch["labels"])} if self.layout else batch
 
 
 PACK_WIDTH = 256  # tokens per packed row (or the longest example), as the scoring engine's rows
@@ -80,6 +82,7 @@ class PackCollator:
 
     pad_id: int
     width: int = PACK_WIDTH
+    layout: bool = True
 
     def __call__(self, rows):
         lengths = [len(r["input_ids"]) for r in rows]
@@ -97,7 +100,33 @@ class PackCollator:
                 pos[k, start : start + n] = torch.arange(n)
                 start += n
             pos[k, start:] = torch.arange(width - start)
-        return {"input_ids": ids, "labels": labels, "position_ids": pos}
+        batch = {"input_ids": ids, "labels": labels, "position_ids": pos}
+        return {**batch, **answer_layout(labels)} if self.layout else batch
+
+
+PACKING_WASTE = 0.25  # pack when padded batches would compute this much more than their tokens
+
+
+def padding_waste(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> float:
+    """How many more tokens padded batches compute than their examples hold (0.25 = 25% more)."""
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches if b)
+    return padded / max(sum(lengths), 1) - 1.0
+
+
+def choose_packing(items: Sequence[Example], batch_size: int, args) -> tuple[bool, float]:
+    """(pack?, padding waste) for a head's examples in the batches its sampler will draw (the same seeded
+    length-grouped or random order): packed rows pay off where padded batches would waste over 25%."""
+    lengths = [len(ex.input_ids) for ex in items]
+    generator = torch.Generator().manual_seed(args.data_seed)
+    if args.train_sampling_strategy == "group_by_length":
+        from transformers.trainer_pt_utils import LengthGroupedSampler
+
+        order = list(LengthGroupedSampler(batch_size, lengths=lengths, generator=generator))
+    else:
+        order = torch.randperm(len(lengths), generator=generator).tolist()
+    batches = [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
+    waste = padding_waste(lengths, batches)
+    return waste > PACKING_WASTE, waste
 
 
 def _trainer_class():
@@ -150,13 +179,15 @@ class MLE(Objective):
             remove_unused_columns=False,
         )
         trainer_cls = _trainer_class() if settings.answer_only_logits else Trainer
-        pad_id = ctx.tokenizer.pad_token_id
+        packing = settings.packing
+        if packing is None:
+            packing, waste = choose_packing(items, args.per_device_train_batch_size * args.world_size, args)
+            log.info("%s head: packing %s (padded batches would compute %.0f%% more tokens)", head.name,
+                     "on" if packing else "off", 100 * waste)  # fmt: skip
+        layout = settings.answer_only_logits
+        collator = (PackCollator if packing else PadCollator)(ctx.tokenizer.pad_token_id, layout=layout)
         return trainer_cls(
-            model=ctx.model,
-            args=args,
-            train_dataset=ExampleDataset(items),
-            data_collator=PackCollator(pad_id) if settings.packing else PadCollator(pad_id),
-            callbacks=callbacks,
+            model=ctx.model, args=args, train_dataset=ExampleDataset(items), data_collator=collator, callbacks=callbacks
         )
 
 

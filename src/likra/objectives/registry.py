@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
+import torch
+
 from likra.distributed import barrier, is_main
 from likra.errors import LikraError
 from likra.io import atomic_write_json
@@ -227,8 +229,6 @@ def trainer_arguments(
     """The TrainingArguments every objective shares (TRL's configs take them too): `rows_per_step` over all
     processes, the run's epochs and seed (data order and initialisation), the optimizer settings of the
     objective (or the run's), no saving but likra's own checkpoints, no tracking."""
-    import torch
-
     from likra.distributed import rank_and_world
 
     optimizer = settings if isinstance(settings, OptimizerSettings) else ctx.train
@@ -343,6 +343,12 @@ def run_trainer(
     start = time.perf_counter()
     try:
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    except torch.OutOfMemoryError:
+        raise LikraError(
+            f"out of memory training head {adapter!r} ({batch_size} rows per optimizer step): use a smaller "
+            "--batch-size, --gradient-checkpointing or --quantize 4bit; finished checkpoints are kept, a rerun "
+            "resumes"
+        ) from None
     finally:
         if after is not None:
             after(trainer)

@@ -36,12 +36,16 @@ class TrainSettings(OptimizerSettings):
         help="seed of the data order, the subset, the negatives and the LoRA initialisation (a curve's run s: seed+s)",
     )
     group_by_length: bool = option(True, help="batch examples of similar length (less padding)")
-    packing: bool = option(
-        False, help="pack each batch's examples into rows with restarted positions (no padding, same loss; mle heads)"
+    packing: bool | None = option(
+        None,
+        help="pack each batch's examples into rows with restarted positions (no padding, same loss; mle heads); "
+        "default: likra decides per head, packing when padded batches would compute over 25%% more tokens",
     )
     answer_only_logits: bool = option(True, help="project to the vocabulary only where an answer token follows")
 
 
 # Fields added to TrainSettings since likra 0.1, with their defaults: records (curve folders) leave them out
 # while they have these values, so that folders written before they existed keep matching.
-TRAIN_ADDED_DEFAULTS = {"packing": False, "lr_scheduler_type": "constant", "warmup_steps": 0, "weight_decay": 0.0}
+TRAIN_ADDED_DEFAULTS = {"packing": None, "lr_scheduler_type": "constant", "warmup_steps": 0, "weight_decay": 0.0}
+# Curve folders of earlier versions recorded `packing` only when true: false meant "off", which `None` (decided
+# from the batch shapes) reproduces for the length-grouped batches those versions trained with.

@@ -20,7 +20,7 @@ import torch
 from likra.config import NonNegativeFloat, option, settings
 from likra.data.examples import Example, positive_pairs, tokenize_answers
 from likra.model.heads import HeadSpec
-from likra.objectives.losses import answer_logits
+from likra.objectives.losses import answer_layout, answer_logits
 from likra.objectives.mle import pad_rows
 from likra.objectives.registry import Objective, TrainContext, register_objective
 
@@ -70,7 +70,8 @@ class SignedCollator:
 
     def __call__(self, items):
         rows = [row for item in items for row in item]
-        return {**pad_rows(rows, self.pad_id), "sign": torch.tensor([r["sign"] for r in rows], dtype=torch.long)}
+        batch = pad_rows(rows, self.pad_id)
+        return {**batch, **answer_layout(batch["labels"]), "sign": torch.tensor([r["sign"] for r in rows])}
 
 
 def _trainer_class(alpha: float):
@@ -81,8 +82,8 @@ def _trainer_class(alpha: float):
         over the step (`num_items_in_batch`) does not enter it; data parallelism averages the processes' means."""
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            logits, targets, predicts = answer_logits(model, inputs)
-            sign = inputs["sign"][:, None].expand_as(predicts)[predicts]
+            logits, targets, rows = answer_logits(model, inputs)
+            sign = inputs["sign"][rows]
             loss = unlikelihood_loss(logits, targets, sign, alpha)
             return (loss, None) if return_outputs else loss
 

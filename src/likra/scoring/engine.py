@@ -140,46 +140,48 @@ class PackedBatch:
 def pack_questions(rows: Sequence[Sequence[QuestionTokens]], prefix_len: int) -> PackedBatch:
     """Lay out rows of questions (each `[context | choice 1 | choice 2 ...]`, several per row; a choice
     without its last token) and list which hidden state predicts which answer token. Choices are
-    numbered in row order."""
+    numbered in row order. Built in plain lists and converted once (no tensor per piece)."""
     width = max(sum(q.row_length for q in row) for row in rows)
-    ids = torch.zeros(len(rows), width, dtype=torch.long)
-    pos = torch.zeros(len(rows), width, dtype=torch.long)
-    question = torch.full((len(rows), width), -1, dtype=torch.long)
-    segment = torch.zeros(len(rows), width, dtype=torch.long)
+    ids, pos, question, segment = [], [], [], []
     pred_rows, pred_cols, targets, owners = [], [], [], []
     flat_choice = 0
     for r, row in enumerate(rows):
-        start = 0
+        r_ids, r_pos, r_question, r_segment = [], [], [], []
         for slot, q in enumerate(row):
             lc = len(q.context_ids)
             if lc == 0:
                 raise ValueError("a question needs at least one context token to predict its first answer token")
-            ids[r, start : start + lc] = torch.tensor(q.context_ids)
-            pos[r, start : start + lc] = torch.arange(prefix_len, prefix_len + lc)
-            question[r, start : start + q.row_length] = slot
-            last_context = start + lc - 1
-            start += lc
+            last_context = len(r_ids) + lc - 1
+            r_ids += q.context_ids
+            r_pos += range(prefix_len, prefix_len + lc)
+            r_segment += [0] * lc
             for j, ans in enumerate(q.choice_ids):
                 n = len(ans)
                 fed = n - 1  # the last answer token predicts nothing: it is scored, never fed
-                ids[r, start : start + fed] = torch.tensor(ans[:fed], dtype=torch.long)
-                pos[r, start : start + fed] = torch.arange(prefix_len + lc, prefix_len + lc + fed)
-                segment[r, start : start + fed] = j + 1
+                start = len(r_ids)
+                r_ids += ans[:fed]
+                r_pos += range(prefix_len + lc, prefix_len + lc + fed)
+                r_segment += [j + 1] * fed
                 pred_rows += [r] * n
                 pred_cols += [last_context, *range(start, start + fed)]
-                targets += list(ans)
+                targets += ans
                 owners += [flat_choice] * n
                 flat_choice += 1
-                start += fed
+            r_question += [slot] * (len(r_ids) - len(r_question))
+        pad = width - len(r_ids)
+        ids.append(r_ids + [0] * pad)
+        pos.append(r_pos + [0] * pad)
+        question.append(r_question + [-1] * pad)
+        segment.append(r_segment + [0] * pad)
     return PackedBatch(
-        ids,
-        pos,
-        question,
-        segment,
-        torch.tensor(pred_rows),
-        torch.tensor(pred_cols),
-        torch.tensor(targets),
-        torch.tensor(owners),
+        torch.tensor(ids, dtype=torch.long),
+        torch.tensor(pos, dtype=torch.long),
+        torch.tensor(question, dtype=torch.long),
+        torch.tensor(segment, dtype=torch.long),
+        torch.tensor(pred_rows, dtype=torch.long),
+        torch.tensor(pred_cols, dtype=torch.long),
+        torch.tensor(targets, dtype=torch.long),
+        torch.tensor(owners, dtype=torch.long),
         flat_choice,
     )
 
@@ -200,6 +202,9 @@ def tree_attention_mask(
     mask = torch.zeros(allowed.shape, dtype=dtype, device=question.device)
     mask.masked_fill_(~allowed, torch.finfo(dtype).min)
     return mask[:, None]
+
+
+MIN_BATCH_TOKENS = 256  # the smallest scoring budget an out-of-memory retry goes down to
 
 
 def plan_batches(
@@ -268,11 +273,10 @@ class ScoringEngine:
         head's greedy choice)]}."""
         rank, world = rank_and_world()
         mine = list(range(rank, len(questions), world))  # under data parallelism each process takes a share
-        batches = plan_batches([questions[i] for i in mine], self.max_batch_tokens) if mine else []
         local = {}
         for head in heads:
             with (folded_head if self.fold_heads else use_head)(self.model, head):
-                local[head] = self._score_all([questions[i] for i in mine], batches, tuple(prefix_ids), head)
+                local[head] = self._score_head([questions[i] for i in mine], tuple(prefix_ids), head)
         if world == 1:
             return local
         result = {head: [None] * len(questions) for head in heads}
@@ -282,13 +286,35 @@ class ScoringEngine:
                     result[head][i] = score
         return result
 
+    def _score_head(self, questions, prefix_ids, head) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Every question under `head`; when the device runs out of memory, the token budget is halved and the
+        head scored again (one warning), down to a budget of 256 tokens."""
+        while True:
+            batches = plan_batches(questions, self.max_batch_tokens) if questions else []
+            try:
+                return self._score_all(questions, batches, prefix_ids, head)
+            except torch.OutOfMemoryError:
+                if self.max_batch_tokens <= MIN_BATCH_TOKENS:
+                    raise LikraError(
+                        f"out of memory scoring head {head!r} even with {self.max_batch_tokens}-token batches; "
+                        "use --device-map auto or --quantize 4bit"
+                    ) from None
+                self.max_batch_tokens = max(self.max_batch_tokens // 2, MIN_BATCH_TOKENS)
+                log.warning(
+                    "out of memory scoring head %s: token budget halved to %d, scoring it again",
+                    head,
+                    self.max_batch_tokens,
+                )
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+
     def _score_all(self, questions, batches, prefix_ids, head) -> list[tuple[np.ndarray, np.ndarray]]:
         decoder, lm_head, softcap = _decoder_and_head(self.model)
         prefix_cache = None
         if prefix_ids:
             out = decoder(input_ids=torch.tensor([prefix_ids], device=self.device), use_cache=True)
             prefix_cache = out.cache
-        scores: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(questions)
+        order, sums, greedy = [], [], []
         iterator = batches
         if self.progress:
             from tqdm.auto import tqdm
@@ -296,12 +322,24 @@ class ScoringEngine:
             iterator = tqdm(batches, desc=f"scoring {head}", unit="batch", leave=False)
         for batch in iterator:
             rows = [[questions[i] for i in row] for row in batch]
-            flat = [i for row in batch for i in row]
-            for i, s in zip(flat, self._score_batch(rows, decoder, lm_head, softcap, prefix_cache, len(prefix_ids))):
-                scores[i] = s
+            batch_sums, batch_greedy = self._score_batch(rows, decoder, lm_head, softcap, prefix_cache, len(prefix_ids))
+            order += [i for row in batch for i in row]
+            sums.append(batch_sums)
+            greedy.append(batch_greedy)
+        # One copy to the host per head: the device never waits for Python between batches.
+        all_sums = torch.cat(sums).cpu().numpy() if sums else np.zeros(0)
+        all_greedy = torch.cat(greedy).cpu().numpy() if greedy else np.zeros(0, dtype=bool)
+        scores: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(questions)
+        k = 0
+        for i in order:
+            n = len(questions[i].choice_ids)
+            scores[i] = (all_sums[k : k + n], all_greedy[k : k + n])
+            k += n
         return scores
 
     def _score_batch(self, rows, decoder, lm_head, softcap, prefix_cache, prefix_len):
+        """(summed log-likelihood, all-greedy flag) of every choice of the batch's rows, in row order, on the
+        device."""
         packed = pack_questions(rows, prefix_len)
         dtype = lm_head.weight.dtype
         mask = tree_attention_mask(packed.question.to(self.device), packed.segment.to(self.device), prefix_len, dtype)
@@ -324,10 +362,4 @@ class ScoringEngine:
         sums.index_add_(0, owners, token_lp.double())
         misses = torch.zeros(packed.n_choices, dtype=torch.long, device=token_lp.device)
         misses.index_add_(0, owners, (~token_greedy).long())
-        sums, greedy = sums.cpu().numpy(), (misses == 0).cpu().numpy()
-        out, k = [], 0
-        for q in (q for row in rows for q in row):
-            n = len(q.choice_ids)
-            out.append((sums[k : k + n], greedy[k : k + n]))
-            k += n
-        return out
+        return sums, misses == 0

@@ -70,6 +70,18 @@ class EvalData:
     info: DataInfo
 
 
+def random_weights(cfg: EvalConfig) -> bool:
+    """Whether the evaluated model has random weights (`random:<shape>`, directly or as a run's base)."""
+    from likra.model.shapes import is_random
+
+    if cfg.run:
+        try:
+            return is_random(read_manifest(resolve_run(cfg.run))["model"]["name"])
+        except LikraError:
+            return False
+    return is_random(cfg.model)
+
+
 def load_eval_model(cfg: EvalConfig):
     """(model, tokenizer) of `likra eval`: a run's heads, or a plain base model for mode base."""
     from likra.model.loading import load_base_model, load_tokenizer
@@ -126,6 +138,7 @@ def evaluate(cfg: EvalConfig, model, tokenizer, progress: bool = False, data: Ev
         extra["preferences"] = preference_results(per_head, records, modes, cfg.weight, tokens, cfg.bootstrap)
     return {
         "config": asdict(cfg),
+        **({"random_weights": True} if random_weights(cfg) else {}),
         "data": info.to_json(),
         **extra,
         "n_questions": len(records),
