@@ -28,7 +28,7 @@ from likra.errors import LikraError
 from likra.experiments.folder import CurveFolder, read_json, read_scores
 from likra.io import atomic_write_json
 from likra.model.heads import BASE, HeadSpec, head_specs, likra_heads, reinit_heads
-from likra.model.loading import ModelSettings, load_tokenizer, model_max_length, uses_cuda_bf16
+from likra.model.loading import ModelSettings, load_tokenizer, model_dtype_name, model_max_length, trains_in_bf16
 from likra.model.shapes import is_random
 from likra.objectives import get_objective
 from likra.objectives.registry import head_settings, steps_per_epoch, train_head, trainer_callbacks
@@ -199,7 +199,7 @@ class CurveRun:
         ctx = run_context(cfg, tokenizer, progress=False)  # the overall progress line replaces the Trainer's bars
         ctx.objective_settings = self.objective_settings
         ctx.model = self.model = build_model(cfg, self.heads, ctx, cfg.train.gradient_checkpointing)
-        ctx.bf16 = uses_cuda_bf16(ctx.model)
+        ctx.bf16 = trains_in_bf16(ctx.model)
         prompt = (cfg.source, cfg.format, cfg.chat_template, tokenizer)
         eval_records = load_data(cfg.eval_data, *prompt, model_max_length(ctx.model))[0]
         self.eval_total = len(eval_records)  # before --eval-limit
@@ -229,6 +229,7 @@ class CurveRun:
                 self.line.close()
                 self.tracker.close()
         curve = build_curve(cfg, results, eval_records, base, self.variant)
+        curve["dtype"] = model_dtype_name(ctx.model)  # what --dtype resolved to (never auto)
         curve["baselines"] = trivial_baselines(
             [r.gold for r in eval_records], [r.choices for r in eval_records], self.choice_tokens
         )

@@ -121,7 +121,7 @@ def load_eval_data(cfg: EvalConfig, tokenizer, max_length: int | None) -> EvalDa
 def evaluate(cfg: EvalConfig, model, tokenizer, progress: bool = False, data: EvalData | None = None) -> dict:
     """Results of `cfg` on an already loaded model (a run's PeftModel, or a plain base model); `data` as
     `load_eval_data` gives it (loaded here when not given)."""
-    from likra.model.loading import model_max_length
+    from likra.model.loading import model_dtype_name, model_max_length
 
     check(cfg)
     modes = check_modes(cfg.modes)
@@ -138,6 +138,7 @@ def evaluate(cfg: EvalConfig, model, tokenizer, progress: bool = False, data: Ev
         extra["preferences"] = preference_results(per_head, records, modes, cfg.weight, tokens, cfg.bootstrap)
     return {
         "config": asdict(cfg),
+        "dtype": model_dtype_name(model),  # what --dtype resolved to (never auto)
         **({"random_weights": True} if random_weights(cfg) else {}),
         "data": info.to_json(),
         **extra,

@@ -29,7 +29,14 @@ from likra.model.heads import (
     reinit_heads,
     save_heads,
 )
-from likra.model.loading import ModelSettings, load_base_model, load_tokenizer, prepare_for_training, uses_cuda_bf16
+from likra.model.loading import (
+    ModelSettings,
+    load_base_model,
+    load_tokenizer,
+    model_dtype_name,
+    prepare_for_training,
+    trains_in_bf16,
+)
 from likra.objectives import TrainContext, get_objective
 from likra.objectives.registry import head_settings, train_head, trainer_callbacks
 from likra.objectives.settings import TrainSettings
@@ -135,7 +142,7 @@ def train_run(cfg: TrainConfig, progress: bool = True) -> Path:
     records = select_questions(data, cfg.limit, cfg.train.seed)
     ctx = run_context(cfg, tokenizer, progress)
     ctx.model = model = build_model(cfg, heads, ctx, cfg.train.gradient_checkpointing)
-    ctx.bf16 = uses_cuda_bf16(model)
+    ctx.bf16 = trains_in_bf16(model)
     negatives = negative_pairs(records, cfg.negative_seed, cfg.negatives)
     items = {}
     for head in heads:
@@ -166,7 +173,7 @@ def train_run(cfg: TrainConfig, progress: bool = True) -> Path:
     save_heads(model, staging / ADAPTERS, names=[h.adapter for h in heads])
     manifest = {
         "kind": "train",
-        "model": {"name": cfg.model, "dtype": cfg.dtype, "quantize": cfg.quantize},
+        "model": {"name": cfg.model, "dtype": model_dtype_name(model), "quantize": cfg.quantize},
         "heads": [h.adapter for h in heads],
         "head_specs": [h.to_json() for h in heads],
         "data": {

@@ -1,0 +1,69 @@
+"""`--dtype auto` on CPUs: bf16 where the CPU has bf16 matrix instructions and a probe finds them faster, fp32
+otherwise; the chosen dtype recorded (never `auto`). The bf16 path runs on any CPU (emulated bf16 is only slower),
+so it is tested here by making this CPU look like an AMX one."""
+
+import json
+
+import pytest
+import torch
+
+from likra.cli import main
+from likra.model import loading
+
+
+@pytest.fixture
+def cpu_kind(monkeypatch):
+    """Make this CPU look like one with (or without) bf16 instructions of a given measured speed-up."""
+
+    def set_kind(flags: list[str], speedup: float = 3.0) -> None:
+        monkeypatch.setattr(loading, "cpu_bf16_flags", lambda: list(flags))
+        monkeypatch.setattr(loading, "cpu_bf16_speedup", lambda *a, **k: speedup)
+        loading.auto_dtype.cache_clear()
+
+    yield set_kind
+    loading.auto_dtype.cache_clear()
+
+
+@pytest.mark.parametrize(
+    "flags, speedup, expected",
+    [([], 9.0, torch.float32), (["avx512_bf16"], 2.1, torch.bfloat16), (["amx_bf16"], 1.1, torch.float32)],
+)
+def test_auto_is_bf16_only_where_the_cpu_has_it_and_it_is_faster(cpu_kind, flags, speedup, expected):
+    cpu_kind(flags, speedup)
+    assert loading.resolve_dtype("auto", torch.device("cpu")) == expected
+    assert loading.resolve_dtype("fp32", torch.device("cpu")) == torch.float32  # an explicit dtype is kept
+    assert loading.resolve_dtype("auto", torch.device("cuda")) == torch.bfloat16
+
+
+def test_the_probe_measures_this_cpu():
+    speedup = loading.cpu_bf16_speedup(size=128, repeats=2)
+    assert speedup > 0 and set(loading.cpu_bf16_flags()) <= {"avx512_bf16", "amx_bf16"}
+
+
+def test_bf16_auto_trains_in_autocast_with_fp32_lora_and_records_bf16(cpu_kind, tmp_path, capsys):
+    cpu_kind(["amx_bf16"], 3.0)
+    run = tmp_path / "run"
+    args = ["-q", "train", "--model", "random-tiny", "--data", "arc_easy:train", "--limit", "8", "--batch-size", "4"]
+    assert main([*args, "--out", str(run)]) == 0
+    manifest = json.loads((run / "likra.json").read_text())
+    assert manifest["model"]["dtype"] == "bf16"
+    from likra.runs import load_run_model
+
+    model, _, _ = load_run_model(run)
+    dtypes = {n.split(".")[-2] if "lora_" in n else "base": p.dtype for n, p in model.named_parameters()}
+    assert dtypes["base"] == torch.bfloat16 and {dtypes[k] for k in dtypes if k != "base"} == {torch.float32}
+    assert loading.trains_in_bf16(model)
+    out = tmp_path / "e.json"
+    assert main(["-q", "eval", "--run", str(run), "--limit", "4", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["dtype"] == "bf16"
+    cpu_kind([], 1.0)
+    assert main(["-q", "eval", "--run", str(run), "--dtype", "fp32", "--limit", "4", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["dtype"] == "fp32"
+
+
+def test_a_curve_records_the_dtype_it_ran_in(cpu_kind, tmp_path):
+    from conftest import TINY_CURVE_ARGS
+
+    cpu_kind([], 1.0)
+    assert main(["-q", "curve", *TINY_CURVE_ARGS, "--out", str(tmp_path / "c")]) == 0
+    assert json.loads((tmp_path / "c" / "curve.json").read_text())["dtype"] == "fp32"
