@@ -23,6 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parent))
+from common import machine  # noqa: E402
+
 VENV_BIN = Path(sys.executable).parent
 FIRST_BATCH = """
 import sys, time
@@ -138,6 +141,7 @@ def main() -> None:
             ours = likra_eval(tmp, args.questions, shots, None)
             stock = stock_eval(tmp, tasks, model_dir, args.questions, shots)
             row = {
+                **machine(),
                 "what": "base",
                 "shots": shots,
                 "likra_seconds": ours["seconds"],
@@ -155,6 +159,7 @@ def main() -> None:
                 runs = [stock_eval(tmp, tasks, model_dir, args.questions, shots, f"{args.run}/adapters/{h}")
                         for h in ("positive", "negative")]  # fmt: skip
                 row = {
+                    **machine(),
                     "what": "likra mode (stock: two peft runs combined)",
                     "shots": shots,
                     "likra_seconds": ours["seconds"],

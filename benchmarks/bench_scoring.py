@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import body_and_head_params, matmul_peak_gflops, sync  # noqa: E402
+from common import body_and_head_params, machine, matmul_peak_gflops, sync  # noqa: E402
 
 from likra.data.benchmarks import load_spec  # noqa: E402
 from likra.data.examples import draw_shots, fewshot_prefix  # noqa: E402
@@ -81,6 +81,7 @@ def measure(
     dtype = next(model.parameters()).dtype
     peak = matmul_peak_gflops(dtype, device)
     return {
+        **machine(),
         "dtype": str(dtype).replace("torch.", ""),
         "questions": len(questions),
         "device": str(device),

@@ -68,7 +68,10 @@ def measure_training(model, examples, pad: int, batch_size: int, lr: float) -> d
             "final_loss": mean_loss(model, name, examples, pad),
             "logged_losses": stats.losses,
         }
+    from common import machine
+
     return {
+        **machine(),
         "examples": len(examples),
         "batch_size": batch_size,
         "initial_loss": mean_loss(model, "base", examples, pad),

@@ -30,6 +30,14 @@ def cpu_bf16_flags() -> list[str]:
     return [f for f in flags if f in ("avx512_bf16", "amx_bf16", "amx_tile")]
 
 
+def machine() -> dict:
+    """What every benchmark figure is recorded with: the CPU's model name and bf16 flags, the threads, the GPU."""
+    out = {"cpu": cpu_name(), "cpu_bf16_flags": cpu_bf16_flags(), "threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        out["gpu"] = torch.cuda.get_device_name(0)
+    return out
+
+
 def matmul_peak_gflops(dtype: torch.dtype, device: torch.device, size: int = 2048, repeats: int = 10) -> float:
     """Best-of-`repeats` GFLOP/s of a square matmul: the attainable peak to compare against."""
     a = torch.randn(size, size, dtype=dtype, device=device)
