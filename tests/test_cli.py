@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import one_line_error
+from conftest import TINY_CURVE_ARGS, one_line_error
 
 from likra.cli import main
 
@@ -329,5 +329,11 @@ def test_written_files_respect_the_umask(tmp_path, qa_file):
         assert main(TINY_TRAIN + ["--data", str(qa_file), "--limit", "4", "--out", str(run)]) == 0
         modes = {p.relative_to(run): stat.S_IMODE(p.stat().st_mode) for p in run.rglob("*") if p.is_file()}
         assert modes and all(m == 0o644 for m in modes.values()), modes
+        # A curve folder too: checkpoints (safetensors writes 0600 by itself), scores, reports; folders 0755.
+        curve = tmp_path / "curve"
+        assert main(["-q", "curve", *TINY_CURVE_ARGS, "--out", str(curve)]) == 0
+        modes = {p.relative_to(curve): stat.S_IMODE(p.stat().st_mode) for p in curve.rglob("*")}
+        assert any(p.name == "adapter_model.safetensors" for p in modes)
+        assert all(m == (0o755 if (curve / p).is_dir() else 0o644) for p, m in modes.items()), modes
     finally:
         os.umask(old)

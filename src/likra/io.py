@@ -13,18 +13,22 @@ from pathlib import Path
 from typing import Any
 
 
-def file_mode() -> int:
-    """The mode a new file gets from `open()`: 0666 less the umask (read without changing it, where Linux
-    shows it; otherwise set and restored at once)."""
+def current_umask() -> int:
+    """The process's umask (read without changing it where Linux shows it; otherwise set and restored at once)."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("Umask:"):
-                return 0o666 & ~int(line.split()[1], 8)
+                return int(line.split()[1], 8)
     except (OSError, ValueError):
         pass
     umask = os.umask(0o022)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
+
+
+def file_mode() -> int:
+    """The mode a new file gets from `open()`: 0666 less the umask."""
+    return 0o666 & ~current_umask()
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -51,3 +55,18 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def share_tree(root: str | os.PathLike) -> None:
+    """Give every file and folder under `root` the mode a plain `open()` / `mkdir()` gives (the umask's):
+    safetensors writes its files 0600 whatever the umask, so saved adapters and checkpoints would otherwise be
+    unreadable to anyone else."""
+    umask = current_umask()
+    mode, folder_mode = 0o666 & ~umask, 0o777 & ~umask
+    for path in [Path(root), *Path(root).rglob("*")]:
+        try:
+            if path.is_symlink():
+                continue
+            os.chmod(path, folder_mode if path.is_dir() else mode)
+        except OSError:
+            pass

@@ -237,7 +237,10 @@ def reinit_heads(model, names=HEADS, seed: int = 0, inits: tuple[int, ...] | Non
 
 def save_heads(model, folder: Path, names=HEADS) -> None:
     """Adapters as safetensors under folder/<name>/ (peft's layout for named adapters)."""
+    from likra.io import share_tree
+
     model.save_pretrained(str(folder), selected_adapters=list(names), safe_serialization=True)
+    share_tree(folder)  # safetensors writes 0600
 
 
 def load_adapter_weights(model, adapter: str, folder: Path) -> None:

@@ -25,7 +25,7 @@ import torch
 
 from likra.distributed import barrier, is_main
 from likra.errors import LikraError
-from likra.io import atomic_write_json
+from likra.io import atomic_write_json, share_tree
 from likra.objectives.settings import OptimizerSettings, TrainSettings
 from likra.registry import Registry, caller_origin
 
@@ -367,6 +367,8 @@ def run_trainer(
     )
     if checkpoint_steps:
         barrier()
+        if is_main() and Path(work_dir).is_dir():
+            share_tree(work_dir)  # the Trainer's safetensors are written 0600
         missing = [s for s in checkpoint_steps if s not in complete_checkpoints(work_dir, adapter)]
         if missing:
             raise LikraError(f"{work_dir}: training ended without checkpoints for steps {missing}")
