@@ -1,17 +1,19 @@
 """The overall progress line, and tracking to TensorBoard (event files read back) and W&B (a recording stand-in)."""
 
+import importlib.machinery
+import importlib.util
 import io
 import json
 import sys
 import types
 
 import pytest
-from conftest import TINY_CURVE_ARGS
+from conftest import TINY_CURVE_ARGS, one_line_error
 
 from likra.cli import main
 from likra.errors import LikraError
 from likra.progress import CurveProgress, duration
-from likra.tracking import make_tracker
+from likra.tracking import backends, make_tracker
 
 
 class Clock:
@@ -108,7 +110,7 @@ def test_tensorboard_holds_training_losses_and_checkpoint_metrics(tmp_path):
     rows = [r for r in curve["rows"] if r["examples"] > 0]
     assert len(rows) == sum(len(v) for v in evals.values())
     for r in rows:
-        assert (r["examples"], pytest.approx(r["value"], abs=1e-6)) in evals[f"{r['metric']}/{r['mode']}"]
+        assert (r["examples"], pytest.approx(r["value"], abs=1e-6)) in evals[f"eval/{r['metric']}/{r['mode']}"]
     for head in ("positive", "negative"):
         losses = scalars(out / "tensorboard" / "seed-0" / head)["train/loss"]
         done = json.loads((out / "seed-0" / f"{head}.done.json").read_text())
@@ -141,16 +143,24 @@ class FakeRun:
 
 
 def test_wandb_logs_each_head_on_its_own_axis_and_metrics_by_examples(tmp_path, monkeypatch):
+    """`--report-to all` with wandb (a recording stand-in) and tensorboard installed: both get everything."""
+    pytest.importorskip("tensorboard")
     runs = []
     fake = types.ModuleType("wandb")
+    fake.__spec__ = importlib.machinery.ModuleSpec("wandb", None)  # found, as an installed package is
     fake.init = lambda **kwargs: runs.append(FakeRun(**kwargs)) or runs[-1]
     monkeypatch.setitem(sys.modules, "wandb", fake)
     monkeypatch.setenv("WANDB_PROJECT", "neg")
     out = tmp_path / "c"
-    assert (
-        main(["-q", "curve", *TINY_CURVE_ARGS, "--logging-steps", "1", "--out", str(out), "--report-to", "wandb"]) == 0
-    )
+    assert main(["-q", "curve", *TINY_CURVE_ARGS, "--logging-steps", "1", "--out", str(out), "--report-to", "all"]) == 0
     (run,) = runs
+    assert run.init["dir"] == str(out / "wandb")
+    series = "eval-near_miss-arc_challenge_validation-0shot-first10"
+    assert sorted(p.name for p in (out / "tensorboard" / "seed-0").iterdir()) == [series, "negative", "positive"]
+    curve = json.loads((out / "curve.json").read_text())
+    assert set(scalars(out / "tensorboard" / "seed-0" / series)) == {
+        f"eval/{r['metric']}/{r['mode']}" for r in curve["rows"] if r["examples"] > 0
+    }
     assert run.init["project"] == "neg" and run.init["name"] == "c" and run.finished
     assert ("train/seed-0/positive/*", "train/seed-0/positive/step") in run.axes
     curve = json.loads((out / "curve.json").read_text())
@@ -159,7 +169,7 @@ def test_wandb_logs_each_head_on_its_own_axis_and_metrics_by_examples(tmp_path, 
     for r in curve["rows"]:
         if r["examples"] > 0:
             (logged,) = [v for v in evals if v["examples"] == r["examples"]]
-            key = f"eval-near_miss-arc_challenge_validation-0shot-first10/seed-0/{r['metric']}/{r['mode']}"
+            key = f"eval/near_miss-arc_challenge_validation-0shot-first10/seed-0/{r['metric']}/{r['mode']}"
             assert logged[key] == r["value"]
     losses = [v["train/seed-0/negative/loss"] for v in run.logged if "train/seed-0/negative/loss" in v]
     assert losses == pytest.approx(json.loads((out / "seed-0" / "negative.done.json").read_text())["losses"])
@@ -169,9 +179,26 @@ def test_missing_tracking_package_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "wandb", None)
     with pytest.raises(LikraError, match="pip install wandb"):
         make_tracker("wandb", tmp_path.joinpath, "x")
-    code = main(["-q", "curve", *TINY_CURVE_ARGS, "--out", str(tmp_path / "c"), "--report-to", "wandb"])
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and err.startswith("likra: error: ") and "\n" not in err
+    assert backends("all") == (["tensorboard"] if importlib.util.find_spec("tensorboard") else [])  # installed ones
+    code = main(["-q", "curve", *TINY_CURVE_ARGS, "--out", str(tmp_path / "c"), "--report-to", "tensorboard,wandb"])
+    assert "pip install wandb" in one_line_error(capsys, code)
+    for bad, says in (("none,wandb", "cannot be combined"), ("tensorbord", "'tensorbord' is not one of")):
+        err = one_line_error(capsys, main(["-q", "train", "--model", "random-tiny", "--report-to", bad]))
+        assert says in err and "--report-to" in err
+    assert not (tmp_path / "c").exists()
+
+
+def test_report_to_takes_lists_from_flags_and_yaml(tmp_path):
+    from likra.config import config_from_args, load_yaml
+    from likra.experiments.curve import CurveConfig
+    from likra.training.pipeline import TrainConfig
+
+    assert TrainConfig().report_to == ["none"] and backends(TrainConfig().report_to) == []
+    assert backends(["wandb", "tensorboard"]) == ["tensorboard", "wandb"]
+    for text in ("report_to: tensorboard,wandb\n", "report_to: [tensorboard, wandb]\n"):
+        (tmp_path / "c.yaml").write_text(text)
+        cfg = config_from_args(CurveConfig, types.SimpleNamespace(), load_yaml(tmp_path / "c.yaml"))
+        assert cfg.report_to == ["tensorboard", "wandb"]
 
 
 def test_studies_take_quiet_after_the_kind_and_refuse_lm_eval_out(tmp_path, capsys):

@@ -38,7 +38,7 @@ from likra.scoring.metrics import METRICS, mode_metrics
 from likra.scoring.modes import check_modes, get_mode
 from likra.scoring.settings import ScoringSettings
 from likra.scoring.stats import across_seeds, mode_statistics, parse_pairs, trivial_baselines
-from likra.tracking import REPORT_TO, Tracker, check_available, make_tracker
+from likra.tracking import REPORT_TO, ReportTo, Tracker, check_available, make_tracker
 from likra.training.pipeline import HeadsSettings, build_model, checked_heads, run_context, select_questions
 
 log = logging.getLogger(__name__)
@@ -68,8 +68,10 @@ class CurveConfig(HeadsSettings, ScoringSettings, DataSettings, ModelSettings):
     lm_eval_out: str | None = option(
         None, help="also write lm-eval's layout here, one model folder per checkpoint (results + samples)"
     )
-    report_to: str = option(
-        "none", help="log training losses and checkpoint metrics to tensorboard or wandb", choices=REPORT_TO
+    report_to: ReportTo = option(
+        default_factory=lambda: ["none"],
+        help="log training losses and checkpoint metrics to these backends (tensorboard, wandb, a list, all, none)",
+        choices=REPORT_TO,
     )
 
 
