@@ -70,6 +70,39 @@ def test_a_long_head_logs_each_tenth_of_its_training():
     assert [line.split("step ")[1].split(" ")[0] for line in lines] == [f"{12 * k}/120" for k in range(1, 10)]
 
 
+def test_the_line_moves_with_every_scoring_batch_on_a_terminal():
+    clock, out = Clock(), io.StringIO()
+    p = CurveProgress(label="c", stream=out, interactive=True, clock=clock)
+    p.plan(4, 2)
+    p.timed_steps, p.step_seconds, p.steps_done = 4, 8.0, 4  # training done, 2 s a step
+    p.scored(0, "positive", 1, 2, 10.0)  # one pass timed: 10 s
+    before = p.remaining()
+    for batch in range(1, 5):
+        clock.t += 0.5
+        p.scoring(0, "negative", 2, 2, batch, 4)
+        assert f"scoring batch {batch}/4" in out.getvalue().split("\r")[-1]
+    assert out.getvalue().count("\r") == 1 + 4 and p.remaining() == pytest.approx(before - 10.0)
+    clock.t += 0.01
+    p.scoring(0, "negative", 2, 2, 1, 400)  # batches closer than MIN_REDRAW_SECONDS: not redrawn
+    assert out.getvalue().count("\r") == 5
+    logged = io.StringIO()
+    q = CurveProgress(label="c", stream=logged, interactive=False, clock=clock)
+    for batch in range(1, 101):
+        q.scoring(None, "base", 1, 1, batch, 100)
+    assert len(logged.getvalue().splitlines()) == 9  # a long pass in a log: each tenth
+
+
+def test_engine_reports_each_batch(tiny_heads, records, tiny_tokenizer):
+    from likra.scoring.engine import ScoringEngine, tokenize_questions
+
+    _, questions = tokenize_questions(tiny_tokenizer, records)
+    calls = []
+    engine = ScoringEngine(tiny_heads, max_batch_tokens=256, on_batch=lambda *a: calls.append(a))
+    engine.loglikelihoods(questions, ("positive", "negative"))
+    n = len(calls) // 2
+    assert n > 1 and calls == [(h, k, n) for h in ("positive", "negative") for k in range(1, n + 1)]
+
+
 def test_disabled_progress_prints_nothing():
     out = io.StringIO()
     p = CurveProgress(enabled=False, stream=out, interactive=False)
@@ -80,9 +113,22 @@ def test_disabled_progress_prints_nothing():
     assert [duration(s) for s in (None, 5, 65, 3725)] == ["?", "5s", "1m05s", "1h02m"]
 
 
-def test_curve_prints_one_overall_line_per_finished_piece_and_quiet_silences_it(tmp_path, capsys):
-    assert main(["curve", *TINY_CURVE_ARGS, "--out", str(tmp_path / "c")]) == 0
-    err = capsys.readouterr().err
+def test_curve_prints_one_overall_line_per_finished_piece_and_quiet_silences_it(tmp_path, capsys, monkeypatch):
+    batches = []
+    scoring = CurveProgress.scoring
+    monkeypatch.setattr(CurveProgress, "scoring", lambda self, *a: batches.append(a) or scoring(self, *a))
+    assert main(["curve", *TINY_CURVE_ARGS, "--batch-tokens", "256", "--out", str(tmp_path / "c")]) == 0
+    captured = capsys.readouterr()
+    err, out = captured.err, captured.out
+    # every pass (base model, 2 heads x 2 checkpoints) reported each of its batches
+    assert [a[:4] for a in batches if a[4] == a[5]] == [(None, "base", 1, 1)] + [
+        (0, h, k, 2) for k in (1, 2) for h in ("positive", "negative")
+    ]
+    assert all(a[5] > 1 for a in batches)
+    # a short plain-text summary and where report.md is, no markdown
+    assert "#" not in out and "|" not in out and "![" not in out
+    assert f"report: {tmp_path / 'c' / 'report.md'}" in out.splitlines()
+    assert "10 questions, 1 seed" in out and "acc_norm after 16 examples: sft " in out
     lines = [line for line in err.splitlines() if line.startswith("likra c (near_miss):")]
     # the base model, two heads trained, two heads x two checkpoints scored
     assert len(lines) == 7 and "\r" not in err

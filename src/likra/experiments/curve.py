@@ -245,7 +245,12 @@ class CurveRun:
         scores, seconds = read_scores(path, len(questions)), None
         if scores is None:
             started = time.perf_counter()
-            scores = engine.loglikelihoods(questions, (adapter,), prefix_ids)[adapter]
+            if where is not None:  # the progress line moves with every batch of the pass
+                engine.on_batch = lambda _head, batch, batches: self.line.scoring(*where, batch, batches)
+            try:
+                scores = engine.loglikelihoods(questions, (adapter,), prefix_ids)[adapter]
+            finally:
+                engine.on_batch = None
             seconds = time.perf_counter() - started
             if is_main():
                 self.folder.write_scores(path, scores)
