@@ -21,7 +21,8 @@ import numpy as np
 
 from likra.config import Fraction, PositiveInt, check, option, settings
 from likra.data.benchmarks import load_spec
-from likra.data.formats import DataSettings, build_fewshot_prefix, load_data
+from likra.data.examples import fewshot_prefix
+from likra.data.formats import DataSettings, fewshot_records, load_data
 from likra.data.negatives import NEGATIVE_KINDS, build_negatives, contaminate
 from likra.distributed import barrier, is_main, rank_and_world, start
 from likra.errors import LikraError
@@ -194,7 +195,7 @@ class CurveRun:
     def run(self) -> dict:
         start()
         cfg = self.cfg
-        tokenizer = load_tokenizer(cfg.model)
+        tokenizer = self.tokenizer = load_tokenizer(cfg.model)
         ctx = run_context(cfg, tokenizer, progress=False)  # the overall progress line replaces the Trainer's bars
         ctx.objective_settings = self.objective_settings
         ctx.model = self.model = build_model(cfg, self.heads, ctx, cfg.train.gradient_checkpointing)
@@ -234,10 +235,10 @@ class CurveRun:
 
     def eval_tokens(self, tokenizer, records):
         cfg = self.cfg
-        prefix, _ = build_fewshot_prefix(
+        self.eval_shots = fewshot_records(
             cfg.eval_data, records, cfg.shots, cfg.fewshot_data, cfg.source, cfg.format, cfg.chat_template
         )
-        self.eval_prefix = prefix
+        self.eval_prefix = prefix = fewshot_prefix(self.eval_shots)
         return tokenize_questions(tokenizer, records, prefix, model_max_length(self.model))
 
     def cached_scores(self, path, engine, questions, prefix_ids, adapter: str, where=None) -> list[np.ndarray]:
