@@ -219,10 +219,12 @@ def test_likra_shortcuts_are_model_args(tiny_run, monkeypatch):
     assert main(["-q", "lm-eval", "--run", str(tiny_run), "--mode", "negbase", "--weight", "0.5", *tasks]) == 0
     assert main(["-q", "lm-eval", "--model_args", f"run={tiny_run},mode=negbase,weight=0.5", *tasks]) == 0
     assert main(["-q", "lm-eval", "-a", f"run={tiny_run}", "mode=negbase", "weight=0.5", *tasks, "-M", "likra"]) == 0
-    assert len(handed) == 3
+    assert main(["-q", "lm-eval", "--base-model", "random-tiny", *tasks]) == 0
+    assert len(handed) == 4
     assert handed[0].model_args == handed[1].model_args == handed[2].model_args
     assert handed[0].model == "likra" and handed[0].tasks == ["likra_arc_challenge"]
     assert any(str(p).endswith("lm_eval_tasks") for p in handed[0].include_path)  # the offline task's folder
+    assert handed[3].model_args == {"model": "random-tiny", "mode": "base"}
 
 
 def test_bad_harness_input_is_one_line(tiny_run, capsys):

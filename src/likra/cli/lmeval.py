@@ -63,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
 
     harness = run_parser("likra lm-eval").parse_args(getattr(args, "_extra", []))
     shortcuts = {arg: getattr(args, flag) for flag, arg in MODEL_ARGS.items() if getattr(args, flag) is not None}
+    if args.base_model and args.mode is None:
+        shortcuts["mode"] = "base"  # a plain model has no heads
     if shortcuts:
         if (harness.model or LIKRA_MODEL) != LIKRA_MODEL:
             flags = ", ".join("--" + f.replace("_", "-") for f, a in MODEL_ARGS.items() if a in shortcuts)

@@ -59,8 +59,8 @@ def _check_likra_model_args(model_args: dict) -> None:
         missing = [h for h in get_mode(mode).heads if h not in heads]
         if missing:
             raise LikraError(f"mode {mode!r} needs head {missing[0]!r}; the run has {', '.join(heads)}")
-    elif str(model_args.get("mode", "likra")) != "base":
-        raise LikraError(f"a plain model has no heads: mode {model_args.get('mode', 'likra')!r} needs run=RUN")
+    elif mode != "base":
+        raise LikraError(f"a plain model has no heads: mode {mode!r} needs run=RUN (or mode=base)")
 
 
 def prepare(args: argparse.Namespace, source: str = "auto", default_model: str | None = None) -> argparse.Namespace:
