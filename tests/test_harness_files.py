@@ -1,13 +1,17 @@
-"""lm-eval-style result files: read back with the harness's own helpers and compared with a stock harness run."""
+"""lm-eval-style result files: written through the harness's own tracker, read back with its helpers, loaded
+beside a stock harness run's with `datasets`, and re-run from their `configs` block."""
 
 import json
+import sys
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
 pytest.importorskip("lm_eval")
 
-from conftest import train_tiny_run  # noqa: E402
+from conftest import save_tiny_model, train_tiny_run  # noqa: E402
+from lm_eval.filters import filter_registry  # noqa: E402  (the harness's filters, registered)
 
 from likra.cli import main  # noqa: E402
 from likra.lmeval.model import LikraLM  # noqa: E402
@@ -52,39 +56,112 @@ def test_results_read_back_with_the_harness_helpers(written):
             assert row[f"{metric}_stderr,{mode}"] == ours["metrics"][mode][metric]["stderr"]
 
 
-def test_samples_match_a_stock_harness_run(written, tiny_run, tmp_path):
-    """The same mode through the stock harness (`--log_samples`) gives the same per-choice scores and credits."""
+def test_samples_sit_beside_a_stock_run(written, tiny_run, tmp_path):
+    """A stock `--model hf` run (the stock CLI, in-process) of the same task and questions: `datasets` loads its
+    samples and likra's together, `doc_hash`, `prompt_hash` and `target_hash` agree document by document, and
+    mode base's per-choice scores are the hf model's."""
     from datasets import load_dataset
-    from lm_eval import simple_evaluate
-    from lm_eval.tasks import TaskManager
 
-    folder = tmp_path / "tasks"
-    export_task("arc_challenge", folder=folder)
+    model_dir = save_tiny_model(tmp_path / "tiny")  # the base of tiny_run, as a model folder
+    tasks, stock_out = tmp_path / "tasks", tmp_path / "stock"
+    export_task("arc_challenge", folder=tasks)
+    argv = ["lm_eval", "--model", "hf", "--model_args", f"pretrained={model_dir},dtype=float32", "--device", "cpu"]
+    argv += ["--tasks", "likra_arc_challenge", "--include_path", str(tasks), "--num_fewshot", "2", "--limit", str(N)]
+    with mock.patch("sys.argv", argv + ["--batch_size", "16", "--output_path", str(stock_out), "--log_samples"]):
+        from lm_eval.__main__ import cli_evaluate
+
+        cli_evaluate()
+    (stock_file,) = stock_out.rglob("samples_*.jsonl")
+    (likra_file,) = written.rglob("samples_*.jsonl")
+    both = load_dataset("json", data_files=[str(stock_file), str(likra_file)], split="train")
+    assert len(both) == N + N * len(MODES) and set(both["filter"]) == {"none", *MODES}
+    stock = {s["doc_id"]: s for s in both if s["filter"] == "none"}
+    for mode in MODES:
+        mine = [s for s in both if s["filter"] == mode]
+        assert sorted(s["doc_id"] for s in mine) == list(range(N))
+        for s in mine:
+            a = stock[s["doc_id"]]
+            for key in ("doc_hash", "prompt_hash", "target_hash", "doc", "target", "arguments"):
+                assert s[key] == a[key], key
+            if mode == "base":
+                ours, theirs = ([float(r[0]) for r in x["filtered_resps"]] for x in (s, a))
+                assert ours == pytest.approx(theirs, abs=1e-4)
+                assert (s["acc"], s["acc_norm"]) == (a["acc"], a["acc_norm"])
+    (stock_results,) = stock_out.rglob("results_*.json")
+    (likra_results,) = written.rglob("results_*.json")
+    stock_results, likra_results = (json.loads(p.read_text()) for p in (stock_results, likra_results))
+    assert set(stock_results) <= set(likra_results) and set(stock_results["config"]) <= set(likra_results["config"])
+    for key in ("model_num_parameters", "model_dtype"):
+        assert likra_results["config"][key] == stock_results["config"][key]
+    for key in ("lm_eval_version", "tokenizer_eos_token", "eot_token_id", "max_length"):
+        assert likra_results[key] == stock_results[key]
+    assert isinstance(likra_results["config"]["model_args"], dict) and likra_results["task_hashes"]
+    config = likra_results["configs"]["likra_arc_challenge"]
+    assert [f["name"] for f in config["filter_list"]] == MODES
+    assert {f["function"] for f in config["filter_list"] for f in f["filter"]} <= set(filter_registry)
+
+
+def test_configs_rerun_the_same_contexts(written, tiny_run):
+    """The results file's `configs` block is a task the harness runs as it is (the evaluated questions and the
+    shots, written beside the results): through the `likra` lm-eval model, the mode's per-choice scores and
+    credits equal likra's samples."""
+    from lm_eval import simple_evaluate
+
+    (results_file,) = written.rglob("results_*.json")
     (samples_file,) = written.rglob("samples_*.jsonl")
-    ours = load_dataset("json", data_files=str(samples_file), split="train")  # as the harness's card code reads it
-    assert len(ours) == N * len(MODES)
-    for mode in ("likra", "sft"):
-        out = simple_evaluate(
-            model=LikraLM(run=str(tiny_run), mode=mode),
-            tasks=["likra_arc_challenge"],
-            num_fewshot=2,
-            limit=N,
-            log_samples=True,
-            task_manager=TaskManager(include_path=str(folder)),
+    results = json.loads(results_file.read_text())
+    config = results["configs"]["likra_arc_challenge"]
+    ours = [json.loads(line) for line in samples_file.read_text().splitlines()]
+    for mode in ("likra",):  # one harness run: each takes half a minute on a shared CPU
+        out = simple_evaluate(model=LikraLM(run=str(tiny_run), mode=mode), tasks=[config], log_samples=True)
+        row = out["results"]["likra_arc_challenge"]
+        assert row[f"acc,{mode}"] == results["results"]["likra_arc_challenge"][f"acc,{mode}"]
+        assert row[f"acc_norm,{mode}"] == results["results"]["likra_arc_challenge"][f"acc_norm,{mode}"]
+        stock = sorted(
+            (s for s in out["samples"]["likra_arc_challenge"] if s["filter"] == mode), key=lambda s: s["doc_id"]
         )
-        stock = sorted(out["samples"]["likra_arc_challenge"], key=lambda s: s["doc_id"])
         mine = sorted((s for s in ours if s["filter"] == mode), key=lambda s: s["doc_id"])
+        assert len(stock) == len(mine) == N
         for a, b in zip(stock, mine):
-            assert a["doc_id"] == b["doc_id"] and a["target"] == b["target"]
-            assert [r[0] for r in b["filtered_resps"]] == pytest.approx([r[0] for r in a["filtered_resps"]], abs=1e-4)
+            assert a["doc_hash"] == b["doc_hash"] and a["prompt_hash"] == b["prompt_hash"]
+            assert [r[0] for r in a["filtered_resps"]] == pytest.approx([float(r[0]) for r in b["filtered_resps"]])
             assert (a["acc"], a["acc_norm"]) == (b["acc"], b["acc_norm"])
-            # in memory the harness keeps (context, continuation) tuples; its writer turns them into gen_args_j
-            assert [tuple(x) for x in a["arguments"]] == [
-                (b["arguments"][f"gen_args_{j}"]["arg_0"], b["arguments"][f"gen_args_{j}"]["arg_1"])
-                for j in range(len(a["arguments"]))
-            ]
-        heads = mine[0]["likra"]["heads"]
-        assert set(heads) >= {"base", "positive", "negative"}
+    heads = results["likra"]["loglikelihoods"]
+    assert set(heads) >= {"base", "positive", "negative"} and len(heads["base"]) == N
+
+
+def test_files_have_the_same_keys_and_types_without_lm_eval(tmp_path, monkeypatch, records):
+    """Where lm-eval is not installed the files are written by the same rules: same keys, same types."""
+    import numpy as np
+
+    from likra.reports.harness import HarnessEvaluation, HarnessModel, write_harness_files
+
+    rng = np.random.default_rng(0)
+    per_head = {h: [rng.normal(size=len(r.choices)) for r in records] for h in ("base", "positive", "negative")}
+    ev = HarnessEvaluation("questions.jsonl", records, per_head, ["likra", "base"], 1.0, records[:2], "x", 20)
+    model = HarnessModel("likra__x", {"run": "x"}, {"model_num_parameters": 3, "model_dtype": "torch.float32"})
+    written_by = {"harness": write_harness_files(tmp_path / "a", model, ev)}
+    for name in ("lm_eval", "lm_eval.loggers", "lm_eval.config.task"):
+        monkeypatch.setitem(sys.modules, name, None)
+    written_by["likra"] = write_harness_files(tmp_path / "b", model, ev)
+
+    def shape(value):
+        if isinstance(value, dict):
+            return {k: shape(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [shape(v) for v in value]
+        return type(value).__name__
+
+    results, samples = [], []
+    for results_path, samples_path in written_by.values():
+        assert results_path.parent.name == "likra__x" and samples_path.name.startswith("samples_questions_")
+        r = json.loads(results_path.read_text())
+        r.pop("configs"), r.pop("date"), r.pop("total_evaluation_time_seconds")  # defaults filled by lm-eval only
+        results.append(shape(r))
+        samples.append([json.loads(line) for line in samples_path.read_text().splitlines()])
+    assert results[0] == results[1]
+    assert [shape(s) for s in samples[0]] == [shape(s) for s in samples[1]] and samples[0] == samples[1]
+    assert samples[0][0]["target"] == str(records[0].gold)
 
 
 def test_curve_writes_one_harness_model_per_checkpoint(tmp_path):
@@ -118,7 +195,7 @@ def test_samples_hold_the_prompts_in_the_evaluated_format(tmp_path):
     results = json.loads(results.read_text())
     n = results["n-samples"]["arc_challenge_validation_letter"]
     assert n["effective"] == 4 and n["original"] == 299 and results["config"]["limit"] == 4  # a subset says so
-    assert "format=letter" in results["config"]["model_args"]
+    assert results["config"]["model_args"]["format"] == "letter"
     lines = [json.loads(line) for line in samples.read_text().splitlines()]
     assert len(lines) == 4
     for line in lines:

@@ -1,8 +1,13 @@
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 pytest.importorskip("lm_eval")
+
+from conftest import one_line_error  # noqa: E402
 
 from likra.cli import main  # noqa: E402
 from likra.errors import LikraError  # noqa: E402
@@ -42,22 +47,20 @@ def tiny_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def task_folder(tmp_path_factory):
+    """The offline task's folder, and one harness TaskManager for it (indexing the harness's tasks takes ~20 s)."""
+    from lm_eval.tasks import TaskManager
+
     folder = tmp_path_factory.mktemp("tasks")
     export_task("arc_challenge", folder=folder)
-    return folder
+    return TaskManager(include_path=str(folder))
 
 
-def harness(run, folder, mode, shots):
+def harness(run, task_manager, mode, shots):
     from lm_eval import simple_evaluate
-    from lm_eval.tasks import TaskManager
 
     lm = LikraLM(run=str(run), mode=mode)
     out = simple_evaluate(
-        model=lm,
-        tasks=["likra_arc_challenge"],
-        num_fewshot=shots,
-        limit=N,
-        task_manager=TaskManager(include_path=str(folder)),
+        model=lm, tasks=["likra_arc_challenge"], num_fewshot=shots, limit=N, task_manager=task_manager
     )
     res = out["results"]["likra_arc_challenge"]
     return res["acc,none"], res["acc_norm,none"]
@@ -121,24 +124,136 @@ def test_common_prefix_length():
     assert common_prefix_length([]) == 0
 
 
-def test_cli_runs_the_stock_harness(tiny_run, tmp_path, capsys):
+CHAT = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|a|>{% endif %}"
+)
+
+
+def fake_wandb(monkeypatch) -> list[dict]:
+    """A recording stand-in for wandb with what the harness's WandbLogger touches; returns wandb.init's calls."""
+    import importlib.machinery
+    import sys
+    import types
+
+    inits = []
+
+    class Run:
+        config = types.SimpleNamespace(update=lambda *a, **k: None)
+
+        def finish(self):
+            inits[-1]["finished"] = True
+
+    modules = {
+        name: types.ModuleType(name) for name in ("wandb", "wandb.sdk", "wandb.sdk.lib", "wandb.sdk.lib.printer")
+    }
+    for name, module in modules.items():
+        module.__spec__ = importlib.machinery.ModuleSpec(name, None)
+        monkeypatch.setitem(sys.modules, name, module)
+    modules["wandb"].__version__, modules["wandb"].run = "0.17.0", None
+    modules["wandb"].init = lambda **kwargs: inits.append(kwargs) or Run()
+    modules["wandb.sdk.lib.printer"].new_printer = lambda: None
+    return inits
+
+
+def test_cli_takes_every_harness_flag_and_writes_where_output_path_says(tiny_run, tmp_path, capsys, monkeypatch):
+    """One harness run through `likra lm-eval` with likra's shortcuts and the harness's own flags, short forms
+    included: results land in <output_path>/<run, sanitised>/ (no random folder), where the harness's
+    get_latest_filename finds them, with the seeds, chat template and system instruction asked for."""
+    from lm_eval.utils import get_latest_filename, get_results_filenames, sanitize_model_name
+
+    from likra.model import loading
+
+    tiny_tokenizer = loading.build_tiny_tokenizer
+
+    def with_chat_template():
+        tokenizer = tiny_tokenizer()
+        tokenizer.chat_template = CHAT
+        return tokenizer
+
+    monkeypatch.setattr(loading, "build_tiny_tokenizer", with_chat_template)
+    inits = fake_wandb(monkeypatch)
+    out = tmp_path / "out"
     code = main(
-        [
-            "-q",
-            "lm-eval",
-            "--run",
-            str(tiny_run),
-            "--mode",
-            "negbase",
-            "--tasks",
-            "likra_arc_challenge",
-            "--limit",
-            "5",
-            "--output_path",
-            str(tmp_path / "out"),
-        ]
+        ["-q", "lm-eval", "--run", str(tiny_run), "--mode", "negbase", "--weight", "0.5"]
+        + ["-t", "likra_arc_challenge", "-L", "3", "-f", "1", "-o", str(out), "-s", "-b", "4", "--device", "cpu"]
+        + ["--seed", "0,1234,1234,1234", "--apply_chat_template", "--system_instruction", "Be brief."]
+        + ["--gen_kwargs", "temperature=0", "--verbosity", "WARNING", "--trust_remote_code"]
+        + ["--wandb_args", "project=likra-test", "--model_args", "batch_tokens=512"]
     )
     assert code == 0
     printed = capsys.readouterr().out
     assert "likra_arc_challenge" in printed and "acc_norm" in printed
-    assert list((tmp_path / "out").rglob("results_*.json"))
+    (folder,) = out.iterdir()
+    assert folder.name == sanitize_model_name(str(tiny_run))
+    files = [str(p) for p in folder.iterdir()]
+    latest = Path(get_latest_filename(get_results_filenames(files)))
+    results = json.loads(latest.read_text())
+    config = results["config"]
+    assert config["model"] == "likra" and config["limit"] == 3
+    assert {k: config["model_args"][k] for k in ("run", "mode", "weight", "batch_tokens")} == {
+        "run": str(tiny_run),
+        "mode": "negbase",
+        "weight": 0.5,
+        "batch_tokens": 512,
+    }
+    assert [config[k] for k in ("random_seed", "numpy_seed", "torch_seed", "fewshot_seed")] == [0, 1234, 1234, 1234]
+    assert config["model_num_parameters"] > 0 and config["model_dtype"] == "torch.float32"
+    assert results["chat_template"] == CHAT and results["system_instruction"] == "Be brief."
+    assert results["n-shot"]["likra_arc_challenge"] == 1
+    (samples,) = folder.glob("samples_likra_arc_challenge_*.jsonl")
+    first = json.loads(samples.read_text().splitlines()[0])
+    context = first["arguments"]["gen_args_0"]["arg_0"]
+    assert context.startswith("<|system|>Be brief.") and context.endswith("<|a|>")
+    assert inits == [{"project": "likra-test", "finished": True}]
+
+
+def test_likra_shortcuts_are_model_args(tiny_run, monkeypatch):
+    """--run/--mode/--weight set the same model_args as --model_args run=...,mode=...,weight=... (the harness
+    is not run here: what it would be handed is compared)."""
+    import likra.lmeval.invoke as invoke
+
+    handed = []
+    monkeypatch.setattr(invoke, "execute", handed.append)
+    tasks = ["--tasks", "likra_arc_challenge"]
+    assert main(["-q", "lm-eval", "--run", str(tiny_run), "--mode", "negbase", "--weight", "0.5", *tasks]) == 0
+    assert main(["-q", "lm-eval", "--model_args", f"run={tiny_run},mode=negbase,weight=0.5", *tasks]) == 0
+    assert main(["-q", "lm-eval", "-a", f"run={tiny_run}", "mode=negbase", "weight=0.5", *tasks, "-M", "likra"]) == 0
+    assert main(["-q", "lm-eval", "--base-model", "random-tiny", *tasks]) == 0
+    assert len(handed) == 4
+    assert handed[0].model_args == handed[1].model_args == handed[2].model_args
+    assert handed[0].model == "likra" and handed[0].tasks == ["likra_arc_challenge"]
+    assert any(str(p).endswith("lm_eval_tasks") for p in handed[0].include_path)  # the offline task's folder
+    assert handed[3].model_args == {"model": "random-tiny", "mode": "base"}
+
+
+def test_bad_harness_input_is_one_line(tiny_run, capsys):
+    run = ["-q", "lm-eval", "--run", str(tiny_run)]
+    for args, says in (
+        (["--tasks", "likra_arc_challenge", "-f", "x"], "--num_fewshot/-f: invalid int value"),
+        (["--tasks", "likra_arc_challenge", "--seed", "1,2"], "--seed"),
+        (["--tasks", "likra_arc_challenge", "--limit", "-3"], "--limit -3"),
+        (["--limit", "3"], "give --tasks"),
+        (["--tasks", "likra_arc_challenge", "--mode", "nonsense"], "nonsense"),
+        (["--tasks", "likra_nosuch"], "no offline lm-eval task"),
+        (["--tasks", "likra_arc_challenge", "--log_samples"], "--output_path"),
+        (["--tasks", "likra_arc_challenge", "--model_args", f"run={tiny_run}"], "given both"),
+        (["--tasks", "likra_arc_challenge", "--model", "hf"], "not those of --model hf"),
+    ):
+        assert says in one_line_error(capsys, main(run + args)), args
+    err = one_line_error(capsys, main(["-q", "lm-eval", "--tasks", "no_such_task", "--run", str(tiny_run)]))
+    assert "no_such_task" in err
+
+
+def test_the_stock_command_line_runs_the_likra_model(tiny_run, tmp_path, capsys):
+    """`python -m likra.lmeval ...` is lm-eval's own command line (its parser and `run`) with `likra` registered:
+    the README's command, as written (in-process; `--help` in a fresh process)."""
+    from likra.lmeval.__main__ import main as stock_main
+
+    out = tmp_path / "stock"
+    args = ["--model", "likra", "--model_args", f"run={tiny_run},mode=likra", "--tasks", "likra_arc_challenge"]
+    assert stock_main(args + ["--limit", "3", "--output_path", str(out)]) == 0
+    assert "likra_arc_challenge" in capsys.readouterr().out
+    assert len(list(out.rglob("results_*.json"))) == 1
+    proc = subprocess.run([sys.executable, "-m", "likra.lmeval", "run", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "--model_args" in proc.stdout and "--apply_chat_template" in proc.stdout

@@ -1,17 +1,19 @@
 """The overall progress line, and tracking to TensorBoard (event files read back) and W&B (a recording stand-in)."""
 
+import importlib.machinery
+import importlib.util
 import io
 import json
 import sys
 import types
 
 import pytest
-from conftest import TINY_CURVE_ARGS
+from conftest import TINY_CURVE_ARGS, one_line_error
 
 from likra.cli import main
 from likra.errors import LikraError
 from likra.progress import CurveProgress, duration
-from likra.tracking import make_tracker
+from likra.tracking import backends, make_tracker
 
 
 class Clock:
@@ -68,6 +70,39 @@ def test_a_long_head_logs_each_tenth_of_its_training():
     assert [line.split("step ")[1].split(" ")[0] for line in lines] == [f"{12 * k}/120" for k in range(1, 10)]
 
 
+def test_the_line_moves_with_every_scoring_batch_on_a_terminal():
+    clock, out = Clock(), io.StringIO()
+    p = CurveProgress(label="c", stream=out, interactive=True, clock=clock)
+    p.plan(4, 2)
+    p.timed_steps, p.step_seconds, p.steps_done = 4, 8.0, 4  # training done, 2 s a step
+    p.scored(0, "positive", 1, 2, 10.0)  # one pass timed: 10 s
+    before = p.remaining()
+    for batch in range(1, 5):
+        clock.t += 0.5
+        p.scoring(0, "negative", 2, 2, batch, 4)
+        assert f"scoring batch {batch}/4" in out.getvalue().split("\r")[-1]
+    assert out.getvalue().count("\r") == 1 + 4 and p.remaining() == pytest.approx(before - 10.0)
+    clock.t += 0.01
+    p.scoring(0, "negative", 2, 2, 1, 400)  # batches closer than MIN_REDRAW_SECONDS: not redrawn
+    assert out.getvalue().count("\r") == 5
+    logged = io.StringIO()
+    q = CurveProgress(label="c", stream=logged, interactive=False, clock=clock)
+    for batch in range(1, 101):
+        q.scoring(None, "base", 1, 1, batch, 100)
+    assert len(logged.getvalue().splitlines()) == 9  # a long pass in a log: each tenth
+
+
+def test_engine_reports_each_batch(tiny_heads, records, tiny_tokenizer):
+    from likra.scoring.engine import ScoringEngine, tokenize_questions
+
+    _, questions = tokenize_questions(tiny_tokenizer, records)
+    calls = []
+    engine = ScoringEngine(tiny_heads, max_batch_tokens=256, on_batch=lambda *a: calls.append(a))
+    engine.loglikelihoods(questions, ("positive", "negative"))
+    n = len(calls) // 2
+    assert n > 1 and calls == [(h, k, n) for h in ("positive", "negative") for k in range(1, n + 1)]
+
+
 def test_disabled_progress_prints_nothing():
     out = io.StringIO()
     p = CurveProgress(enabled=False, stream=out, interactive=False)
@@ -78,9 +113,22 @@ def test_disabled_progress_prints_nothing():
     assert [duration(s) for s in (None, 5, 65, 3725)] == ["?", "5s", "1m05s", "1h02m"]
 
 
-def test_curve_prints_one_overall_line_per_finished_piece_and_quiet_silences_it(tmp_path, capsys):
-    assert main(["curve", *TINY_CURVE_ARGS, "--out", str(tmp_path / "c")]) == 0
-    err = capsys.readouterr().err
+def test_curve_prints_one_overall_line_per_finished_piece_and_quiet_silences_it(tmp_path, capsys, monkeypatch):
+    batches = []
+    scoring = CurveProgress.scoring
+    monkeypatch.setattr(CurveProgress, "scoring", lambda self, *a: batches.append(a) or scoring(self, *a))
+    assert main(["curve", *TINY_CURVE_ARGS, "--batch-tokens", "256", "--out", str(tmp_path / "c")]) == 0
+    captured = capsys.readouterr()
+    err, out = captured.err, captured.out
+    # every pass (base model, 2 heads x 2 checkpoints) reported each of its batches
+    assert [a[:4] for a in batches if a[4] == a[5]] == [(None, "base", 1, 1)] + [
+        (0, h, k, 2) for k in (1, 2) for h in ("positive", "negative")
+    ]
+    assert all(a[5] > 1 for a in batches)
+    # a short plain-text summary and where report.md is, no markdown
+    assert "#" not in out and "|" not in out and "![" not in out
+    assert f"report: {tmp_path / 'c' / 'report.md'}" in out.splitlines()
+    assert "10 questions, 1 seed" in out and "acc_norm after 16 examples: sft " in out
     lines = [line for line in err.splitlines() if line.startswith("likra c (near_miss):")]
     # the base model, two heads trained, two heads x two checkpoints scored
     assert len(lines) == 7 and "\r" not in err
@@ -108,7 +156,7 @@ def test_tensorboard_holds_training_losses_and_checkpoint_metrics(tmp_path):
     rows = [r for r in curve["rows"] if r["examples"] > 0]
     assert len(rows) == sum(len(v) for v in evals.values())
     for r in rows:
-        assert (r["examples"], pytest.approx(r["value"], abs=1e-6)) in evals[f"{r['metric']}/{r['mode']}"]
+        assert (r["examples"], pytest.approx(r["value"], abs=1e-6)) in evals[f"eval/{r['metric']}/{r['mode']}"]
     for head in ("positive", "negative"):
         losses = scalars(out / "tensorboard" / "seed-0" / head)["train/loss"]
         done = json.loads((out / "seed-0" / f"{head}.done.json").read_text())
@@ -141,16 +189,24 @@ class FakeRun:
 
 
 def test_wandb_logs_each_head_on_its_own_axis_and_metrics_by_examples(tmp_path, monkeypatch):
+    """`--report-to all` with wandb (a recording stand-in) and tensorboard installed: both get everything."""
+    pytest.importorskip("tensorboard")
     runs = []
     fake = types.ModuleType("wandb")
+    fake.__spec__ = importlib.machinery.ModuleSpec("wandb", None)  # found, as an installed package is
     fake.init = lambda **kwargs: runs.append(FakeRun(**kwargs)) or runs[-1]
     monkeypatch.setitem(sys.modules, "wandb", fake)
     monkeypatch.setenv("WANDB_PROJECT", "neg")
     out = tmp_path / "c"
-    assert (
-        main(["-q", "curve", *TINY_CURVE_ARGS, "--logging-steps", "1", "--out", str(out), "--report-to", "wandb"]) == 0
-    )
+    assert main(["-q", "curve", *TINY_CURVE_ARGS, "--logging-steps", "1", "--out", str(out), "--report-to", "all"]) == 0
     (run,) = runs
+    assert run.init["dir"] == str(out / "wandb")
+    series = "eval-near_miss-arc_challenge_validation-0shot-first10"
+    assert sorted(p.name for p in (out / "tensorboard" / "seed-0").iterdir()) == [series, "negative", "positive"]
+    curve = json.loads((out / "curve.json").read_text())
+    assert set(scalars(out / "tensorboard" / "seed-0" / series)) == {
+        f"eval/{r['metric']}/{r['mode']}" for r in curve["rows"] if r["examples"] > 0
+    }
     assert run.init["project"] == "neg" and run.init["name"] == "c" and run.finished
     assert ("train/seed-0/positive/*", "train/seed-0/positive/step") in run.axes
     curve = json.loads((out / "curve.json").read_text())
@@ -159,7 +215,7 @@ def test_wandb_logs_each_head_on_its_own_axis_and_metrics_by_examples(tmp_path, 
     for r in curve["rows"]:
         if r["examples"] > 0:
             (logged,) = [v for v in evals if v["examples"] == r["examples"]]
-            key = f"eval-near_miss-arc_challenge_validation-0shot-first10/seed-0/{r['metric']}/{r['mode']}"
+            key = f"eval/near_miss-arc_challenge_validation-0shot-first10/seed-0/{r['metric']}/{r['mode']}"
             assert logged[key] == r["value"]
     losses = [v["train/seed-0/negative/loss"] for v in run.logged if "train/seed-0/negative/loss" in v]
     assert losses == pytest.approx(json.loads((out / "seed-0" / "negative.done.json").read_text())["losses"])
@@ -169,9 +225,26 @@ def test_missing_tracking_package_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "wandb", None)
     with pytest.raises(LikraError, match="pip install wandb"):
         make_tracker("wandb", tmp_path.joinpath, "x")
-    code = main(["-q", "curve", *TINY_CURVE_ARGS, "--out", str(tmp_path / "c"), "--report-to", "wandb"])
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and err.startswith("likra: error: ") and "\n" not in err
+    assert backends("all") == (["tensorboard"] if importlib.util.find_spec("tensorboard") else [])  # installed ones
+    code = main(["-q", "curve", *TINY_CURVE_ARGS, "--out", str(tmp_path / "c"), "--report-to", "tensorboard,wandb"])
+    assert "pip install wandb" in one_line_error(capsys, code)
+    for bad, says in (("none,wandb", "cannot be combined"), ("tensorbord", "'tensorbord' is not one of")):
+        err = one_line_error(capsys, main(["-q", "train", "--model", "random-tiny", "--report-to", bad]))
+        assert says in err and "--report-to" in err
+    assert not (tmp_path / "c").exists()
+
+
+def test_report_to_takes_lists_from_flags_and_yaml(tmp_path):
+    from likra.config import config_from_args, load_yaml
+    from likra.experiments.curve import CurveConfig
+    from likra.training.pipeline import TrainConfig
+
+    assert TrainConfig().report_to == ["none"] and backends(TrainConfig().report_to) == []
+    assert backends(["wandb", "tensorboard"]) == ["tensorboard", "wandb"]
+    for text in ("report_to: tensorboard,wandb\n", "report_to: [tensorboard, wandb]\n"):
+        (tmp_path / "c.yaml").write_text(text)
+        cfg = config_from_args(CurveConfig, types.SimpleNamespace(), load_yaml(tmp_path / "c.yaml"))
+        assert cfg.report_to == ["tensorboard", "wandb"]
 
 
 def test_studies_take_quiet_after_the_kind_and_refuse_lm_eval_out(tmp_path, capsys):

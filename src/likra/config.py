@@ -152,9 +152,11 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> N
         else:
             choices = flag.field.metadata.get("choices")
             if choices:
-                metavar = "{" + ",".join(choices) + "}"
+                metavar = "{" + ",".join(choices) + "}" + ("[,...]" if flag.is_list else "")
             else:
                 metavar = "A,B,..." if flag.is_list else flag.path[-1].upper()
+            # a list flag's value is "a,b": its items are checked against the choices after splitting
+            choices = None if flag.is_list else choices
             parser.add_argument(*flag.names, dest=dest, default=None, metavar=metavar, choices=choices, help=text)
 
 
@@ -196,16 +198,18 @@ def _valid_keys(cls: type, loc: tuple) -> list[str]:
 
 
 def _check_choices(obj: Any, where: str, flag_names: dict, path: tuple[str, ...] = ()) -> None:
-    """Refuse a value outside a field's `choices` (flags are checked by argparse; YAML and Python here)."""
+    """Refuse a value (or an item of a list) outside a field's `choices` (flags of single values are checked by
+    argparse; lists, YAML and Python here)."""
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         if dataclasses.is_dataclass(value):
             _check_choices(value, where, flag_names, path + (f.name,))
             continue
         choices = f.metadata.get("choices")
-        if choices and value is not None and value not in choices:
-            key = flag_names.get(path + (f.name,)) or ".".join(path + (f.name,))
-            raise LikraError(f"{where}{key}: {value!r} is not one of {', '.join(map(str, choices))}")
+        for item in value if isinstance(value, list) else [value]:
+            if choices and item is not None and item not in choices:
+                key = flag_names.get(path + (f.name,)) or ".".join(path + (f.name,))
+                raise LikraError(f"{where}{key}: {item!r} is not one of {', '.join(map(str, choices))}")
 
 
 def validate(cls: type, values: dict, where: str | None, flag_names: dict | None = None) -> Any:

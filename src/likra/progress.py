@@ -6,10 +6,11 @@ A curve is two kinds of work of different cost: optimizer steps (training the he
 done of it (pieces found finished in the folder are counted as done and not timed) and multiplies by what
 is left of it; until a kind has been timed once, the estimate says "?".
 
-On a terminal the line is redrawn in place; in a log (stderr is not a terminal) one line is printed per
-finished piece (a head trained, a checkpoint scored, and each tenth of a long head's training);
-`likra -q` / `--quiet` silences it. Only the main
-process of a data-parallel run prints.
+On a terminal the line is redrawn in place, at every optimizer step and every scoring batch (the scoring
+engine's `on_batch` hook), so it moves during a scoring pass too; in a log (stderr is not a terminal) one line
+is printed per finished piece (a head trained, a checkpoint scored, and each tenth of a long head's training
+or of a long scoring pass); `likra -q` / `--quiet` silences it. Only the main process of a data-parallel run
+prints.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import sys
 import time
 from typing import Callable, TextIO
 
-LOG_EVERY_TENTH = 50  # heads of at least this many optimizer steps also log each tenth of their training
+LOG_EVERY_TENTH = 50  # heads of at least this many optimizer steps (passes of this many batches) log each tenth
+MIN_REDRAW_SECONDS = 0.1  # a terminal line is redrawn at most this often during a scoring pass
 
 
 def duration(seconds: float | None) -> str:
@@ -57,6 +59,8 @@ class CurveProgress:
         self.now = ""
         self._last_step_at: float | None = None
         self._head_steps = 0  # steps of the head in training counted by `training` so far
+        self._pass_part = 0.0  # share of the scoring pass under way that is done
+        self._drawn_at: float | None = None
         self._width = 0
 
     # -- plan -----------------------------------------------------------------------------------------
@@ -93,8 +97,23 @@ class CurveProgress:
         self.now = f"seed {seed} · {head} {'found trained' if cached else 'trained'} ({steps} steps)"
         self._event()
 
+    def scoring(self, seed: int | None, head: str, k: int, n: int, batch: int, batches: int) -> None:
+        """Batch `batch` of `batches` of the scoring pass of checkpoint k of n of `head` is done (called by the
+        scoring engine's `on_batch` hook; `seed` None: the base model)."""
+        self._pass_part = batch / batches if batches else 0.0
+        where = "base model" if seed is None else f"seed {seed} · {head} checkpoint {k}/{n}"
+        self.now = f"{where} scoring batch {batch}/{batches}"
+        if self.interactive:
+            now = self.clock()
+            if batch == batches or self._drawn_at is None or now - self._drawn_at >= MIN_REDRAW_SECONDS:
+                self._drawn_at = now
+                self._draw()
+        elif batches >= LOG_EVERY_TENTH and batch < batches and batch % (batches // 10) == 0:
+            self._event()
+
     def scored(self, seed: int | None, head: str, k: int, n: int, seconds: float | None) -> None:
         """Checkpoint k (1-based) of n of `head` is scored; `seconds` is None when it was cached."""
+        self._pass_part = 0.0
         self.passes_done += 1
         if seconds is not None:
             self.timed_passes += 1
@@ -109,7 +128,7 @@ class CurveProgress:
         left = 0.0
         for todo, timed, seconds in (
             (self.steps_total - self.steps_done, self.timed_steps, self.step_seconds),
-            (self.passes_total - self.passes_done, self.timed_passes, self.pass_seconds),
+            (self.passes_total - self.passes_done - self._pass_part, self.timed_passes, self.pass_seconds),
         ):
             if todo > 0:
                 if not timed:
@@ -122,7 +141,7 @@ class CurveProgress:
         step_cost = self.step_seconds / self.timed_steps if self.timed_steps else 1.0
         pass_cost = self.pass_seconds / self.timed_passes if self.timed_passes else 1.0
         total = self.steps_total * step_cost + self.passes_total * pass_cost
-        done = self.steps_done * step_cost + self.passes_done * pass_cost
+        done = self.steps_done * step_cost + (self.passes_done + self._pass_part) * pass_cost
         return done / total if total else 0.0
 
     def line(self) -> str:

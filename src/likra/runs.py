@@ -25,9 +25,16 @@ FORMAT_VERSION = 1
 HUB_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
+# Distribution names: what likra needs, then every optional package (its extras and tracking backends).
+REQUIRED_PACKAGES = ("likra", "torch", "transformers", "peft", "accelerate", "datasets")
+OPTIONAL_PACKAGES = ("lm-eval", "trl", "tensorboard", "bitsandbytes", "huggingface_hub", "wandb")
+
+
 def library_versions() -> dict[str, str]:
+    """The installed version of every package likra uses ("not installed" for a missing optional one), read
+    from the packages' metadata without importing them."""
     out = {}
-    for pkg in ("likra", "torch", "transformers", "peft", "accelerate", "datasets"):
+    for pkg in (*REQUIRED_PACKAGES, *OPTIONAL_PACKAGES):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:

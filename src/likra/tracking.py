@@ -1,13 +1,19 @@
 """Experiment tracking: training losses and a curve's evaluation metrics on one dashboard.
 
-`--report-to tensorboard|wandb|none`. Every head's Trainer gets a logging callback (its loss, learning rate
-and objective metrics against its optimizer step), and a curve logs every checkpoint's acc / acc_norm per
-mode against the number of training examples seen, so loss curves and learning curves sit side by side.
+`--report-to` takes a list, as the Trainer's `report_to` does: `tensorboard`, `wandb`, `tensorboard,wandb`,
+`all` (every backend whose package is installed) or `none` (the default). Every head's Trainer gets a
+logging callback per backend (its loss, learning rate and objective metrics against its optimizer step), and
+a curve logs every checkpoint's acc / acc_norm per mode under `eval/` against the number of training
+examples seen, so loss curves and learning curves sit side by side.
 
-TensorBoard writes event files under the run or curve folder (`<folder>/tensorboard/seed-<s>/<head>` and
-`.../seed-<s>/eval`) and works offline. Weights & Biases logs one run per curve (project from
-`WANDB_PROJECT`, default `likra`); each head gets its own step axis (`define_metric`) because optimizer steps
-of different heads and example counts are different x axes. The Trainer's own `report_to` stays empty:
+TensorBoard writes event files under the run or curve folder and works offline: `<folder>/tensorboard/
+seed-<s>/<head>` (tags `train/loss`, `train/learning_rate`, ...) and, for a curve's evaluations,
+`<folder>/tensorboard/seed-<s>/eval-<series>` (tags `eval/acc/<mode>`, `eval/acc_norm/<mode>`; the series
+names the negative set and the evaluation, e.g. `eval-near_miss-arc_challenge_validation-0shot`, because a
+study runs several curves in one folder). Weights & Biases logs one run per curve or run folder into
+`<folder>/wandb/` (project from `WANDB_PROJECT`, default `likra`): `train/seed-<s>/<head>/<key>` with a step
+axis per head (`define_metric`: optimizer steps of different heads are different x axes) and
+`eval/<series>/seed-<s>/<metric>/<mode>` against `examples`. The Trainer's own `report_to` stays empty:
 likra attaches the callbacks itself so it controls where each head's logs go.
 """
 
@@ -15,11 +21,24 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Annotated, Any, Callable, Mapping, Sequence
+
+from pydantic import BeforeValidator
 
 from likra.errors import LikraError
 
-REPORT_TO = ("none", "tensorboard", "wandb")
+BACKENDS = ("tensorboard", "wandb")
+REPORT_TO = ("none", *BACKENDS, "all")
+PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb"}
+
+
+def _as_list(value: Any) -> Any:
+    """`tensorboard,wandb` (a flag or a YAML string) as a list; a list as it is."""
+    return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+
+
+# The type of a `report_to` setting: a list of REPORT_TO names (a comma-separated string is split).
+ReportTo = Annotated[list[str], BeforeValidator(_as_list)]
 
 
 class Tracker:
@@ -66,7 +85,7 @@ class TensorBoardTracker(Tracker):
         writer = self._eval[seed, series]
         for mode, by_metric in metrics.items():
             for metric, m in by_metric.items():
-                writer.add_scalar(f"{metric}/{mode}", m["value"], examples)
+                writer.add_scalar(f"eval/{metric}/{mode}", m["value"], examples)
         writer.flush()
 
     def close(self) -> None:
@@ -110,7 +129,7 @@ class WandbTracker(Tracker):
 
     def log_eval(self, seed, examples, metrics, series: str = "eval") -> None:
         values = {
-            f"{series}/seed-{seed}/{metric}/{mode}": m["value"]
+            f"eval/{series.removeprefix('eval-')}/seed-{seed}/{metric}/{mode}": m["value"]
             for mode, by_metric in metrics.items()
             for metric, m in by_metric.items()
         }
@@ -120,31 +139,76 @@ class WandbTracker(Tracker):
         self.run.finish()
 
 
-def check_available(report_to: str) -> None:
-    """A LikraError when the package `--report-to` needs is missing (checked on every process before any
-    work, so that no data-parallel worker goes on alone)."""
+class Trackers(Tracker):
+    """Several backends at once: each gets every event."""
+
+    def __init__(self, trackers: Sequence[Tracker]):
+        self.trackers = list(trackers)
+
+    def trainer_callbacks(self, seed: int, head: str) -> list:
+        return [cb for t in self.trackers for cb in t.trainer_callbacks(seed, head)]
+
+    def log_eval(self, seed, examples, metrics, series: str = "eval") -> None:
+        for t in self.trackers:
+            t.log_eval(seed, examples, metrics, series)
+
+    def close(self) -> None:
+        for t in self.trackers:
+            t.close()
+
+
+def _installed(package: str) -> bool:
     import importlib.util
 
-    if report_to not in REPORT_TO:
-        raise LikraError(f"--report-to {report_to!r}: choose one of {', '.join(REPORT_TO)}")
-    package = {"tensorboard": "tensorboard", "wandb": "wandb"}.get(report_to)
     try:
-        missing = package is not None and importlib.util.find_spec(package) is None
+        return importlib.util.find_spec(package) is not None
     except ValueError:  # a module stand-in without a spec
-        missing = False
-    if missing:
-        raise LikraError(f"--report-to {report_to} needs the {package} package: pip install {package}")
+        return True
+
+
+def backends(report_to: str | Sequence[str]) -> list[str]:
+    """The backends `--report-to` names, in BACKENDS order: `all` is every backend whose package is
+    installed, `none` (or nothing) is none; a LikraError for an unknown name or `none` among backends."""
+    names = _as_list(report_to) if isinstance(report_to, str) else list(report_to)
+    unknown = [n for n in names if n not in REPORT_TO]
+    if unknown:
+        raise LikraError(f"--report-to {unknown[0]!r}: choose from {', '.join(REPORT_TO)} (a comma-separated list)")
+    if "none" in names and len(set(names)) > 1:
+        raise LikraError(f"--report-to {','.join(names)}: `none` cannot be combined with a backend")
+    if "all" in names:
+        return [b for b in BACKENDS if _installed(PACKAGES[b])]
+    return [b for b in BACKENDS if b in names]
+
+
+def check_available(report_to: str | Sequence[str]) -> None:
+    """A LikraError when a package a named backend needs is missing (checked on every process before any
+    work, so that no data-parallel worker goes on alone)."""
+    for backend in backends(report_to):
+        if not _installed(PACKAGES[backend]):
+            raise LikraError(
+                f"--report-to {backend} needs the {PACKAGES[backend]} package: pip install {PACKAGES[backend]}"
+            )
 
 
 def make_tracker(
-    report_to: str, log_dir: Callable[[str], Path], name: str, config: Mapping[str, Any] | None = None
+    report_to: str | Sequence[str],
+    log_dir: Callable[[str], Path],
+    name: str,
+    config: Mapping[str, Any] | None = None,
 ) -> Tracker:
-    """The tracker `--report-to` names; it logs into `log_dir(backend)` (the folder the run or curve folder
-    keeps for that backend: `tensorboard`, `wandb`)."""
-    if report_to == "none":
+    """The tracker of the backends `--report-to` names; each logs into `log_dir(backend)` (the folder the
+    run or curve folder keeps for it: `tensorboard`, `wandb`)."""
+    made = []
+    try:
+        for backend in backends(report_to):
+            if backend == "tensorboard":
+                made.append(TensorBoardTracker(log_dir("tensorboard")))
+            elif backend == "wandb":
+                made.append(WandbTracker(log_dir("wandb"), name, config or {}))
+    except BaseException:
+        for tracker in made:
+            tracker.close()
+        raise
+    if not made:
         return Tracker()
-    if report_to == "tensorboard":
-        return TensorBoardTracker(log_dir("tensorboard"))
-    if report_to == "wandb":
-        return WandbTracker(log_dir("wandb"), name, config or {})
-    raise LikraError(f"--report-to {report_to!r}: choose one of {', '.join(REPORT_TO)}")
+    return made[0] if len(made) == 1 else Trackers(made)

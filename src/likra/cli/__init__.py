@@ -98,7 +98,7 @@ def build_parser(argv: list[str] | None = None, every_command: bool = False) -> 
             "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="also the libraries' logs"
         )
         p.add_argument("--plugin", action="append", metavar="MODULE", default=argparse.SUPPRESS, help="a plug-in")
-        p.set_defaults(_run=command.run)
+        p.set_defaults(_run=command.run, _passthrough=command.passthrough)
     return parser
 
 
@@ -124,7 +124,11 @@ def main(argv: list[str] | None = None) -> int:
             from likra.plugins import load_plugins
 
             load_plugins(plugin_arguments(words))
-        args = build_parser(argv).parse_args(argv)
+        parser = build_parser(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra and not getattr(args, "_passthrough", False):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args._extra = extra
         logging.basicConfig(
             level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
         )

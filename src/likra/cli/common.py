@@ -9,13 +9,15 @@ from typing import Callable
 
 @dataclass(frozen=True)
 class Command:
-    """One `likra` sub-command: its name, one-line help, description, flags and what it runs."""
+    """One `likra` sub-command: its name, one-line help, description, flags and what it runs. A `passthrough`
+    command gets the arguments its flags do not know as `args._extra` (for another tool's parser)."""
 
     name: str
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
     description: str = ""
+    passthrough: bool = False
 
 
 def add_config_flag(parser: argparse.ArgumentParser) -> None:

@@ -21,7 +21,7 @@ def add_curve_arguments(parser: argparse.ArgumentParser) -> None:
 def run_curve(args: argparse.Namespace) -> int:
     from likra.distributed import is_main
     from likra.experiments.curve import CurveConfig, CurveRun
-    from likra.experiments.report import markdown_report, write_outputs
+    from likra.experiments.report import curve_summary, write_outputs
 
     cfg = config_with_objectives(CurveConfig, args)
     run = CurveRun(cfg, progress=not args.quiet)
@@ -34,8 +34,12 @@ def run_curve(args: argparse.Namespace) -> int:
 
                 paths += write_curve_as_harness(run)
     if is_main():
-        print(markdown_report(curve).split("## acc\n")[0])
-        print("written: " + ", ".join(str(p) for p in paths))
+        print("\n".join(curve_summary(curve)))
+        print(f"report: {run.folder.report_file}")
+        others = [p for p in paths if p.parent == run.folder.root and p != run.folder.report_file]
+        print(f"also in {run.folder.root}: " + ", ".join(p.name for p in others))
+        if cfg.lm_eval_out:
+            print(f"lm-eval files: {len(paths) - len(others) - 1} under {cfg.lm_eval_out}")
     return 0
 
 

@@ -16,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import time
+
     from likra.config import config_from_args
     from likra.distributed import is_main, start
     from likra.io import atomic_write_json
@@ -35,7 +37,9 @@ def run(args: argparse.Namespace) -> int:
     start()
     model, tokenizer = load_eval_model(cfg)
     data = load_eval_data(cfg, tokenizer, model_max_length(model))
+    started = time.perf_counter()
     results = evaluate(cfg, model, tokenizer, progress=not args.quiet, data=data)
+    seconds = time.perf_counter() - started
     if not is_main():
         return 0
     if results.get("random_weights"):
@@ -52,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if cfg.lm_eval_out:
         from likra.reports.harness import write_eval_as_harness
 
-        paths = write_eval_as_harness(cfg, results, data)
+        paths = write_eval_as_harness(cfg, results, data, model, tokenizer, seconds)
         print("lm-eval-style results written to " + ", ".join(map(str, paths)))
     return 0
 

@@ -1,4 +1,5 @@
-"""`likra export RUN DIR`: a run as a hub-ready folder (peft adapters, likra.json, model card); optionally pushed."""
+"""`likra export RUN DIR`: a run as a hub-ready folder (peft adapters, the first head at the root, likra.json, a
+model card); optionally pushed."""
 
 from __future__ import annotations
 
@@ -11,6 +12,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", help="run folder written by `likra train`")
     parser.add_argument("dir", help="folder to write (refused if it exists, unless --overwrite and likra wrote it)")
     parser.add_argument("--overwrite", action="store_true", help="replace DIR if it is a folder likra wrote")
+    parser.add_argument(
+        "--base-model-path",
+        metavar="ID_OR_FOLDER",
+        help="what the adapters name as their base (base_model_name_or_path): default the run's hub id, else the "
+        "local folder likra loads the base from (e.g. the embedded model's rebuild); give where you put those "
+        "exact weights for others",
+    )
+    parser.add_argument("--license", default="apache-2.0", help="licence of the heads in the card (default apache-2.0)")
     parser.add_argument("--push-to-hub", metavar="REPO", help="upload DIR to this hub repo (user-or-org/name)")
     parser.add_argument("--private", action="store_true", help="create the hub repo as private")
 
@@ -22,8 +31,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.push_to_hub and not HUB_REPO_ID.match(args.push_to_hub):
         raise LikraError(f"--push-to-hub {args.push_to_hub!r}: a hub repo id is user-or-org/name")
-    out = export_run(args.run, args.dir, args.overwrite)
-    print(f"exported {args.run} to {out} (adapters/<head>/, likra.json, README.md)")
+    out = export_run(args.run, args.dir, args.overwrite, args.base_model_path, args.license)
+    print(f"exported {args.run} to {out} (the first head at the root, adapters/<head>/, likra.json, README.md)")
     if args.push_to_hub:
         print(f"pushed to {push_to_hub(out, args.push_to_hub, args.private)}")
     return 0
@@ -31,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
 COMMAND = Command(
     "export",
-    "write a run as a hub-ready folder (peft adapters, likra.json, model card); --push-to-hub uploads it",
+    "write a run as a hub-ready folder (peft adapters, model card); --push-to-hub uploads it",
     add_arguments,
     run,
 )

@@ -1,5 +1,6 @@
-"""`likra lm-eval`: the stock lm-evaluation-harness, in-process through its public API (`simple_evaluate`),
-with the model class `likra`; it takes the harness's own flags (--tasks, --num_fewshot, --limit, ...)."""
+"""`likra lm-eval`: the stock lm-evaluation-harness with the model class `likra`, run by the harness's own
+command line (`lm-eval run`): every flag of the installed harness, with its own parser and meaning, plus
+likra's shortcuts for the model's arguments (--run, --mode, --weight, ...)."""
 
 from __future__ import annotations
 
@@ -12,115 +13,77 @@ TASKS_HELP = (
     "Offline tasks for the bundled benchmarks: likra_arc_challenge, likra_arc_easy, likra_hellaswag, "
     "likra_winogrande, likra_openbookqa, likra_piqa, likra_socialiqa, likra_commonsense_qa, likra_mmlu."
 )
+# likra's shortcut -> the likra model's argument it sets
+MODEL_ARGS = {
+    "run": "run",
+    "base_model": "model",
+    "mode": "mode",
+    "weight": "weight",
+    "dtype": "dtype",
+    "batch_tokens": "batch_tokens",
+    "device_map": "device_map",
+    "quantize": "quantize",
+}
+
+EPILOG = """\
+Every other flag is lm-eval's own, parsed by the installed harness's `lm-eval run` parser with its meaning
+and short forms (`lm-eval run --help` lists them): --tasks/-t, --model_args/-a, --num_fewshot/-f, --limit/-L,
+--output_path/-o, --log_samples/-s, --batch_size/-b, --seed 0,1234,1234,1234, --apply_chat_template,
+--system_instruction, --fewshot_as_multiturn, --gen_kwargs, --device, --use_cache/-c, --predict_only/-x,
+--wandb_args, --hf_hub_log_args, --verbosity, --trust_remote_code, --include_path, --config/-C, ...
+--model defaults to likra; --model_args run=RUN,mode=MODE,weight=W is the same as --run/--mode/--weight.
+In `likra lm-eval`, -v is likra's --verbose: the harness's verbosity is --verbosity LEVEL.
+The stock command line itself: python -m likra.lmeval --model likra --model_args run=RUN --tasks ...
+"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    likra = p.add_argument_group("likra")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = EPILOG + "\n" + TASKS_HELP
+    likra = p.add_argument_group("likra (shortcuts for the likra model's --model_args)")
     likra.add_argument("--run", help="run folder written by likra train (or a hub repo id of an exported run)")
-    likra.add_argument("--model", dest="base_model", help="a plain model instead of a run (mode base)")
+    likra.add_argument("--base-model", metavar="MODEL", help="a plain model instead of a run (mode base)")
     likra.add_argument(
-        "--mode",
-        default="likra",
-        help="a mode (likra, negbase, sft, base, pos_base) or an expression over head names (default likra)",
+        "--mode", help="a mode (likra, negbase, sft, base, pos_base) or an expression over head names (default likra)"
     )
-    likra.add_argument("--weight", type=float, default=1.0, help="negative-head weight w (default 1)")
+    likra.add_argument("--weight", type=float, help="negative-head weight w (default 1)")
     likra.add_argument("--dtype", help="model dtype (default: the run's)")
     likra.add_argument("--batch-tokens", type=int, help="token budget of one forward pass")
     likra.add_argument("--device-map", help="spread a model too large for one device (auto, balanced, sequential)")
     likra.add_argument("--quantize", help="4bit: load the base in NF4 (default: as the run was trained)")
     likra.add_argument("--source", choices=["auto", "offline", "hub"], default="auto", help="data of the likra_* tasks")
-    harness = p.add_argument_group("lm-evaluation-harness (its own flags and meanings)")
-    harness.add_argument("--tasks", required=True, help="comma-separated task names. " + TASKS_HELP)
-    harness.add_argument("--num_fewshot", type=int, help="few-shot examples per question")
-    harness.add_argument("--limit", type=float, help="questions per task (a fraction if < 1)")
-    harness.add_argument("--output_path", help="folder for results_<timestamp>.json (and samples)")
-    harness.add_argument("--log_samples", action="store_true", help="also write per-question samples")
-    harness.add_argument("--include_path", help="another folder of task configs")
-    harness.add_argument("--seed", type=int, help="the harness's random, numpy, torch and few-shot seed")
-    harness.add_argument("--bootstrap_iters", type=int, default=100000, help="bootstrap resamples for stderr")
-    harness.add_argument("--write_out", action="store_true", help="print the first prompts of each task")
-    harness.add_argument("--show_config", action="store_true", help="print the whole result and task configs")
-    harness.add_argument("--batch_size", help="accepted for compatibility; likra sizes its batches by tokens")
 
 
 def run(args: argparse.Namespace) -> int:
     import importlib.util
-    import json
 
     if importlib.util.find_spec("lm_eval") is None:
         raise LikraError("lm-eval is not installed: pip install 'likra[lmeval]' (lm-eval 0.4.x)")
-    if not args.run and not args.base_model:
-        raise LikraError("give --run RUN (a trained run folder) or --model MODEL (mode base)")
-    if args.run:
-        from likra.runs import read_manifest, resolve_run
+    from likra.lmeval.invoke import LIKRA_MODEL, execute, prepare, run_parser
 
-        args.run = str(resolve_run(args.run))  # a hub repo id: downloaded once, here
-        read_manifest(args.run)
-    from likra.scoring.modes import check_modes
-
-    check_modes([args.mode])
-    from lm_eval import simple_evaluate
-    from lm_eval.loggers import EvaluationTracker
-    from lm_eval.tasks import TaskManager
-    from lm_eval.utils import handle_non_serializable, make_table
-
-    import likra.lmeval.model  # noqa: F401  (registers the `likra` model with lm-eval)
-    from likra.lmeval.tasks import export_requested
-
-    folder = export_requested(args.tasks, source=args.source)
-    model_args = {
-        "mode": args.mode,
-        "weight": args.weight,
-        "run": args.run,
-        "model": args.base_model,
-        "dtype": args.dtype,
-        "batch_tokens": args.batch_tokens,
-        "device_map": args.device_map,
-        "quantize": args.quantize,
-    }
-    model_args = {k: v for k, v in model_args.items() if v is not None}
-    tracker = EvaluationTracker(output_path=args.output_path) if args.output_path else None
-    seeds = (
-        {}
-        if args.seed is None
-        else {k: args.seed for k in ("random_seed", "numpy_random_seed", "torch_random_seed", "fewshot_random_seed")}
-    )
-    limit = None if args.limit is None else (int(args.limit) if args.limit >= 1 else args.limit)
-    results = simple_evaluate(
-        model="likra",
-        model_args=model_args,
-        tasks=[t.strip() for t in args.tasks.split(",") if t.strip()],
-        num_fewshot=args.num_fewshot,
-        limit=limit,
-        log_samples=args.log_samples,
-        evaluation_tracker=tracker,
-        task_manager=TaskManager(include_path=[str(folder), *([args.include_path] if args.include_path else [])]),
-        bootstrap_iters=args.bootstrap_iters,
-        write_out=args.write_out,
-        **seeds,
-    )
-    if results is None:  # not the main process
-        return 0
-    samples = results.pop("samples", None)
-    if args.show_config:
-        print(json.dumps(results, indent=2, default=handle_non_serializable, ensure_ascii=False))
-    if tracker is not None:
-        tracker.save_results_aggregated(results=results, samples=samples if args.log_samples else None)
-        if args.log_samples:
-            for task_name in results["configs"]:
-                tracker.save_results_samples(task_name=task_name, samples=samples[task_name])
-    print(f"likra ({model_args}), limit: {args.limit}, num_fewshot: {args.num_fewshot}")
-    print(make_table(results))
-    if "groups" in results:
-        print(make_table(results, "groups"))
+    harness = run_parser("likra lm-eval").parse_args(getattr(args, "_extra", []))
+    shortcuts = {arg: getattr(args, flag) for flag, arg in MODEL_ARGS.items() if getattr(args, flag) is not None}
+    if args.base_model and args.mode is None:
+        shortcuts["mode"] = "base"  # a plain model has no heads
+    if shortcuts:
+        if (harness.model or LIKRA_MODEL) != LIKRA_MODEL:
+            flags = ", ".join("--" + f.replace("_", "-") for f, a in MODEL_ARGS.items() if a in shortcuts)
+            raise LikraError(f"{flags} set the likra model's arguments, not those of --model {harness.model}")
+        model_args = dict(harness.model_args or {})
+        both = sorted(set(shortcuts) & set(model_args))
+        if both:
+            raise LikraError(f"--model_args {both[0]}=... and its likra flag given both; give one")
+        harness.model_args = {**model_args, **shortcuts}
+    execute(prepare(harness, source=args.source, default_model=LIKRA_MODEL))
     return 0
 
 
 COMMAND = Command(
     "lm-eval",
-    "run the stock lm-evaluation-harness with the `likra` model",
+    "run the stock lm-evaluation-harness with the `likra` model (every flag of lm-eval run)",
     add_arguments,
     run,
-    "Score any lm-eval multiple-choice task in a Likra mode, in-process through lm-eval's "
-    "simple_evaluate. " + TASKS_HELP,
+    "Score any lm-eval task in a Likra mode with the harness's own command line (`lm-eval run`), the model "
+    "class `likra` registered.",
+    passthrough=True,
 )

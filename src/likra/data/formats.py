@@ -109,19 +109,33 @@ def build_fewshot_prefix(
     chat_template: bool = False,
     seed: int = FEWSHOT_SEED,
 ) -> tuple[str, list[str]]:
-    """(few-shot prefix text, ids of the shots) for questions `evaluated` of `eval_spec`: `shots` solved
+    """(few-shot prefix text, ids of the shots) for questions `evaluated` of `eval_spec` (see `fewshot_records`).
+    likra eval, curves and studies all build their prefix here."""
+    chosen = fewshot_records(eval_spec, evaluated, shots, fewshot_data, source, fmt, chat_template, seed)
+    return fewshot_prefix(chosen), [r.id for r in chosen]
+
+
+def fewshot_records(
+    eval_spec: str,
+    evaluated: Sequence[MCRecord],
+    shots: int,
+    fewshot_data: str | None = None,
+    source: str = "auto",
+    fmt: str = "cloze",
+    chat_template: bool = False,
+    seed: int = FEWSHOT_SEED,
+) -> list[MCRecord]:
+    """The few-shot examples, in prefix order, for questions `evaluated` of `eval_spec`: `shots` solved
     examples drawn seeded from `fewshot_data` (default: the benchmark's train split), never an evaluated
-    question, in prompt format `fmt` without the task description; empty for 0 shots. likra eval, curves
-    and studies all build their prefix here."""
+    question, in prompt format `fmt` without the task description; none for 0 shots."""
     if shots <= 0:
-        return "", []
+        return []
     if chat_template:
         raise LikraError("--shots with --chat-template is not supported (the shots would sit outside the template)")
     pool = format_records(
         load_spec(fewshot_data or default_fewshot_spec(eval_spec), source=source), fmt, description=False
     )
-    chosen = draw_shots(pool, shots, seed, {r.id for r in evaluated})
-    return fewshot_prefix(chosen), [r.id for r in chosen]
+    return draw_shots(pool, shots, seed, {r.id for r in evaluated})
 
 
 def format_records(

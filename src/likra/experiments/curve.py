@@ -21,7 +21,8 @@ import numpy as np
 
 from likra.config import Fraction, PositiveInt, check, option, settings
 from likra.data.benchmarks import load_spec
-from likra.data.formats import DataSettings, build_fewshot_prefix, load_data
+from likra.data.examples import fewshot_prefix
+from likra.data.formats import DataSettings, fewshot_records, load_data
 from likra.data.negatives import NEGATIVE_KINDS, build_negatives, contaminate
 from likra.distributed import barrier, is_main, rank_and_world, start
 from likra.errors import LikraError
@@ -39,7 +40,7 @@ from likra.scoring.metrics import METRICS, mode_metrics
 from likra.scoring.modes import check_modes, get_mode
 from likra.scoring.settings import ScoringSettings
 from likra.scoring.stats import across_seeds, mode_statistics, parse_pairs, trivial_baselines
-from likra.tracking import REPORT_TO, Tracker, check_available, make_tracker
+from likra.tracking import REPORT_TO, ReportTo, Tracker, check_available, make_tracker
 from likra.training.pipeline import HeadsSettings, build_model, checked_heads, run_context, select_questions
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,10 @@ class CurveConfig(HeadsSettings, ScoringSettings, DataSettings, ModelSettings):
     lm_eval_out: str | None = option(
         None, help="also write lm-eval's layout here, one model folder per checkpoint (results + samples)"
     )
-    report_to: str = option(
-        "none", help="log training losses and checkpoint metrics to tensorboard or wandb", choices=REPORT_TO
+    report_to: ReportTo = option(
+        default_factory=lambda: ["none"],
+        help="log training losses and checkpoint metrics to these backends (tensorboard, wandb, a list, all, none)",
+        choices=REPORT_TO,
     )
 
 
@@ -195,7 +198,7 @@ class CurveRun:
         start()
         cfg = self.cfg
         self.timing = {"scoring_seconds": 0.0, "scoring_passes": 0}
-        tokenizer = load_tokenizer(cfg.model)
+        tokenizer = self.tokenizer = load_tokenizer(cfg.model)
         ctx = run_context(cfg, tokenizer, progress=False)  # the overall progress line replaces the Trainer's bars
         ctx.objective_settings = self.objective_settings
         ctx.model = self.model = build_model(cfg, self.heads, ctx, cfg.train.gradient_checkpointing)
@@ -242,10 +245,10 @@ class CurveRun:
 
     def eval_tokens(self, tokenizer, records):
         cfg = self.cfg
-        prefix, _ = build_fewshot_prefix(
+        self.eval_shots = fewshot_records(
             cfg.eval_data, records, cfg.shots, cfg.fewshot_data, cfg.source, cfg.format, cfg.chat_template
         )
-        self.eval_prefix = prefix
+        self.eval_prefix = prefix = fewshot_prefix(self.eval_shots)
         return tokenize_questions(tokenizer, records, prefix, model_max_length(self.model))
 
     def cached_scores(self, path, engine, questions, prefix_ids, adapter: str, where=None) -> list[np.ndarray]:
@@ -253,7 +256,12 @@ class CurveRun:
         scores, seconds = read_scores(path, len(questions)), None
         if scores is None:
             started = time.perf_counter()
-            scores = engine.loglikelihoods(questions, (adapter,), prefix_ids)[adapter]
+            if where is not None:  # the progress line moves with every batch of the pass
+                engine.on_batch = lambda _head, batch, batches: self.line.scoring(*where, batch, batches)
+            try:
+                scores = engine.loglikelihoods(questions, (adapter,), prefix_ids)[adapter]
+            finally:
+                engine.on_batch = None
             seconds = time.perf_counter() - started
             self.timing["scoring_seconds"] += seconds
             self.timing["scoring_passes"] += 1

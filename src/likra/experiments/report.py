@@ -242,6 +242,32 @@ def paired_csv(curve: dict) -> str:
     return buf.getvalue()
 
 
+def curve_summary(curve: dict) -> list[str]:
+    """A few plain-text lines for the end of a curve (report.md has the tables): what was run and, per
+    metric, every mode at the last checkpoint next to the base model, with their 95% intervals."""
+    seeds = curve["seeds"]
+    lines = [
+        f"{curve['model']} trained on {curve['data']} ({curve.get('negatives', 'near_miss')} negatives), "
+        f"evaluated on {curve['eval_data']}: {curve['n_eval']} questions, {seeds} seed{'s' if seeds > 1 else ''}"
+    ]
+    for metric in ("acc_norm", "acc"):
+        rows = summary_rows(curve, metric)
+        trained = [r for r in rows if r["examples"] > 0 and r["mode"] != "base"]
+        if not trained:
+            continue
+        last = max(r["examples"] for r in trained)
+        cells = [
+            f"{r['mode']} {r['value']:.3f} [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]"
+            for r in trained
+            if r["examples"] == last
+        ]
+        base = base_row(rows)
+        if base is not None:
+            cells.append(f"base model {base['value']:.3f}")
+        lines.append(f"{metric} after {last} examples: " + ", ".join(cells))
+    return lines
+
+
 def write_outputs(curve: dict, folder: CurveFolder) -> list[Path]:
     """curve.json, curve.csv, curve-paired.csv, curve.png/svg (acc_norm, with the paired differences),
     calibration.png/svg, worth.png/svg and report.md, where the curve folder puts them."""

@@ -8,12 +8,20 @@ so acc / acc_norm of any multiple-choice task are Likra's.
 `generate_until` decodes with the same mode through likra.generation (next token by the mode's combination of
 the heads' log-softmax among the first head's plausible tokens); `loglikelihood_rolling` answers only for modes
 that are one head's own likelihood (base, sft): a ratio of heads is not a likelihood of text.
+
+Importing this module registers the model with the harness. lm-eval 0.4 has no entry points for models, so
+the stock `lm_eval` command finds `likra` only in a process that imported it: `python -m likra.lmeval ...`
+(the stock command line, see likra.lmeval.__main__) and `likra lm-eval ...` do. The harness names a model's
+result folder after its `pretrained` / `model` / `path` argument (a random name otherwise); importing this
+module teaches it `run` too, so `--output_path OUT` with `run=RUN` writes `OUT/<RUN, sanitised>/`.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 
+import lm_eval.models  # noqa: F401  (the harness's own models first: it loads them only into an empty registry)
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 from tqdm.auto import tqdm
@@ -24,6 +32,28 @@ from likra.scoring.engine import QuestionTokens, ScoringEngine, common_prefix_le
 from likra.scoring.modes import check_modes, get_mode
 
 MIN_SHARED_PREFIX = 16
+
+
+def _name_results_after_the_run() -> None:
+    """Make the harness's tracker name the result folder of `model_args` with a `run` after the run."""
+    from lm_eval.loggers.evaluation_tracker import GeneralConfigTracker
+
+    original = GeneralConfigTracker.__dict__.get("_get_model_name")
+    if original is None or getattr(original.__func__, "likra", False):
+        return
+
+    def model_name(model_args):
+        if isinstance(model_args, dict) and model_args.get("run"):
+            return str(model_args["run"])
+        if isinstance(model_args, str) and "run=" in model_args and "pretrained=" not in model_args:
+            return model_args.split("run=", 1)[1].split(",")[0]
+        return original.__func__(model_args)
+
+    model_name.likra = True
+    GeneralConfigTracker._get_model_name = staticmethod(model_name)
+
+
+_name_results_after_the_run()
 
 
 @register_model("likra")
@@ -47,9 +77,14 @@ class LikraLM(LM):
         max_gen_toks: int = 256,
         gen_batch_size: int = 8,
         seed: int = 0,
+        device: str | None = None,
         **harness_kwargs,
     ):
+        """`harness_kwargs`: what the harness adds for every model (batch_size, max_batch_size; likra sizes its
+        batches by tokens: `batch_tokens`) and flags such as trust_remote_code, accepted and unused."""
         super().__init__()
+        import torch
+
         from likra.model.loading import load_base_model, load_tokenizer
         from likra.plugins import load_plugins
         from likra.runs import load_run_model
@@ -59,17 +94,68 @@ class LikraLM(LM):
         self.weight = float(weight)
         self.alpha, self.max_gen_toks = float(alpha), int(max_gen_toks)
         self.gen_batch_size, self.seed = int(gen_batch_size), int(seed)
+        # The harness's `--device` defaults to cuda:0, also where there is no GPU: likra's default device then.
+        if device and device.startswith("cuda") and not torch.cuda.is_available():
+            logging.getLogger(__name__).warning("--device %s: no CUDA device here; using the CPU", device)
+            device = None
+        try:
+            where = torch.device(device) if device else None
+        except RuntimeError as e:
+            raise LikraError(f"--device {device!r}: {e}") from None
         if run:
-            self.model, self.tokenizer, _ = load_run_model(run, dtype, device_map=device_map, quantize=quantize)
+            self.model, self.tokenizer, _ = load_run_model(run, dtype, where, device_map=device_map, quantize=quantize)
         elif model:
             if mode != "base":
                 raise LikraError(f"a plain model has no heads: mode {mode!r} needs run=RUN_FOLDER")
-            base = load_base_model(model, dtype or "auto", device_map=device_map, quantize=quantize)
+            base = load_base_model(model, dtype or "auto", where, device_map=device_map, quantize=quantize)
             self.model, self.tokenizer = base, load_tokenizer(model)
         else:
             raise LikraError("model_args need run=RUN_FOLDER (or model=NAME for mode base)")
         self.engine = ScoringEngine(self.model, max_batch_tokens=int(batch_tokens) if batch_tokens else None)
 
+    # -- what the harness records and its chat templates use ------------------------------------------
+    @property
+    def eot_token_id(self) -> int | None:
+        return self.tokenizer.eos_token_id
+
+    @property
+    def max_length(self) -> int | None:
+        from likra.model.loading import model_max_length
+
+        return model_max_length(self.model)
+
+    @property
+    def tokenizer_name(self) -> str:
+        return self.tokenizer.name_or_path.replace("/", "__")
+
+    def get_model_info(self) -> dict:
+        """The model facts a stock `hf` run records in its results' `config` (the base, without the heads)."""
+        from likra.reports.harness import model_info
+
+        info = model_info(self.model, self.tokenizer)
+        return {k: info[k] for k in ("model_num_parameters", "model_dtype", "model_revision", "model_sha")}
+
+    def chat_template(self, chat_template: bool | str = False) -> str | None:
+        """The tokenizer's chat template (`--apply_chat_template [NAME]`), None when not asked."""
+        if chat_template is False or chat_template is None:
+            return None
+        template = getattr(self.tokenizer, "chat_template", None)
+        if isinstance(template, dict):
+            template = template.get(chat_template if isinstance(chat_template, str) else "default")
+        if not template:
+            raise LikraError("--apply_chat_template: this model's tokenizer has no chat template")
+        return template
+
+    def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        self.chat_template(True)  # a tokenizer without one: one line
+        return self.tokenizer.apply_chat_template(
+            chat_history,
+            tokenize=False,
+            add_generation_prompt=add_generation_prompt,
+            continue_final_message=not add_generation_prompt,
+        )
+
+    # -- requests ---------------------------------------------------------------------------------------
     def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
         pairs = [req.args for req in requests]
         results = self.score_pairs(pairs, progress=not disable_tqdm)

@@ -197,12 +197,12 @@ def trains_in_bf16(model) -> bool:
 
 
 def smollm2_gguf_path() -> Path | None:
-    """Where the embedded GGUF lies, found without importing its package."""
-    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(spec.submodule_search_locations[0]) / SMOLLM2_GGUF
-    return path if path.is_file() else None
+    """Where the embedded GGUF lies, found without importing its package (see `likra.assets`)."""
+    from likra.assets import package_dir
+
+    folder = package_dir(SMOLLM2_PACKAGE)
+    path = folder / SMOLLM2_GGUF if folder else None
+    return path if path is not None and path.is_file() else None
 
 
 def build_tiny_tokenizer():

@@ -1,32 +1,47 @@
-"""likra's results in lm-eval's own layout, so that tools which read the harness's output read likra's.
+"""likra's results in lm-eval's own files, so that what reads a stock harness run reads likra's, side by side.
 
-lm-eval 0.4 writes `<output_path>/<model_name_sanitized>/results_<date>.json` (keys `results`, `configs`,
-`versions`, `n-shot`, `higher_is_better`, `n-samples`, `config`, ...) and, with `--log_samples`,
-`samples_<task>_<date>.jsonl` (one line per document and filter). A likra evaluation scores several modes
-from the same per-head log-likelihoods; each mode is written as the harness writes a *filter*: the metric
-keys are `acc,<mode>` and `acc_norm,<mode>` (with `acc_stderr,<mode>`, ...), and every document has one
-sample line per mode with `"filter": "<mode>"`. A sample line holds the mode's per-choice scores
-(`filtered_resps`), the summed log-likelihood of every choice under every head (`likra.heads`) and the
-document's credits. `is_greedy` is not computed by likra's cached scoring and is written as null.
+lm-eval 0.4 writes `<output_path>/<model_name_sanitized>/results_<date>.json` and, with `--log_samples`,
+`samples_<task>_<date>.jsonl` (one line per document and filter). When lm-eval is installed, likra writes both
+through the harness's own `EvaluationTracker` (its file names, its sanitising of sample lines, its
+`task_hashes`) and hashes documents with its `hash_string`, so a sample line has the same keys and types as a
+stock run's (`target` and `resps` / `filtered_resps` as strings) and the same `doc_hash` for the same
+document: `datasets` loads stock and likra samples of a task together. Without lm-eval, the same files are
+written by the same rules here.
 
-Nothing here imports lm-eval: the files are plain JSON, tested by reading them back with the harness's
-own helpers (`make_table`, `get_results_filenames`, ...).
+A likra evaluation scores several modes from the same per-head log-likelihoods; each mode is written as the
+harness writes a *filter*: metric keys `acc,<mode>`, `acc_norm,<mode>` (with `acc_stderr,<mode>`, ...), one
+sample line per document and mode with `"filter": "<mode>"`, and in the task's `configs` block a
+`filter_list` entry per mode named after it whose function is the harness's own `take_first` (what a
+multiple-choice task applies to the model's answers; the mode itself is the model's, as in
+`--model likra --model_args mode=<mode>`). `resps` and `filtered_resps` hold the mode's score of every
+choice as the `likra` lm-eval model answers it, `(score, is_greedy)`; likra's cached scoring does not compute
+`is_greedy`, written "None". Every head's summed log-likelihood per choice is in the results file's `likra`
+block (`loglikelihoods`, question by question).
+
+The `configs` block is re-runnable: the evaluated questions (in their prompt format) and the few-shot
+examples used, in order, are written as JSONL beside the model folders (`<output_path>/tasks/data/`, named
+by their content's hash), and the task config reads them (`doc_to_text: prompt`, `doc_to_choice: choices`,
+`doc_to_target: gold`, `fewshot_config: {sampler: first_n}`), so `lm_eval --model likra --tasks <config as
+YAML>` scores the same contexts again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import platform
 import re
 import time
-from datetime import datetime
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from likra.data.benchmarks import BENCHMARKS
+from likra.data.examples import FEWSHOT_SEED
 from likra.data.records import MCRecord
+from likra.errors import LikraError
 from likra.io import atomic_write_text
 from likra.scoring.evaluate import EvalConfig, EvalData
 from likra.scoring.metrics import METRICS, mode_metrics, tie_credit
@@ -36,11 +51,38 @@ from likra.scoring.stats import length_normalised
 if TYPE_CHECKING:
     from likra.experiments.curve import CurveRun
 TASK_VERSION = 1.0
+FEWSHOT_DELIMITER = "\n\n"
+# The harness's default seeds (`--seed 0,1234,1234,1234`) are for its own random draws; likra draws its shots
+# with the few-shot seed and nothing else at evaluation time, so the other three are written as null.
+SEED_KEYS = ("random_seed", "numpy_seed", "torch_seed", "fewshot_seed")
 
 
 def sanitize_model_name(name: str) -> str:
     """The harness's folder name for a model (lm_eval.utils.sanitize_model_name)."""
     return re.sub(r"[\"<>:/|\\?*\[\]]+", "__", name)
+
+
+def hash_string(text: str) -> str:
+    """The harness's hash (lm_eval.utils.hash_string): sha256 of the UTF-8 text, hex."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def doc_hash(doc: dict) -> str:
+    """The harness's `doc_hash` of a document (its JSON as the evaluator dumps it)."""
+    return hash_string(json.dumps(doc, indent=2, default=_serializable, ensure_ascii=False))
+
+
+def _serializable(o: Any) -> Any:
+    """lm_eval.utils.handle_non_serializable."""
+    if isinstance(o, np.bool_):
+        return bool(o)
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, set):
+        return list(o)
+    return str(o)
 
 
 def task_name(spec: str, prompt: str = "") -> str:
@@ -63,193 +105,340 @@ def prompt_tag(fmt: str | None, chat_template: bool | None) -> str:
     return "_".join(parts)
 
 
-def date_id() -> str:
-    """The harness's timestamp in file names (EvaluationTracker.date_id)."""
-    return datetime.now().isoformat().replace(":", "-")
+@dataclass
+class HarnessModel:
+    """Who was evaluated, as the harness records a model: its name (the folder), `model_args` (a dict, as the
+    harness CLI writes them) and what `model_info` gives."""
+
+    name: str
+    args: dict
+    info: dict = field(default_factory=dict)
+
+    @property
+    def chat_template(self) -> str | None:
+        return self.info.get("chat_template")
 
 
-def _hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+def model_info(model, tokenizer, chat_template: bool = False) -> dict:
+    """The model and tokenizer facts a stock run records (`model_num_parameters` of the base without adapters,
+    `model_dtype`, tokenizer tokens, `max_length`, the chat template when used)."""
+    from likra.model.loading import model_max_length
 
-
-def results_json(
-    task: str,
-    metrics: dict[str, dict],
-    n_shot: int,
-    n_samples: int,
-    model_name: str,
-    model_args: str,
-    data_spec: str,
-    extra: dict | None = None,
-    start_time: float | None = None,
-    n_original: int | None = None,
-) -> dict:
-    """The aggregated results file's content; `metrics` maps mode -> {"acc": Metric json, "acc_norm": ...};
-    `n_original`: the size of the data set when only its first `n_samples` were evaluated."""
-    from likra.runs import library_versions
-
-    row: dict = {"alias": task}
-    for mode, by_metric in metrics.items():
-        for metric in METRICS:
-            m = by_metric[metric]
-            row[f"{metric},{mode}"] = m["value"]
-            row[f"{metric}_stderr,{mode}"] = m["stderr"] if "stderr" in m else "N/A"
-    now = time.time()
-    versions = library_versions()
-    return {
-        "results": {task: row},
-        "group_subtasks": {task: []},
-        "configs": {
-            task: {
-                "task": task,
-                "dataset_path": data_spec,
-                "output_type": "multiple_choice",
-                "num_fewshot": n_shot,
-                "target_delimiter": " ",
-                "fewshot_delimiter": "\n\n",
-                "metric_list": [{"metric": m, "aggregation": "mean", "higher_is_better": True} for m in METRICS],
-                "filter_list": [
-                    {"name": mode, "filter": [{"function": "likra_mode", "mode": mode}]} for mode in metrics
-                ],
-                "metadata": {"version": TASK_VERSION, "likra_data": data_spec},
-            }
-        },
-        "versions": {task: TASK_VERSION},
-        "n-shot": {task: n_shot},
-        "higher_is_better": {task: {m: True for m in METRICS}},
-        "n-samples": {task: {"original": n_original or n_samples, "effective": n_samples}},
-        "config": {
-            "model": "likra",
-            "model_args": model_args,
-            "batch_size": "auto",
-            "limit": n_samples if n_original and n_original > n_samples else None,
-        },
-        "git_hash": None,
-        "date": now,
-        "transformers_version": versions.get("transformers"),
-        "likra_version": versions.get("likra"),
-        "model_name": model_name,
-        "model_name_sanitized": sanitize_model_name(model_name),
-        "start_time": start_time if start_time is not None else now,
-        "end_time": now,
-        "total_evaluation_time_seconds": str(now - start_time) if start_time is not None else "0",
-        "likra": extra or {},
+    params = [p for name, p in model.named_parameters() if "lora_" not in name]
+    info = {
+        "model_num_parameters": int(sum(p.numel() for p in params)),
+        "model_dtype": str(params[0].dtype) if params else "",
+        "model_revision": "main",
+        "model_sha": "",
+        "device": str(params[0].device) if params else "cpu",
+        "tokenizer_pad_token": [tokenizer.pad_token, str(tokenizer.pad_token_id)],
+        "tokenizer_eos_token": [tokenizer.eos_token, str(tokenizer.eos_token_id)],
+        "tokenizer_bos_token": [tokenizer.bos_token, str(tokenizer.bos_token_id)],
+        "eot_token_id": tokenizer.eos_token_id,
+        "max_length": model_max_length(model),
     }
+    if chat_template:
+        info["chat_template"] = getattr(tokenizer, "chat_template", None)
+    return info
 
 
-def sample_lines(
-    records: Sequence[MCRecord],
-    per_head: dict[str, list[np.ndarray]],
-    modes: Sequence[str],
-    weight: float,
-    prefix: str = "",
-) -> list[dict]:
-    """One harness sample per (document, mode): arguments, the mode's per-choice scores, every head's
-    log-likelihoods and the document's acc / acc_norm credits."""
-    texts = [r.choices for r in records]
-    heads = list(per_head)
+@dataclass
+class HarnessEvaluation:
+    """One evaluation to write: `records` of `data_spec` (the first `len(records)` of `n_original`), scored by
+    the heads as `per_head`, in `modes` at negative weight `weight`, after the few-shot `shots` (`prefix` is
+    their text), with prompt tag `prompt` (see `prompt_tag`)."""
+
+    data_spec: str
+    records: Sequence[MCRecord]
+    per_head: dict[str, list[np.ndarray]]
+    modes: Sequence[str]
+    weight: float
+    shots: Sequence[MCRecord] = ()
+    prefix: str = ""
+    n_original: int | None = None
+    prompt: str = ""
+    fewshot_seed: int | None = None
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def task(self) -> str:
+        return task_name(self.data_spec, self.prompt)
+
+
+def _jsonl(records: Sequence[MCRecord]) -> str:
+    return "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in records)
+
+
+def write_task_data(out_dir: Path, ev: HarnessEvaluation) -> dict:
+    """The evaluated questions and the shots as JSONL under `<out_dir>/tasks/data/` (named by their content's
+    hash, so that evaluations of other subsets never overwrite them); returns the task config that reads them."""
+    data = {"eval": ev.records, **({"fewshot": ev.shots} if ev.shots else {})}
+    files = {}
+    for split, records in data.items():
+        text = _jsonl(records)
+        path = (Path(out_dir) / "tasks" / "data" / f"{ev.task}-{split}-{hash_string(text)[:12]}.jsonl").resolve()
+        if not path.is_file():
+            atomic_write_text(path, text)
+        files[split] = str(path)
+    separators = {r.separator for r in ev.records}
+    config: dict = {
+        "task": ev.task,
+        "dataset_path": "json",
+        "dataset_kwargs": {"data_files": files},
+        "test_split": "eval",
+    }
+    if ev.shots:
+        config |= {"fewshot_split": "fewshot", "fewshot_config": {"sampler": "first_n"}}
+    config |= {
+        "doc_to_text": "prompt",
+        "doc_to_target": "gold",
+        "doc_to_choice": "choices",
+        "target_delimiter": separators.pop() if len(separators) == 1 else " ",
+        "fewshot_delimiter": FEWSHOT_DELIMITER,
+        "num_fewshot": len(ev.shots),
+        "metric_list": [{"metric": m, "aggregation": "mean", "higher_is_better": True} for m in METRICS],
+        "output_type": "multiple_choice",
+        "filter_list": [{"name": mode, "filter": [{"function": "take_first"}]} for mode in ev.modes],
+        "metadata": {"version": TASK_VERSION, "likra_data": ev.data_spec, "likra_weight": ev.weight},
+    }
+    return config
+
+
+def _full_config(config: dict) -> dict:
+    """The task config as the harness dumps it (its defaults filled in) when lm-eval is installed."""
+    try:
+        from lm_eval.config.task import TaskConfig
+    except ImportError:
+        return config
+    return TaskConfig(**config).to_dict()
+
+
+def sample_lines(ev: HarnessEvaluation) -> list[dict]:
+    """One harness sample per (document, mode), in memory as the harness's evaluator keeps it (arguments as
+    (context, continuation) pairs, responses as (score, is_greedy)); the writer turns them into file lines."""
+    texts = [r.choices for r in ev.records]
     lines = []
-    for mode in modes:
-        summed = question_scores(mode, per_head, weight)
+    for mode in ev.modes:
+        summed = question_scores(mode, ev.per_head, ev.weight)
         normed = length_normalised(summed, texts)
-        for i, rec in enumerate(records):
-            context = prefix + rec.prompt
-            arguments = {
-                f"gen_args_{j}": {"arg_0": context, "arg_1": rec.continuation(j)} for j in range(len(rec.choices))
-            }
-            scores = [float(s) for s in summed[i]]
+        for i, rec in enumerate(ev.records):
+            context = ev.prefix + rec.prompt
+            arguments = [(context, rec.continuation(j)) for j in range(len(rec.choices))]
+            responses = [(float(s), None) for s in summed[i]]
+            doc = rec.to_json()
             lines.append(
                 {
                     "doc_id": i,
-                    "doc": rec.to_json(),
+                    "doc": doc,
                     "target": rec.gold,
                     "arguments": arguments,
-                    "resps": [[[s, None]] for s in scores],
-                    "filtered_resps": [[s, None] for s in scores],
+                    "resps": [[r] for r in responses],
+                    "filtered_resps": responses,
                     "filter": mode,
                     "metrics": list(METRICS),
-                    "doc_hash": _hash(json.dumps(rec.to_json(), sort_keys=True)),
-                    "prompt_hash": _hash(context),
-                    "target_hash": _hash(str(rec.gold)),
+                    "doc_hash": doc_hash(doc),
+                    "prompt_hash": hash_string(context),
+                    "target_hash": hash_string(str(rec.gold)),
                     "acc": tie_credit(summed[i], rec.gold),
                     "acc_norm": tie_credit(normed[i], rec.gold),
-                    "likra": {"mode": mode, "weight": weight, "heads": {h: per_head[h][i].tolist() for h in heads}},
                 }
             )
     return lines
 
 
-def write_harness_results(
-    out_dir: str | Path,
-    model_name: str,
-    task: str,
-    results: dict,
-    samples: Sequence[dict],
-    stamp: str | None = None,
-) -> tuple[Path, Path]:
-    """Write results_<date>.json and samples_<task>_<date>.jsonl under `out_dir/<model_name_sanitized>/`."""
-    stamp = stamp or date_id()
-    folder = Path(out_dir) / sanitize_model_name(model_name)
-    results_path = folder / f"results_{stamp}.json"
-    samples_path = folder / f"samples_{task}_{stamp}.jsonl"
-    atomic_write_text(samples_path, "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
-    atomic_write_text(results_path, json.dumps(results, indent=2, ensure_ascii=False, default=str) + "\n")
-    return results_path, samples_path
+def _env_info() -> dict:
+    """The harness's environment keys (`add_env_info`), with a short `pretty_env_info` (torch's collect_env
+    takes seconds)."""
+    from likra.runs import library_versions
 
-
-def write_scores_as_harness(
-    out_dir: str | Path,
-    model_name: str,
-    model_args: str,
-    data_spec: str,
-    records: Sequence[MCRecord],
-    per_head: dict[str, list[np.ndarray]],
-    modes: Sequence[str],
-    weight: float,
-    n_shot: int = 0,
-    prefix: str = "",
-    extra: dict | None = None,
-    start_time: float | None = None,
-    n_original: int | None = None,
-    prompt: str = "",
-) -> tuple[Path, Path]:
-    """Both harness files for one evaluation of `records` whose per-head log-likelihoods are `per_head`
-    (`n_original`: the data set's size when only its first records were evaluated; `prompt`: see `prompt_tag`)."""
-    task = task_name(data_spec, prompt)
-    metrics = mode_metrics(per_head, records, modes, weight)
-    results = results_json(
-        task, metrics, n_shot, len(records), model_name, model_args, data_spec, extra, start_time, n_original
+    versions = library_versions()
+    lm_eval = versions.get("lm-eval", "not installed")
+    pretty = (
+        f"PyTorch version: {versions.get('torch')}\nPython version: {platform.python_version()}\n"
+        f"OS: {platform.platform()}\nlikra version: {versions.get('likra')}"
     )
-    return write_harness_results(
-        out_dir, model_name, task, results, sample_lines(records, per_head, modes, weight, prefix)
+    return {
+        "pretty_env_info": pretty,
+        "transformers_version": versions.get("transformers"),
+        "lm_eval_version": lm_eval,
+        "upper_git_hash": None,
+    }
+
+
+def results_json(ev: HarnessEvaluation, model: HarnessModel, config: dict) -> dict:
+    """The aggregated results file's content before the tracker adds `task_hashes` and the model's names."""
+    task, n = ev.task, len(ev.records)
+    metrics = mode_metrics(ev.per_head, ev.records, ev.modes, ev.weight)
+    row: dict = {"name": task, "alias": task, "sample_len": n}
+    for mode, by_metric in metrics.items():
+        for metric in METRICS:
+            m = by_metric[metric]
+            row[f"{metric},{mode}"] = m["value"]
+            row[f"{metric}_stderr,{mode}"] = m["stderr"] if "stderr" in m else "N/A"
+    original = ev.n_original or n
+    info = {k: v for k, v in model.info.items() if k != "chat_template"}
+    run_config = {
+        "model": "likra",
+        "model_args": model.args,
+        **{k: info.pop(k) for k in ("model_num_parameters", "model_dtype", "model_revision", "model_sha") if k in info},
+        "batch_size": "auto",
+        "batch_sizes": [],
+        "device": info.pop("device", None),
+        "use_cache": None,
+        "limit": n if original > n else None,
+        "bootstrap_iters": 100000,
+        "gen_kwargs": {},
+        **{k: ev.fewshot_seed if k == "fewshot_seed" else None for k in SEED_KEYS},
+    }
+    from likra.runs import library_versions
+
+    return {
+        "results": {task: row},
+        "group_subtasks": {},
+        "configs": {task: config},
+        "versions": {task: TASK_VERSION},
+        "n-shot": {task: len(ev.shots)},
+        "higher_is_better": {task: {m: True for m in METRICS}},
+        "n-samples": {task: {"original": original, "effective": n}},
+        "config": run_config,
+        "git_hash": None,
+        "date": time.time(),
+        **_env_info(),
+        **info,  # tokenizer tokens, eot_token_id, max_length
+        "likra": {
+            "version": library_versions().get("likra"),
+            **ev.extra,
+            "loglikelihoods": {h: [np.asarray(v).tolist() for v in vals] for h, vals in ev.per_head.items()},
+        },
+    }
+
+
+def _file_line(sample: dict) -> dict:
+    """A sample as the harness's `save_results_samples` writes it (arguments as gen_args_i/arg_j, responses and
+    target as strings)."""
+    out = dict(sample)
+    out["arguments"] = {
+        f"gen_args_{i}": {f"arg_{j}": a for j, a in enumerate(arg)} for i, arg in enumerate(sample["arguments"])
+    }
+    out["resps"] = _strings(sample["resps"])
+    out["filtered_resps"] = _strings(sample["filtered_resps"])
+    out["target"] = str(sample["target"])
+    return out
+
+
+def _strings(value):
+    """lm_eval.utils.sanitize_list."""
+    if isinstance(value, list):
+        return [_strings(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_strings(v) for v in value)
+    return str(value)
+
+
+def _general_config(model: HarnessModel, seconds: float) -> dict:
+    """What the harness's GeneralConfigTracker adds to a results file."""
+    template = model.chat_template
+    return {
+        "model_source": "likra",
+        "model_name": model.name,
+        "model_name_sanitized": sanitize_model_name(model.name),
+        "system_instruction": None,
+        "system_instruction_sha": None,
+        "fewshot_as_multiturn": None,
+        "chat_template": template,
+        "chat_template_sha": hash_string(template) if template else None,
+        "total_evaluation_time_seconds": str(seconds),
+    }
+
+
+def _write_with_the_harness(out_dir: Path, model: HarnessModel, task: str, results: dict, samples: list, seconds):
+    from lm_eval.loggers import EvaluationTracker
+
+    tracker = EvaluationTracker(output_path=str(out_dir))
+    general = tracker.general_config_tracker
+    general.log_experiment_args(
+        model_source="likra",
+        model_args=model.args,
+        system_instruction=None,
+        chat_template=model.chat_template,
+        fewshot_as_multiturn=None,
     )
+    general.model_name, general.model_name_sanitized = model.name, sanitize_model_name(model.name)
+    general.start_time -= seconds  # the evaluation itself, not this writing
+    tracker.save_results_aggregated(results=results, samples={task: samples})
+    if getattr(tracker, "date_id", None) is None:
+        raise LikraError(f"{out_dir}: lm-eval could not write its results file there")
+    tracker.save_results_samples(task_name=task, samples=samples)
+    return tracker.date_id
 
 
-def write_eval_as_harness(cfg: EvalConfig, results: dict, data: EvalData) -> tuple[Path, Path]:
+def _write_plainly(out_dir: Path, model: HarnessModel, task: str, results: dict, samples: list, seconds) -> str:
+    from datetime import datetime
+
+    hashes = "".join(s["doc_hash"] + s["prompt_hash"] + s["target_hash"] for s in samples)
+    results["task_hashes"] = {task: hash_string(hashes)}
+    results.update(_general_config(model, seconds))
+    stamp = datetime.now().isoformat().replace(":", "-")
+    folder = Path(out_dir) / sanitize_model_name(model.name)
+    lines = "".join(json.dumps(_file_line(s), default=_serializable, ensure_ascii=False) + "\n" for s in samples)
+    atomic_write_text(folder / f"samples_{task}_{stamp}.jsonl", lines)
+    text = json.dumps(results, indent=2, default=_serializable, ensure_ascii=False)
+    atomic_write_text(folder / f"results_{stamp}.json", text)
+    return stamp
+
+
+def write_harness_files(out_dir: str | Path, model: HarnessModel, ev: HarnessEvaluation) -> tuple[Path, Path]:
+    """results_<date>.json and samples_<task>_<date>.jsonl of one evaluation under
+    `out_dir/<model_name_sanitized>/` (through lm-eval's EvaluationTracker when it is installed), and the
+    task's data files under `out_dir/tasks/data/`; returns the two paths."""
+    out_dir = Path(out_dir)
+    config = _full_config(write_task_data(out_dir, ev))
+    results = results_json(ev, model, config)
+    samples = sample_lines(ev)
+    try:
+        import lm_eval.loggers  # noqa: F401
+    except ImportError:
+        stamp = _write_plainly(out_dir, model, ev.task, results, samples, ev.seconds)
+    else:
+        stamp = _write_with_the_harness(out_dir, model, ev.task, results, samples, ev.seconds)
+    folder = out_dir / sanitize_model_name(model.name)
+    paths = folder / f"results_{stamp}.json", folder / f"samples_{ev.task}_{stamp}.jsonl"
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise LikraError(f"{missing[0]}: lm-eval's file was not written (is {out_dir} writable?)")
+    return paths
+
+
+def write_eval_as_harness(
+    cfg: EvalConfig, results: dict, data: EvalData, model, tokenizer, seconds: float = 0.0
+) -> tuple[Path, Path]:
     """The harness files of a `likra eval` result (`results` as `likra.scoring.evaluate.evaluate` returns it for
-    `data`, `cfg` as it left it: its prompt format resolved)."""
+    `data`, `cfg` as it left it: its prompt format resolved), for `model` and its `tokenizer`; `seconds`: how
+    long the evaluation took."""
     per_head = {h: [np.array(v) for v in vals] for h, vals in results["loglikelihoods"].items()}
-    model_name = f"likra__{Path(cfg.run).name}" if cfg.run else cfg.model
-    prompt = prompt_tag(cfg.format, cfg.chat_template)
-    model_args = (f"run={cfg.run},weight={cfg.weight}" if cfg.run else f"model={cfg.model},mode=base") + (
-        f",format={cfg.format},chat_template={bool(cfg.chat_template)}"
+    args = {"run": cfg.run, "weight": cfg.weight} if cfg.run else {"model": cfg.model, "mode": "base"}
+    args |= {"format": cfg.format, "chat_template": bool(cfg.chat_template)}
+    who = HarnessModel(
+        f"likra__{Path(cfg.run).name}" if cfg.run else cfg.model,
+        args,
+        model_info(model, tokenizer, bool(cfg.chat_template)),
     )
-    extra = {"statistics": results["statistics"], "metrics_with_intervals": results["metrics"]}
-    return write_scores_as_harness(
-        cfg.lm_eval_out,
-        model_name,
-        model_args,
+    ev = HarnessEvaluation(
         cfg.data,
         data.records,
         per_head,
         list(results["metrics"]),
         cfg.weight,
-        cfg.shots,
+        data.shots,
         data.prefix,
-        extra,
-        n_original=data.total,
-        prompt=prompt,
+        data.total,
+        prompt_tag(cfg.format, cfg.chat_template),
+        cfg.fewshot_seed if cfg.shots else None,
+        seconds,
+        {"statistics": results["statistics"], "metrics_with_intervals": results["metrics"]},
     )
+    return write_harness_files(cfg.lm_eval_out, who, ev)
 
 
 def write_curve_as_harness(run: CurveRun) -> list[Path]:
@@ -259,6 +448,7 @@ def write_curve_as_harness(run: CurveRun) -> list[Path]:
 
     cfg = run.cfg
     records, n = run.eval_records, len(run.eval_records)
+    info = model_info(run.model, run.tokenizer, cfg.chat_template)
     # one folder may hold several negative sets and evaluations: both name the model
     stem = f"likra__{Path(cfg.out).name}__{run.variant}__{run.eval_tag}"
     points = [(f"{stem}__base", {"base": run.base_file}, ["base"], 0)]
@@ -268,23 +458,26 @@ def write_curve_as_harness(run: CurveRun) -> list[Path]:
     paths = []
     for model_name, by_head, modes, examples in points:
         per_head = {h: read_scores(path, n) for h, path in by_head.items()}
-        model_args = (
-            f"curve={cfg.out},negatives={run.variant},examples={examples},weight={cfg.weight},"
-            f"format={cfg.format},chat_template={cfg.chat_template}"
-        )
-        paths += write_scores_as_harness(
-            cfg.lm_eval_out,
-            model_name,
-            model_args,
+        args = {
+            "curve": cfg.out,
+            "negatives": run.variant,
+            "examples": examples,
+            "weight": cfg.weight,
+            "format": cfg.format,
+            "chat_template": cfg.chat_template,
+        }
+        ev = HarnessEvaluation(
             cfg.eval_data,
             records,
             per_head,
             modes,
             cfg.weight,
-            cfg.shots,
+            run.eval_shots,
             run.eval_prefix,
-            {"examples": examples},
-            n_original=run.eval_total,
-            prompt=prompt_tag(cfg.format, cfg.chat_template),
+            run.eval_total,
+            prompt_tag(cfg.format, cfg.chat_template),
+            FEWSHOT_SEED if cfg.shots else None,
+            extra={"examples": examples},
         )
+        paths += write_harness_files(cfg.lm_eval_out, HarnessModel(model_name, args, info), ev)
     return paths

