@@ -32,7 +32,7 @@ import yaml
 
 from likra.data.benchmarks import BENCHMARKS, SplitRef, parse_spec
 from likra.errors import LikraError
-from likra.io import atomic_write_json, atomic_write_text
+from likra.io import atomic_write_json, atomic_write_text, share_tree
 from likra.model.loading import EMBEDDED_MODEL, SMOLLM2_GGUF, TINY_MODEL
 from likra.runs import ADAPTERS, HUB_REPO_ID, MANIFEST, now_iso, read_manifest
 
@@ -381,6 +381,7 @@ def export_run(
     }
     atomic_write_json(staging / MANIFEST, exported)
     atomic_write_text(staging / "README.md", model_card(out.name, manifest, results, str(out), base, license))
+    share_tree(staging)  # copies keep the run's modes; the umask decides, as for every file likra writes
     if out.exists():
         shutil.rmtree(out)
     staging.rename(out)
