@@ -235,9 +235,23 @@ def reinit_heads(model, names=HEADS, seed: int = 0, inits: tuple[int, ...] | Non
                     layer.reset_lora_parameters(name, True)
 
 
+def adapter_bytes(model, names) -> int:
+    """Bytes of the LoRA weights of adapters `names` of `model` (what saving them writes, near enough)."""
+    wanted = {f".{name}." for name in names}
+    return sum(
+        p.numel() * p.element_size()
+        for n, p in model.named_parameters()
+        if "lora_" in n and any(w in n + "." for w in wanted)
+    )
+
+
 def save_heads(model, folder: Path, names=HEADS) -> None:
-    """Adapters as safetensors under folder/<name>/ (peft's layout for named adapters)."""
-    model.save_pretrained(str(folder), selected_adapters=list(names), safe_serialization=True)
+    """Adapters as safetensors under folder/<name>/ (peft's layout for named adapters); a full disk is one
+    line naming the folder and the space needed."""
+    from likra.io import writing
+
+    with writing(folder, adapter_bytes(model, names), "the adapters"):
+        model.save_pretrained(str(folder), selected_adapters=list(names), safe_serialization=True)
 
 
 def load_adapter_weights(model, adapter: str, folder: Path) -> None:

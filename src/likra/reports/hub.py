@@ -13,7 +13,6 @@ An exported folder is itself a run folder: `likra eval --run <dir>` works on it,
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -21,9 +20,11 @@ import yaml
 
 from likra.data.benchmarks import BENCHMARKS, SplitRef, parse_spec
 from likra.errors import LikraError
-from likra.io import atomic_write_json, atomic_write_text
+from likra.io import atomic_write_json, atomic_write_text, temporary_folder, writing
+from likra.limits import read_json_file
+from likra.locations import HUB_PREFIX, HUB_REPO_ID
 from likra.model.loading import EMBEDDED_MODEL, TINY_MODEL
-from likra.runs import ADAPTERS, HUB_REPO_ID, MANIFEST, now_iso, read_manifest
+from likra.runs import ADAPTERS, MANIFEST, now_iso, read_manifest, replace_folder
 
 EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
@@ -32,6 +33,7 @@ def hub_base_model(name: str) -> str | None:
     """The base model's hub id for metadata: the embedded model's origin, a hub id as is, None otherwise."""
     if name == EMBEDDED_MODEL:
         return EMBEDDED_HUB_ID
+    name = name.removeprefix(HUB_PREFIX)
     if name == TINY_MODEL or Path(name).exists() or not HUB_REPO_ID.match(name):
         return None
     return name
@@ -51,10 +53,7 @@ def _eval_results(run: Path) -> list[dict]:
     """The run's `likra eval` result files, newest last."""
     found = []
     for path in sorted((run / "eval").glob("*.json")):
-        try:
-            result = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise LikraError(f"{path}: unreadable eval result; delete it or fix it before exporting") from None
+        result = read_json_file(path, "unreadable eval result; delete it or fix it before exporting")
         if isinstance(result, dict) and isinstance(result.get("metrics"), dict) and "config" in result:
             found.append({"file": path.name, **result})
     return found
@@ -200,31 +199,38 @@ def export_run(run: str | Path, out: str | Path, overwrite: bool = False) -> Pat
     if out.resolve() == run.resolve():
         raise LikraError(f"{out}: export to another folder than the run itself")
     check_out(out, overwrite)
-    staging = out.with_name(out.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
     base_id = hub_base_model(manifest["model"]["name"])
     for head in manifest["heads"]:
         src = run / ADAPTERS / head
         for name in ("adapter_config.json", "adapter_model.safetensors"):
             if not (src / name).is_file():
                 raise LikraError(f"{src}: no {name} for head {head!r}")
+    results = _eval_results(run)
+    need = sum((run / ADAPTERS / h / "adapter_model.safetensors").stat().st_size for h in manifest["heads"])
+    need += sum((run / "eval" / r["file"]).stat().st_size for r in results)
+    staging = temporary_folder(out)
+    with writing(staging, need, "the exported run"):
+        _fill_export(run, staging, manifest, results, base_id, out.name)
+    return replace_folder(staging, out, overwrite)
+
+
+def _fill_export(run: Path, staging: Path, manifest: dict, results: list[dict], base_id: str | None, name: str):
+    for head in manifest["heads"]:
+        src = run / ADAPTERS / head
         dst = staging / ADAPTERS / head
         dst.mkdir(parents=True)
         shutil.copy2(src / "adapter_model.safetensors", dst / "adapter_model.safetensors")
-        config = json.loads((src / "adapter_config.json").read_text(encoding="utf-8"))
+        config = read_json_file(src / "adapter_config.json", "unreadable adapter config")
+        if not isinstance(config, dict):
+            raise LikraError(f"{src / 'adapter_config.json'}: unreadable adapter config (not a JSON object)")
         config["base_model_name_or_path"] = base_id or config.get("base_model_name_or_path")
         atomic_write_json(dst / "adapter_config.json", config)
-    results = _eval_results(run)
     for result in results:
         (staging / "eval").mkdir(exist_ok=True)
         shutil.copy2(run / "eval" / result["file"], staging / "eval" / result["file"])
     exported = {**manifest, "exported": {"from": str(run), "at": now_iso()}}
     atomic_write_json(staging / MANIFEST, exported)
-    atomic_write_text(staging / "README.md", model_card(out.name, manifest, results))
-    if out.exists():
-        shutil.rmtree(out)
-    staging.rename(out)
-    return out
+    atomic_write_text(staging / "README.md", model_card(name, manifest, results))
 
 
 def push_to_hub(folder: str | Path, repo: str, private: bool = False, token: str | None = None) -> str:
