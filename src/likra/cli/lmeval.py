@@ -43,12 +43,51 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     harness.add_argument("--batch_size", help="accepted for compatibility; likra sizes its batches by tokens")
 
 
+def check_harness_arguments(args: argparse.Namespace) -> None:
+    """The numbers the harness would only refuse with a traceback (or not at all), refused in one line before
+    anything loads: --limit > 0, --num_fewshot >= 0, --bootstrap_iters >= 0, a finite --weight within 1e6,
+    --batch-tokens > 0."""
+    import math
+
+    if args.limit is not None and not (math.isfinite(args.limit) and args.limit > 0):
+        raise LikraError(f"--limit: {args.limit:g} is not a positive number of questions (or a fraction below 1)")
+    if args.num_fewshot is not None and args.num_fewshot < 0:
+        raise LikraError(f"--num_fewshot: {args.num_fewshot} is negative")
+    if args.bootstrap_iters < 0:
+        raise LikraError(f"--bootstrap_iters: {args.bootstrap_iters} is negative")
+    if not (math.isfinite(args.weight) and abs(args.weight) <= 1e6):
+        raise LikraError(f"--weight: {args.weight:g} is not a finite number within [-1e6, 1e6]")
+    if args.batch_tokens is not None and args.batch_tokens < 1:
+        raise LikraError(f"--batch-tokens: {args.batch_tokens} is not a positive number of tokens")
+    if not [t for t in args.tasks.split(",") if t.strip()]:
+        raise LikraError("--tasks: give at least one task name")
+
+
+def check_tasks(names: list[str], task_manager) -> None:
+    """Every task a registered task, group or tag of the harness (or a task YAML file): an unknown name is one
+    line here instead of the harness's KeyError after the model loaded."""
+    from pathlib import Path
+
+    from likra.limits import shorten
+
+    known = set(task_manager.all_tasks)
+    unknown = [name for name in names if name not in known and not Path(name).is_file()]
+    if unknown:
+        close = [t for t in sorted(known) if any(u.lower() in t.lower() for u in unknown)][:5]
+        raise LikraError(
+            f"--tasks: unknown task {shorten(', '.join(unknown))}"
+            + (f" (similar: {', '.join(close)})" if close else "")
+            + "; `lm-eval ls tasks` lists the harness's tasks; likra's offline ones are likra_<benchmark>"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     import importlib.util
     import json
 
     if importlib.util.find_spec("lm_eval") is None:
         raise LikraError("lm-eval is not installed: pip install 'likra[lmeval]' (lm-eval 0.4.x)")
+    check_harness_arguments(args)
     if not args.run and not args.base_model:
         raise LikraError("give --run RUN (a trained run folder) or --model MODEL (mode base)")
     if args.run:
@@ -86,15 +125,18 @@ def run(args: argparse.Namespace) -> int:
         else {k: args.seed for k in ("random_seed", "numpy_random_seed", "torch_random_seed", "fewshot_random_seed")}
     )
     limit = None if args.limit is None else (int(args.limit) if args.limit >= 1 else args.limit)
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    task_manager = TaskManager(include_path=[str(folder), *([args.include_path] if args.include_path else [])])
+    check_tasks(tasks, task_manager)
     results = simple_evaluate(
         model="likra",
         model_args=model_args,
-        tasks=[t.strip() for t in args.tasks.split(",") if t.strip()],
+        tasks=tasks,
         num_fewshot=args.num_fewshot,
         limit=limit,
         log_samples=args.log_samples,
         evaluation_tracker=tracker,
-        task_manager=TaskManager(include_path=[str(folder), *([args.include_path] if args.include_path else [])]),
+        task_manager=task_manager,
         bootstrap_iters=args.bootstrap_iters,
         write_out=args.write_out,
         **seeds,
