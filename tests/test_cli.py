@@ -306,7 +306,7 @@ def test_a_normal_run_prints_no_library_output_and_keeps_bitsandbytes_out(tmp_pa
     tokenizer.save_pretrained(tmp_path / "model")
     folder = ["eval", "--model", str(tmp_path / "model"), "--data", str(qa_file), "--modes", "base"]
     for flags, bars in (([], False), (["--verbose"], True)):  # a model folder is loaded by from_pretrained
-        proc = run_probe([*base, *flags, *folder, "--out", str(tmp_path / "v.json")])
+        proc = run_probe([*base, *flags, *folder, "--out", str(tmp_path / f"v{len(flags)}.json")])
         assert proc.returncode == 0, proc.stderr
         assert ("Loading weights" in proc.stderr) == bars, proc.stderr  # the bars come with --verbose
 

@@ -142,3 +142,91 @@ def test_eval_gives_finite_results_or_one_line_error(eval_dir, capsys, rows, lim
     assert code == 0, err
     result = no_nan(out.read_text())
     assert all(m["acc"]["n"] >= 1 for m in result["metrics"].values())
+
+
+# -- hostile files and expressions: nesting depth, lone surrogates, coefficients that overflow ---------------
+@settings(max_examples=60, deadline=None)
+@given(
+    depth=st.one_of(st.integers(0, 130), st.integers(900, 1100), st.just(200_000)),
+    opener=st.sampled_from(["[", '{"k": ']),
+    field=st.sampled_from(["prompt", "extra", "choices"]),
+)
+def test_nesting_depth_gives_records_or_one_line_error(depth, opener, field):
+    closer = "]" if opener == "[" else "}"
+    nested = opener * depth + "1" + closer * depth
+    line = json.dumps({"prompt": "Q?", "choices": ["a", "b"], "gold": 0, field: "__X__"}).replace('"__X__"', nested)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "deep.jsonl"
+        path.write_text(line + "\n", encoding="utf-8")
+        try:
+            out = read_jsonl(path)
+        except LikraError as e:
+            assert one_line(e) and str(e).startswith(f"{path}:1: ")
+            assert depth < 100 or "nested deeper than 100 levels" in str(e)
+            return
+    assert field == "extra" and depth < 100 and out[0].choices == ("a", "b")
+
+
+@settings(max_examples=25, deadline=None)  # a flow of 1000 brackets or more takes PyYAML's scanner half a second
+@given(depth=st.one_of(st.integers(0, 130), st.sampled_from([1000, 50_000])), flow=st.booleans())
+def test_yaml_nesting_gives_a_mapping_or_one_line_error(depth, flow):
+    from likra.config import load_yaml
+
+    if flow:
+        text = "x: " + "[" * depth + "]" * depth + "\n"
+    else:
+        text = "".join("  " * k + f"k{k}:\n" for k in range(min(depth, 500))) + "  " * min(depth, 500) + "v: 1\n"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "c.yaml"
+        path.write_text(text, encoding="utf-8")
+        try:
+            out = load_yaml(path)
+        except LikraError as e:
+            assert one_line(e) and str(e).startswith(str(path)) and len(str(e)) < 400
+            return
+    assert isinstance(out, dict) and min(depth, 500) <= 100
+
+
+code_points = st.one_of(st.integers(0xD800, 0xDFFF), st.integers(0x20, 0x7E).filter(lambda c: c not in (0x22, 0x5C)))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(code_points, min_size=1, max_size=6), st.sampled_from(["prompt", "choices", "id"]))
+def test_surrogate_escapes_give_valid_text_or_one_line_error(points, field):
+    escaped = "".join(f"\\u{c:04x}" for c in points)
+    row = {"prompt": "Q?", "choices": ["a", "b"], "gold": 0}
+    value = f'["{escaped}", "b"]' if field == "choices" else f'"{escaped}"'
+    line = json.dumps({**row, field: "__X__"}).replace('"__X__"', value)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "text.jsonl"
+        path.write_text(line + "\n", encoding="utf-8")
+        try:
+            out = read_jsonl(path)
+        except LikraError as e:
+            assert one_line(e) and str(e).startswith(f"{path}:1: ")
+            return
+    rec = out[0]
+    for text in (rec.id, rec.prompt, *rec.choices):
+        text.encode("utf-8")  # never a lone surrogate: a tokenizer could not encode it
+
+
+coefficients = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.integers(0, 500).map(lambda n: "9" * n + "1"),
+    st.decimals(allow_nan=False, allow_infinity=False, places=3).map(str),
+    st.sampled_from(["1e6", "1000000", "1000000.0", "1000000.1", "0", "0.0", ".5", "nan", "inf"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(coefficients, st.booleans())
+def test_mode_coefficients_are_finite_and_bounded_or_one_line_error(coefficient, weighted):
+    from likra.scoring.modes import MAX_COEFFICIENT, get_mode
+
+    text = f"positive-{coefficient}*{'w*' if weighted else ''}negative"
+    try:
+        mode = get_mode(text)
+    except LikraError as e:
+        assert one_line(e) and len(str(e)) < 500
+        return
+    assert all(math.isfinite(t.coefficient) and abs(t.coefficient) <= MAX_COEFFICIENT for t in mode.terms)

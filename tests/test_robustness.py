@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from likra.cli import main
+from likra.errors import LikraError
 
 TINY_TRAIN = ["-q", "train", "--model", "random-tiny", "--batch-size", "4", "--lr", "0.01"]
 TINY_CURVE = [
@@ -75,6 +76,16 @@ def run(tmp_path, qa):
     out = tmp_path / "run"
     assert main(TINY_TRAIN + ["--data", str(qa), "--out", str(out)]) == 0
     return out
+
+
+@pytest.fixture(scope="module")
+def shared_run(tmp_path_factory):
+    """One trained run for the tests that only read it (each checks, by hashing, that it stays as it was)."""
+    folder = tmp_path_factory.mktemp("shared")
+    rows = [{"prompt": f"Q {i}?", "choices": ["red", "blue", "green"], "gold": i % 3} for i in range(8)]
+    qa = write_jsonl(folder / "qa.jsonl", rows)
+    assert main(TINY_TRAIN + ["--data", str(qa), "--out", str(folder / "run")]) == 0
+    return folder / "run"
 
 
 # -- 1. data loss -----------------------------------------------------------------------------------
@@ -395,3 +406,431 @@ def test_more_damaged_files_and_flag_values(tmp_path, capsys):
         ],
         "unknown negative kind",
     )
+
+
+# -- 6. third round: nothing a user wrote is removed or replaced ---------------------------------------
+def _user_folder(path: Path) -> Path:
+    path.mkdir(parents=True)
+    (path / "precious.txt").write_text("keep me")
+    (path / "sub").mkdir()
+    (path / "sub" / "notes.md").write_text("mine")
+    return path
+
+
+def test_train_never_deletes_a_users_partial_folder(tmp_path, qa, capsys):
+    mine = _user_folder(tmp_path / "x" / "tp.partial")
+    err = refused(capsys, TINY_TRAIN + ["--data", str(qa), "--out", str(tmp_path / "x" / "tp")], "tp.partial", mine)
+    assert "not made by likra" in err and not (tmp_path / "x" / "tp").exists()
+
+
+def test_export_never_deletes_a_users_partial_folder(tmp_path, shared_run, capsys):
+    mine = _user_folder(tmp_path / "x" / "mine.partial")
+    refused(capsys, ["-q", "export", str(shared_run), str(tmp_path / "x" / "mine")], "mine.partial", mine, shared_run)
+    assert not (tmp_path / "x" / "mine").exists()
+
+
+def test_overwrite_never_deletes_a_users_old_folder(tmp_path, shared_run, qa, capsys):
+    import shutil
+
+    mine = _user_folder(shared_run.parent / "run.old")
+    try:
+        argv = TINY_TRAIN + ["--data", str(qa), "--out", str(shared_run), "--overwrite"]
+        refused(capsys, argv, "run.old: exists and was not made by likra", mine, shared_run)
+    finally:
+        shutil.rmtree(mine)
+    link = tmp_path / "link"
+    link.symlink_to(shared_run)
+    refused(capsys, TINY_TRAIN + ["--data", str(qa), "--out", str(link), "--overwrite"], "symbolic link", shared_run)
+
+
+def test_likra_replaces_only_its_own_leftovers(tmp_path, run, qa, capsys):
+    from likra.io import TEMPORARY_MARKER, mark_temporary
+
+    for leftover in (tmp_path / "run.partial", tmp_path / "run.old"):  # what a killed run leaves behind
+        leftover.mkdir()
+        mark_temporary(leftover)
+        (leftover / "half.bin").write_bytes(b"x")
+    assert main(TINY_TRAIN + ["--data", str(qa), "--out", str(run), "--overwrite"]) == 0
+    assert not (tmp_path / "run.partial").exists() and not (tmp_path / "run.old").exists()
+    assert (run / "likra.json").is_file() and not (run / TEMPORARY_MARKER).exists()
+    out = tmp_path / "exported"
+    assert (
+        main(["-q", "export", str(run), str(out)]) == 0
+        and main(["-q", "export", str(run), str(out), "--overwrite"]) == 0
+    )
+    assert not (out / TEMPORARY_MARKER).exists() and not (tmp_path / "exported.old").exists()
+
+
+def test_output_files_need_overwrite(tmp_path, qa, capsys, monkeypatch):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    existing = mine / "out.jsonl"
+    existing.write_text("my own notes\n")
+    generate = ["-q", "generate", "--model", "random-tiny", "--prompt", "Hi", "--max-new-tokens", "2"]
+    refused(capsys, [*generate, "--out", str(existing)], "already exists", mine)
+    refused(capsys, [*generate, "--out", str(mine)], "is a folder", mine)
+    evaluate = ["-q", "eval", "--model", "random-tiny", "--data", str(qa)]
+    refused(capsys, [*evaluate, "--out", str(existing)], "pass --overwrite", mine)
+    (mine / "fig.png").write_bytes(b"png")
+    refused(capsys, ["-q", "plot", str(tmp_path / "c.json"), "--out", str(mine / "fig")], "fig.png: already", mine)
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was loaded before the outputs were checked")
+
+    with monkeypatch.context() as m:  # refused before anything is scored (or even loaded)
+        m.setattr("likra.scoring.evaluate.load_eval_model", no_model)
+        refused(
+            capsys, [*evaluate, "--out", str(tmp_path / "e.json"), "--lm-eval-out", str(existing)], "not a folder", mine
+        )
+        refused(
+            capsys, TINY_CURVE + ["--out", str(tmp_path / "c"), "--lm-eval-out", str(existing)], "not a folder", mine
+        )
+    assert not (tmp_path / "c").exists() and not (tmp_path / "e.json").exists()
+    assert main([*generate, "--out", str(existing), "--overwrite"]) == 0
+    assert "generation" in json.loads(existing.read_text())
+    assert main([*evaluate, "--out", str(existing), "--overwrite", "--bootstrap", "10"]) == 0
+    assert "metrics" in json.loads(existing.read_text())
+
+
+# -- 7. third round: hostile files ----------------------------------------------------------------------
+PAIR = {"prompt": "Q?", "chosen": " yes", "rejected": " no"}
+QUESTION = {"prompt": "Q?", "choices": ["yes", "no"], "gold": 0}
+
+
+def test_deeply_nested_jsonl_lines(tmp_path, capsys):
+    from likra.data.preferences import read_preference_jsonl
+    from likra.data.records import read_jsonl
+    from likra.generation.prompts import read_prompts
+
+    deep = '{"prompt": ' + "[" * 200_000 + "]" * 200_000 + "}"
+    cases = [
+        (json.dumps(PAIR), read_preference_jsonl, "pairs.jsonl"),
+        (json.dumps(QUESTION), read_jsonl, "questions.jsonl"),
+        (json.dumps({"prompt": "Hi"}), read_prompts, "prompts.jsonl"),
+    ]
+    for good, reader, name in cases:
+        path = tmp_path / name
+        path.write_text(f"{good}\n{deep}\n")
+        with pytest.raises(LikraError, match=rf"{name}:2: nested deeper than 100 levels"):
+            reader(path)
+    shallow = tmp_path / "shallow.jsonl"  # 150 levels: parsed by json, refused by likra's limit
+    shallow.write_text('{"prompt": "Q?", "choices": ["a", "b"], "gold": 0, "x": ' + "[" * 150 + "]" * 150 + "}\n")
+    with pytest.raises(LikraError, match=r"shallow.jsonl:1: nested deeper than 100"):
+        read_jsonl(shallow)
+    pairs = tmp_path / "pairs.jsonl"
+    refused(
+        capsys, TINY_TRAIN + ["--data", str(pairs), "--out", str(tmp_path / "r")], "pairs.jsonl:2: nested", tmp_path
+    )
+
+
+def test_lone_surrogates_are_refused_with_file_and_line(tmp_path, capsys):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps(PAIR) + '\n{"prompt": "Q?", "chosen": " \\ud800", "rejected": " no"}\n')
+    err = refused(capsys, TINY_TRAIN + ["--data", str(pairs), "--out", str(tmp_path / "r")], "pairs.jsonl:2", tmp_path)
+    assert "surrogate" in err
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text(json.dumps(QUESTION) + '\n{"prompt": "\\uDFFF?", "choices": ["a", "b"], "gold": 0}\n')
+    refused(capsys, ["-q", "eval", "--model", "random-tiny", "--data", str(questions)], "questions.jsonl:2", tmp_path)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "x\\ud83d"}\n')
+    refused(capsys, ["-q", "generate", "--model", "random-tiny", "--data", str(prompts)], "prompts.jsonl:1", tmp_path)
+    fine = tmp_path / "emoji.jsonl"  # a surrogate *pair* is one valid character
+    fine.write_text('{"prompt": "Q \\ud83d\\ude00?", "choices": ["a", "b"], "gold": 0}\n')
+    from likra.data.records import read_jsonl
+
+    assert read_jsonl(fine)[0].prompt == "Q \U0001f600?"
+
+
+def test_rows_of_both_kinds_are_refused(tmp_path, capsys):
+    later = write_jsonl(tmp_path / "later.jsonl", [PAIR, {**PAIR, "choices": ["a", "b"], "gold": 7}])
+    refused(
+        capsys, TINY_TRAIN + ["--data", str(later), "--out", str(tmp_path / "r")], "later.jsonl:2: the row has both"
+    )
+    first = write_jsonl(tmp_path / "first.jsonl", [{**QUESTION, "rejected": "no"}, QUESTION])
+    refused(
+        capsys, TINY_TRAIN + ["--data", str(first), "--out", str(tmp_path / "r")], "first.jsonl:1: the row has both"
+    )
+
+
+def test_hostile_json_in_run_and_curve_folders(tmp_path, shared_run, qa, capsys):
+    import shutil
+
+    deep = shutil.copytree(shared_run, tmp_path / "deep")
+    (deep / "likra.json").write_text("[" * 100_000 + "]" * 100_000)
+    refused(capsys, ["-q", "eval", "--run", str(deep), "--data", str(qa)], "unreadable manifest (nested deeper", deep)
+    digits = shutil.copytree(shared_run, tmp_path / "digits")
+    (digits / "likra.json").write_text('{"format": ' + "1" * 5000 + "}")
+    refused(capsys, ["-q", "eval", "--run", str(digits), "--data", str(qa)], "unreadable manifest", digits)
+    from likra.experiments.folder import read_json
+
+    scores = tmp_path / "scores.json"
+    scores.write_text("[" * 5000 + "]" * 5000)
+    with pytest.raises(LikraError, match="scores.json: damaged file"):
+        read_json(scores)
+
+
+def _config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+YAML_CASES = [
+    ("model: " + "[" * 50_000 + "]" * 50_000 + "\n", "c.yaml:1: nested deeper than 100 levels"),
+    ("train:\n  batch_size: true\n", "train.batch_size: true is a boolean"),
+    ("lora:\n  r: yes\n", "lora.r: true is a boolean"),
+    ("limit: false\n", "limit: false is a boolean"),
+    (
+        "model: random-tiny\ntrain:\n  epochs: 1\nmodel: other\n",
+        "c.yaml:4: invalid YAML (duplicate key 'model' (first at line 1))",
+    ),
+    ('model: "\\ud800"\n', "lone surrogate"),
+    ("model: [unclosed\n", "c.yaml:2: invalid YAML"),
+]
+
+
+@pytest.mark.parametrize("text, match", YAML_CASES)
+def test_hostile_yaml_configs(tmp_path, capsys, text, match):
+    cfg = _config(tmp_path, text)
+    refused(capsys, ["-q", "train", "--config", str(cfg), "--out", str(tmp_path / "r")], match, tmp_path)
+
+
+def test_yaml_alias_bomb_fails_fast_in_one_short_line(tmp_path, capsys):
+    lines = ["a: &a [" + ", ".join(["lol"] * 10) + "]"]
+    for k in range(1, 12):  # 10^12 values once expanded
+        lines.append(f"l{k}: &l{k} [" + ", ".join([f"*{'a' if k == 1 else f'l{k - 1}'}"] * 10) + "]")
+    cfg = _config(tmp_path, "\n".join(lines) + "\n")
+    started = time.perf_counter()
+    err = refused(capsys, ["-q", "train", "--config", str(cfg)], "aliases expand to more than 10,000 values")
+    assert time.perf_counter() - started < 5 and len(err) < 300
+    small = _config(tmp_path, "base: &b {r: 4}\nlora: *b\n")  # anchors within the budget are fine
+    from likra.config import load_yaml
+
+    assert load_yaml(small)["lora"] == {"r": 4}
+
+
+def test_huge_values_give_short_error_lines(tmp_path, capsys):
+    cfg = _config(tmp_path, "train:\n  batch_size: " + "x" * (10**7) + "\n")
+    err = refused(capsys, ["-q", "train", "--config", str(cfg)], "c.yaml: a config file of more than 1 MiB")
+    assert len(err) < 300
+    cfg = _config(tmp_path, "train:\n  batch_size: " + "x" * 500_000 + "\n")
+    err = refused(capsys, ["-q", "train", "--config", str(cfg)], "train.batch_size")
+    assert len(err) < 1100
+    err = refused(capsys, TINY_TRAIN + ["--data", "y" * 1_000_000, "--out", str(tmp_path / "r")], "")
+    assert len(err) < 1100
+
+
+def test_long_jsonl_lines_are_refused(tmp_path, monkeypatch):
+    from likra.data.records import read_jsonl
+
+    monkeypatch.setattr("likra.data.records.MAX_LINE_BYTES", 100)
+    path = write_jsonl(tmp_path / "long.jsonl", [QUESTION, {**QUESTION, "prompt": "x" * 200}])
+    with pytest.raises(LikraError, match=r"long.jsonl:2: a line longer than"):
+        read_jsonl(path)
+
+
+# -- 8. third round: every option checked before the first model loads ------------------------------------
+def _no_model(monkeypatch):
+    def loaded(*args, **kwargs):
+        raise AssertionError("a model was loaded before every option was checked")
+
+    for where in ("likra.training.pipeline.load_base_model", "likra.experiments.curve.load_tokenizer"):
+        monkeypatch.setattr(where, loaded)
+
+
+@pytest.mark.parametrize("objectives", ["likra,kto", "dpo-ipo", "dpo"])
+def test_a_studys_objective_settings_are_checked_first(tmp_path, capsys, monkeypatch, objectives):
+    _no_model(monkeypatch)
+    argv = ["-q", "study", "objectives", *TINY_CURVE[2:], "--objectives", objectives, "--dpo-loss", "nope"]
+    refused(capsys, argv + ["--out", str(tmp_path / "s")], "unknown DPO loss type 'nope'", tmp_path)
+    assert not (tmp_path / "s").exists()
+
+
+def test_out_of_range_mode_coefficients(tmp_path, shared_run, qa, capsys, monkeypatch):
+    nines = "9" * 400
+    _no_model(monkeypatch)
+    monkeypatch.setattr("likra.scoring.evaluate.load_eval_model", lambda *a: pytest.fail("model loaded"))
+    for modes in (f"positive-{nines}*negative", "positive-1000000.5*negative", f"{nines}.0*w*negative"):
+        err = refused(
+            capsys,
+            ["-q", "eval", "--run", str(shared_run), "--data", str(qa), "--modes", modes],
+            "out of range",
+            shared_run,
+        )
+        assert len(err) < 400
+    refused(
+        capsys, TINY_CURVE + ["--modes", f"positive-{nines}*negative", "--out", str(tmp_path / "c")], "out of range"
+    )
+    refused(
+        capsys,
+        ["-q", "eval", "--run", str(shared_run), "--data", str(qa), "--weight", "1e7"],
+        "--weight",
+        shared_run,
+    )
+    assert not (tmp_path / "c").exists()
+
+
+def test_lm_eval_bad_tasks_and_limits(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("lm_eval")
+    import lm_eval.tasks
+
+    class Tasks:  # the harness's index of its ~10,000 tasks takes half a minute to build; its interface is this
+        all_tasks = ["arc_easy", "likra_arc_easy"]
+
+        def __init__(self, include_path=None):
+            pass
+
+    monkeypatch.setattr(lm_eval.tasks, "TaskManager", Tasks)
+    monkeypatch.setattr("lm_eval.simple_evaluate", lambda **kw: pytest.fail("the harness ran"))
+    base = ["-q", "lm-eval", "--model", "random-tiny"]
+    refused(capsys, [*base, "--tasks", "no_such_task"], "--tasks: unknown task no_such_task")
+    refused(capsys, [*base, "--tasks", "arc_easy,arc_eazy"], "unknown task arc_eazy")
+    refused(capsys, [*base, "--tasks", "arc_easy", "--limit", "-3"], "--limit: -3")
+    refused(capsys, [*base, "--tasks", "arc_easy", "--limit", "nan"], "--limit")
+    refused(capsys, [*base, "--tasks", "arc_easy", "--num_fewshot", "-1"], "--num_fewshot")
+    refused(capsys, [*base, "--tasks", "arc_easy", "--weight", "inf"], "--weight")
+
+
+# -- 9. third round: a full disk ----------------------------------------------------------------------------
+def test_full_disk_while_writing_adapters_names_the_path_and_the_space(tmp_path, qa, capsys, monkeypatch):
+    from safetensors import SafetensorError
+
+    def full(*args, **kwargs):
+        raise SafetensorError(
+            'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })'
+        )
+
+    out = tmp_path / "r"
+    with monkeypatch.context() as m:
+        m.setattr("peft.peft_model.safe_save_file", full)
+        err = refused(
+            capsys, TINY_TRAIN + ["--data", str(qa), "--out", str(out)], "r.partial/adapters: no space left on device"
+        )
+    assert "needed" in err and "free" in err and not out.exists()
+    assert main(TINY_TRAIN + ["--data", str(qa), "--out", str(out)]) == 0  # the rerun clears likra's leftover
+    assert (out / "likra.json").is_file() and not (tmp_path / "r.partial").exists()
+
+
+def test_full_disk_in_a_curve_checkpoint_then_resume(tmp_path, capsys, monkeypatch):
+    import torch
+
+    out = tmp_path / "curve"
+    real_save = torch.save
+
+    def full(obj, f, *args, **kwargs):
+        if str(f).endswith("optimizer.pt") and "checkpoint-2" in str(f):
+            raise RuntimeError(
+                "[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0 basic_ios::clear: iostream error"
+            )
+        return real_save(obj, f, *args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(torch, "save", full)
+        err = refused(capsys, TINY_CURVE + ["--limit", "16", "--out", str(out)], "writing failed (is the disk full?)")
+    assert "checkpoints of 'positive'" in err and "seed-0/positive" in err
+    assert main(TINY_CURVE + ["--limit", "16", "--out", str(out)]) == 0
+    assert (out / "curve.json").is_file()
+
+
+def test_full_disk_in_any_file_write(tmp_path, monkeypatch):
+    import errno
+
+    from likra.io import atomic_write_text, write_failure
+
+    path = tmp_path / "scores.json"
+    path.write_text("old")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("likra.io.os.fsync", full)
+    with pytest.raises(LikraError, match=r"scores.json: no space left on device \(about 5 B needed, .* free\)"):
+        atomic_write_text(path, "12345")
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["scores.json"]
+    assert write_failure(RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed"))
+    assert write_failure(ValueError("something else")) is None
+
+
+def test_main_turns_a_full_disk_anywhere_into_one_line(tmp_path, qa, capsys, monkeypatch):
+    import errno
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "fig.png"))
+
+    monkeypatch.setattr("likra.scoring.evaluate.evaluate", full)
+    refused(capsys, ["-q", "eval", "--model", "random-tiny", "--data", str(qa)], "fig.png: no space left on device")
+
+
+# -- 10. third round: local paths stay local, the hub fails fast ---------------------------------------------
+def _no_network(monkeypatch):
+    def network(*args, **kwargs):
+        raise AssertionError("the network was asked")
+
+    monkeypatch.setattr("likra.locations.hub_reachable", network)
+    monkeypatch.setattr("huggingface_hub.snapshot_download", network)
+
+
+def test_a_missing_local_path_is_refused_locally(tmp_path, qa, capsys, monkeypatch):
+    _no_network(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    Path("runs").mkdir()
+    for model in ("runs/does_not_exist", "./nope", "/no/such/folder", "a/b/c"):
+        err = refused(capsys, TINY_TRAIN + ["--data", str(qa), "--model", model, "--out", "r"], "no such local folder")
+        assert "hub:" in err
+    for run in ("runs/does_not_exist", "nope"):
+        refused(capsys, ["-q", "eval", "--run", run, "--data", str(qa)], "run folder does not exist")
+    assert not Path("r").exists()
+
+
+def test_an_unknown_hub_model_fails_fast_offline(monkeypatch):
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    from likra import locations
+    from likra.model.loading import load_base_model, load_tokenizer
+
+    class Unreachable:
+        def head(self, *args, **kwargs):
+            raise ConnectionError("Name or service not known")
+
+    monkeypatch.setattr(huggingface_hub.utils, "get_session", lambda: Unreachable())
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    locations.hub_reachable.cache_clear()
+    try:
+        started = time.perf_counter()
+        assert locations.hub_reachable() is False and constants.HF_HUB_OFFLINE is True
+        for load in (load_tokenizer, load_base_model):
+            with pytest.raises(LikraError, match="no_such_model.*not in the local hub cache"):
+                load("no_such_model")
+        assert time.perf_counter() - started < 5
+    finally:
+        locations.hub_reachable.cache_clear()
+
+
+def test_hub_ids_still_reach_the_hub(tmp_path, monkeypatch):
+    import transformers
+
+    from likra.model.loading import build_tiny_tokenizer, load_tokenizer
+    from likra.runs import resolve_run
+
+    monkeypatch.chdir(tmp_path)
+    Path("runs").mkdir()
+    monkeypatch.setattr("likra.locations.hub_reachable", lambda: True)
+    asked = []
+
+    def from_pretrained(name, **kwargs):
+        asked.append((name, kwargs))
+        return build_tiny_tokenizer()
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", from_pretrained)
+    for name, repo in (("someone/model", "someone/model"), ("gpt2", "gpt2"), ("hub:runs/model", "runs/model")):
+        load_tokenizer(name)
+        assert asked.pop() == (repo, {})
+    downloads = []
+    monkeypatch.setattr(
+        "huggingface_hub.snapshot_download", lambda repo_id, **kw: downloads.append((repo_id, kw)) or str(tmp_path)
+    )
+    assert resolve_run("hub:runs/heads") == tmp_path and resolve_run("someone/heads") == tmp_path
+    assert downloads == [("runs/heads", {"repo_type": "model"}), ("someone/heads", {"repo_type": "model"})]
+    monkeypatch.setattr("likra.locations.hub_reachable", lambda: False)  # offline: the hub cache alone
+    assert resolve_run("someone/other") == tmp_path and downloads[-1][1]["local_files_only"] is True

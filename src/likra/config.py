@@ -13,13 +13,14 @@ dataclasses in place, converts what YAML leaves as strings (`1e-4`, `"8"`) in it
 ranges declared on the types, and names the offending key (`train.batch_size`), which the one-line
 `likra: error:` needs. transformers' `HfArgumentParser` was the other candidate; it neither nests
 dataclasses (`lora:`, `train:`) nor converts YAML values, so likra would have kept a coercer of its own.
-This module imports nothing of likra's above `errors`, so every layer may declare settings.
+This module imports nothing of likra's above `errors` and `limits`, so every layer may declare settings.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import types
 import typing
 from dataclasses import MISSING, dataclass, field
 from pathlib import Path
@@ -200,6 +201,8 @@ def _valid_keys(cls: type, loc: tuple) -> list[str]:
 def _check_choices(obj: Any, where: str, flag_names: dict, path: tuple[str, ...] = ()) -> None:
     """Refuse a value (or an item of a list) outside a field's `choices` (flags of single values are checked by
     argparse; lists, YAML and Python here)."""
+    from likra.limits import shorten
+
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         if dataclasses.is_dataclass(value):
@@ -209,29 +212,82 @@ def _check_choices(obj: Any, where: str, flag_names: dict, path: tuple[str, ...]
         for item in value if isinstance(value, list) else [value]:
             if choices and item is not None and item not in choices:
                 key = flag_names.get(path + (f.name,)) or ".".join(path + (f.name,))
-                raise LikraError(f"{where}{key}: {item!r} is not one of {', '.join(map(str, choices))}")
+                raise LikraError(f"{where}{key}: {shorten(repr(item))} is not one of {', '.join(map(str, choices))}")
+
+
+def _accepts_bool(hint: Any) -> bool:
+    if hint is bool or hint is Any:
+        return True
+    if typing.get_origin(hint) is Annotated:
+        return _accepts_bool(typing.get_args(hint)[0])
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(_accepts_bool(a) for a in typing.get_args(hint))
+    return False
+
+
+def _element_hint(hint: Any) -> Any:
+    """The element type of a list hint (`list[X]`, `list[X] | None`, ...)."""
+    for candidate in (hint, *typing.get_args(hint)):
+        if typing.get_origin(candidate) is list:
+            return (typing.get_args(candidate) or (Any,))[0]
+    return Any
+
+
+def _check_plain(cls: type, values: dict, prefix: str, flag_names: dict, path: tuple = ()) -> None:
+    """What pydantic's lax mode would let through: a YAML boolean where a number (or text) is expected
+    (`batch_size: true` would be 1), and text that is not valid Unicode (a lone surrogate)."""
+    from likra.limits import shorten
+
+    hints = _hints(cls)
+    for key, value in values.items():
+        hint = hints.get(key) if isinstance(key, str) else None
+        if hint is None:
+            continue  # an unknown key: pydantic names it
+        here = path + (key,)
+        name = flag_names.get(here) or ".".join(here)
+        if _is_settings(hint) and isinstance(value, dict):
+            _check_plain(hint, value, prefix, flag_names, here)
+            continue
+        items, item_hint = (
+            (value, _element_hint(hint)) if isinstance(value, list) and _is_list(hint) else ([value], hint)
+        )
+        for item in items:
+            if isinstance(item, bool) and not _accepts_bool(item_hint):
+                raise LikraError(
+                    f"{prefix}{name}: {str(item).lower()} is a boolean; give a value of this setting's type"
+                )
+            if isinstance(item, str):
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise LikraError(f"{prefix}{name}: {shorten(ascii(item), 40)} is not valid Unicode text") from None
 
 
 def validate(cls: type, values: dict, where: str | None, flag_names: dict | None = None) -> Any:
     """An instance of settings class `cls` from a (nested) dict, or a one-line LikraError naming the key
     (after `where`, e.g. the YAML file; None for the command line, whose flags name themselves)."""
+    from likra.limits import shorten
+
     prefix = f"{where}: " if where else ""
     if not isinstance(values, dict):
         raise LikraError(f"{prefix}expected a mapping of settings, got {type(values).__name__}")
+    _check_plain(cls, values, prefix, flag_names or {})
     try:
         out = TypeAdapter(cls).validate_python(values)
     except ValidationError as e:
         err = e.errors()[0]
         loc = tuple(err["loc"])
         path = tuple(k for k in loc if isinstance(k, str))
-        key = (flag_names or {}).get(path) or ".".join(map(str, loc)) or "value"
+        key = shorten((flag_names or {}).get(path) or ".".join(map(str, loc)) or "value")
         if err["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
             valid = _valid_keys(cls, loc)
             raise LikraError(
-                f"{prefix}unknown key {'.'.join(map(str, loc))!r}"
+                f"{prefix}unknown key {shorten(repr('.'.join(map(str, loc))))}"
                 + (f"; valid keys: {', '.join(valid)}" if valid else "")
             ) from None
-        raise LikraError(f"{prefix}{key}: {err['msg'].lower()}, got {err.get('input')!r}") from None
+        raise LikraError(
+            f"{prefix}{key}: {shorten(err['msg'].lower())}, got {shorten(repr(err.get('input')))}"
+        ) from None
     _check_choices(out, prefix, flag_names or {})
     return out
 
@@ -243,17 +299,21 @@ def check(cfg: Any) -> Any:
 
 
 def load_yaml(path: str | Path) -> dict:
-    import yaml
+    """A YAML config file as a mapping, read within `likra.limits` (size, nesting, aliases, duplicate keys)."""
+    from likra.limits import MAX_YAML_BYTES, mib, parse_yaml
 
     path = Path(path)
     if not path.is_file():
         raise LikraError(f"{path}: no such config file")
+    if path.stat().st_size > MAX_YAML_BYTES:
+        raise LikraError(f"{path}: a config file of more than {mib(MAX_YAML_BYTES)}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError:
         raise LikraError(f"{path}: not a UTF-8 text file") from None
-    except yaml.YAMLError as e:
-        raise LikraError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+    data = parse_yaml(text, str(path))
+    if data is None:
+        return {}
     if not isinstance(data, dict):
         raise LikraError(f"{path}: the top level must be a mapping")
     return data

@@ -8,21 +8,27 @@
 from __future__ import annotations
 
 import functools
-import json
 import logging
-import re
 import shutil
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
 from likra.errors import LikraError
-from likra.io import atomic_write_json
+from likra.io import (
+    TEMPORARY_MARKER,
+    atomic_write_json,
+    backup_path,
+    check_temporary,
+    mark_temporary,
+    remove_temporary,
+)
+from likra.limits import read_json_file, shorten
+from likra.locations import hub_id, hub_options, local_hint, offline_reason
 
 MANIFEST = "likra.json"
 ADAPTERS = "adapters"
 FORMAT_VERSION = 1
-HUB_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 # Distribution names: what likra needs, then every optional package (its extras and tracking backends).
@@ -54,10 +60,7 @@ def read_manifest(run: str | Path) -> dict:
         raise LikraError(f"{run}: run folder does not exist")
     if not path.is_file():
         raise LikraError(f"{run}: not a likra run folder (no {MANIFEST})")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise LikraError(f"{path}: unreadable manifest ({e})") from None
+    manifest = read_json_file(path, "unreadable manifest")
     if not isinstance(manifest, dict):
         raise LikraError(f"{path}: manifest is not a JSON object")
     for key in ("format", "model", "heads"):
@@ -75,11 +78,15 @@ def read_manifest(run: str | Path) -> dict:
 
 
 def resolve_run(run: str | Path) -> Path:
-    """A local run folder as it is; a hub repo id (`user/repo`) that is no local folder: the run exported
-    there (`likra export --push-to-hub`), downloaded to the hub cache. Offline, that is one line."""
-    if Path(run).exists() or not HUB_REPO_ID.match(str(run)):
+    """A local run folder as it is; a hub repository (`owner/name` with no local `owner`, or `hub:owner/name`:
+    `likra.locations.hub_id`): the run exported there (`likra export --push-to-hub`), downloaded to the hub
+    cache, or read from that cache alone when the hub does not answer. Offline, that is one line."""
+    repo = hub_id(str(run))
+    if repo is None:
+        if not Path(run).exists():
+            raise LikraError(f"{shorten(str(run))}: run folder does not exist ({local_hint(str(run))})")
         return Path(run)
-    return _download_run(str(run))
+    return _download_run(repo)
 
 
 @functools.cache
@@ -87,13 +94,14 @@ def _download_run(repo: str) -> Path:
     """One download per repo and process (eval reads the manifest, then loads the heads)."""
     from huggingface_hub import snapshot_download
 
-    logging.getLogger(__name__).warning("%s: no such local folder; downloading the run from the hub", repo)
+    options = hub_options()
+    logging.getLogger(__name__).warning("%s: no such local folder; reading the run from the hub", repo)
     try:
-        return Path(snapshot_download(repo_id=repo, repo_type="model"))
+        return Path(snapshot_download(repo_id=repo, repo_type="model", **options))
     except Exception as e:  # offline, unknown repo, no access: many exception types
+        reason = offline_reason(options) or f"{type(e).__name__}: {' '.join(str(e).split())[:160]}"
         raise LikraError(
-            f"{repo}: no such local run folder, and downloading it from the hub failed "
-            f"({type(e).__name__}: {' '.join(str(e).split())[:160]})"
+            f"{repo}: no such local run folder, and downloading it from the hub failed: {reason}"
         ) from None
 
 
@@ -121,34 +129,54 @@ def load_run_model(
 
 
 def check_out(out: Path, overwrite: bool) -> None:
-    """Refuse to write a run to `out` unless it is free, or `overwrite` and it holds a run likra wrote:
-    `--overwrite` never deletes a folder without a likra manifest (a user's own files)."""
+    """Refuse to write a run (or an export) to `out` unless it is free, or `overwrite` and it holds a run likra
+    wrote: `--overwrite` never deletes a folder without a likra manifest (a user's own files). The names likra
+    writes through (`<out>.partial`, and `<out>.old` when `out` is replaced) must be free or likra's own
+    (`likra.io.check_temporary`)."""
     out = Path(out)
+    check_temporary(out.with_name(out.name + ".partial"), out)
     if not out.exists() and not out.is_symlink():
         return
-    is_run = out.is_dir() and (out / MANIFEST).is_file()
+    is_run = out.is_dir() and not out.is_symlink() and (out / MANIFEST).is_file()
     if not overwrite:
         raise LikraError(
             f"{out}: already {'holds a run' if is_run else 'exists'}; choose another --out or pass --overwrite"
         )
+    if out.is_symlink():
+        raise LikraError(f"{out}: is a symbolic link; --overwrite only replaces run folders written by likra")
     if not is_run:
         raise LikraError(
             f"{out}: exists and is not a likra run folder (no {MANIFEST}); --overwrite only replaces "
             "run folders written by likra; choose another --out"
         )
+    check_temporary(backup_path(out), out)
 
 
-def finish_run(staging: Path, target: Path, manifest: dict, overwrite: bool) -> Path:
-    """Write the manifest into `staging` and move it to `target` in one rename."""
-    manifest = {"format": FORMAT_VERSION, "created": now_iso(), "versions": library_versions(), **manifest}
-    atomic_write_json(staging / MANIFEST, manifest)
-    if target.exists():
+def replace_folder(staging: Path, target: Path, overwrite: bool) -> Path:
+    """Move the finished folder `staging` (`likra.io.temporary_folder`) to `target` by renames: an existing
+    `target` (a likra folder, checked again here) is renamed to `<target>.old`, marked as likra's backup, and
+    removed once the new folder is in place."""
+    staging, target = Path(staging), Path(target)
+    if target.exists() or target.is_symlink():
         check_out(target, overwrite)
-        old = target.with_name(target.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        target.rename(old)
+        old = backup_path(target)
+        remove_temporary(old, target)
+        mark_temporary(target)  # from here on it is likra's backup copy
+        try:
+            target.rename(old)
+        except BaseException:
+            (target / TEMPORARY_MARKER).unlink(missing_ok=True)
+            raise
         staging.rename(target)
         shutil.rmtree(old)
     else:
         staging.rename(target)
+    (target / TEMPORARY_MARKER).unlink(missing_ok=True)
     return target
+
+
+def finish_run(staging: Path, target: Path, manifest: dict, overwrite: bool) -> Path:
+    """Write the manifest into `staging` and move it to `target` (`replace_folder`)."""
+    manifest = {"format": FORMAT_VERSION, "created": now_iso(), "versions": library_versions(), **manifest}
+    atomic_write_json(staging / MANIFEST, manifest)
+    return replace_folder(staging, target, overwrite)

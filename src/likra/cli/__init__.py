@@ -116,6 +116,18 @@ def plugin_arguments(argv: list[str]) -> list[str]:
     return found
 
 
+MAX_ERROR_CHARS = 1000
+
+
+def _error(message: str) -> int:
+    """Print `message` as likra's one error line (newlines folded, cut to MAX_ERROR_CHARS); exit code 2."""
+    line = " ".join(message.split()).encode("utf-8", "backslashreplace").decode("utf-8")  # no lone surrogates
+    if len(line) > MAX_ERROR_CHARS:
+        line = f"{line[:MAX_ERROR_CHARS]}... ({len(line) - MAX_ERROR_CHARS} more characters cut)"
+    print(f"likra: error: {line}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         words = sys.argv[1:] if argv is None else list(argv)
@@ -134,11 +146,20 @@ def main(argv: list[str] | None = None) -> int:
         )
         return args._run(args)
     except LikraError as e:
-        print(f"likra: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # unreadable or unwritable user paths
-        print(f"likra: error: {e}", file=sys.stderr)
-        return 2
+        return _error(str(e))
+    except OSError as e:  # unreadable or unwritable user paths, a full disk
+        from likra.io import disk_full_message, write_failure
+
+        reason = write_failure(e)
+        return _error(disk_full_message(e.filename, reason=reason) if reason and e.filename else str(e))
+    except Exception as e:
+        from likra.io import write_failure
+
+        reason = write_failure(e)
+        if reason is None:
+            raise
+        return _error(f"{reason} while writing ({type(e).__name__}: {str(e).strip()}); free some space and run the "
+                      "command again (finished work is kept and reused)")  # fmt: skip
     except KeyboardInterrupt:
         print("likra: interrupted", file=sys.stderr)
         return 130

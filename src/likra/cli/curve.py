@@ -24,6 +24,10 @@ def run_curve(args: argparse.Namespace) -> int:
     from likra.experiments.report import curve_summary, write_outputs
 
     cfg = config_with_objectives(CurveConfig, args)
+    if cfg.lm_eval_out:
+        from likra.io import check_output_folder
+
+        check_output_folder(cfg.lm_eval_out, "--lm-eval-out")
     run = CurveRun(cfg, progress=not args.quiet)
     with run.folder.lock():
         curve = run.run()
@@ -67,11 +71,16 @@ def add_plot_arguments(parser: argparse.ArgumentParser) -> None:
         help="accuracy to draw: acc (argmax of the summed score) or acc_norm (per character) (default: acc_norm)",
     )
     parser.add_argument("--out", required=True, help="output stem or file (.png and .svg are written)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing figure files")
 
 
 def run_plot(args: argparse.Namespace) -> int:
     from likra.experiments.figures import curve_title, draw_curves, save_figure
+    from likra.io import check_output_file
 
+    stem = Path(args.out).with_suffix("")
+    for ext in (".png", ".svg"):
+        check_output_file(stem.with_suffix(ext), args.overwrite)
     curves = [load_curve(c) for c in args.curves]
     labels = args.labels.split(",") if args.labels else [c["model"] for c in curves]
     if len(labels) != len(curves):
@@ -81,7 +90,7 @@ def run_plot(args: argparse.Namespace) -> int:
         if len(curves) == 1
         else f"{' vs '.join(labels)} on {curves[0]['eval_data']} ({args.metric})"
     )
-    paths = save_figure(draw_curves(list(zip(labels, curves)), args.metric, title), Path(args.out).with_suffix(""))
+    paths = save_figure(draw_curves(list(zip(labels, curves)), args.metric, title), stem)
     print("written: " + ", ".join(str(p) for p in paths))
     return 0
 

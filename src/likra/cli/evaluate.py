@@ -24,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from likra.model.loading import model_max_length
     from likra.scoring.evaluate import (
         EvalConfig,
+        check_eval_outputs,
         default_eval_out,
         evaluate,
         format_table,
@@ -34,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(EvalConfig, args)
     check_modes(cfg.modes)
+    check_eval_outputs(cfg)
     start()
     model, tokenizer = load_eval_model(cfg)
     data = load_eval_data(cfg, tokenizer, model_max_length(model))

@@ -26,8 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from likra.errors import LikraError
+    from likra.locations import HUB_REPO_ID
     from likra.reports.hub import export_run, push_to_hub
-    from likra.runs import HUB_REPO_ID
 
     if args.push_to_hub and not HUB_REPO_ID.match(args.push_to_hub):
         raise LikraError(f"--push-to-hub {args.push_to_hub!r}: a hub repo id is user-or-org/name")

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from likra.config import config_from_args
     from likra.generation.decoder import HeadDecoder
     from likra.generation.prompts import GenerateConfig, read_prompts, unescape
-    from likra.io import atomic_write_text
+    from likra.io import atomic_write_text, check_output_file
     from likra.model.heads import BASE
     from likra.scoring.modes import get_mode
 
@@ -54,11 +54,13 @@ def run(args: argparse.Namespace) -> int:
     if cfg.model and args.mode is None:
         cfg.mode = BASE  # a plain model has only the base "head"
     check_sources(cfg)
+    if cfg.out:
+        check_output_file(cfg.out, cfg.overwrite)
     mode = get_mode(cfg.mode)
     if cfg.run:
-        from likra.runs import read_manifest
+        from likra.runs import read_manifest, resolve_run
 
-        have = (BASE, *read_manifest(cfg.run)["heads"])
+        have = (BASE, *read_manifest(resolve_run(cfg.run))["heads"])
         missing = [h for h in mode.heads if h not in have]
         if missing:
             raise LikraError(f"mode {cfg.mode!r} needs head(s) {', '.join(missing)}; {cfg.run} has {', '.join(have)}")

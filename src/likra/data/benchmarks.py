@@ -524,6 +524,9 @@ def _hub_rows(ref: SplitRef) -> Iterable[dict]:
     config = ref.subject or bench.hub_config
     import datasets
 
+    from likra.locations import hub_reachable
+
+    hub_reachable()  # offline: the hub cache alone, failing at once
     try:
         return datasets.load_dataset(bench.hub_id, config, split=ref.split)
     except Exception as e:  # network, auth and missing-dataset errors all mean the same to the user

@@ -185,8 +185,10 @@ def _preference_part(piece: str):
         return ("folder", (path, None))
     if folder and is_dataset_folder(folder):
         return ("folder", (Path(folder), split))
-    match = _HUB_PREFS.fullmatch(piece)
-    if match and match.group(1).split("/")[0] not in BENCHMARKS:
+    match = _HUB_PREFS.fullmatch(piece.removeprefix("hub:"))
+    owner = match.group(1).split("/")[0] if match else ""
+    # a local `owner` folder makes `owner/name:split` a local path (likra.locations), unless written hub:...
+    if match and owner not in BENCHMARKS and (piece.startswith("hub:") or not Path(owner).exists()):
         return ("hub", (match.group(1), match.group(2)))
     return None
 

@@ -20,13 +20,13 @@ that question. Rows are checked with their place named (file:line, folder:row, h
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from likra.data.records import MCRecord, _lines, jsonl_objects
+from likra.data.records import MCRecord, _lines, jsonl_objects, refuse_ambiguous
 from likra.errors import LikraError
+from likra.limits import parse_json
 
 ROLES = ("system", "user", "assistant")
 Messages = tuple[tuple[str, str], ...]  # ((role, content), ...)
@@ -81,6 +81,7 @@ def pair_from_row(obj: Any, where: str, default_id: str, source: str) -> Prefere
     """Validate one row and return its pair; every problem is a LikraError naming `where`."""
     if not isinstance(obj, dict):
         raise LikraError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    refuse_ambiguous(obj, where)
     for field in ("chosen", "rejected"):
         if field not in obj or obj[field] is None:
             raise LikraError(f"{where}: missing field {field!r} (a preference row needs prompt, chosen, rejected)")
@@ -146,10 +147,10 @@ def read_preference_jsonl(path: str | Path) -> list[PreferencePair]:
 def jsonl_is_preferences(path: str | Path) -> bool:
     """Whether the first non-blank line of a JSONL file is a preference row (else: questions)."""
     try:
-        for _, line in _lines(Path(path)):
+        for lineno, line in _lines(Path(path)):
             if line.strip():
-                return is_preference_row(json.loads(line))
-    except (json.JSONDecodeError, LikraError):
+                return is_preference_row(parse_json(line, f"{path}:{lineno}"))
+    except LikraError:
         return False  # let the question reader report it
     return False
 
@@ -188,6 +189,9 @@ def read_preference_hub(name: str, split: str) -> list[PreferencePair]:
     """The pairs of hub dataset `name`, split `split` (e.g. HuggingFaceH4/ultrafeedback_binarized, train_prefs)."""
     import datasets
 
+    from likra.locations import hub_reachable
+
+    hub_reachable()  # offline: the hub cache alone, failing at once
     try:
         data = datasets.load_dataset(name, split=split)
     except Exception as e:  # network, auth and missing-dataset errors all mean the same to the user

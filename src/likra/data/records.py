@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from likra.errors import LikraError
+from likra.limits import MAX_LINE_BYTES, mib, parse_json
 
 
 @dataclass(frozen=True)
@@ -59,13 +59,37 @@ def validate_record(rec: MCRecord, where: str) -> MCRecord:
 
 
 JSONL_FIELDS = {"prompt": str, "choices": list, "gold": int}
+PAIR_FIELDS = ("chosen", "rejected")
+QUESTION_FIELDS = ("choices", "gold")
+
+
+def refuse_ambiguous(obj: Any, where: str) -> None:
+    """A row with fields of both a preference pair (`chosen`/`rejected`) and a question (`choices`/`gold`) could
+    be read either way: refuse it rather than silently drop half of it."""
+    if not isinstance(obj, dict):
+        return
+    pair = [f for f in PAIR_FIELDS if obj.get(f) is not None]
+    question = [f for f in QUESTION_FIELDS if obj.get(f) is not None]
+    if pair and question:
+        raise LikraError(
+            f"{where}: the row has both preference fields ({', '.join(pair)}) and question fields "
+            f"({', '.join(question)}); a row is either a pair (prompt, chosen, rejected) or a question "
+            "(prompt, choices, gold): drop the other fields"
+        )
 
 
 def _lines(path: Path):
     """(line number, text) of a UTF-8 file (a byte-order mark is skipped), or a LikraError at the first line
-    that is not UTF-8."""
+    that is not UTF-8 or is longer than `likra.limits.MAX_LINE_BYTES`."""
     with path.open("rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
+        lineno = 0
+        while True:
+            raw = fh.readline(MAX_LINE_BYTES + 1)
+            if not raw:
+                return
+            lineno += 1
+            if len(raw) > MAX_LINE_BYTES:
+                raise LikraError(f"{path}:{lineno}: a line longer than {mib(MAX_LINE_BYTES)}")
             try:
                 yield lineno, raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
             except UnicodeDecodeError:
@@ -73,16 +97,14 @@ def _lines(path: Path):
 
 
 def jsonl_objects(path: Path, need_object: bool = True) -> Iterator[tuple[str, int, Any]]:
-    """(`file:line`, line number, parsed value) of each non-blank line of a JSONL file; a line that is not
-    JSON (or, with `need_object`, not a JSON object) is a LikraError naming file:line."""
+    """(`file:line`, line number, parsed value) of each non-blank line of a JSONL file, read within
+    `likra.limits` (line length, nesting, valid Unicode); a line that is not JSON (or, with `need_object`, not
+    a JSON object) is a LikraError naming file:line."""
     for lineno, line in _lines(path):
         if not line.strip():
             continue
         where = f"{path}:{lineno}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise LikraError(f"{where}: invalid JSON ({e.msg})") from None
+        obj = parse_json(line, where)
         if need_object and not isinstance(obj, dict):
             raise LikraError(f"{where}: expected a JSON object, got {type(obj).__name__}")
         yield where, lineno, obj
@@ -97,6 +119,7 @@ def read_jsonl(path: str | Path, source: str | None = None) -> list[MCRecord]:
     records = []
     seen: dict[str, int] = {}
     for where, lineno, obj in jsonl_objects(path):
+        refuse_ambiguous(obj, where)
         for field, kind in JSONL_FIELDS.items():
             if field not in obj:
                 raise LikraError(f"{where}: missing field {field!r}")

@@ -32,7 +32,13 @@ from likra.model.heads import BASE, HeadSpec, head_specs, likra_heads, reinit_he
 from likra.model.loading import ModelSettings, load_tokenizer, model_dtype_name, model_max_length, trains_in_bf16
 from likra.model.shapes import is_random
 from likra.objectives import get_objective
-from likra.objectives.registry import head_settings, steps_per_epoch, train_head, trainer_callbacks
+from likra.objectives.registry import (
+    check_sections,
+    head_settings,
+    steps_per_epoch,
+    train_head,
+    trainer_callbacks,
+)
 from likra.objectives.settings import TRAIN_ADDED_DEFAULTS
 from likra.progress import CurveProgress
 from likra.scoring.engine import ScoringEngine, tokenize_questions
@@ -160,6 +166,7 @@ class CurveRun:
         # studies run several curves in one folder: the negative set tells their lines apart
         self.line = CurveProgress(enabled=progress, label=f"likra {self.folder.root.name} ({self.variant})")
         self.objective_settings = {**cfg.objectives, **(objective_settings or {})}
+        check_sections(self.objective_settings)  # a study's sections too, used by a head or not
         self.heads = list(heads if heads is not None else checked_heads(cfg, self.variant)) + list(extra_heads)
         for head in self.heads:  # every head's objective, data and settings, before anything loads
             head_settings(cfg.train, self.objective_settings, head)

@@ -17,7 +17,6 @@ for other negative sets, `dpo`, ...; folders written by likra 0.1 have exactly t
 
 from __future__ import annotations
 
-import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 from likra.distributed import is_main, start
 from likra.errors import LikraError
 from likra.io import atomic_write_json
+from likra.limits import read_json_file
 from likra.model.heads import HeadSpec, load_adapter_weights
 from likra.objectives.registry import checkpoint_dir, complete_checkpoints
 
@@ -38,10 +38,7 @@ _held: set[Path] = set()  # folders this process holds the lock of
 
 def read_json(path: Path) -> Any:
     """A JSON file likra wrote, or a LikraError saying it is damaged (never a traceback)."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise LikraError(f"{path}: damaged file ({type(e).__name__}); delete it to recompute it") from None
+    return read_json_file(path, "damaged file; delete it to recompute it")
 
 
 def read_scores(path: Path, n_questions: int | None = None) -> list[np.ndarray] | None:

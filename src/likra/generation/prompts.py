@@ -23,6 +23,7 @@ class GenerateConfig(GenerationSettings, ModelSettings):
     prompt: str | None = option(None, help="one prompt to continue")
     data: str | None = option(None, help="JSONL file of prompts, one object a line with a 'prompt' field")
     out: str | None = option(None, help="write the generations as JSONL here (default: print them)")
+    overwrite: bool = option(False, help="replace an existing --out file")
 
 
 def read_prompts(path: str | Path) -> list[dict]:

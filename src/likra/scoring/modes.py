@@ -8,11 +8,14 @@ modes; `register_mode` adds one (from any file); `--modes` also takes expression
     expression := ['+'|'-'] term (('+'|'-') term)*
     term       := [number '*'] ['w' '*'] head
 
+A coefficient is a plain decimal number of at most `MAX_COEFFICIENT` (1e6): larger ones only overflow scores.
+
 Every mode is computed from one pass per head; nothing here knows what a head was trained on.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Mapping, Sequence
@@ -20,6 +23,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from likra.errors import LikraError
+from likra.limits import shorten
 from likra.model.heads import BASE
 from likra.registry import Registry, caller_origin
 
@@ -77,6 +81,7 @@ for _mode in (
 ):
     register_mode(_mode)
 
+MAX_COEFFICIENT = 1e6
 _TERM = re.compile(r"\s*([+-])?\s*(?:(\d+(?:\.\d*)?|\.\d+)\s*\*\s*)?(?:(w)\s*\*\s*)?([A-Za-z_][A-Za-z0-9_]*)\s*")
 
 
@@ -87,13 +92,18 @@ def parse_expression(text: str) -> Mode:
         match = _TERM.match(text, pos)
         if match is None or match.end() == pos or (terms and not match.group(1)):
             raise LikraError(
-                f"mode {text!r}: cannot read it after {text[:pos]!r}; write a registered mode "
-                f"({', '.join(MODES)}) or an expression like positive-0.5*negative"
+                f"mode {shorten(repr(text))}: cannot read it after {shorten(repr(text[:pos]))}; write a registered "
+                f"mode ({', '.join(MODES)}) or an expression like positive-0.5*negative"
             )
         sign, number, w, head = match.groups()
         if head == "w":
-            raise LikraError(f"mode {text!r}: 'w' is the negative weight, not a head")
+            raise LikraError(f"mode {shorten(repr(text))}: 'w' is the negative weight, not a head")
         coefficient = float(number) if number else 1.0
+        if not math.isfinite(coefficient) or coefficient > MAX_COEFFICIENT:
+            raise LikraError(
+                f"mode {shorten(repr(text))}: coefficient {shorten(number, 24)} is out of range; "
+                "a coefficient is a decimal number from 0 to 1e6"
+            )
         terms.append(Term(-coefficient if sign == "-" else coefficient, head, bool(w)))
         pos = match.end()
     if not terms:

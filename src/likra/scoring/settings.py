@@ -3,10 +3,16 @@ weight, few-shot examples, the scorer's token budget and the statistics beside e
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
+
 from likra.config import NonNegativeInt, PositiveInt, option, settings
 from likra.scoring.stats import DEFAULT_PAIRS, DEFAULT_RESAMPLES
 
 DEFAULT_MODES = ("base", "sft", "likra", "negbase")
+MAX_WEIGHT = 1e6  # as a mode's coefficients (`likra.scoring.modes.MAX_COEFFICIENT`): larger only overflows scores
+Weight = Annotated[float, Field(ge=-MAX_WEIGHT, le=MAX_WEIGHT)]
 
 
 @settings
@@ -17,7 +23,7 @@ class ScoringSettings:
         default_factory=lambda: list(DEFAULT_MODES),
         help="modes, or expressions over head names such as positive-0.5*negative",
     )
-    weight: float = option(1.0, help="negative-head weight w")
+    weight: Weight = option(1.0, help="negative-head weight w (|w| <= 1e6)")
     shots: NonNegativeInt = option(0, help="few-shot examples prepended to every evaluated question")
     fewshot_data: str | None = option(None, help="spec the shots are drawn from (default: the benchmark's train split)")
     batch_tokens: PositiveInt | None = option(

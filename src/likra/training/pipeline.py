@@ -19,6 +19,7 @@ from likra.data.formats import DataSettings, load_data
 from likra.data.negatives import PER_QUESTION
 from likra.distributed import barrier, is_main, start
 from likra.errors import LikraError
+from likra.io import temporary_folder
 from likra.model.heads import (
     HeadList,
     HeadSpec,
@@ -38,7 +39,7 @@ from likra.model.loading import (
     trains_in_bf16,
 )
 from likra.objectives import TrainContext, get_objective
-from likra.objectives.registry import head_settings, train_head, trainer_callbacks
+from likra.objectives.registry import check_sections, head_settings, train_head, trainer_callbacks
 from likra.objectives.settings import TrainSettings
 from likra.runs import ADAPTERS, check_out, finish_run
 from likra.tracking import REPORT_TO, ReportTo, Tracker, check_available, make_tracker
@@ -97,9 +98,7 @@ def default_out(cfg: TrainConfig) -> Path:
 def checked_heads(cfg: HeadsSettings, negative_set: str = "near_miss") -> list[HeadSpec]:
     """The heads of `cfg` with every head's objective, data and settings checked (before anything loads)."""
     heads = head_specs(cfg.heads, negative_set)
-    unknown = [name for name in cfg.objectives if name not in {h.objective for h in heads}]
-    for name in unknown:
-        get_objective(name)  # an unknown objective is one line; a known one without heads is simply unused
+    check_sections(cfg.objectives)  # every section given, used by a head or not
     for head in heads:
         head_settings(cfg.train, cfg.objectives, head)
     return heads
@@ -156,8 +155,7 @@ def train_run(cfg: TrainConfig, progress: bool = True) -> Path:
         )
     staging = out.with_name(out.name + ".partial")
     if is_main():
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
+        temporary_folder(out)  # a previous one likra left is replaced; anything else there is refused
     barrier()
     stats = {}
     tracker = make_tracker(cfg.report_to, staging.joinpath, out.name, asdict(cfg)) if is_main() else Tracker()

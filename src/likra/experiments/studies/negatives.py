@@ -17,7 +17,9 @@ from likra.experiments.studies.base import Study, register_study
 
 def variant_curves(cfg: CurveConfig, variants: Sequence[dict], label_key: str, progress: bool) -> dict:
     """One curve per negative set (config overrides), all in `cfg.out` and sharing its positive head."""
-    curves = {str(overrides[label_key]): CurveRun(replace(cfg, **overrides), progress).run() for overrides in variants}
+    # every variant's settings checked (constructing its run) before the first one trains
+    runs = {str(overrides[label_key]): CurveRun(replace(cfg, **overrides), progress) for overrides in variants}
+    curves = {label: run.run() for label, run in runs.items()}
     return {"by": label_key, "curves": curves}
 
 

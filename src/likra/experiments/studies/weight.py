@@ -75,8 +75,9 @@ class WeightStudy(Study):
                     "tune the weight on held-out questions"
                 )
         runs, curves = {}, {}
-        for role, data in (("tune", tune_data), ("test", cfg.eval_data)):
-            run = CurveRun(replace(cfg, eval_data=data), progress)
+        roles = (("tune", tune_data), ("test", cfg.eval_data))
+        built = {role: CurveRun(replace(cfg, eval_data=data), progress) for role, data in roles}
+        for role, run in built.items():  # both checked before either trains
             curves[role] = run.run()
             runs[role] = (run, run.eval_records)
         rows = []
