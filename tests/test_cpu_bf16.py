@@ -57,6 +57,7 @@ def test_bf16_auto_trains_in_autocast_with_fp32_lora_and_records_bf16(cpu_kind, 
     assert main(["-q", "eval", "--run", str(run), "--limit", "4", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["dtype"] == "bf16"
     cpu_kind([], 1.0)
+    out = tmp_path / "e32.json"
     assert main(["-q", "eval", "--run", str(run), "--dtype", "fp32", "--limit", "4", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["dtype"] == "fp32"
 

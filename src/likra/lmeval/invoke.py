@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import traceback
 from pathlib import Path
 
@@ -50,6 +51,13 @@ def _check_likra_model_args(model_args: dict) -> None:
     if not run and not model:
         raise LikraError("the likra model needs model_args run=RUN (a trained run folder) or model=MODEL (mode base)")
     (mode,) = check_modes([str(model_args.get("mode", "likra"))])
+    if "weight" in model_args:
+        try:
+            weight = float(model_args["weight"])
+        except (TypeError, ValueError):
+            raise LikraError(f"model_args weight={model_args['weight']!r}: not a number") from None
+        if not (math.isfinite(weight) and abs(weight) <= 1e6):
+            raise LikraError(f"model_args weight={model_args['weight']!r}: not a finite number within [-1e6, 1e6]")
     if run:
         from likra.runs import read_manifest, resolve_run
         from likra.scoring.modes import get_mode
@@ -77,8 +85,12 @@ def prepare(args: argparse.Namespace, source: str = "auto", default_model: str |
         raise LikraError(
             "give --tasks TASK[,TASK...] (e.g. likra_arc_challenge; `lm-eval ls tasks` lists the harness's)"
         )
-    if args.limit is not None and args.limit <= 0:
+    if args.limit is not None and not (math.isfinite(args.limit) and args.limit > 0):
         raise LikraError(f"--limit {args.limit:g}: give a positive number of questions (or a fraction below 1)")
+    if getattr(args, "num_fewshot", None) is not None and args.num_fewshot < 0:
+        raise LikraError(f"--num_fewshot {args.num_fewshot}: give 0 or more examples")
+    if getattr(args, "bootstrap_iters", 0) is not None and getattr(args, "bootstrap_iters", 0) < 0:
+        raise LikraError(f"--bootstrap_iters {args.bootstrap_iters}: give 0 or more resamples")
     for key, package in (("wandb_args", "wandb"), ("trackio_args", "trackio")):
         if getattr(args, key, None) and importlib.util.find_spec(package) is None:
             raise LikraError(f"--{key} needs the {package} package: pip install {package}")

@@ -65,146 +65,58 @@ class Shape:
         return 2 * n
 
 
-def _llama(**kw) -> dict[str, Any]:
-    return {"rms_norm_eps": 1e-5, "hidden_act": "silu", **kw}
+def _shape(
+    name: str,
+    like: str,
+    model_type: str,
+    vocab: int,
+    hidden: int,
+    intermediate: int,
+    layers: int,
+    heads: int,
+    kv_heads: int,
+    tied: bool,
+    rope_theta: float,
+    positions: int,
+    **extra: Any,
+) -> Shape:
+    config = dict(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        tie_word_embeddings=tied,
+        rope_theta=rope_theta,
+        max_position_embeddings=positions,
+        rms_norm_eps=1e-5,
+        hidden_act="silu",
+        **extra,
+    )
+    return Shape(name, like, model_type, config)
 
 
+# name, the model it is, type, vocabulary, hidden, MLP, layers, heads, KV heads, tied embeddings, RoPE theta, positions
 SHAPES: dict[str, Shape] = {
     s.name: s
     for s in (
-        Shape(
-            "smollm2-135m",
-            "HuggingFaceTB/SmolLM2-135M-Instruct",
-            "llama",
-            _llama(
-                vocab_size=49152,
-                hidden_size=576,
-                intermediate_size=1536,
-                num_hidden_layers=30,
-                num_attention_heads=9,
-                num_key_value_heads=3,
-                tie_word_embeddings=True,
-                rope_theta=100000.0,
-                max_position_embeddings=8192,
-            ),
-        ),
-        Shape(
-            "llama-3.2-1b",
-            "meta-llama/Llama-3.2-1B",
-            "llama",
-            _llama(
-                vocab_size=128256,
-                hidden_size=2048,
-                intermediate_size=8192,
-                num_hidden_layers=16,
-                num_attention_heads=32,
-                num_key_value_heads=8,
-                tie_word_embeddings=True,
-                rope_theta=500000.0,
-                max_position_embeddings=131072,
-            ),
-        ),
-        Shape(
-            "llama-3.2-3b",
-            "meta-llama/Llama-3.2-3B",
-            "llama",
-            _llama(
-                vocab_size=128256,
-                hidden_size=3072,
-                intermediate_size=8192,
-                num_hidden_layers=28,
-                num_attention_heads=24,
-                num_key_value_heads=8,
-                tie_word_embeddings=True,
-                rope_theta=500000.0,
-                max_position_embeddings=131072,
-            ),
-        ),
-        Shape(
-            "mistral-7b",
-            "mistralai/Mistral-7B-v0.1",
-            "mistral",
-            _llama(
-                vocab_size=32000,
-                hidden_size=4096,
-                intermediate_size=14336,
-                num_hidden_layers=32,
-                num_attention_heads=32,
-                num_key_value_heads=8,
-                tie_word_embeddings=False,
-                rope_theta=10000.0,
-                max_position_embeddings=32768,
-                sliding_window=4096,
-            ),
-        ),
-        Shape(
-            "llama-3.1-8b",
-            "meta-llama/Llama-3.1-8B",
-            "llama",
-            _llama(
-                vocab_size=128256,
-                hidden_size=4096,
-                intermediate_size=14336,
-                num_hidden_layers=32,
-                num_attention_heads=32,
-                num_key_value_heads=8,
-                tie_word_embeddings=False,
-                rope_theta=500000.0,
-                max_position_embeddings=131072,
-            ),
-        ),
-        Shape(
-            "llama-3.1-70b",
-            "meta-llama/Llama-3.1-70B",
-            "llama",
-            _llama(
-                vocab_size=128256,
-                hidden_size=8192,
-                intermediate_size=28672,
-                num_hidden_layers=80,
-                num_attention_heads=64,
-                num_key_value_heads=8,
-                tie_word_embeddings=False,
-                rope_theta=500000.0,
-                max_position_embeddings=131072,
-            ),
-        ),
+        _shape("smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct", "llama", 49152, 576, 1536, 30, 9, 3, True,
+               1e5, 8192),
+        _shape("llama-3.2-1b", "meta-llama/Llama-3.2-1B", "llama", 128256, 2048, 8192, 16, 32, 8, True, 5e5, 131072),
+        _shape("llama-3.2-3b", "meta-llama/Llama-3.2-3B", "llama", 128256, 3072, 8192, 28, 24, 8, True, 5e5, 131072),
+        _shape("mistral-7b", "mistralai/Mistral-7B-v0.1", "mistral", 32000, 4096, 14336, 32, 32, 8, False, 1e4,
+               32768, sliding_window=4096),
+        _shape("llama-3.1-8b", "meta-llama/Llama-3.1-8B", "llama", 128256, 4096, 14336, 32, 32, 8, False, 5e5,
+               131072),
+        _shape("llama-3.1-70b", "meta-llama/Llama-3.1-70B", "llama", 128256, 8192, 28672, 80, 64, 8, False, 5e5,
+               131072),
         # Small shapes for tests and CPU smoke runs of the same code paths.
-        Shape(
-            "tiny",
-            "a 2-layer Llama",
-            "llama",
-            _llama(
-                vocab_size=512,
-                hidden_size=64,
-                intermediate_size=128,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                num_key_value_heads=2,
-                tie_word_embeddings=True,
-                rope_theta=10000.0,
-                max_position_embeddings=2048,
-            ),
-        ),
-        Shape(
-            "tiny-mistral",
-            "a 2-layer Mistral",
-            "mistral",
-            _llama(
-                vocab_size=600,
-                hidden_size=64,
-                intermediate_size=160,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                num_key_value_heads=1,
-                tie_word_embeddings=False,
-                rope_theta=10000.0,
-                max_position_embeddings=2048,
-                sliding_window=1024,
-            ),
-        ),
+        _shape("tiny", "a 2-layer Llama", "llama", 512, 64, 128, 2, 4, 2, True, 1e4, 2048),
+        _shape("tiny-mistral", "a 2-layer Mistral", "mistral", 600, 64, 160, 2, 4, 1, False, 1e4, 2048,
+               sliding_window=1024),
     )
-}
+}  # fmt: skip
 
 
 def is_random(model: str | None) -> bool:
