@@ -197,9 +197,10 @@ def test_plugin_from_yaml_with_plugin_flag_and_environment(plugin_site, tmp_path
     )
     proc = likra(["-q", "curve", "--config", str(config)], bare)
     assert proc.returncode == 2 and "unknown objective 'echo'" in proc.stderr  # not found without being named
-    for how in (["--plugin", "likra_toy"], ["--plugin=likra_toy"]):
-        proc = likra(["-q", *how, "curve", "--config", str(config)], bare)
-        assert proc.returncode == 0, proc.stderr
+    proc = likra(["-q", "--plugin", "likra_toy", "curve", "--config", str(config)], bare)
+    assert proc.returncode == 0, proc.stderr
+    proc = likra(["--plugin=likra_toy", "info"], bare)  # the other spelling
+    assert proc.returncode == 0 and "likra_toy (--plugin)" in proc.stdout, proc.stderr
     curve = json.loads((tmp_path / "yaml-curve" / "curve.json").read_text())
     assert {r["mode"] for r in curve["rows"]} == {"base", "echo-base", "positive-echo"}
     recorded = json.loads((tmp_path / "yaml-curve" / "curve-config.json").read_text())
