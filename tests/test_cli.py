@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from conftest import TINY_CURVE_ARGS, one_line_error
@@ -279,33 +280,35 @@ def test_a_normal_run_prints_no_library_output_and_keeps_bitsandbytes_out(tmp_pa
     quiet_vars = ("TRANSFORMERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_NO_ADVISORY_WARNINGS")
     env = {k: v for k, v in os.environ.items() if k not in quiet_vars}
     run_probe = functools.partial(subprocess.run, capture_output=True, text=True, timeout=300, env=env)
-    run = tmp_path / "run"
-    proc = run_probe(
-        [*base, "train", "--model", "random-tiny", "--data", str(qa_file), "--batch-size", "4", "--out", str(run)]
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "BITSANDBYTES not imported" in proc.stdout
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert lines and all(line.startswith("INFO likra") or "it/s]" in line or "s/it]" in line for line in lines), lines
-    assert "Loading weights" not in proc.stderr and "Warning" not in proc.stderr
-    if importlib.util.find_spec("bitsandbytes") is not None:  # quantizing does import it, and works
-        proc = run_probe(
-            [*base, "-q", "eval", "--model", "random-tiny", "--quantize", "4bit", "--data", str(qa_file), "--modes",
-             "base", "--out", str(tmp_path / "q.json")]
-        )  # fmt: skip
-        assert proc.returncode == 0, proc.stderr
-        assert "BITSANDBYTES imported" in proc.stdout
     from likra.model.loading import build_tiny_model, build_tiny_tokenizer
 
     tokenizer = build_tiny_tokenizer()
     build_tiny_model(len(tokenizer)).save_pretrained(tmp_path / "model")
     tokenizer.save_pretrained(tmp_path / "model")
     folder = ["eval", "--model", str(tmp_path / "model"), "--data", str(qa_file), "--modes", "base"]
-    for flags, bars in (([], False), (["--verbose"], True)):  # a model folder is loaded by from_pretrained
-        proc = run_probe([*base, *flags, *folder, "--out", str(tmp_path / f"v{len(flags)}.json")])
+    quantize = importlib.util.find_spec("bitsandbytes") is not None
+    commands = [
+        ["train", "--model", "random-tiny", "--data", str(qa_file), "--batch-size", "4", "--out", str(tmp_path / "r")],
+        [*folder, "--out", str(tmp_path / "v0.json")],  # a model folder is loaded by from_pretrained
+        ["--verbose", *folder, "--out", str(tmp_path / "v1.json")],
+    ] + [
+        ["-q", "eval", "--model", "random-tiny", "--quantize", "4bit", "--data", str(qa_file), "--modes", "base",
+         "--out", str(tmp_path / "q.json")]
+    ] * quantize  # fmt: skip
+    with ThreadPoolExecutor(len(commands)) as pool:  # independent fresh processes, mostly start-up: together
+        trained, quiet, verbose, *quantized = pool.map(lambda args: run_probe([*base, *args]), commands)
+    assert trained.returncode == 0, trained.stderr
+    assert "BITSANDBYTES not imported" in trained.stdout
+    lines = [line for line in trained.stderr.splitlines() if line.strip()]
+    assert lines and all(line.startswith("INFO likra") or "it/s]" in line or "s/it]" in line for line in lines), lines
+    assert "Loading weights" not in trained.stderr and "Warning" not in trained.stderr
+    for proc, bars in ((quiet, False), (verbose, True)):
         assert proc.returncode == 0, proc.stderr
         assert ("Loading weights" in proc.stderr) == bars, proc.stderr  # the bars come with --verbose
         assert "BITSANDBYTES not imported" in proc.stdout and (bars or "WARNING" not in proc.stderr)
+    for proc in quantized:  # quantizing does import it, and works
+        assert proc.returncode == 0, proc.stderr
+        assert "BITSANDBYTES imported" in proc.stdout
 
 
 def test_written_files_respect_the_umask(tmp_path, qa_file):

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -133,23 +134,31 @@ def likra(args, path, extra_env=None, cwd=None):
     )
 
 
+def likra_together(*calls):
+    """Independent commands started together (each is a fresh process; most of their time is start-up)."""
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(lambda call: likra(*call), calls))
+
+
 TOY = ["--model", "random-tiny", "--data", "toybench:train", "--batch-size", "8", "--lr", "0.01",
        "--eval-data", "toybench:test", "--limit", "16"]  # fmt: skip
 
 
 def test_entry_point_plugin_from_the_command_line(plugin_site, tmp_path):
     site = [plugin_site / "site"]
-    proc = likra(["info"], site)
-    assert proc.returncode == 0, proc.stderr
-    assert "echo" in proc.stdout and "toybench" in proc.stdout and "likra_toy" in proc.stdout
-    # likra curve with the plug-in's objective as a configured head, its flag, its mode and its benchmark.
+    # likra info; likra curve with the plug-in's objective as a configured head, its flag, its mode and its
+    # benchmark; likra eval on the plug-in's benchmark; likra study with the plug-in's study.
     out = tmp_path / "curve"
     heads = "positive=mle:gold,negative=mle:negatives:near_miss,echo=echo:negatives:near_miss"
-    proc = likra(
-        ["-q", "curve", *TOY, "--heads", heads, "--echo-lr", "0.03", "--modes", "base,likra,echo_ratio,echo-base",
-         "--out", str(out)],
-        site,
+    info, proc, evaluated, study = likra_together(
+        (["info"], site),
+        (["-q", "curve", *TOY, "--heads", heads, "--echo-lr", "0.03", "--modes", "base,likra,echo_ratio,echo-base",
+          "--out", str(out)], site),
+        (["-q", "eval", "--model", "random-tiny", "--data", "toybench:test", "--out", str(tmp_path / "e.json")], site),
+        (["-q", "study", "toystudy", *TOY, "--out", str(tmp_path / "study")], site),
     )  # fmt: skip
+    assert info.returncode == 0, info.stderr
+    assert "echo" in info.stdout and "toybench" in info.stdout and "likra_toy" in info.stdout
     assert proc.returncode == 0, proc.stderr
     curve = json.loads((out / "curve.json").read_text())
     assert {r["mode"] for r in curve["rows"]} == {"base", "likra", "echo_ratio", "echo-base"}
@@ -161,13 +170,9 @@ def test_entry_point_plugin_from_the_command_line(plugin_site, tmp_path):
     echo = json.loads((out / "seed-0" / "scores" / "toybench_test-0shot" / "step-2-echo.json").read_text())
     negative = json.loads((out / "seed-0" / "scores" / "toybench_test-0shot" / "step-2-negative.json").read_text())
     assert echo != negative
-    # likra eval on the plug-in's benchmark; likra study with the plug-in's study.
-    proc = likra(["-q", "eval", "--model", "random-tiny", "--data", "toybench:test", "--out", str(tmp_path / "e.json")],
-                 site)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads((tmp_path / "e.json").read_text())["n_questions"] == 10
-    proc = likra(["-q", "study", "toystudy", *TOY, "--out", str(tmp_path / "study")], site)
-    assert proc.returncode == 0, proc.stderr
+    assert study.returncode == 0, study.stderr
     result = json.loads((tmp_path / "study" / "study-toystudy.json").read_text())
     assert {"echo_ratio", "echo-base", "likra"} <= set(result["modes"]) and result["n"] == 10
     proc = likra(["report", str(tmp_path / "study")], site)
@@ -195,12 +200,18 @@ def test_plugin_from_yaml_with_plugin_flag_and_environment(plugin_site, tmp_path
             """
         )
     )
-    proc = likra(["-q", "curve", "--config", str(config)], bare)
-    assert proc.returncode == 2 and "unknown objective 'echo'" in proc.stderr  # not found without being named
-    proc = likra(["-q", "--plugin", "likra_toy", "curve", "--config", str(config)], bare)
+    # Not found without being named; named by --plugin (both spellings); by $LIKRA_PLUGINS in a train run.
+    run = tmp_path / "run"
+    unnamed, proc, info, trained = likra_together(
+        (["-q", "curve", "--config", str(config), "--out", str(tmp_path / "unnamed")], bare),
+        (["-q", "--plugin", "likra_toy", "curve", "--config", str(config)], bare),
+        (["--plugin=likra_toy", "info"], bare),
+        (["-q", "train", "--model", "random-tiny", "--data", "toybench:train", "--batch-size", "8", "--heads",
+          "positive=mle:gold,echo=echo:gold", "--out", str(run)], bare, {"LIKRA_PLUGINS": "likra_toy"}),
+    )  # fmt: skip
+    assert unnamed.returncode == 2 and "unknown objective 'echo'" in unnamed.stderr
     assert proc.returncode == 0, proc.stderr
-    proc = likra(["--plugin=likra_toy", "info"], bare)  # the other spelling
-    assert proc.returncode == 0 and "likra_toy (--plugin)" in proc.stdout, proc.stderr
+    assert info.returncode == 0 and "likra_toy (--plugin)" in info.stdout, info.stderr
     curve = json.loads((tmp_path / "yaml-curve" / "curve.json").read_text())
     assert {r["mode"] for r in curve["rows"]} == {"base", "echo-base", "positive-echo"}
     recorded = json.loads((tmp_path / "yaml-curve" / "curve-config.json").read_text())
@@ -208,15 +219,7 @@ def test_plugin_from_yaml_with_plugin_flag_and_environment(plugin_site, tmp_path
     assert recorded["objectives"] == {"echo": {**recorded["objectives"]["echo"], "logging_steps": 1}}
     done = json.loads((tmp_path / "yaml-curve" / "seed-0" / "echo.done.json").read_text())
     assert [entry["learning_rate"] for entry in done["log"]] == [0.05, 0.05]  # the head's own rate, logged each step
-    # $LIKRA_PLUGINS, with a train run using the plug-in's objective.
-    run = tmp_path / "run"
-    proc = likra(
-        ["-q", "train", "--model", "random-tiny", "--data", "toybench:train", "--batch-size", "8", "--heads",
-         "positive=mle:gold,echo=echo:gold", "--out", str(run)],
-        bare,
-        {"LIKRA_PLUGINS": "likra_toy"},
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    assert trained.returncode == 0, trained.stderr
     manifest = json.loads((run / "likra.json").read_text())
     assert manifest["heads"] == ["positive", "echo"] and (run / "adapters" / "echo" / "adapter_config.json").is_file()
     proc = likra(["-q", "eval", "--run", str(run), "--data", "toybench:test", "--modes", "positive-echo,base",
