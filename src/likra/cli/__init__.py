@@ -23,6 +23,7 @@ COMMANDS: list[Command] = [
     study.STUDY,
     study.REPORT,
     curve.PLOT,
+    curve.COMPARE,
     lmeval.COMMAND,
     export.COMMAND,
 ]

@@ -1,4 +1,5 @@
-"""`likra curve` (learning curves) and `likra plot` (several curve.json files on one figure)."""
+"""`likra curve` (learning curves), `likra plot` (several curve.json files on one figure) and `likra compare`
+(two curve folders question by question)."""
 
 from __future__ import annotations
 
@@ -105,3 +106,46 @@ CURVE = Command(
     "where it stopped.",
 )
 PLOT = Command("plot", "draw curve.json files (several runs on one figure)", add_plot_arguments, run_plot)
+
+
+def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("a", help="curve folder A")
+    parser.add_argument("b", help="curve folder B (same evaluation questions)")
+    parser.add_argument("--labels", help="two comma-separated names for A and B (default: their dtypes, else names)")
+    parser.add_argument(
+        "--metric",
+        choices=["acc", "acc_norm"],
+        default="acc",
+        help="accuracy to print: acc (argmax of the summed score) or acc_norm (per character); the JSON has both "
+        "(default: acc)",
+    )
+    parser.add_argument("--out", help="write the comparison (every row, both metrics) to this JSON file")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from likra.experiments.compare import compare_curves, comparison_table, evaluation_records
+    from likra.io import atomic_write_json, check_output_file
+
+    labels = args.labels.split(",") if args.labels else None
+    if labels is not None and len(labels) != 2:
+        raise LikraError(f"--labels has {len(labels)} names; give two (A,B)")
+    if args.out:
+        check_output_file(Path(args.out), args.overwrite)
+    comparison = compare_curves(args.a, args.b, evaluation_records(args.a), labels)
+    print("\n".join(comparison_table(comparison, args.metric)))
+    if args.out:
+        atomic_write_json(Path(args.out), comparison)
+        print(f"written: {args.out}")
+    return 0
+
+
+COMPARE = Command(
+    "compare",
+    "two curve folders question by question (e.g. fp32 vs bf16): paired differences of every mode",
+    add_compare_arguments,
+    run_compare,
+    "For every seed, checkpoint and mode the two folders share: A's and B's accuracy on the same questions, "
+    "A - B with a paired bootstrap 95% interval and McNemar's exact p-value. The accuracies are recomputed "
+    "from the score files and checked against each curve.json first.",
+)

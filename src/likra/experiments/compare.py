@@ -1,0 +1,226 @@
+"""Two curve folders compared question by question (`likra compare A B`).
+
+Both folders must have scored the same evaluation questions (same data, limit, shots and format). For every
+seed both have, every checkpoint (matched by its position: the k-th checkpoint of A with the k-th of B, which
+must have seen equally many examples) and every mode both have, the per-question credits of A and B give a - b
+with a paired bootstrap 95% interval and McNemar's exact p-value (`scoring.stats.paired_difference`). The
+base model's row (0 examples) is compared too. Typical pairs: fp32 vs bf16, two base models, two learning rates.
+
+The credits are recomputed from each folder's score files; before anything is compared, every recomputed
+accuracy must equal the value in that folder's curve.json, so a comparison never rests on files that
+disagree with the curve they belong to."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from likra.config import validate
+from likra.errors import LikraError
+from likra.experiments.curve import CurveConfig, CurveRun
+from likra.experiments.folder import CurveFolder, read_json, read_scores
+from likra.model.heads import BASE
+from likra.scoring.metrics import METRICS, mode_metrics
+from likra.scoring.modes import question_scores
+from likra.scoring.stats import credits, length_normalised, paired_difference
+
+SIGNIFICANCE = 0.05
+
+
+class ComparedFolder:
+    """One curve folder's configuration, curve.json and per-checkpoint head scores."""
+
+    def __init__(self, root: str | Path):
+        self.folder = CurveFolder(root)
+        if not self.folder.curve_file.is_file():
+            raise LikraError(f"{self.folder.root}: no curve.json (not a finished curve folder)")
+        self.curve = read_json(self.folder.curve_file)
+        if not isinstance(self.curve, dict) or not isinstance(self.curve.get("config"), dict):
+            raise LikraError(f"{self.folder.curve_file}: not a likra curve.json (it has no config)")
+        values = {**self.curve["config"], "out": str(self.folder.root), "report_to": "none"}
+        self.cfg: CurveConfig = validate(CurveConfig, values, str(self.folder.curve_file))
+        self.run = CurveRun(self.cfg, progress=False)  # heads, modes, eval tag and paths; nothing is loaded
+
+    @property
+    def dtype(self) -> str:
+        return self.curve.get("dtype", "fp32")  # folders from before the dtype was recorded ran in fp32
+
+    def checkpoints(self, seed: int) -> list[int]:
+        """The examples seen at each checkpoint of `seed`, in order (from curve.json)."""
+        return sorted({r["examples"] for r in self.curve["rows"] if r["seed"] == seed and r["examples"] > 0})
+
+    def head_files(self, seed: int) -> dict[str, list[Path]]:
+        """head -> its score files of `seed`, in checkpoint order."""
+        where = self.folder.seed_dir(seed) / "scores" / self.run.eval_tag
+        out = {}
+        for head in self.run.heads:
+            pattern = re.compile(rf"step-(\d+)-{re.escape(head.folder)}\.json")
+            found = sorted((int(m.group(1)), p) for p in where.glob("step-*.json") if (m := pattern.fullmatch(p.name)))
+            out[head.name] = [p for _, p in found]
+        return out
+
+    def scores(self, path: Path, n: int) -> list[np.ndarray]:
+        scores = read_scores(path, n)
+        if scores is None:
+            raise LikraError(f"{path}: missing, or not {n} questions' scores")
+        return scores
+
+    def per_head(self, seed: int, n: int) -> list[tuple[int, dict[str, list[np.ndarray]]]]:
+        """[(examples, {head or role: scores})] for every checkpoint of `seed`, the base model first (0)."""
+        base = self.scores(self.folder.base_scores_file(self.run.eval_tag), n)
+        points = [(0, {BASE: base})]
+        files = self.head_files(seed)
+        examples = self.checkpoints(seed)
+        for head in self.run.heads:
+            if len(files[head.name]) != len(examples):
+                raise LikraError(
+                    f"{self.folder.root}: seed {seed} has {len(files[head.name])} score files of head "
+                    f"{head.name!r} for {len(examples)} checkpoints in curve.json"
+                )
+        for k, e in enumerate(examples):
+            heads = {BASE: base}
+            for head in self.run.heads:
+                scores = self.scores(files[head.name][k], n)
+                for key in filter(None, (head.name, head.role)):
+                    heads[key] = scores
+            points.append((e, heads))
+        return points
+
+    def check_against_curve(self, seed: int, examples: int, modes: Sequence[str], metrics: dict) -> None:
+        """Every recomputed value equals curve.json's row: the score files are the curve's own."""
+        for mode in modes:
+            for metric in METRICS:
+                row = next(
+                    (
+                        r
+                        for r in self.curve["rows"]
+                        if (r["seed"], r["examples"], r["mode"], r["metric"]) == (seed, examples, mode, metric)
+                    ),
+                    None,
+                )
+                value = metrics[mode][metric]["value"]
+                if row is None or not math.isclose(row["value"], value, rel_tol=0, abs_tol=1e-12):
+                    raise LikraError(
+                        f"{self.folder.root}: the score files give {mode} {metric} = {value:.4f} at {examples} "
+                        f"examples (seed {seed}) but curve.json says "
+                        + ("nothing" if row is None else f"{row['value']:.4f}")
+                    )
+
+
+def _same(a: ComparedFolder, b: ComparedFolder, what: str, get) -> None:
+    if get(a) != get(b):
+        raise LikraError(
+            f"{a.folder.root} and {b.folder.root} differ in {what} ({get(a)!r} vs {get(b)!r}): "
+            "a paired comparison needs the same questions"
+        )
+
+
+def compare_curves(a_root: str | Path, b_root: str | Path, records, labels: Sequence[str] | None = None) -> dict:
+    """The comparison of curve folders A and B over `records` (their evaluation questions, as loaded by
+    `evaluation_records`): one row per (seed, examples, mode, metric)."""
+    a, b = ComparedFolder(a_root), ComparedFolder(b_root)
+    for what, get in (
+        ("evaluation data", lambda f: f.cfg.eval_data),
+        ("evaluation limit", lambda f: f.cfg.eval_limit),
+        ("shots", lambda f: f.cfg.shots),
+        ("few-shot data", lambda f: f.cfg.fewshot_data),
+        ("prompt format", lambda f: f.cfg.format),
+        ("number of questions", lambda f: f.curve.get("n_eval")),
+    ):
+        _same(a, b, what, get)
+    n = len(records)
+    if a.curve.get("n_eval") != n:
+        raise LikraError(f"{a.folder.root}: curve.json has {a.curve.get('n_eval')} questions, the data {n}")
+    golds, texts = [r.gold for r in records], [r.choices for r in records]
+    modes = [m for m in a.run.modes if m in b.run.modes]
+    if not modes:
+        raise LikraError(f"{a.folder.root} and {b.folder.root} have no mode in common")
+    seeds = sorted(set(range(a.cfg.seeds)) & set(range(b.cfg.seeds)))
+    rows = []
+    for seed in seeds:
+        points_a, points_b = a.per_head(seed, n), b.per_head(seed, n)
+        if [e for e, _ in points_a] != [e for e, _ in points_b]:
+            raise LikraError(
+                f"the checkpoints differ (seed {seed}): {[e for e, _ in points_a]} vs {[e for e, _ in points_b]} "
+                "examples; compare curves with the same --limit, batch size and points"
+            )
+        for (examples, heads_a), (_, heads_b) in zip(points_a, points_b):
+            wanted = ["base"] if examples == 0 else modes
+            credit = {}
+            for side, folder, heads in (("a", a, heads_a), ("b", b, heads_b)):
+                metrics = mode_metrics(heads, records, wanted, folder.cfg.weight)
+                folder.check_against_curve(seed, examples, wanted, metrics)
+                for mode in wanted:
+                    acc = question_scores(mode, heads, folder.cfg.weight)
+                    credit[side, mode, "acc"] = credits(acc, golds)
+                    credit[side, mode, "acc_norm"] = credits(length_normalised(acc, texts), golds)
+            for mode in wanted:
+                for metric in METRICS:
+                    x, y = credit["a", mode, metric], credit["b", mode, metric]
+                    d = paired_difference(x, y, a.cfg.bootstrap, seed=0)
+                    rows.append(
+                        {
+                            "seed": seed,
+                            "examples": examples,
+                            "mode": mode,
+                            "metric": metric,
+                            "a": float(x.mean()),
+                            "b": float(y.mean()),
+                            **d.to_json(),
+                            "significant": bool(d.p_mcnemar < SIGNIFICANCE and (d.ci_low > 0 or d.ci_high < 0)),
+                        }
+                    )
+    if not labels:
+        labels = [a.dtype, b.dtype] if a.dtype != b.dtype else [a.folder.root.name, b.folder.root.name]
+    timing = {side: f.curve.get("timing", {}).get("total_seconds") for side, f in (("a", a), ("b", b))}
+    return {
+        "a": {"folder": str(a.folder.root), "label": labels[0], "dtype": a.dtype, "model": a.cfg.model},
+        "b": {"folder": str(b.folder.root), "label": labels[1], "dtype": b.dtype, "model": b.cfg.model},
+        "eval_data": a.cfg.eval_data,
+        "n_eval": n,
+        "modes": modes,
+        "seconds": timing,
+        "rows": rows,
+    }
+
+
+def evaluation_records(root: str | Path) -> list:
+    """The evaluation questions of the curve folder `root`, loaded as its curve loaded them."""
+    from likra.data.formats import load_data
+
+    cfg = ComparedFolder(root).cfg
+    tokenizer = None
+    if cfg.chat_template:  # only the chat template needs the model's tokenizer
+        from likra.model.loading import load_tokenizer
+
+        tokenizer = load_tokenizer(cfg.model)
+    return load_data(cfg.eval_data, cfg.source, cfg.format, cfg.chat_template, tokenizer)[0][: cfg.eval_limit]
+
+
+def comparison_table(comparison: dict, metric: str = "acc") -> list[str]:
+    """Markdown: one line per (seed, examples, mode) for `metric`; a summary of the significant differences."""
+    a, b = comparison["a"]["label"], comparison["b"]["label"]
+    lines = [
+        f"| seed | examples | mode | {a} | {b} | {a} - {b} [95% paired bootstrap] | McNemar p |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    rows = [r for r in comparison["rows"] if r["metric"] == metric]
+    for r in rows:
+        mark = " *" if r["significant"] else ""
+        lines.append(
+            f"| {r['seed']} | {r['examples']} | {r['mode']} | {r['a']:.3f} | {r['b']:.3f} | "
+            f"{r['diff']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]{mark} | {r['p_mcnemar']:.3f} |"
+        )
+    significant = sum(r["significant"] for r in rows)
+    lines.append("")
+    lines.append(
+        f"{metric}: {significant} of {len(rows)} differences significant at {SIGNIFICANCE:g} (interval excludes 0 "
+        f"and McNemar p < {SIGNIFICANCE:g}; about {SIGNIFICANCE * len(rows):.1f} expected by chance alone); "
+        f"largest |a - b| = {max((abs(r['diff']) for r in rows), default=float('nan')):.3f} over "
+        f"{comparison['n_eval']} questions."
+    )
+    return lines

@@ -1,0 +1,74 @@
+"""`likra compare A B`: two curve folders question by question (here fp32 against bf16, the comparison the bf16
+default rests on). Every compared accuracy is the one in its folder's curve.json, each difference is a - b,
+and a folder compared with itself differs nowhere."""
+
+import json
+import shutil
+
+import pytest
+from conftest import TINY_CURVE_ARGS, one_line_error
+
+from likra.cli import main
+
+
+@pytest.fixture(scope="module")
+def curves(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compare")
+    for dtype in ("fp32", "bf16"):
+        assert main(["-q", "curve", *TINY_CURVE_ARGS, "--dtype", dtype, "--out", str(root / dtype)]) == 0
+    return root
+
+
+def rows_of(folder) -> dict:
+    curve = json.loads((folder / "curve.json").read_text())
+    return {(r["seed"], r["examples"], r["mode"], r["metric"]): r["value"] for r in curve["rows"]}
+
+
+def test_fp32_against_bf16_uses_each_curves_own_values(curves, tmp_path, capsys):
+    out = tmp_path / "cmp.json"
+    assert main(["compare", str(curves / "fp32"), str(curves / "bf16"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| fp32 | bf16 |" in printed and "differences significant at 0.05" in printed
+    comparison = json.loads(out.read_text())
+    assert (comparison["a"]["dtype"], comparison["b"]["dtype"]) == ("fp32", "bf16")
+    a, b = rows_of(curves / "fp32"), rows_of(curves / "bf16")
+    keys = {(r["seed"], r["examples"], r["mode"], r["metric"]) for r in comparison["rows"]}
+    assert keys == set(a) == set(b)  # every row of both curves, base included
+    for r in comparison["rows"]:
+        key = (r["seed"], r["examples"], r["mode"], r["metric"])
+        assert (r["a"], r["b"]) == (a[key], b[key])
+        assert r["diff"] == pytest.approx(r["a"] - r["b"], abs=1e-12)
+        assert r["ci_low"] <= r["diff"] <= r["ci_high"] and 0 <= r["p_mcnemar"] <= 1
+        # McNemar counts questions one side gets right and the other not: at least |a - b| * n of them
+        assert r["a_only"] + r["b_only"] >= round(abs(r["a"] - r["b"]) * r["n"]) and r["n"] == comparison["n_eval"]
+
+
+def test_a_folder_against_its_copy_differs_nowhere(curves, tmp_path, capsys):
+    shutil.copytree(curves / "fp32", tmp_path / "copy")
+    out = tmp_path / "self.json"
+    assert main(["compare", str(curves / "fp32"), str(tmp_path / "copy"), "--labels", "x,y", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert rows and all(r["diff"] == 0 and r["a_only"] == r["b_only"] == 0 and not r["significant"] for r in rows)
+    assert "0 of" in capsys.readouterr().out
+
+
+def test_mismatched_or_altered_folders_are_one_line(curves, tmp_path, capsys):
+    # A score file that no longer gives its curve's values: refused, naming the folder.
+    altered = tmp_path / "altered"
+    shutil.copytree(curves / "bf16", altered)
+    path = sorted((altered / "seed-0" / "scores").rglob("step-*-positive.json"))[-1]
+    scores = json.loads(path.read_text())
+    # every choice tied: each question then earns 1/choices, a sum over 10 questions no k/10 accuracy equals
+    path.write_text(json.dumps([[0.0] * len(q) for q in scores]))
+    assert main(["compare", str(curves / "fp32"), str(altered)]) == 2
+    assert f"{altered}: the score files give" in one_line_error(capsys, 2)
+    # Other questions: refused before anything is compared.
+    other = tmp_path / "other"
+    assert main(["-q", "curve", *TINY_CURVE_ARGS, "--eval-limit", "6", "--out", str(other)]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(curves / "fp32"), str(other)]) == 2
+    assert "differ in evaluation limit (10 vs 6)" in one_line_error(capsys, 2)
+    assert main(["compare", str(curves / "fp32"), str(tmp_path / "nothing")]) == 2
+    assert "no curve.json" in one_line_error(capsys, 2)
+    assert main(["compare", str(curves / "fp32"), str(curves / "bf16"), "--labels", "one"]) == 2
+    assert "--labels has 1 names" in one_line_error(capsys, 2)
