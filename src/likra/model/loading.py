@@ -63,7 +63,12 @@ class ModelSettings:
         help="hub id, local path, smollm2-135m (embedded), random:<shape> (random weights of a real architecture: "
         "likra info lists the shapes) or random-tiny",
     )
-    dtype: str = option("auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16", choices=DTYPES)
+    dtype: str = option(
+        "auto",
+        help="auto: bf16 on CUDA, and on a CPU with bf16 matrix instructions (avx512_bf16, amx_bf16) where a "
+        "probe finds bf16 faster; fp32 otherwise. Or fp32, bf16, fp16",
+        choices=DTYPES,
+    )
     quantize: QuantizeOption = option(
         None,
         help="QLoRA: the base in 4-bit NF4 (bitsandbytes; recorded in runs); none = full precision",
