@@ -36,6 +36,31 @@ def test_embedded_model_is_plain_and_trainable(smol):
     assert tokenizer.pad_token is not None
 
 
+def test_the_rebuild_parses_the_gguf_once(monkeypatch, smol):
+    """transformers reads the GGUF anew for config, tokenizer and weights; inside `gguf_parsed_once` one reader
+    serves every read, with the same content, and afterwards nothing is left patched."""
+    import gguf
+    from transformers import AutoConfig
+
+    from likra.model.loading import gguf_parsed_once, smollm2_gguf_path
+
+    path = smollm2_gguf_path()
+    made = []
+
+    class Counted(gguf.GGUFReader):
+        def __init__(self, *args, **kwargs):
+            made.append(args[0])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(gguf, "GGUFReader", Counted)
+    with gguf_parsed_once():
+        first, second = (AutoConfig.from_pretrained(path.parent, gguf_file=path.name) for _ in range(2))
+    assert len(made) == 1 and gguf.GGUFReader is Counted
+    model, _ = smol
+    for config in (first, second):
+        assert (config.num_hidden_layers, config.vocab_size) == (30, model.config.vocab_size)
+
+
 def test_boundary_on_embedded_tokenizer(smol, arc):
     _, tokenizer = smol
     for rec in arc:
