@@ -115,9 +115,9 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--metric",
         choices=["acc", "acc_norm"],
-        default="acc",
+        default="acc_norm",
         help="accuracy to print: acc (argmax of the summed score) or acc_norm (per character); the JSON has both "
-        "(default: acc)",
+        "(default: acc_norm, as plot)",
     )
     parser.add_argument("--out", help="write the comparison (every row, both metrics) to this JSON file")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
