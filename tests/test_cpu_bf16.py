@@ -19,9 +19,11 @@ def cpu_kind(monkeypatch):
         monkeypatch.setattr(loading, "cpu_bf16_flags", lambda: list(flags))
         monkeypatch.setattr(loading, "cpu_bf16_speedup", lambda *a, **k: speedup)
         loading.auto_dtype.cache_clear()
+        loading.warn_emulated_bf16.cache_clear()
 
     yield set_kind
     loading.auto_dtype.cache_clear()
+    loading.warn_emulated_bf16.cache_clear()
 
 
 @pytest.mark.parametrize(
@@ -33,6 +35,21 @@ def test_auto_is_bf16_only_where_the_cpu_has_it_and_it_is_faster(cpu_kind, flags
     assert loading.resolve_dtype("auto", torch.device("cpu")) == expected
     assert loading.resolve_dtype("fp32", torch.device("cpu")) == torch.float32  # an explicit dtype is kept
     assert loading.resolve_dtype("auto", torch.device("cuda")) == torch.bfloat16
+
+
+def test_an_explicit_bf16_on_a_cpu_without_it_is_said_once(cpu_kind, caplog):
+    cpu_kind([], 0.01)
+    with caplog.at_level("WARNING", logger="likra.model.loading"):
+        for _ in range(2):
+            assert loading.resolve_dtype("bf16", torch.device("cpu")) == torch.bfloat16  # still honoured
+    assert [r.message for r in caplog.records].count(caplog.records[0].message) == 1
+    assert "emulated" in caplog.records[0].message and len(caplog.records) == 1
+    cpu_kind(["amx_bf16"], 3.0)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="likra.model.loading"):
+        loading.resolve_dtype("bf16", torch.device("cpu"))
+        loading.resolve_dtype("bf16", torch.device("cuda"))
+    assert not caplog.records
 
 
 def test_the_probe_measures_this_cpu():
