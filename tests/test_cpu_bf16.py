@@ -85,3 +85,23 @@ def test_a_curve_records_the_dtype_it_ran_in(cpu_kind, tmp_path):
     cpu_kind([], 1.0)
     assert main(["-q", "curve", *TINY_CURVE_ARGS, "--out", str(tmp_path / "c")]) == 0
     assert json.loads((tmp_path / "c" / "curve.json").read_text())["dtype"] == "fp32"
+
+
+def test_the_matmul_benchmark_records_the_machine_with_every_figure(tmp_path):
+    import runpy
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "benchmarks" / "bench_matmul.py"
+    out = tmp_path / "m.json"
+    argv = sys.argv
+    sys.argv = [str(script), "--sizes", "32", "--dtypes", "fp32", "bf16", "--repeats", "1", "--json", str(out)]
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    finally:
+        sys.argv = argv
+    result = json.loads(out.read_text())
+    assert set(result["machine"]) >= {"cpu", "cpu_bf16_flags", "threads"} and result["auto_dtype"] in ("fp32", "bf16")
+    rows = {r["dtype"]: r for r in result["rows"]}
+    assert rows["fp32"]["vs_fp32"] == 1.0 and rows["bf16"]["gflops"] > 0
+    assert rows["bf16"]["vs_fp32"] == rows["bf16"]["gflops"] / rows["fp32"]["gflops"]

@@ -180,9 +180,9 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 @functools.cache
 def warn_emulated_bf16() -> None:
     """Said once a process: an explicit bf16 on a CPU without bf16 matrix instructions is emulated, and slow
-    (measured on an AMD EPYC with AVX2 only: a 1024^3 bf16 matmul at 0.9 GFLOP/s against 111 in fp32)."""
+    (measured on an AMD EPYC with AVX2 only: a 1024^3 bf16 matmul at 0.85 GFLOP/s against 128 in fp32)."""
     log.warning(
-        "dtype bf16 on a CPU without bf16 matrix instructions (%s): its matmuls are emulated and can be ~100x "
+        "dtype bf16 on a CPU without bf16 matrix instructions (%s): its matmuls are emulated and can be 100x "
         "slower than fp32; --dtype auto picks fp32 on this CPU",
         "/".join(CPU_BF16_FLAGS),
     )
