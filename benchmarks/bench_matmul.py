@@ -11,14 +11,36 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine, matmul_peak_gflops  # noqa: E402
+from common import machine, matmul_peak_gflops, sync  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+# "a@b": both operands row-major (common.matmul_peak_gflops); "linear": x @ W.T as nn.Linear computes it. Emulated bf16
+# kernels can differ by 10x between the two on one CPU, so both are measured.
+LAYOUTS = ("a@b", "linear")
+
+
+def layout_gflops(dtype: torch.dtype, device: torch.device, size: int, repeats: int, layout: str) -> float:
+    if layout == "a@b":
+        return matmul_peak_gflops(dtype, device, size=size, repeats=repeats)
+    x = torch.randn(size, size, dtype=dtype, device=device)
+    w = torch.randn(size, size, dtype=dtype, device=device)
+    torch.nn.functional.linear(x, w)
+    best = float("inf")
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        torch.nn.functional.linear(x, w)
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
 
 
 def measure(sizes: list[int], dtypes: list[str], repeats: int, device: torch.device) -> dict:
@@ -27,10 +49,14 @@ def measure(sizes: list[int], dtypes: list[str], repeats: int, device: torch.dev
     rows = []
     for size in sizes:
         for name in dtypes:
-            gflops = matmul_peak_gflops(DTYPES[name], device, size=size, repeats=repeats)
-            rows.append({"size": size, "dtype": name, "gflops": gflops})
+            for layout in LAYOUTS:
+                gflops = layout_gflops(DTYPES[name], device, size, repeats, layout)
+                rows.append({"size": size, "dtype": name, "layout": layout, "gflops": gflops})
     for row in rows:
-        fp32 = next((r["gflops"] for r in rows if r["size"] == row["size"] and r["dtype"] == "fp32"), None)
+        fp32 = next(
+            (r["gflops"] for r in rows if (r["size"], r["layout"], r["dtype"]) == (row["size"], row["layout"], "fp32")),
+            None,
+        )
         row["vs_fp32"] = row["gflops"] / fp32 if fp32 else None
     auto = DTYPE_NAMES[auto_dtype(device.type)]
     return {"machine": machine(), "device": device.type, "auto_dtype": auto, "rows": rows}
@@ -48,10 +74,10 @@ def main(argv: list[str] | None = None) -> dict:
     m = result["machine"]
     print(f"{m['cpu']} (bf16 flags: {', '.join(m['cpu_bf16_flags']) or 'none'}; {m['threads']} threads)"
           + (f", {m['gpu']}" if "gpu" in m else "") + f"; --dtype auto here: {result['auto_dtype']}")  # fmt: skip
-    print(f"{'size':>6} {'dtype':>5} {'GFLOP/s':>9} {'vs fp32':>8}")
+    print(f"{'size':>6} {'layout':>7} {'dtype':>5} {'GFLOP/s':>9} {'vs fp32':>8}")
     for r in result["rows"]:
         ratio = f"{r['vs_fp32']:.3f}" if r["vs_fp32"] is not None else "-"
-        print(f"{r['size']:>6} {r['dtype']:>5} {r['gflops']:>9.2f} {ratio:>8}")
+        print(f"{r['size']:>6} {r['layout']:>7} {r['dtype']:>5} {r['gflops']:>9.2f} {ratio:>8}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return result

@@ -101,7 +101,48 @@ def test_the_matmul_benchmark_records_the_machine_with_every_figure(tmp_path):
     finally:
         sys.argv = argv
     result = json.loads(out.read_text())
+    LAYOUTS = ("a@b", "linear")
     assert set(result["machine"]) >= {"cpu", "cpu_bf16_flags", "threads"} and result["auto_dtype"] in ("fp32", "bf16")
-    rows = {r["dtype"]: r for r in result["rows"]}
-    assert rows["fp32"]["vs_fp32"] == 1.0 and rows["bf16"]["gflops"] > 0
-    assert rows["bf16"]["vs_fp32"] == rows["bf16"]["gflops"] / rows["fp32"]["gflops"]
+    pairs = {(r["dtype"], r["layout"]) for r in result["rows"]}
+    assert pairs == {(d, lay) for d in ("fp32", "bf16") for lay in LAYOUTS}
+    for layout in LAYOUTS:
+        rows = {r["dtype"]: r for r in result["rows"] if r["layout"] == layout}
+        assert rows["fp32"]["vs_fp32"] == 1.0 and rows["bf16"]["gflops"] > 0
+        assert rows["bf16"]["vs_fp32"] == rows["bf16"]["gflops"] / rows["fp32"]["gflops"]
+
+
+def load_emulation():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "bf16_emulation.py"
+    spec = importlib.util.spec_from_file_location("bf16_emulation", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_bf16_emulation_computes_what_a_native_bf16_kernel_does():
+    """benchmarks/bf16_emulation.py: bf16 products as fp32 products of bf16-rounded operands, rounded to bf16; within
+    one bf16 rounding of this CPU's own bf16 kernel, under autocast too (with gradients), and fp32 work untouched."""
+    emulation = load_emulation()
+    torch.manual_seed(0)
+    a, b = torch.randn(48, 320).bfloat16(), torch.randn(320, 24).bfloat16()
+    with emulation.fast_bf16() as mode:
+        product = a @ b
+    native = (a @ b).float()
+    assert product.dtype == torch.bfloat16 and mode.calls == 1
+    scale = torch.maximum(product.float().abs(), native.abs())
+    assert ((product.float() - native).abs() <= scale * 2**-7).all()  # one bf16 unit in the last place at most
+    x, w = torch.randn(6, 32, requires_grad=True), torch.randn(16, 32, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with emulation.fast_bf16() as mode:
+            y = torch.nn.functional.linear(x, w)
+        expected = torch.nn.functional.linear(x, w)
+    assert y.dtype == expected.dtype == torch.bfloat16 and mode.calls == 1
+    assert torch.allclose(y.float(), expected.float(), rtol=2**-7, atol=1e-3)
+    y.float().sum().backward()
+    assert x.grad is not None and w.grad is not None and torch.allclose(x.grad, w.sum(0).expand(6, 32), atol=0.05)
+    with emulation.fast_bf16() as mode:  # fp32 outside autocast: not touched
+        plain = torch.nn.functional.linear(x.detach(), w.detach())
+    assert mode.calls == 0 and torch.equal(plain, torch.nn.functional.linear(x.detach(), w.detach()))
