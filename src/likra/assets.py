@@ -38,3 +38,9 @@ def package_dir(name: str) -> Path | None:
     if spec is None or not spec.submodule_search_locations:
         return None
     return Path(list(spec.submodule_search_locations)[0])
+
+
+def cache_dir() -> Path:
+    """likra's cache (rebuilt embedded model, random-shape folders and tokenizers, mined negatives): $LIKRA_CACHE
+    or ~/.cache/likra."""
+    return Path(os.environ.get("LIKRA_CACHE", Path.home() / ".cache" / "likra"))

@@ -12,9 +12,10 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
+    from likra.assets import cache_dir
     from likra.data.benchmarks import list_benchmarks, offline_root
     from likra.experiments.studies import STUDIES
-    from likra.model.loading import EMBEDDED_MODEL, SMOLLM2_INSTALL, cache_dir, smollm2_gguf_path
+    from likra.model.loading import EMBEDDED_MODEL, SMOLLM2_INSTALL, smollm2_gguf_path
     from likra.model.shapes import describe_shapes
     from likra.objectives import OBJECTIVES
     from likra.plugins import loaded_plugins

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import yaml
 
+from likra.assets import cache_dir
 from likra.data.benchmarks import BENCHMARKS, load_spec
 from likra.data.examples import FEWSHOT_SEED, shot_order
 from likra.errors import LikraError
 from likra.io import atomic_write_text
-from likra.model.loading import cache_dir
 
 TASK_PREFIX = "likra_"
 

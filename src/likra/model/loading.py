@@ -16,6 +16,7 @@ import functools
 import importlib.util
 import logging
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Annotated
 import torch
 from pydantic import BeforeValidator
 
+from likra.assets import cache_dir
 from likra.config import option, settings
 from likra.errors import LikraError
 from likra.limits import shorten
@@ -33,7 +35,6 @@ from likra.model.shapes import (
     get_shape,
     is_random,
     load_random_tokenizer,
-    random_model_dir,
 )
 
 log = logging.getLogger(__name__)
@@ -92,11 +93,6 @@ def model_max_length(model) -> int | None:
     from likra.model.heads import unwrap_lm
 
     return getattr(unwrap_lm(model).config, "max_position_embeddings", None)
-
-
-def cache_dir() -> Path:
-    """likra's cache (rebuilt embedded model, mined negatives): $LIKRA_CACHE or ~/.cache/likra."""
-    return Path(os.environ.get("LIKRA_CACHE", Path.home() / ".cache" / "likra"))
 
 
 DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
@@ -331,11 +327,34 @@ def _rebuild_embedded(target: Path) -> None:
         plain.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
     if target.exists():  # an incomplete earlier rebuild in likra's own cache
-        import shutil
-
         shutil.rmtree(target)
     staging.rename(target)
     (target / TEMPORARY_MARKER).unlink(missing_ok=True)
+
+
+def random_model_dir(model: str, dtype_name: str = "bf16") -> Path:
+    """`random:<shape>` saved as a model folder with its tokenizer (for loaders that need one: device maps,
+    4-bit bases), built once into the cache."""
+    shape = get_shape(model)
+    target = cache_dir() / "models" / f"random-{shape.name}"
+    if (target / "config.json").is_file():
+        return target
+    free = shutil.disk_usage(target.parent if target.parent.exists() else cache_dir().parent).free
+    need = shape.weight_bytes(dtype_name)
+    if need > 0.9 * free:
+        raise LikraError(
+            f"{model}: saving its weights for a device map or 4-bit loading needs {need / 2**30:.1f} GiB of disk "
+            f"under {cache_dir()} and {free / 2**30:.1f} GiB are free"
+        )
+    staging = target.with_name(f"{target.name}.partial-{os.getpid()}")
+    lm = build_random_model(model, resolve_dtype(dtype_name, torch.device("cpu")), torch.device("cpu"))
+    lm.save_pretrained(staging)
+    load_random_tokenizer(model).save_pretrained(staging)
+    try:
+        staging.rename(target)
+    except OSError:  # another process was first
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
 def model_location(model: str) -> tuple[str, dict]:
@@ -408,8 +427,6 @@ def tiny_model_dir() -> Path:
         try:
             staging.rename(target)
         except OSError:  # another process was first
-            import shutil
-
             shutil.rmtree(staging, ignore_errors=True)
     return target
 
@@ -417,7 +434,6 @@ def tiny_model_dir() -> Path:
 def _offload_folder() -> str:
     """A folder of this process for weights a device map puts on disk, removed at exit."""
     import atexit
-    import shutil
     import tempfile
 
     try:

@@ -186,35 +186,6 @@ def build_random_model(model: str, torch_dtype, device, seed: int = SEED):
     return lm
 
 
-def random_model_dir(model: str, dtype_name: str = "bf16") -> Path:
-    """`random:<shape>` saved as a model folder with its tokenizer (for loaders that need one: device maps,
-    4-bit bases), built once into the cache."""
-    import torch
-
-    from likra.model.loading import cache_dir, resolve_dtype
-
-    shape = get_shape(model)
-    target = cache_dir() / "models" / f"random-{shape.name}"
-    if (target / "config.json").is_file():
-        return target
-    free = shutil.disk_usage(target.parent if target.parent.exists() else cache_dir().parent).free
-    need = shape.weight_bytes(dtype_name)
-    if need > 0.9 * free:
-        raise LikraError(
-            f"{model}: saving its weights for a device map or 4-bit loading needs {need / 2**30:.1f} GiB of disk "
-            f"under {cache_dir()} and {free / 2**30:.1f} GiB are free"
-        )
-    staging = target.with_name(f"{target.name}.partial-{os.getpid()}")
-    lm = build_random_model(model, resolve_dtype(dtype_name, torch.device("cpu")), torch.device("cpu"))
-    lm.save_pretrained(staging)
-    load_random_tokenizer(model).save_pretrained(staging)
-    try:
-        staging.rename(target)
-    except OSError:  # another process was first
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
-
-
 # -- the tokenizer ------------------------------------------------------------------------------------------
 SYNTHETIC_WORDS = (
     "the of and to in is that it for on was with as by at are be this from or an have which one not but all "
@@ -268,7 +239,7 @@ def load_random_tokenizer(model: str):
     """The tokenizer of `random:<shape>`, built once per vocabulary size into the cache."""
     from transformers import AutoTokenizer
 
-    from likra.model.loading import cache_dir
+    from likra.assets import cache_dir
 
     shape = get_shape(model)
     target = cache_dir() / "tokenizers" / f"random-bpe-{shape.vocab_size}"
