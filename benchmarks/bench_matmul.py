@@ -11,36 +11,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine, matmul_peak_gflops, sync  # noqa: E402
+from common import machine, matmul_peak_gflops  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-# "a@b": both operands row-major (common.matmul_peak_gflops); "linear": x @ W.T as nn.Linear computes it. Emulated bf16
-# kernels can differ by 10x between the two on one CPU, so both are measured.
-LAYOUTS = ("a@b", "linear")
-
-
-def layout_gflops(dtype: torch.dtype, device: torch.device, size: int, repeats: int, layout: str) -> float:
-    if layout == "a@b":
-        return matmul_peak_gflops(dtype, device, size=size, repeats=repeats)
-    x = torch.randn(size, size, dtype=dtype, device=device)
-    w = torch.randn(size, size, dtype=dtype, device=device)
-    torch.nn.functional.linear(x, w)
-    best = float("inf")
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        torch.nn.functional.linear(x, w)
-        sync(device)
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
+LAYOUTS = ("a@b", "linear")  # see common.matmul_peak_gflops
 
 
 def measure(sizes: list[int], dtypes: list[str], repeats: int, device: torch.device) -> dict:
@@ -50,7 +31,7 @@ def measure(sizes: list[int], dtypes: list[str], repeats: int, device: torch.dev
     for size in sizes:
         for name in dtypes:
             for layout in LAYOUTS:
-                gflops = layout_gflops(DTYPES[name], device, size, repeats, layout)
+                gflops = matmul_peak_gflops(DTYPES[name], device, size=size, repeats=repeats, layout=layout)
                 rows.append({"size": size, "dtype": name, "layout": layout, "gflops": gflops})
     for row in rows:
         fp32 = next(

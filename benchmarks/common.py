@@ -38,20 +38,28 @@ def machine() -> dict:
     return out
 
 
-def matmul_peak_gflops(dtype: torch.dtype, device: torch.device, size: int = 2048, repeats: int = 10) -> float:
-    """Best-of-`repeats` GFLOP/s of a square matmul: the attainable peak to compare against."""
+def matmul_peak_gflops(
+    dtype: torch.dtype,
+    device: torch.device,
+    size: int = 2048,
+    repeats: int = 10,
+    layout: str = "a@b",
+    warmup: int = 2,
+) -> float:
+    """Best-of-`repeats` GFLOP/s of a square product: the attainable peak to compare against. `layout`: "a@b"
+    (both operands row-major) or "linear" (x @ W.T, as nn.Linear computes it; emulated bf16 kernels can differ
+    10x between the two on one CPU)."""
     a = torch.randn(size, size, dtype=dtype, device=device)
     b = torch.randn(size, size, dtype=dtype, device=device)
-    for _ in range(2):
-        a @ b
+    product = (lambda: torch.nn.functional.linear(a, b)) if layout == "linear" else (lambda: a @ b)
+    for _ in range(warmup):
+        product()
     best = float("inf")
     for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        sync(device)
         start = time.perf_counter()
-        a @ b
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        product()
+        sync(device)
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best / 1e9
 

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import body_and_head_params, sync  # noqa: E402
+from common import body_and_head_params, matmul_peak_gflops, sync  # noqa: E402
 
 from likra.data.examples import Example  # noqa: E402
 from likra.model.heads import LoraSettings, attach_heads, use_head  # noqa: E402
@@ -138,18 +138,7 @@ def free(*objects) -> None:
 # -- measurements ---------------------------------------------------------------------------------------------
 def matmul_peak(device, dtype: torch.dtype, size: int, repeats: int = 10) -> float:
     """Best-of-`repeats` TFLOP/s of a size^3 matmul (the peak MFU is measured against)."""
-    a = torch.randn(size, size, dtype=dtype, device=device)
-    b = torch.randn(size, size, dtype=dtype, device=device)
-    for _ in range(3):
-        a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        a @ b
-        sync(device)
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e12
+    return matmul_peak_gflops(dtype, device, size=size, repeats=repeats, warmup=3) / 1e3
 
 
 def useful_flops(model, questions, prefix_ids) -> float:
