@@ -44,7 +44,7 @@ def _autocast_bf16() -> bool:
 
 def _as_bf16_fp32(x):
     """A floating tensor rounded to bf16 and held in fp32 (exact); anything else unchanged."""
-    if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dtype != torch.bool:
+    if isinstance(x, torch.Tensor) and x.is_floating_point():
         return x.to(BF16).float()
     return x
 

@@ -124,7 +124,7 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from likra.experiments.compare import compare_curves, comparison_table, evaluation_records
+    from likra.experiments.compare import compare_curves, comparison_table
     from likra.io import atomic_write_json, check_output_file
 
     labels = args.labels.split(",") if args.labels else None
@@ -132,7 +132,7 @@ def run_compare(args: argparse.Namespace) -> int:
         raise LikraError(f"--labels has {len(labels)} names; give two (A,B)")
     if args.out:
         check_output_file(Path(args.out), args.overwrite)
-    comparison = compare_curves(args.a, args.b, evaluation_records(args.a), labels)
+    comparison = compare_curves(args.a, args.b, labels)
     print("\n".join(comparison_table(comparison, args.metric)))
     if args.out:
         atomic_write_json(Path(args.out), comparison)

@@ -24,7 +24,7 @@ from likra.errors import LikraError
 from likra.experiments.curve import CurveConfig, CurveRun
 from likra.experiments.folder import CurveFolder, read_json, read_scores
 from likra.model.heads import BASE
-from likra.scoring.metrics import METRICS, mode_metrics
+from likra.scoring.metrics import METRICS
 from likra.scoring.modes import question_scores
 from likra.scoring.stats import credits, length_normalised, paired_difference
 
@@ -44,6 +44,7 @@ class ComparedFolder:
         values = {**self.curve["config"], "out": str(self.folder.root), "report_to": "none"}
         self.cfg: CurveConfig = validate(CurveConfig, values, str(self.folder.curve_file))
         self.run = CurveRun(self.cfg, progress=False)  # heads, modes, eval tag and paths; nothing is loaded
+        self.values = {(r["seed"], r["examples"], r["mode"], r["metric"]): r["value"] for r in self.curve["rows"]}
 
     @property
     def dtype(self) -> str:
@@ -90,25 +91,28 @@ class ComparedFolder:
             points.append((e, heads))
         return points
 
-    def check_against_curve(self, seed: int, examples: int, modes: Sequence[str], metrics: dict) -> None:
-        """Every recomputed value equals curve.json's row: the score files are the curve's own."""
-        for mode in modes:
-            for metric in METRICS:
-                row = next(
-                    (
-                        r
-                        for r in self.curve["rows"]
-                        if (r["seed"], r["examples"], r["mode"], r["metric"]) == (seed, examples, mode, metric)
-                    ),
-                    None,
-                )
-                value = metrics[mode][metric]["value"]
-                if row is None or not math.isclose(row["value"], value, rel_tol=0, abs_tol=1e-12):
-                    raise LikraError(
-                        f"{self.folder.root}: the score files give {mode} {metric} = {value:.4f} at {examples} "
-                        f"examples (seed {seed}) but curve.json says "
-                        + ("nothing" if row is None else f"{row['value']:.4f}")
-                    )
+    def check_against_curve(self, key: tuple, value: float) -> None:
+        """A recomputed accuracy (key: seed, examples, mode, metric) equals curve.json's: the score files are the
+        curve's own."""
+        seed, examples, mode, metric = key
+        row = self.values.get(key)
+        if row is None or not math.isclose(row, value, rel_tol=0, abs_tol=1e-12):
+            raise LikraError(
+                f"{self.folder.root}: the score files give {mode} {metric} = {value:.4f} at {examples} examples "
+                f"(seed {seed}) but curve.json says " + ("nothing" if row is None else f"{row:.4f}")
+            )
+
+    def records(self) -> list:
+        """The evaluation questions, loaded as the curve loaded them."""
+        from likra.data.formats import load_data
+
+        cfg = self.cfg
+        tokenizer = None
+        if cfg.chat_template:  # only the chat template needs the model's tokenizer
+            from likra.model.loading import load_tokenizer
+
+            tokenizer = load_tokenizer(cfg.model)
+        return load_data(cfg.eval_data, cfg.source, cfg.format, cfg.chat_template, tokenizer)[0][: cfg.eval_limit]
 
 
 def _same(a: ComparedFolder, b: ComparedFolder, what: str, get) -> None:
@@ -119,9 +123,9 @@ def _same(a: ComparedFolder, b: ComparedFolder, what: str, get) -> None:
         )
 
 
-def compare_curves(a_root: str | Path, b_root: str | Path, records, labels: Sequence[str] | None = None) -> dict:
-    """The comparison of curve folders A and B over `records` (their evaluation questions, as loaded by
-    `evaluation_records`): one row per (seed, examples, mode, metric)."""
+def compare_curves(a_root: str | Path, b_root: str | Path, labels: Sequence[str] | None = None) -> dict:
+    """The comparison of curve folders A and B over their evaluation questions: one row per (seed, examples,
+    mode, metric)."""
     a, b = ComparedFolder(a_root), ComparedFolder(b_root)
     for what, get in (
         ("evaluation data", lambda f: f.cfg.eval_data),
@@ -132,6 +136,7 @@ def compare_curves(a_root: str | Path, b_root: str | Path, records, labels: Sequ
         ("number of questions", lambda f: f.curve.get("n_eval")),
     ):
         _same(a, b, what, get)
+    records = a.records()
     n = len(records)
     if a.curve.get("n_eval") != n:
         raise LikraError(f"{a.folder.root}: curve.json has {a.curve.get('n_eval')} questions, the data {n}")
@@ -152,12 +157,12 @@ def compare_curves(a_root: str | Path, b_root: str | Path, records, labels: Sequ
             wanted = ["base"] if examples == 0 else modes
             credit = {}
             for side, folder, heads in (("a", a, heads_a), ("b", b, heads_b)):
-                metrics = mode_metrics(heads, records, wanted, folder.cfg.weight)
-                folder.check_against_curve(seed, examples, wanted, metrics)
                 for mode in wanted:
                     acc = question_scores(mode, heads, folder.cfg.weight)
                     credit[side, mode, "acc"] = credits(acc, golds)
                     credit[side, mode, "acc_norm"] = credits(length_normalised(acc, texts), golds)
+                    for metric in METRICS:  # an accuracy is the mean credit, as curve.json's values are
+                        folder.check_against_curve((seed, examples, mode, metric), credit[side, mode, metric].mean())
             for mode in wanted:
                 for metric in METRICS:
                     x, y = credit["a", mode, metric], credit["b", mode, metric]
@@ -186,19 +191,6 @@ def compare_curves(a_root: str | Path, b_root: str | Path, records, labels: Sequ
         "seconds": timing,
         "rows": rows,
     }
-
-
-def evaluation_records(root: str | Path) -> list:
-    """The evaluation questions of the curve folder `root`, loaded as its curve loaded them."""
-    from likra.data.formats import load_data
-
-    cfg = ComparedFolder(root).cfg
-    tokenizer = None
-    if cfg.chat_template:  # only the chat template needs the model's tokenizer
-        from likra.model.loading import load_tokenizer
-
-        tokenizer = load_tokenizer(cfg.model)
-    return load_data(cfg.eval_data, cfg.source, cfg.format, cfg.chat_template, tokenizer)[0][: cfg.eval_limit]
 
 
 def comparison_table(comparison: dict, metric: str = "acc") -> list[str]:
