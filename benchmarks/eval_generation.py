@@ -4,7 +4,7 @@ it equals one of the question's incorrect choices (the near-misses a negative he
 
 Normalisation (SQuAD's): the first line of the generation, lower case, punctuation and the articles a/an/the
 removed, whitespace folded. Prompts are those of `likra eval` (same `Question: ...\\nAnswer:` format and the same
-seeded few-shot examples, `build_fewshot_prefix`); generation stops at a blank line, at "Question:" or after
+seeded few-shot examples, `fewshot_records`); generation stops at a blank line, at "Question:" or after
 `--new-tokens` tokens, greedy, plausibility alpha 0.1. A looser reading is reported beside it: the gold
 choice (or a wrong one) appears as whole words in the normalised first line, and no other choice does.
 
@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 from likra.data.benchmarks import load_spec
-from likra.data.formats import build_fewshot_prefix
+from likra.data.examples import fewshot_prefix
+from likra.data.formats import fewshot_records
 from likra.generation import GenerationSettings, HeadDecoder
 from likra.runs import load_run_model
 
@@ -94,7 +95,7 @@ def main() -> None:
     for spec in args.data:
         records = load_spec(spec)[: args.limit]
         for shots in args.shots:
-            prefix, _ = build_fewshot_prefix(spec, records, shots, DATASETS.get(spec))
+            prefix = fewshot_prefix(fewshot_records(spec, records, shots, DATASETS.get(spec)))
             prompts = [prefix + r.prompt for r in records]
             for mode in args.modes:
                 settings = GenerationSettings(

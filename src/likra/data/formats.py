@@ -31,7 +31,7 @@ from typing import Sequence
 
 from likra.config import option, settings
 from likra.data.benchmarks import BENCHMARKS, SOURCES, check_unique_ids, default_fewshot_spec, load_spec
-from likra.data.examples import FEWSHOT_SEED, draw_shots, fewshot_prefix
+from likra.data.examples import FEWSHOT_SEED, draw_shots
 from likra.data.records import MCRecord
 from likra.errors import LikraError
 
@@ -97,22 +97,6 @@ class DataSettings:
         choices=FORMATS,
     )
     chat_template: bool = option(False, help="render prompts with the tokenizer's chat template (recorded in runs)")
-
-
-def build_fewshot_prefix(
-    eval_spec: str,
-    evaluated: Sequence[MCRecord],
-    shots: int,
-    fewshot_data: str | None = None,
-    source: str = "auto",
-    fmt: str = "cloze",
-    chat_template: bool = False,
-    seed: int = FEWSHOT_SEED,
-) -> tuple[str, list[str]]:
-    """(few-shot prefix text, ids of the shots) for questions `evaluated` of `eval_spec` (see `fewshot_records`).
-    likra eval, curves and studies all build their prefix here."""
-    chosen = fewshot_records(eval_spec, evaluated, shots, fewshot_data, source, fmt, chat_template, seed)
-    return fewshot_prefix(chosen), [r.id for r in chosen]
 
 
 def fewshot_records(
