@@ -8,8 +8,8 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 from conftest import TINY_CURVE_ARGS
+from numerics import assert_kernel_close
 
 from likra.cli import main
 
@@ -56,7 +56,7 @@ def test_todays_curve_equals_the_old_one(tmp_path):
         got, want = json.loads(new.read_text()), json.loads(old.read_text())
         assert len(got) == len(want), old.name
         for a, b in zip(got, want):
-            np.testing.assert_allclose(a, b, atol=1e-4, err_msg=old.name)
+            assert_kernel_close(a, b, what=old.name)
 
 
 def without_intervals(metrics: dict) -> dict:
@@ -82,4 +82,4 @@ def test_old_run_folder_loads_and_scores_the_same(tmp_path, monkeypatch):
         assert without_intervals(got["metrics"]) == without_intervals(expected["metrics"]), run
         for head, scores in expected["loglikelihoods"].items():
             for a, b in zip(got["loglikelihoods"][head], scores, strict=True):
-                np.testing.assert_allclose(a, b, atol=1e-4, err_msg=f"{run} {head}")
+                assert_kernel_close(a, b, what=f"{run} {head}")

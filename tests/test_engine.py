@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import make_records
+from numerics import assert_kernel_close
 
 from likra.data.records import MCRecord
 from likra.model.heads import LoraSettings, attach_heads
@@ -23,7 +24,7 @@ def test_engine_equals_reference_fp32(tiny_heads, tiny_tokenizer, records, prefi
     result = ScoringEngine(tiny_heads, max_batch_tokens=batch_tokens).loglikelihoods(questions, HEADS, prefix_ids)
     for head in HEADS:
         ref = reference_loglikelihoods(tiny_heads, questions, head, prefix_ids, batch_size=3)
-        assert max_diff(result[head], ref) < 1e-5, head
+        assert_kernel_close(result[head], ref, what=head)
     assert max_diff(result["positive"], result["negative"]) > 1e-3  # the heads really differ
 
 
@@ -35,7 +36,7 @@ def test_one_token_answers_and_distinct_prompts(tiny_heads, tiny_tokenizer):
     _, q_single = tokenize_questions(tiny_tokenizer, single)
     result = ScoringEngine(tiny_heads, max_batch_tokens=50).loglikelihoods(questions + q_single, ("positive",))
     ref = reference_loglikelihoods(tiny_heads, questions + q_single, "positive")
-    assert max_diff(result["positive"], ref) < 1e-5
+    assert_kernel_close(result["positive"], ref)
 
 
 def test_engine_bf16_close_to_fp32(tiny_tokenizer, tiny_model, records):
@@ -43,9 +44,8 @@ def test_engine_bf16_close_to_fp32(tiny_tokenizer, tiny_model, records):
     _, questions = tokenize_questions(tiny_tokenizer, records)
     fp32 = ScoringEngine(heads).loglikelihoods(questions, ("base",))["base"]
     bf16 = ScoringEngine(heads.to(torch.bfloat16)).loglikelihoods(questions, ("base",))["base"]
-    # bf16 keeps ~3 significant digits per activation; summed answer log-likelihoods stay within 1%.
-    for a, b in zip(fp32, bf16):
-        np.testing.assert_allclose(b, a, rtol=1e-2)
+    # bf16 keeps ~3 significant digits per activation; summed answer log-likelihoods stay within bf16's bound.
+    assert_kernel_close(bf16, fp32, "bf16")
 
 
 def test_untrained_negative_head_gives_negbase_zero_exactly(tiny_model, tiny_tokenizer, records):

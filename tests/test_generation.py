@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 from conftest import one_line_error, train_tiny_run
+from numerics import assert_kernel_close
 
 from likra.cli import main
 from likra.errors import LikraError
@@ -264,7 +265,7 @@ def test_lmeval_rolling_for_single_heads_only(tiny_run):
     with torch.no_grad(), use_head(lm.model, "positive"):
         logits = unwrap_lm(lm.model)(input_ids=torch.tensor([ids])).logits[0, :-1].float()
     expected = torch.log_softmax(logits, dim=-1).gather(1, torch.tensor(ids[1:])[:, None]).sum().item()
-    assert rolling == pytest.approx(expected, abs=1e-3)
+    assert_kernel_close(rolling, expected)
     with pytest.raises(LikraError, match="loglikelihood_rolling"):
         LikraLM(run=str(tiny_run), mode="likra").loglikelihood_rolling([])
 

@@ -1,6 +1,7 @@
 import numpy as np
 import torch
 from conftest import make_records
+from numerics import assert_kernel_close
 
 from likra.data.examples import IGNORE_INDEX, negative_pairs, positive_pairs, tokenize_answers
 from likra.model.heads import LoraSettings, attach_heads, reinit_heads, use_head
@@ -97,8 +98,9 @@ def test_packed_batch_gives_the_padded_loss_and_gradients(tiny_heads, tiny_token
         loss.backward()
         grads.append((loss.item(), [p.grad.clone() for n, p in tiny_heads.named_parameters() if p.requires_grad]))
     (loss_a, grad_a), (loss_b, grad_b) = grads
-    assert abs(loss_a - loss_b) < 1e-5
-    assert all(torch.allclose(a, b, atol=1e-6, rtol=1e-4) for a, b in zip(grad_a, grad_b))
+    assert_kernel_close(loss_b, loss_a)
+    for a, b in zip(grad_a, grad_b):
+        assert_kernel_close(b, a)
     # Without restarted positions the examples would see each other: the loss would differ.
     flat = dict(packed, position_ids=torch.arange(packed["input_ids"].shape[1]).expand_as(packed["input_ids"]))
     with torch.no_grad():
@@ -122,5 +124,6 @@ def test_training_with_packing_gives_the_same_per_example_loss(tiny_model, tiny_
         losses[packing] = (per_example_losses(model, "positive", examples, pad), stats.losses)
     (plain, logged_plain), (packed, logged_packed) = losses[False], losses[True]
     assert np.mean(plain) < np.mean(before) - 0.1  # it trained
-    np.testing.assert_allclose(packed, plain, atol=1e-4)
-    np.testing.assert_allclose(logged_packed, logged_plain, atol=1e-4)
+    steps = stats.steps  # each optimizer step feeds one pass's rounding into the next
+    assert_kernel_close(packed, plain, passes=steps + 1)
+    assert_kernel_close(logged_packed, logged_plain, passes=steps + 1)
