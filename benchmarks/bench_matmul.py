@@ -25,7 +25,7 @@ LAYOUTS = ("a@b", "linear")  # see common.matmul_peak_gflops
 
 
 def measure(sizes: list[int], dtypes: list[str], repeats: int, device: torch.device) -> dict:
-    from likra.model.loading import DTYPE_NAMES, auto_dtype
+    from likra.model.precision import auto_train_dtype
 
     rows = []
     for size in sizes:
@@ -39,8 +39,8 @@ def measure(sizes: list[int], dtypes: list[str], repeats: int, device: torch.dev
             None,
         )
         row["vs_fp32"] = row["gflops"] / fp32 if fp32 else None
-    auto = DTYPE_NAMES[auto_dtype(device.type)]
-    return {"machine": machine(), "device": device.type, "auto_dtype": auto, "rows": rows}
+    auto = {"train": auto_train_dtype(device.type), "score": "fp32"}  # what --dtype auto does here
+    return {"machine": machine(), "device": device.type, "auto": auto, "rows": rows}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -53,8 +53,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     result = measure(args.sizes, args.dtypes, args.repeats, torch.device(args.device))
     m = result["machine"]
+    auto = f"; --dtype auto here: trains in {result['auto']['train']}, scores in fp32"
     print(f"{m['cpu']} (bf16 flags: {', '.join(m['cpu_bf16_flags']) or 'none'}; {m['threads']} threads)"
-          + (f", {m['gpu']}" if "gpu" in m else "") + f"; --dtype auto here: {result['auto_dtype']}")  # fmt: skip
+          + (f", {m['gpu']}" if "gpu" in m else "") + auto)  # fmt: skip
     print(f"{'size':>6} {'layout':>7} {'dtype':>5} {'GFLOP/s':>9} {'vs fp32':>8}")
     for r in result["rows"]:
         ratio = f"{r['vs_fp32']:.3f}" if r["vs_fp32"] is not None else "-"

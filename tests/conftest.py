@@ -1,3 +1,4 @@
+import os
 import warnings
 from pathlib import Path
 
@@ -10,6 +11,9 @@ from likra.model.heads import LoraSettings, attach_heads
 from likra.model.loading import build_tiny_model, build_tiny_tokenizer
 
 warnings.filterwarnings("ignore", category=FutureWarning)
+# The suite's --dtype auto decides as on a CPU without bf16 instructions (fp32), on every CPU kind and in every
+# process it starts: the numbers tests compare do not depend on the machine. The policy's own tests set a kind.
+os.environ["LIKRA_CPU_BF16_FLAGS"] = ""
 
 
 @pytest.fixture(scope="session")

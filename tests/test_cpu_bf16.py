@@ -1,6 +1,7 @@
-"""`--dtype auto` on CPUs: bf16 where the CPU has bf16 matrix instructions and a probe finds them faster, fp32
-otherwise; the chosen dtype recorded (never `auto`). The bf16 path runs on any CPU (emulated bf16 is only slower),
-so it is tested here by making this CPU look like an AMX one."""
+"""The precision policy (`likra.model.precision`): `--dtype auto` trains in bf16 where bf16 is native (CPUs with
+bf16 instructions a probe finds faster, CUDA) and scores in fp32 wherever an fp32 copy fits; each resolved dtype is
+recorded (never `auto`) and is the one that ran. The bf16 path runs on any CPU (emulated bf16 is only slower), so it
+is tested here by making this CPU look like an AMX one."""
 
 import json
 
@@ -9,7 +10,10 @@ import torch
 from numerics import assert_kernel_close
 
 from likra.cli import main
-from likra.model import loading
+from likra.errors import LikraError
+from likra.experiments.folder import CurveFolder
+from likra.model import loading, precision
+from likra.model.precision import Precision, computing_in, resolve_precision
 
 
 @pytest.fixture
@@ -19,25 +23,44 @@ def cpu_kind(monkeypatch):
     def set_kind(flags: list[str], speedup: float = 3.0) -> None:
         monkeypatch.setattr(loading, "cpu_bf16_flags", lambda: list(flags))
         monkeypatch.setattr(loading, "cpu_bf16_speedup", lambda *a, **k: speedup)
-        loading.auto_dtype.cache_clear()
         loading.warn_emulated_bf16.cache_clear()
 
     yield set_kind
-    loading.auto_dtype.cache_clear()
     loading.warn_emulated_bf16.cache_clear()
 
 
-@pytest.mark.parametrize("flags, speedup", [([], 0.01), (["avx512_bf16"], 2.1), (["amx_bf16"], 6.3)])
-def test_auto_is_fp32_on_every_cpu_and_says_what_bf16_would_give(cpu_kind, caplog, flags, speedup):
-    """bf16 changed the demo's small-sample results (README, fp32 and bf16), so auto keeps fp32 on CPUs; where the
-    CPU has bf16 instructions the log says how much faster an explicit --dtype bf16 would be."""
+CPU = torch.device("cpu")
+
+
+@pytest.mark.parametrize(
+    "flags, speedup, train",
+    [([], 0.01, "fp32"), (["avx512_bf16"], 2.1, "bf16"), (["amx_bf16"], 6.3, "bf16"), (["avx512_bf16"], 0.9, "fp32")],
+)
+def test_auto_trains_in_bf16_where_it_is_native_and_faster_and_scores_in_fp32(cpu_kind, flags, speedup, train):
     cpu_kind(flags, speedup)
-    with caplog.at_level("INFO", logger="likra.model.loading"):
-        assert loading.resolve_dtype("auto", torch.device("cpu")) == torch.float32
-    said = " ".join(r.message for r in caplog.records)
-    assert said.startswith("dtype auto: fp32") and (f"{speedup:.1f}x" in said) == bool(flags)
-    assert loading.resolve_dtype("bf16", torch.device("cpu")) == torch.bfloat16  # an explicit dtype is kept
-    assert loading.resolve_dtype("auto", torch.device("cuda")) == torch.bfloat16
+    assert resolve_precision("auto", device=CPU, parameters=1000) == Precision(train, "fp32")
+    assert resolve_precision("fp32", device=CPU) == Precision("fp32", "fp32")  # --dtype X means both
+    assert resolve_precision("bf16", device=CPU) == Precision("bf16", "bf16")
+    assert resolve_precision("auto", "fp32", "bf16", device=CPU) == Precision("fp32", "bf16")  # each overridable
+    assert resolve_precision("auto", device=CPU, trains=False) == Precision(None, "fp32")
+
+
+def test_auto_scores_in_the_training_dtype_where_fp32_does_not_fit_and_says_why(cpu_kind, monkeypatch, caplog):
+    cpu_kind(["amx_bf16"], 3.0)
+    monkeypatch.setattr(precision, "available_memory", lambda device: 10 * 2**30)
+    assert resolve_precision("auto", device=CPU, parameters=2 * 2**30 // 6) == Precision("bf16", "fp32")
+    with caplog.at_level("WARNING", logger="likra.model.precision"):
+        big = resolve_precision("auto", device=CPU, parameters=70 * 10**9)
+    assert (big.train, big.score) == ("bf16", "bf16") and "fp32 copy of the base needs" in big.note
+    assert big.note in caplog.text and big.to_json()["note"] == big.note
+    quantized = resolve_precision("auto", device=CPU, quantize="4bit")
+    assert quantized.score == "bf16" and "4bit" in quantized.note
+    spread = resolve_precision("auto", device=CPU, device_map="auto")
+    assert spread.score == "bf16" and "device map" in spread.note
+    scored_only = resolve_precision("auto", device=CPU, parameters=3 * 2**30 // 4 * 4, trains=False)
+    assert scored_only == Precision(None, "bf16", scored_only.note) and scored_only.note  # 12 GiB > 80% of 10
+    with pytest.raises(LikraError, match="unknown score dtype"):
+        resolve_precision("auto", score_dtype="int8")
 
 
 def test_an_explicit_bf16_on_a_cpu_without_it_is_said_once(cpu_kind, caplog):
@@ -55,31 +78,93 @@ def test_an_explicit_bf16_on_a_cpu_without_it_is_said_once(cpu_kind, caplog):
     assert not caplog.records
 
 
-def test_the_probe_measures_this_cpu():
+def test_the_probe_measures_this_cpu_and_the_flags_can_be_set(monkeypatch):
     speedup = loading.cpu_bf16_speedup(size=128, repeats=2)
-    assert speedup > 0 and set(loading.cpu_bf16_flags()) <= {"avx512_bf16", "amx_bf16"}
+    monkeypatch.delenv("LIKRA_CPU_BF16_FLAGS")
+    assert speedup > 0 and set(loading.cpu_bf16_flags()) <= {"avx512_bf16", "amx_bf16"}  # what /proc/cpuinfo says
+    monkeypatch.setenv("LIKRA_CPU_BF16_FLAGS", "amx_bf16,avx2")
+    assert loading.cpu_bf16_flags() == ["amx_bf16"]
 
 
-def test_bf16_trains_in_autocast_with_fp32_lora_and_records_bf16(cpu_kind, tmp_path, capsys):
+def test_computing_in_swaps_a_bf16_copy_of_the_base_and_gives_the_exact_fp32_weights_back(tiny_heads):
+    base = {n: p for n, p in tiny_heads.named_parameters() if "lora_" not in n}
+    lora = {n: p for n, p in tiny_heads.named_parameters() if "lora_" in n}
+    before = {n: p.data for n, p in base.items()}
+    storage = {n: p.data_ptr() for n, p in base.items()}
+    with computing_in(tiny_heads, "bf16"):
+        assert {p.dtype for p in base.values()} == {torch.bfloat16} and {p.dtype for p in lora.values()} == {
+            torch.float32
+        }
+        copy = {n: p.data for n, p in base.items()}
+        copied = {n: p.data_ptr() for n, p in base.items()}
+        assert all(torch.equal(copy[n], before[n].bfloat16()) for n in base)
+    assert all(p.data_ptr() == storage[n] and p.dtype == torch.float32 for n, p in base.items())  # never rounded
+    with computing_in(tiny_heads, "bf16"):
+        assert all(p.data_ptr() == copied[n] for n, p in base.items())  # the copy is made once
+    with computing_in(tiny_heads, "fp32"):
+        assert all(p.data_ptr() == storage[n] for n, p in base.items())  # nothing to do
+
+
+def adapter(run) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(run / "adapters" / "positive" / "adapter_model.safetensors")
+
+
+def run_and_eval(tmp_path, name: str, *train_flags: str, eval_flags: tuple = ()) -> tuple[dict, dict, dict]:
+    run = tmp_path / name
+    args = ["-q", "train", "--model", "random-tiny", "--data", "arc_easy:train", "--limit", "8", "--batch-size", "4"]
+    assert main([*args, *train_flags, "--out", str(run)]) == 0
+    out = tmp_path / f"{name}.json"
+    assert main(["-q", "eval", "--run", str(run), "--limit", "4", *eval_flags, "--out", str(out)]) == 0
+    return json.loads((run / "likra.json").read_text()), json.loads(out.read_text()), {"run": run}
+
+
+def test_auto_trains_a_run_in_bf16_and_evaluates_it_in_fp32(cpu_kind, tmp_path):
     cpu_kind(["amx_bf16"], 3.0)
-    run = tmp_path / "run"
-    args = ["-q", "train", "--model", "random-tiny", "--data", "arc_easy:train", "--limit", "8", "--batch-size", "4",
-            "--dtype", "bf16"]  # fmt: skip
-    assert main([*args, "--out", str(run)]) == 0
-    manifest = json.loads((run / "likra.json").read_text())
-    assert manifest["model"]["dtype"] == "bf16"
+    manifest, scored, where = run_and_eval(tmp_path, "auto")
+    assert manifest["model"]["dtype"] == "bf16" and manifest["precision"] == {"train": "bf16"}
+    assert scored["dtype"] == "fp32" and scored["precision"] == {"train": "bf16", "score": "fp32"}
+    # The effect: trained in bf16 (as --dtype bf16 trains), not fp32, and scored from fp32 weights.
+    run_and_eval(tmp_path, "bf16", "--dtype", "bf16")
+    run_and_eval(tmp_path, "fp32", "--dtype", "fp32")
+    trained = {name: adapter(tmp_path / name) for name in ("auto", "bf16", "fp32")}
+    assert all(torch.equal(trained["auto"][k], trained["bf16"][k]) for k in trained["auto"])
+    assert not all(torch.equal(trained["auto"][k], trained["fp32"][k]) for k in trained["auto"])
     from likra.runs import load_run_model
 
-    model, _, _ = load_run_model(run)
-    dtypes = {n.split(".")[-2] if "lora_" in n else "base": p.dtype for n, p in model.named_parameters()}
-    assert dtypes["base"] == torch.bfloat16 and {dtypes[k] for k in dtypes if k != "base"} == {torch.float32}
-    assert loading.trains_in_bf16(model)
-    out = tmp_path / "e.json"
-    assert main(["-q", "eval", "--run", str(run), "--dtype", "bf16", "--limit", "4", "--out", str(out)]) == 0
-    assert json.loads(out.read_text())["dtype"] == "bf16"
-    out = tmp_path / "e32.json"  # auto scores a bf16-trained run in fp32 on a CPU, as any other
-    assert main(["-q", "eval", "--run", str(run), "--limit", "4", "--out", str(out)]) == 0
-    assert json.loads(out.read_text())["dtype"] == "fp32"
+    model, _, _ = load_run_model(where["run"])
+    assert {p.dtype for n, p in model.named_parameters()} == {torch.float32}
+    _, in_bf16, _ = run_and_eval(tmp_path, "scored-bf16", eval_flags=("--score-dtype", "bf16"))
+    assert in_bf16["dtype"] == "bf16" and in_bf16["loglikelihoods"] != scored["loglikelihoods"]
+    assert_kernel_close(in_bf16["loglikelihoods"]["positive"], scored["loglikelihoods"]["positive"], "bf16")
+
+
+def test_settings_that_would_not_apply_are_refused(tmp_path, capsys):
+    args = ["train", "--model", "random-tiny", "--data", "arc_easy:train", "--limit", "8", "--out", str(tmp_path / "r")]
+    assert main([*args, "--score-dtype", "bf16"]) == 2
+    assert "likra train scores nothing" in capsys.readouterr().err
+    assert main(["eval", "--model", "random-tiny", "--limit", "2", "--train-dtype", "bf16"]) == 2
+    assert "trains nothing" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_curve_trains_in_bf16_scores_in_fp32_and_records_both(cpu_kind, tmp_path):
+    from conftest import TINY_CURVE_ARGS
+
+    cpu_kind(["amx_bf16"], 3.0)
+    assert main(["-q", "curve", *TINY_CURVE_ARGS, "--out", str(tmp_path / "auto")]) == 0
+    curve = json.loads((tmp_path / "auto" / "curve.json").read_text())
+    assert curve["dtype"] == "bf16/fp32" and curve["precision"] == {"train": "bf16", "score": "fp32"}
+    assert json.loads(CurveFolder(tmp_path / "auto").config_file.read_text())["dtype"] == "bf16"  # resolved
+    # The same checkpoints as a curve trained and scored in bf16 (the training is the same), scored apart.
+    assert main(["-q", "curve", *TINY_CURVE_ARGS, "--dtype", "bf16", "--out", str(tmp_path / "bf16")]) == 0
+    losses = [json.loads(p.read_text())["losses"] for p in sorted((tmp_path / "auto").rglob("*.done.json"))]
+    assert losses == [json.loads(p.read_text())["losses"] for p in sorted((tmp_path / "bf16").rglob("*.done.json"))]
+    tags = {p.parent.name for p in (tmp_path / "auto").rglob("step-*.json")}
+    assert len(tags) == 1 and tags.pop().endswith("scored_fp32")
+    # Re-run with --dtype fp32 into the bf16-trained folder: other checkpoints, refused in one line.
+    assert main(["-q", "curve", *TINY_CURVE_ARGS, "--dtype", "fp32", "--out", str(tmp_path / "auto")]) == 2
 
 
 def test_a_curve_records_the_dtype_it_ran_in(cpu_kind, tmp_path):
@@ -87,31 +172,8 @@ def test_a_curve_records_the_dtype_it_ran_in(cpu_kind, tmp_path):
 
     cpu_kind([], 1.0)
     assert main(["-q", "curve", *TINY_CURVE_ARGS, "--out", str(tmp_path / "c")]) == 0
-    assert json.loads((tmp_path / "c" / "curve.json").read_text())["dtype"] == "fp32"
-
-
-def test_the_matmul_benchmark_records_the_machine_with_every_figure(tmp_path):
-    import runpy
-    import sys
-    from pathlib import Path
-
-    script = Path(__file__).parents[1] / "benchmarks" / "bench_matmul.py"
-    out = tmp_path / "m.json"
-    argv = sys.argv
-    sys.argv = [str(script), "--sizes", "32", "--dtypes", "fp32", "bf16", "--repeats", "1", "--json", str(out)]
-    try:
-        runpy.run_path(str(script), run_name="__main__")
-    finally:
-        sys.argv = argv
-    result = json.loads(out.read_text())
-    LAYOUTS = ("a@b", "linear")
-    assert set(result["machine"]) >= {"cpu", "cpu_bf16_flags", "threads"} and result["auto_dtype"] in ("fp32", "bf16")
-    pairs = {(r["dtype"], r["layout"]) for r in result["rows"]}
-    assert pairs == {(d, lay) for d in ("fp32", "bf16") for lay in LAYOUTS}
-    for layout in LAYOUTS:
-        rows = {r["dtype"]: r for r in result["rows"] if r["layout"] == layout}
-        assert rows["fp32"]["vs_fp32"] == 1.0 and rows["bf16"]["gflops"] > 0
-        assert rows["bf16"]["vs_fp32"] == rows["bf16"]["gflops"] / rows["fp32"]["gflops"]
+    curve = json.loads((tmp_path / "c" / "curve.json").read_text())
+    assert curve["dtype"] == "fp32" and curve["precision"] == {"train": "fp32", "score": "fp32"}
 
 
 def load_emulation():

@@ -40,7 +40,7 @@ def test_unknown_or_too_large_shapes_are_one_line(monkeypatch, capsys):
         get_shape("random:llama-99b")
     monkeypatch.setattr("likra.model.shapes.available_bytes", lambda device: 8 * 2**30)
     err = one_line_error(capsys, main(["-q", "eval", "--model", "random:llama-3.1-8b", "--modes", "base"]))
-    assert "random:llama-3.1-8b: its weights need 29.9 GiB (float32) and cpu has 8.0 GiB free" in err
+    assert "random:llama-3.1-8b: its weights need 29.9 GiB (fp32) and cpu has 8.0 GiB free" in err
     assert "8.0 GiB free" in err and "--quantize 4bit" in err and "--device-map auto" in err
 
 

@@ -106,26 +106,31 @@ def _download_run(repo: str) -> Path:
 
 
 def load_run_model(
-    run: str | Path, dtype: str | None = None, device=None, device_map: str | None = None, quantize: str | None = None
+    run: str | Path,
+    dtype: str | None = None,
+    device=None,
+    device_map: str | None = None,
+    quantize: str | None = None,
+    score_dtype: str | None = None,
 ):
-    """(PeftModel with the run's heads, tokenizer, manifest); `run` a folder or a hub repo id. The base is
-    loaded as the run was trained (dtype, quantization) unless told otherwise; `device_map` spreads it
-    over devices (see `load_base_model`)."""
+    """(PeftModel with the run's heads, tokenizer, manifest); `run` a folder or a hub repo id. The base is loaded
+    for scoring (`likra.model.precision`: `dtype`/`score_dtype`, default auto: fp32 where it fits, whatever the run
+    trained in) and quantized as the run was unless told otherwise; `device_map` spreads it over devices (see
+    `load_base_model`). The precision is kept with the model (`precision_of`)."""
     from likra.model.heads import load_heads
     from likra.model.loading import load_base_model, load_tokenizer
+    from likra.model.precision import Precision, mark, scoring_precision
 
     run = resolve_run(run)
     manifest = read_manifest(run)
     model_info = manifest["model"]
-    base = load_base_model(
-        model_info["name"],
-        dtype or model_info.get("dtype", "auto"),
-        device,
-        device_map=device_map,
-        quantize=quantize or model_info.get("quantize"),
-    )
+    quantize = quantize or model_info.get("quantize")
+    precision = scoring_precision(model_info["name"], dtype, score_dtype, device, quantize, device_map)
+    trained = (manifest.get("precision") or {}).get("train") or model_info.get("dtype")
+    precision = Precision(trained if trained in ("fp32", "bf16", "fp16") else None, precision.score, precision.note)
+    base = load_base_model(model_info["name"], precision.score, device, device_map=device_map, quantize=quantize)
     model = load_heads(base, Path(run) / ADAPTERS, tuple(manifest["heads"]))
-    return model, load_tokenizer(model_info["name"]), manifest
+    return mark(model, precision), load_tokenizer(model_info["name"]), manifest
 
 
 def check_out(out: Path, overwrite: bool) -> None:

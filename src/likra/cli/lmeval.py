@@ -47,7 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--mode", help="a mode (likra, negbase, sft, base, pos_base) or an expression over head names (default likra)"
     )
     likra.add_argument("--weight", type=float, help="negative-head weight w (default 1)")
-    likra.add_argument("--dtype", help="model dtype (default: the run's)")
+    likra.add_argument("--dtype", help="the dtype scores are computed in (default auto: fp32 where an fp32 copy fits)")
     likra.add_argument("--batch-tokens", type=int, help="token budget of one forward pass")
     likra.add_argument("--device-map", help="spread a model too large for one device (auto, balanced, sequential)")
     likra.add_argument("--quantize", help="4bit: load the base in NF4 (default: as the run was trained)")

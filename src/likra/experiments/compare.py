@@ -24,6 +24,7 @@ from likra.errors import LikraError
 from likra.experiments.curve import CurveConfig, CurveRun
 from likra.experiments.folder import CurveFolder, read_json, read_scores
 from likra.model.heads import BASE
+from likra.model.precision import Precision
 from likra.scoring.metrics import METRICS
 from likra.scoring.modes import question_scores
 from likra.scoring.stats import credits, length_normalised, paired_difference
@@ -44,6 +45,9 @@ class ComparedFolder:
         values = {**self.curve["config"], "out": str(self.folder.root), "report_to": "none"}
         self.cfg: CurveConfig = validate(CurveConfig, values, str(self.folder.curve_file))
         self.run = CurveRun(self.cfg, progress=False)  # heads, modes, eval tag and paths; nothing is loaded
+        recorded = self.curve.get("precision")
+        if isinstance(recorded, dict) and {"train", "score"} <= recorded.keys():
+            self.run.use_precision(Precision(recorded["train"], recorded["score"]))  # where its scores lie
         self.values = {(r["seed"], r["examples"], r["mode"], r["metric"]): r["value"] for r in self.curve["rows"]}
 
     @property

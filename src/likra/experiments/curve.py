@@ -29,7 +29,8 @@ from likra.errors import LikraError
 from likra.experiments.folder import CurveFolder, read_json, read_scores
 from likra.io import atomic_write_json
 from likra.model.heads import BASE, HeadSpec, head_specs, likra_heads, reinit_heads
-from likra.model.loading import ModelSettings, load_tokenizer, model_dtype_name, model_max_length, trains_in_bf16
+from likra.model.loading import ModelSettings, load_tokenizer, model_max_length
+from likra.model.precision import Precision
 from likra.model.shapes import is_random
 from likra.objectives import get_objective
 from likra.objectives.registry import (
@@ -47,7 +48,15 @@ from likra.scoring.modes import check_modes, get_mode
 from likra.scoring.settings import ScoringSettings
 from likra.scoring.stats import across_seeds, mode_statistics, parse_pairs, trivial_baselines
 from likra.tracking import REPORT_TO, ReportTo, Tracker, check_available, make_tracker
-from likra.training.pipeline import HeadsSettings, build_model, checked_heads, run_context, select_questions
+from likra.training.pipeline import (
+    HeadsSettings,
+    build_model,
+    checked_heads,
+    run_context,
+    run_precision,
+    select_questions,
+    training_precision,
+)
 
 log = logging.getLogger(__name__)
 
@@ -128,13 +137,26 @@ def variant_name(cfg: CurveConfig) -> str:
     return kind + (f"-contaminated{cfg.contamination:g}" if cfg.contamination else "")
 
 
-def eval_tag(cfg: CurveConfig) -> str:
-    """The name of an evaluation setting (data, shots, limit, shot source) under scores/."""
+def eval_tag(cfg: CurveConfig, precision: Precision | None = None) -> str:
+    """The name of an evaluation setting (data, shots, limit, shot source, and the scoring dtype where it is not the
+    training one: folders of earlier versions scored in their training dtype) under scores/."""
+    scored = f"-scored_{precision.score}" if precision is not None and precision.score != precision.train else ""
     return slug(
         f"{cfg.eval_data}-{cfg.shots}shot"
         + (f"-first{cfg.eval_limit}" if cfg.eval_limit else "")
         + (f"-shots_from_{cfg.fewshot_data}" if cfg.fewshot_data else "")
+        + scored
     )
+
+
+def as_recorded_today(previous: dict) -> dict:
+    """A folder's recorded training settings in today's terms: folders of earlier versions recorded `dtype` as given,
+    and their `auto` trained in bf16 on CUDA and in fp32 elsewhere."""
+    if previous.get("dtype") == "auto":
+        from likra.model.loading import default_device
+
+        return {**previous, "dtype": "bf16" if default_device().type == "cuda" else "fp32"}
+    return previous
 
 
 class CurveRun:
@@ -185,13 +207,20 @@ class CurveRun:
                     f"mode {mode!r} needs head(s) {', '.join(missing)}; this curve trains "
                     f"{', '.join(sorted(known - {BASE}))}"
                 )
-        self.eval_tag = eval_tag(cfg)
-        self.series = f"eval-{self.variant}-{self.eval_tag}"  # one tracked series per curve of a folder
+        self.use_precision(None)  # resolved when the run starts (it may look at the base's size)
         self.score_files: dict[int, list[tuple[int, dict[str, Any]]]] = {}  # seed -> [(examples, head -> file)]
+
+    def use_precision(self, precision: Precision | None) -> None:
+        """Train and score in `precision` (None: not resolved yet); it names the score files (`eval_tag`)."""
+        self.precision = precision
+        self.eval_tag = eval_tag(self.cfg, precision)
+        self.series = f"eval-{self.variant}-{self.eval_tag}"  # one tracked series per curve of a folder
 
     def training_settings(self) -> dict:
         values = asdict(self.cfg)
         out = {k: v for k, v in values.items() if k in TRAINING_KEYS}
+        if self.precision is not None:
+            out["dtype"] = self.precision.train  # what the checkpoints were trained in, resolved
         out["train"] = {
             k: v for k, v in out["train"].items() if k not in TRAIN_ADDED_DEFAULTS or v != TRAIN_ADDED_DEFAULTS[k]
         }
@@ -206,10 +235,12 @@ class CurveRun:
         cfg = self.cfg
         self.timing = {"scoring_seconds": 0.0, "scoring_passes": 0}
         tokenizer = self.tokenizer = load_tokenizer(cfg.model)
-        ctx = run_context(cfg, tokenizer, progress=False)  # the overall progress line replaces the Trainer's bars
+        precision = run_precision(cfg)
+        self.use_precision(precision)
+        # the overall progress line replaces the Trainer's bars
+        ctx = run_context(cfg, tokenizer, progress=False, precision=precision)
         ctx.objective_settings = self.objective_settings
-        ctx.model = self.model = build_model(cfg, self.heads, ctx, cfg.train.gradient_checkpointing)
-        ctx.bf16 = trains_in_bf16(ctx.model)
+        ctx.model = self.model = build_model(cfg, self.heads, ctx, cfg.train.gradient_checkpointing, precision)
         prompt = (cfg.source, cfg.format, cfg.chat_template, tokenizer)
         eval_records = load_data(cfg.eval_data, *prompt, model_max_length(ctx.model))[0]
         self.eval_total = len(eval_records)  # before --eval-limit
@@ -220,7 +251,7 @@ class CurveRun:
         self.choice_tokens = [[len(c) for c in q.choice_ids] for q in questions]
         with self.folder.lock():
             # Only once the settings, the model and the data loaded: a typo must not lock the folder.
-            self.folder.check_settings(self.training_settings(), write=is_main())
+            self.folder.check_settings(self.training_settings(), write=is_main(), upgrade=as_recorded_today)
             self.line.enabled = self.progress and is_main()
             if is_main():
                 self.tracker = make_tracker(cfg.report_to, self.folder.tracking_dir, self.folder.root.name, asdict(cfg))
@@ -239,7 +270,8 @@ class CurveRun:
                 self.line.close()
                 self.tracker.close()
         curve = build_curve(cfg, results, eval_records, base, self.variant)
-        curve["dtype"] = model_dtype_name(ctx.model)  # what --dtype resolved to (never auto)
+        curve["dtype"] = precision.label  # what --dtype resolved to (never auto): fp32, or bf16/fp32 trained/scored
+        curve["precision"] = precision.to_json()
         curve["baselines"] = trivial_baselines(
             [r.gold for r in eval_records], [r.choices for r in eval_records], self.choice_tokens
         )
@@ -329,23 +361,27 @@ class CurveRun:
             steps = sum(s[-1][0] for s in schedules.values())
             self.line.plan(steps * cfg.seeds, sum(lengths.values()) * cfg.seeds)
         train_stats = {}
-        for head in self.heads:
-            reinit_heads(ctx.model, (head.adapter,), rng_seed, (head.init,))
-            done_file = self.folder.done_file(seed, head)
-            cached = done_file.is_file()
-            callbacks = [self.line.trainer_callback(seed, head.name), *self.tracker.trainer_callbacks(seed, head.name)]
-            with trainer_callbacks(callbacks):
-                stats = train_head(
-                    ctx,
-                    head,
-                    items[head.name],
-                    self.folder.work_dir(seed, head),
-                    [s for s, _ in schedules[head.name]],
-                    resume=True,
-                    done_file=done_file,
-                )
-            self.line.trained(seed, head.name, stats.steps, cached)
-            train_stats[head.name] = asdict(stats)
+        with training_precision(ctx.model, self.precision):
+            for head in self.heads:
+                reinit_heads(ctx.model, (head.adapter,), rng_seed, (head.init,))
+                done_file = self.folder.done_file(seed, head)
+                cached = done_file.is_file()
+                callbacks = [
+                    self.line.trainer_callback(seed, head.name),
+                    *self.tracker.trainer_callbacks(seed, head.name),
+                ]
+                with trainer_callbacks(callbacks):
+                    stats = train_head(
+                        ctx,
+                        head,
+                        items[head.name],
+                        self.folder.work_dir(seed, head),
+                        [s for s, _ in schedules[head.name]],
+                        resume=True,
+                        done_file=done_file,
+                    )
+                self.line.trained(seed, head.name, stats.steps, cached)
+                train_stats[head.name] = asdict(stats)
         points = []
         self.score_files[seed] = []
         n_points = len(schedules[self.heads[0].name])

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -115,12 +115,14 @@ class CurveFolder:
         return self.root / f"study-{name}"
 
     # -- contents -------------------------------------------------------------------------------------
-    def check_settings(self, current: dict, write: bool) -> None:
-        """Refuse a folder trained with other settings; record `current` in a new folder (when `write`)."""
+    def check_settings(self, current: dict, write: bool, upgrade: Callable[[dict], dict] | None = None) -> None:
+        """Refuse a folder trained with other settings; record `current` in a new folder (when `write`). `upgrade`
+        reads a folder's recorded settings in today's terms (what an earlier version's value meant)."""
         if self.config_file.is_file():
             previous = read_json(self.config_file)
             if not isinstance(previous, dict):
                 raise LikraError(f"{self.config_file}: damaged file; delete the folder or use another --out")
+            previous = upgrade(previous) if upgrade is not None else previous
             # A key only the folder records (a non-default prompt format) differs from its absence here.
             keys = [k for k in dict.fromkeys([*current, *previous]) if previous.get(k) != current.get(k)]
             if keys:

@@ -58,7 +58,8 @@ _name_results_after_the_run()
 
 @register_model("likra")
 class LikraLM(LM):
-    """`--model likra --model_args run=RUN,mode=likra,weight=1.0[,dtype=bf16,batch_tokens=N]`
+    """`--model likra --model_args run=RUN,mode=likra,weight=1.0[,dtype=bf16,batch_tokens=N]` (dtype: what scores
+    are computed in; default auto, fp32 where an fp32 copy of the base fits)
     (or `model=HUB_ID_OR_PATH` for the base model alone, mode base); a model too large for one device
     takes `device_map=auto`, a 4-bit base `quantize=4bit`; generation tasks also take
     `alpha` (plausibility, default 0.1), `max_gen_toks` (default 256), `gen_batch_size`, `seed`."""
@@ -86,6 +87,7 @@ class LikraLM(LM):
         import torch
 
         from likra.model.loading import load_base_model, load_tokenizer
+        from likra.model.precision import mark, scoring_precision
         from likra.plugins import load_plugins
         from likra.runs import load_run_model
 
@@ -107,8 +109,9 @@ class LikraLM(LM):
         elif model:
             if mode != "base":
                 raise LikraError(f"a plain model has no heads: mode {mode!r} needs run=RUN_FOLDER")
-            base = load_base_model(model, dtype or "auto", where, device_map=device_map, quantize=quantize)
-            self.model, self.tokenizer = base, load_tokenizer(model)
+            precision = scoring_precision(model, dtype, None, where, quantize, device_map)
+            base = load_base_model(model, precision.score, where, device_map=device_map, quantize=quantize)
+            self.model, self.tokenizer = mark(base, precision), load_tokenizer(model)
         else:
             raise LikraError("model_args need run=RUN_FOLDER (or model=NAME for mode base)")
         self.engine = ScoringEngine(self.model, max_batch_tokens=int(batch_tokens) if batch_tokens else None)

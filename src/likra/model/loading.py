@@ -68,9 +68,16 @@ class ModelSettings:
     )
     dtype: str = option(
         "auto",
-        help="auto: bf16 on CUDA, fp32 on a CPU (bf16 there changes small-sample results: README, fp32 and bf16; "
-        "the log says how much faster --dtype bf16 would be on a CPU with bf16 instructions). Or fp32, bf16, fp16",
+        help="the dtype of training and scoring both (--train-dtype and --score-dtype override one). auto: train in "
+        "bf16 where bf16 is native (CUDA; CPUs with avx512_bf16/amx_bf16), else fp32; score in fp32 wherever an fp32 "
+        "copy of the base fits (README: fp32 and bf16). Or fp32, bf16, fp16",
         choices=DTYPES,
+    )
+    train_dtype: str | None = option(
+        None, help="the base's dtype while heads train (LoRA and optimizer stay fp32); default: --dtype", choices=DTYPES
+    )
+    score_dtype: str | None = option(
+        None, help="the dtype every score is computed in; default: --dtype", choices=DTYPES
     )
     quantize: QuantizeOption = option(
         None,
@@ -102,7 +109,11 @@ CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 def cpu_bf16_flags() -> list[str]:
     """The CPU's bf16 matrix instructions from /proc/cpuinfo (AVX512-BF16, AMX-BF16); [] where there are none
-    (bf16 is then emulated: it works, but slower than fp32)."""
+    (bf16 is then emulated: it works, but slower than fp32). `LIKRA_CPU_BF16_FLAGS` (comma-separated, empty for
+    none) overrides what the CPU says: the test suite sets it empty, so its numbers do not depend on the CPU kind."""
+    forced = os.environ.get("LIKRA_CPU_BF16_FLAGS")
+    if forced is not None:
+        return [f for f in forced.split(",") if f in CPU_BF16_FLAGS]
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
         flags = next(line for line in lines if line.startswith("flags")).split()
@@ -130,29 +141,10 @@ def cpu_bf16_speedup(size: int = 1024, repeats: int = 5) -> float:
     return best(torch.float32) / best(torch.bfloat16)
 
 
-@functools.cache
 def auto_dtype(device_type: str) -> torch.dtype:
-    """What `--dtype auto` means on a device: bf16 on CUDA, fp32 on a CPU. Said once a process.
-
-    On a CPU with bf16 matrix instructions bf16 would be faster, but the demo curve in bf16 moved Likra and
-    Base-Likra by up to 0.06 at 16-64 examples and changed which Likra-vs-SFT differences are significant there
-    (README, "fp32 and bf16"): the small-sample regime is what the method is about, so auto keeps fp32 and says
-    how much faster `--dtype bf16` would be on this CPU (a short probe, only where the CPU has the instructions)."""
-    if device_type == "cuda":
-        return torch.bfloat16
-    if device_type != "cpu":
-        return torch.float32
-    flags = cpu_bf16_flags()
-    if not flags:
-        log.info("dtype auto: fp32 (this CPU has no bf16 matrix instructions: %s)", "/".join(CPU_BF16_FLAGS))
-        return torch.float32
-    log.info(
-        "dtype auto: fp32; this CPU has %s and ran a bf16 product %.1fx as fast as fp32: --dtype bf16 takes that "
-        "speed at a cost in accuracy at small example counts (README: fp32 and bf16)",
-        ", ".join(flags),
-        cpu_bf16_speedup(),
-    )
-    return torch.float32
+    """One dtype for a model that neither trains nor scores (generation): bf16 on CUDA, fp32 elsewhere. Training and
+    scoring follow `likra.model.precision` (bf16 training where native, fp32 scores)."""
+    return torch.bfloat16 if device_type == "cuda" else torch.float32
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
@@ -212,6 +204,25 @@ def trains_in_bf16(model) -> bool:
     if is_quantized(model) and next(model.parameters()).device.type != "cuda":
         return False
     return model_dtype_name(model) == "bf16"
+
+
+def parameter_count(model: str) -> int | None:
+    """The base's number of weights, known before loading it (for the fp32 fit check): a shape's count, or its
+    configuration built on the meta device (no memory, no weights read); None where its configuration is not at
+    hand (the load itself then says what is wrong)."""
+    if model == TINY_MODEL:
+        return sum(p.numel() for p in build_tiny_model(len(build_tiny_tokenizer())).parameters())
+    if is_random(model):
+        return get_shape(model).parameters()
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        path, options = (embedded_model_dir(), {}) if model == EMBEDDED_MODEL else model_location(model)
+        config = AutoConfig.from_pretrained(path, **options)
+        with torch.device("meta"):
+            return sum(p.numel() for p in AutoModelForCausalLM.from_config(config).parameters())
+    except (LikraError, *LOAD_ERRORS):
+        return None
 
 
 def smollm2_gguf_path() -> Path | None:

@@ -12,7 +12,7 @@ How it avoids the straightforward way's waste:
 - the output projection and log-softmax run only at the positions that predict answer tokens;
 - rows are batched under a token budget sized to the device;
 - under `accelerate launch`, each process scores its share of the questions and all gather the result;
-- every head runs once, in fp32 with its LoRA folded into the weights (no adapter matmuls); all score
+- every head runs once, in fp32 (no TF32) with its LoRA folded into the weights (no adapter matmuls); all score
   modes and negative weights are derived afterwards (scoring.modes).
 Log-softmax is taken per head in fp32 and summed over the answer; nothing is renormalised.
 """
@@ -32,6 +32,7 @@ from likra.data.records import MCRecord
 from likra.distributed import all_gather, rank_and_world
 from likra.errors import LikraError
 from likra.model.heads import execution_device, folded_head, unwrap_lm, use_head
+from likra.model.precision import exact_fp32_matmuls
 from likra.packing import first_fit_decreasing
 
 log = logging.getLogger(__name__)
@@ -283,7 +284,7 @@ class ScoringEngine:
         mine = list(range(rank, len(questions), world))  # under data parallelism each process takes a share
         local = {}
         for head in heads:
-            with (folded_head if self.fold_heads else use_head)(self.model, head):
+            with (folded_head if self.fold_heads else use_head)(self.model, head), exact_fp32_matmuls():
                 local[head] = self._score_head([questions[i] for i in mine], tuple(prefix_ids), head)
         if world == 1:
             return local

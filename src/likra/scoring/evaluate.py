@@ -90,12 +90,17 @@ def random_weights(cfg: EvalConfig) -> bool:
 def load_eval_model(cfg: EvalConfig):
     """(model, tokenizer) of `likra eval`: a run's heads, or a plain base model for mode base."""
     from likra.model.loading import load_base_model, load_tokenizer
+    from likra.model.precision import mark, scoring_precision
     from likra.runs import load_run_model
 
     if cfg.run and cfg.model:
         raise LikraError("give either --run or --model, not both")
+    if cfg.train_dtype is not None:
+        raise LikraError("--train-dtype: likra eval trains nothing (give --score-dtype or --dtype)")
     if cfg.run:
-        model, tokenizer, _ = load_run_model(cfg.run, cfg.dtype, device_map=cfg.device_map, quantize=cfg.quantize)
+        model, tokenizer, _ = load_run_model(
+            cfg.run, cfg.dtype, device_map=cfg.device_map, quantize=cfg.quantize, score_dtype=cfg.score_dtype
+        )
         return model, tokenizer
     if not cfg.model:
         raise LikraError("give --run RUN (a trained run folder) or --model MODEL (base mode only)")
@@ -104,8 +109,9 @@ def load_eval_model(cfg: EvalConfig):
             cfg.modes = ["base"]
         else:
             raise LikraError("a plain --model has no heads: only --modes base is possible")
-    base = load_base_model(cfg.model, cfg.dtype, device_map=cfg.device_map, quantize=cfg.quantize)
-    return base, load_tokenizer(cfg.model)
+    precision = scoring_precision(cfg.model, cfg.dtype, cfg.score_dtype, None, cfg.quantize, cfg.device_map)
+    base = load_base_model(cfg.model, precision.score, device_map=cfg.device_map, quantize=cfg.quantize)
+    return mark(base, precision), load_tokenizer(cfg.model)
 
 
 def load_eval_data(cfg: EvalConfig, tokenizer, max_length: int | None) -> EvalData:
@@ -127,6 +133,7 @@ def evaluate(cfg: EvalConfig, model, tokenizer, progress: bool = False, data: Ev
     """Results of `cfg` on an already loaded model (a run's PeftModel, or a plain base model); `data` as
     `load_eval_data` gives it (loaded here when not given)."""
     from likra.model.loading import model_dtype_name, model_max_length
+    from likra.model.precision import Precision, precision_of
 
     check(cfg)
     modes = check_modes(cfg.modes)
@@ -143,7 +150,8 @@ def evaluate(cfg: EvalConfig, model, tokenizer, progress: bool = False, data: Ev
         extra["preferences"] = preference_results(per_head, records, modes, cfg.weight, tokens, cfg.bootstrap)
     return {
         "config": asdict(cfg),
-        "dtype": model_dtype_name(model),  # what --dtype resolved to (never auto)
+        "dtype": model_dtype_name(model),  # what the scores were computed in (never auto)
+        "precision": (precision_of(model) or Precision(None, model_dtype_name(model))).to_json(),
         **({"random_weights": True} if random_weights(cfg) else {}),
         "data": info.to_json(),
         **extra,

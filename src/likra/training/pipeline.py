@@ -6,6 +6,7 @@ cfg -> heads (configured, or the Likra pair) -> settings checked -> model with o
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import shutil
@@ -32,12 +33,13 @@ from likra.model.heads import (
 )
 from likra.model.loading import (
     ModelSettings,
+    is_quantized,
     load_base_model,
     load_tokenizer,
-    model_dtype_name,
+    parameter_count,
     prepare_for_training,
-    trains_in_bf16,
 )
+from likra.model.precision import Precision, computing_in, resolve_precision
 from likra.objectives import TrainContext, get_objective
 from likra.objectives.registry import check_sections, head_settings, train_head, trainer_callbacks
 from likra.objectives.settings import TrainSettings
@@ -104,32 +106,55 @@ def checked_heads(cfg: HeadsSettings, negative_set: str = "near_miss") -> list[H
     return heads
 
 
-def run_context(cfg: TrainConfig | HeadsSettings, tokenizer, progress: bool) -> TrainContext:
-    """The TrainContext of a run or curve (its model is built next, by `build_model`)."""
+def run_precision(cfg: ModelSettings, scores: bool = True) -> Precision:
+    """What a run trains in and, when it `scores` (a curve), what it scores in (see `likra.model.precision`); a
+    run that does not score refuses a score dtype it would not apply."""
+    if not scores:
+        if cfg.score_dtype is not None:
+            raise LikraError("--score-dtype: likra train scores nothing (give it to likra eval or likra curve)")
+        train = resolve_precision(cfg.dtype, cfg.train_dtype, cfg.train_dtype or cfg.dtype).train
+        return Precision(train, train)
+    parameters = parameter_count(cfg.model) if "auto" in (cfg.score_dtype or cfg.dtype,) else None
+    return resolve_precision(cfg.dtype, cfg.train_dtype, cfg.score_dtype, quantize=cfg.quantize, parameters=parameters)
+
+
+def run_context(cfg: TrainConfig | HeadsSettings, tokenizer, progress: bool, precision: Precision) -> TrainContext:
+    """The TrainContext of a run or curve (its model is built next, by `build_model`); an objective that trains a
+    base of its own (DPO, KTO) loads it in the training dtype."""
     return TrainContext(
         None,
         tokenizer,
         cfg.train,
         cfg.lora,
-        lambda: load_base_model(cfg.model, cfg.dtype, quantize=cfg.quantize),
+        lambda: load_base_model(cfg.model, precision.train, quantize=cfg.quantize),
         progress=progress,
         objective_settings=cfg.objectives,
     )
 
 
-def build_model(cfg: ModelSettings, heads: Sequence[HeadSpec], ctx: TrainContext, gradient_checkpointing: bool):
-    """The base model with one adapter per distinct head adapter, each with its objective's LoRA."""
+def build_model(
+    cfg: ModelSettings, heads: Sequence[HeadSpec], ctx: TrainContext, gradient_checkpointing: bool, precision: Precision
+):
+    """The base model, in `precision.weights`, with one adapter per distinct head adapter, each with its objective's
+    LoRA; `ctx.bf16` says whether the Trainer trains in bf16 (a 4-bit base on a CPU computes as it is)."""
     loras: dict[str, LoraSettings] = {}
     for head in heads:
         settings = head_settings(ctx.train, ctx.objective_settings, head)
         loras.setdefault(head.adapter, get_objective(head.objective).lora(ctx, settings))
     (first, lora), *rest = loras.items()
-    base = load_base_model(cfg.model, cfg.dtype, quantize=cfg.quantize)
+    base = load_base_model(cfg.model, precision.weights, quantize=cfg.quantize)
     base = prepare_for_training(base, gradient_checkpointing)
     model = attach_heads(base, lora, names=(first,))
     for adapter, lora in rest:
         add_head(model, adapter, lora)
+    on_cpu = next(model.parameters()).device.type != "cuda"
+    ctx.bf16 = precision.train == "bf16" and not (is_quantized(model) and on_cpu)
     return model
+
+
+def training_precision(model, precision: Precision):
+    """The block in which heads train: the base's weights in the training dtype (`computing_in`)."""
+    return computing_in(model, precision.train) if not is_quantized(model) else contextlib.nullcontext()
 
 
 def train_run(cfg: TrainConfig, progress: bool = True) -> Path:
@@ -137,15 +162,15 @@ def train_run(cfg: TrainConfig, progress: bool = True) -> Path:
     check(cfg)
     check_available(cfg.report_to)
     heads = checked_heads(cfg)
+    precision = run_precision(cfg, scores=False)
     out = Path(cfg.out) if cfg.out else default_out(cfg)
     check_out(out, cfg.overwrite)
     start()
     tokenizer = load_tokenizer(cfg.model)
     data, info = load_data(cfg.data, cfg.source, cfg.format, cfg.chat_template, tokenizer, cfg.train.max_length)
     records = select_questions(data, cfg.limit, cfg.train.seed)
-    ctx = run_context(cfg, tokenizer, progress)
-    ctx.model = model = build_model(cfg, heads, ctx, cfg.train.gradient_checkpointing)
-    ctx.bf16 = trains_in_bf16(model)
+    ctx = run_context(cfg, tokenizer, progress, precision)
+    ctx.model = model = build_model(cfg, heads, ctx, cfg.train.gradient_checkpointing, precision)
     negatives = negative_pairs(records, cfg.negative_seed, cfg.negatives)
     items = {}
     for head in heads:
@@ -160,12 +185,13 @@ def train_run(cfg: TrainConfig, progress: bool = True) -> Path:
     stats = {}
     tracker = make_tracker(cfg.report_to, staging.joinpath, out.name, asdict(cfg)) if is_main() else Tracker()
     try:
-        for head in heads:
-            log.info("training %s head on %d examples", head.name, len(items[head.name]))
-            reinit_heads(model, (head.adapter,), cfg.train.seed, (head.init,))
-            with trainer_callbacks(tracker.trainer_callbacks(0, head.name)):
-                trained = train_head(ctx, head, items[head.name], staging / "trainer" / head.folder)
-            stats[head.name] = asdict(trained)
+        with training_precision(model, precision):
+            for head in heads:
+                log.info("training %s head on %d examples", head.name, len(items[head.name]))
+                reinit_heads(model, (head.adapter,), cfg.train.seed, (head.init,))
+                with trainer_callbacks(tracker.trainer_callbacks(0, head.name)):
+                    trained = train_head(ctx, head, items[head.name], staging / "trainer" / head.folder)
+                stats[head.name] = asdict(trained)
     finally:
         tracker.close()
     barrier()
@@ -175,7 +201,8 @@ def train_run(cfg: TrainConfig, progress: bool = True) -> Path:
     save_heads(model, staging / ADAPTERS, names=[h.adapter for h in heads])
     manifest = {
         "kind": "train",
-        "model": {"name": cfg.model, "dtype": model_dtype_name(model), "quantize": cfg.quantize},
+        "model": {"name": cfg.model, "dtype": precision.train, "quantize": cfg.quantize},
+        "precision": {"train": precision.train},
         "heads": [h.adapter for h in heads],
         "head_specs": [h.to_json() for h in heads],
         "data": {
