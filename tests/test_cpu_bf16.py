@@ -149,7 +149,7 @@ def test_settings_that_would_not_apply_are_refused(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
-def test_a_curve_trains_in_bf16_scores_in_fp32_and_records_both(cpu_kind, tmp_path):
+def test_a_curve_trains_in_bf16_scores_in_fp32_and_records_both(cpu_kind, tmp_path, capsys):
     from conftest import TINY_CURVE_ARGS
 
     cpu_kind(["amx_bf16"], 3.0)
@@ -163,8 +163,10 @@ def test_a_curve_trains_in_bf16_scores_in_fp32_and_records_both(cpu_kind, tmp_pa
     assert losses == [json.loads(p.read_text())["losses"] for p in sorted((tmp_path / "bf16").rglob("*.done.json"))]
     tags = {p.parent.name for p in (tmp_path / "auto").rglob("step-*.json")}
     assert len(tags) == 1 and tags.pop().endswith("scored_fp32")
-    # Re-run with --dtype fp32 into the bf16-trained folder: other checkpoints, refused in one line.
+    # Re-run with --dtype fp32 into the bf16-trained folder: other checkpoints, refused in one line that says how.
     assert main(["-q", "curve", *TINY_CURVE_ARGS, "--dtype", "fp32", "--out", str(tmp_path / "auto")]) == 2
+    assert "--train-dtype bf16 continues it" in capsys.readouterr().err
+    assert main(["-q", "curve", *TINY_CURVE_ARGS, "--train-dtype", "bf16", "--out", str(tmp_path / "auto")]) == 0
 
 
 def test_a_curve_records_the_dtype_it_ran_in(cpu_kind, tmp_path):

@@ -126,9 +126,14 @@ class CurveFolder:
             # A key only the folder records (a non-default prompt format) differs from its absence here.
             keys = [k for k in dict.fromkeys([*current, *previous]) if previous.get(k) != current.get(k)]
             if keys:
+                hint = ""
+                if "dtype" in keys and previous.get("dtype") in ("fp32", "bf16", "fp16"):
+                    hint = (
+                        f" (its heads trained in {previous['dtype']}: --train-dtype {previous['dtype']} continues it)"
+                    )
                 raise LikraError(
                     f"{self.root}: holds a curve trained with other settings ({', '.join(keys)}); "
-                    "use another --out or delete it"
+                    f"use another --out or delete it{hint}"
                 )
         elif write:
             atomic_write_json(self.config_file, current)
