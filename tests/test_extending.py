@@ -182,7 +182,8 @@ def test_heads_are_configuration_and_the_likra_pair_is_the_default(tmp_path, cap
     assert {r["mode"] for r in curve["rows"]} == {"base", "likra", "ul", "ul-base"}
     recorded = json.loads((other / "curve-config.json").read_text())
     assert [h["objective"] for h in recorded["heads"]] == ["mle", "mle", "unlikelihood"]
-    assert recorded["objectives"] == {"unlikelihood": {"alpha": 0.5}}
+    ul = json.loads((other / "seed-0" / "ul" / "head-settings.json").read_text())  # recorded with the head it shaped
+    assert ul["objective"] == "unlikelihood" and ul["settings"]["alpha"] == 0.5 and "objectives" not in recorded
     # The Likra heads of the three-head curve are the default curve's, bit for bit.
     scores = Path("seed-0") / "scores" / "arc_challenge_validation-0shot-first10"
     for name in ("step-2-positive.json", "step-2-negative.json"):

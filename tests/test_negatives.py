@@ -7,9 +7,8 @@ import pytest
 
 from likra.data.benchmarks import load_spec, offline_root
 from likra.data.examples import negative_pairs
+from likra.data.negative_sets import NEGATIVE_SETS, SetInputs, build_set, parse_recipe
 from likra.data.negatives import (
-    NEGATIVE_KINDS,
-    build_negatives,
     contaminate,
     near_miss,
     other_benchmark,
@@ -172,7 +171,7 @@ def test_ranked_distractor_picks_argmax_and_argmin_over_incorrect_choices():
     assert_aligned_and_never_gold(recs, hard)
     assert_aligned_and_never_gold(recs, easy)
     assert build_negatives("hardest", recs, 0, scores=scores) == hard
-    assert build_negatives("easiest", recs, 123, scores=scores) == easy
+    assert build_negatives("easiest", recs, 123, scores=scores) == easy  # through the registry
 
 
 def test_ranked_distractor_rejects_bad_scores():
@@ -232,10 +231,21 @@ def test_contamination_rejects_bad_rates_and_foreign_negatives(questions):
 # --- dispatcher ------------------------------------------------------------------------------------
 
 
-def test_build_negatives_dispatches_and_explains_errors(questions):
+def build_negatives(kind, records, seed, pool=None, scores=None, per_question=None):
+    """A set of the registry built as a head naming it would get it (`negatives:<kind>`)."""
+    recipe = parse_recipe(f"negatives:{kind}" + (f"?per_question={per_question}" if per_question else ""))
+    inputs = SetInputs(load_pool=(lambda spec: pool) if pool is not None else None,
+                       base_scores=(lambda recs: scores) if scores is not None else None)  # fmt: skip
+    return build_set(recipe, records, seed, inputs)
+
+
+KINDS = ("near_miss", "random_question", "other_benchmark", "hardest", "easiest")
+
+
+def test_the_registry_builds_each_kind_and_explains_errors(questions):
     pool = make_questions(60)[40:]
     scores = [np.arange(len(r.choices), dtype=float) for r in questions]
-    assert NEGATIVE_KINDS == ("near_miss", "random_question", "other_benchmark", "hardest", "easiest")
+    assert set(KINDS) <= set(NEGATIVE_SETS)
     assert build_negatives("near_miss", questions, 3) == near_miss(questions, 3)
     assert build_negatives("near_miss", questions, 3, per_question="all") == near_miss(questions, 3, "all")
     assert build_negatives("random_question", questions, 3) == random_other_question(questions, 3)
@@ -243,16 +253,16 @@ def test_build_negatives_dispatches_and_explains_errors(questions):
     assert build_negatives("hardest", questions, 3, scores=scores) == ranked_distractor(questions, scores, True)
     with pytest.raises(LikraError) as err:
         build_negatives("far", questions, 0)
-    assert "'far'" in str(err.value) and all(k in str(err.value) for k in NEGATIVE_KINDS)
+    assert "'far'" in str(err.value) and all(k in str(err.value) for k in KINDS)
     assert "\n" not in str(err.value)
-    with pytest.raises(LikraError, match="pool"):
+    with pytest.raises(LikraError, match="another benchmark"):
         build_negatives("other_benchmark", questions, 0)
     for kind in ("hardest", "easiest"):
         with pytest.raises(LikraError, match="scores"):
             build_negatives(kind, questions, 0)
-    with pytest.raises(LikraError, match="near_miss"):
+    with pytest.raises(LikraError, match="takes no parameter 'per_question'"):
         build_negatives("random_question", questions, 0, per_question="all")
-    with pytest.raises(LikraError, match="one' or 'all"):
+    with pytest.raises(LikraError, match="not one of one, all"):
         build_negatives("near_miss", questions, 0, per_question="both")
 
 
@@ -271,7 +281,7 @@ def test_every_kind_on_real_arc_with_hellaswag_pool():
     for r in arc:
         for c in r.choices:
             arc_owner.setdefault(c, set()).add(r.id)
-    for kind in NEGATIVE_KINDS:
+    for kind in KINDS:
         pairs = build_negatives(kind, arc, 0, pool=pool, scores=scores)
         assert_aligned_and_never_gold(arc, pairs)
         assert pairs == build_negatives(kind, arc, 0, pool=pool, scores=scores)

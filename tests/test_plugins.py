@@ -164,7 +164,8 @@ def test_entry_point_plugin_from_the_command_line(plugin_site, tmp_path):
     assert {r["mode"] for r in curve["rows"]} == {"base", "likra", "echo_ratio", "echo-base"}
     recorded = json.loads((out / "curve-config.json").read_text())
     assert [h["name"] for h in recorded["heads"]] == ["positive", "negative", "echo"]
-    assert recorded["objectives"]["echo"]["learning_rate"] == 0.03
+    echo_record = json.loads((out / "seed-0" / "echo" / "head-settings.json").read_text())
+    assert echo_record["objective"] == "echo" and echo_record["settings"]["learning_rate"] == 0.03
     assert (out / "seed-0" / "echo.done.json").is_file() and (out / "seed-0" / "negative.done.json").is_file()
     # The same head trained by the built-in objective would differ: echo used its own learning rate.
     echo = json.loads((out / "seed-0" / "scores" / "toybench_test-0shot" / "step-2-echo.json").read_text())
@@ -216,7 +217,8 @@ def test_plugin_from_yaml_with_plugin_flag_and_environment(plugin_site, tmp_path
     assert {r["mode"] for r in curve["rows"]} == {"base", "echo-base", "positive-echo"}
     recorded = json.loads((tmp_path / "yaml-curve" / "curve-config.json").read_text())
     assert recorded["heads"][1]["settings"] == {"learning_rate": 0.05}
-    assert recorded["objectives"] == {"echo": {**recorded["objectives"]["echo"], "logging_steps": 1}}
+    echo_record = json.loads((tmp_path / "yaml-curve" / "seed-0" / "echo" / "head-settings.json").read_text())
+    assert echo_record["settings"]["logging_steps"] == 1 and echo_record["settings"]["learning_rate"] == 0.05
     done = json.loads((tmp_path / "yaml-curve" / "seed-0" / "echo.done.json").read_text())
     assert [entry["learning_rate"] for entry in done["log"]] == [0.05, 0.05]  # the head's own rate, logged each step
     assert trained.returncode == 0, trained.stderr

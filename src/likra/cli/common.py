@@ -38,16 +38,17 @@ def add_objective_flags(parser: argparse.ArgumentParser) -> None:
             add_flags(group, objective.settings, prefix=f"{name}-")
 
 
-def config_with_objectives(cls: type, args: argparse.Namespace):
-    """`config_from_args` for a config with heads (train, curve), its `objectives` sections validated by each
-    objective's settings class and merged with their flags."""
+def config_with_objectives(cls: type, args: argparse.Namespace, values: dict | None = None):
+    """`config_from_args` for a config with heads (train, curve, studies), its `objectives` sections validated by each
+    objective's settings class and merged with their flags; `values`: the YAML's keys when the caller read them."""
     from dataclasses import replace
 
     from likra.config import config_from_args, flag_values, load_yaml
     from likra.errors import LikraError
     from likra.objectives import OBJECTIVES
 
-    values = load_yaml(args.config) if getattr(args, "config", None) else {}
+    if values is None:
+        values = load_yaml(args.config) if getattr(args, "config", None) else {}
     cfg = config_from_args(cls, args, values)
     raw = values.get("objectives") or {}
     if not isinstance(raw, dict):

@@ -14,6 +14,7 @@ def run(args: argparse.Namespace) -> int:
 
     from likra.assets import cache_dir
     from likra.data.benchmarks import list_benchmarks, offline_root
+    from likra.data.negative_sets import NEGATIVE_SETS, describe_set
     from likra.experiments.studies import STUDIES
     from likra.model.loading import EMBEDDED_MODEL, SMOLLM2_INSTALL, smollm2_gguf_path
     from likra.model.shapes import describe_shapes
@@ -44,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         ("benchmarks", ", ".join(list_benchmarks())),
         ("modes", ", ".join(MODES)),
         ("objectives", ", ".join(OBJECTIVES)),
+        ("negative sets", "; ".join(describe_set(NEGATIVE_SETS[name]) for name in NEGATIVE_SETS)),
         ("studies", ", ".join(STUDIES)),
         ("plug-ins", ", ".join(f"{name} ({how})" for name, how in loaded_plugins().items()) or "none"),
         *describe_shapes(),

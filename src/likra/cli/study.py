@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from likra.cli.common import Command, add_config_flag
+from likra.cli.common import Command, add_config_flag, add_objective_flags, config_with_objectives
 
 
 def add_study_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,6 +17,7 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
         p = kinds.add_parser(study.name, help=study.help, description=study.help, allow_abbrev=False)
         add_config_flag(p)
         add_flags(p, CurveConfig)
+        add_objective_flags(p)  # every objective's settings (a plug-in's too), as train and curve take them
         p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress output")
         p.add_argument(
             "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="also the libraries' logs"
@@ -37,7 +38,7 @@ def run_study(args: argparse.Namespace) -> int:
     study = get_study(args.study)
     values = load_yaml(args.config) if args.config else {}
     section = (values.pop(study.section, None) or {}) if study.settings is not None else {}
-    cfg = config_from_args(CurveConfig, args, values)
+    cfg = config_with_objectives(CurveConfig, args, values)
     if cfg.lm_eval_out:
         from likra.errors import LikraError
 

@@ -6,7 +6,7 @@ question unless `per_question="all"`). A negative text is never the question's g
 `.strip()`, and never empty. A record for which a kind has no usable negative text raises `LikraError`
 naming the record, instead of being dropped.
 
-Kinds (`NEGATIVE_KINDS`, dispatched by `build_negatives`):
+Kinds (registered as negative sets, with their parameters, in `likra.data.negative_sets`):
 
 - ``near_miss``: another choice of the same question (the default sampler of `examples.negative_pairs`;
   same random draws, so the two agree for every record that passes `validate_record`).
@@ -34,7 +34,6 @@ from likra.errors import LikraError
 
 Pairs = list[tuple[MCRecord, str]]
 
-NEGATIVE_KINDS = ("near_miss", "random_question", "other_benchmark", "hardest", "easiest")
 PER_QUESTION = ("one", "all")
 
 # Rejection draws tried before the foreign kinds fall back to listing every acceptable text.
@@ -157,31 +156,3 @@ def contaminate(
         _gold_text(rec)
         out[i] = (rec, rec.choices[rec.gold])
     return out, replaced
-
-
-def build_negatives(
-    kind: str,
-    records: Sequence[MCRecord],
-    seed: int,
-    *,
-    pool: Sequence[MCRecord] | None = None,
-    scores: Sequence[np.ndarray] | None = None,
-    per_question: str = "one",
-) -> Pairs:
-    """The negative set of one of `NEGATIVE_KINDS` (see the module docstring)."""
-    if kind not in NEGATIVE_KINDS:
-        raise LikraError(f"unknown negative kind {kind!r}; valid kinds: {', '.join(NEGATIVE_KINDS)}")
-    _check_per_question(per_question)
-    if per_question != "one" and kind != "near_miss":
-        raise LikraError(f"negatives per question {per_question!r} applies only to near_miss, not {kind}")
-    if kind == "near_miss":
-        return near_miss(records, seed, per_question)
-    if kind == "random_question":
-        return random_other_question(records, seed)
-    if kind == "other_benchmark":
-        if pool is None:
-            raise LikraError("negative kind 'other_benchmark' needs a pool of records from another benchmark")
-        return other_benchmark(records, pool, seed)
-    if scores is None:
-        raise LikraError(f"negative kind {kind!r} needs per-choice base-model scores")
-    return ranked_distractor(records, scores, hardest=kind == "hardest")

@@ -23,7 +23,7 @@ from likra.config import Fraction, PositiveInt, check, option, settings
 from likra.data.benchmarks import load_spec
 from likra.data.examples import fewshot_prefix
 from likra.data.formats import DataSettings, fewshot_records, load_data
-from likra.data.negatives import NEGATIVE_KINDS, build_negatives, contaminate
+from likra.data.negative_sets import NEGATIVE_SETS, DataRecipe, SetInputs, parse_recipe
 from likra.distributed import barrier, is_main, rank_and_world, start
 from likra.errors import LikraError
 from likra.experiments.folder import CurveFolder, read_json, read_scores
@@ -57,6 +57,7 @@ from likra.training.pipeline import (
     select_questions,
     training_precision,
 )
+from likra.training.plan import head_items, head_recipes
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,9 @@ class CurveConfig(HeadsSettings, ScoringSettings, DataSettings, ModelSettings):
         1, help="independent runs (data order, negatives, subset, LoRA init); mean and interval across them"
     )
     negatives: str = option("one", help="negatives per question (curves pair checkpoints: one)", choices=("one", "all"))
-    negative_kind: str = option("near_miss", help="kind of negatives", choices=NEGATIVE_KINDS)
+    negative_kind: str = option(
+        "near_miss", help="the default negative head's set (likra info lists them; plug-ins add more)"
+    )
     negative_pool: str = option(
         "hellaswag:validation", help="spec of the other benchmark for other_benchmark negatives"
     )
@@ -97,7 +100,10 @@ class CurveConfig(HeadsSettings, ScoringSettings, DataSettings, ModelSettings):
 TRAINING_KEYS = ("model", "data", "source", "limit", "points", "seeds", "negatives", "dtype", "lora", "train")
 # Settings added since likra 0.1 (prompt format, quantized base, configured heads and objective settings),
 # recorded only when not the default so that folders written before they existed still match.
-ADDED_DEFAULTS = {"format": "cloze", "chat_template": False, "quantize": None, "heads": None, "objectives": {}}
+ADDED_DEFAULTS = {"format": "cloze", "chat_template": False, "quantize": None, "heads": None}
+# Recorded by folders of earlier versions, and now by each head in its own work folder (`head-settings.json`):
+# an objective's settings concern the heads trained by it, not the folder.
+MOVED_TO_HEADS = ("objectives",)
 
 
 def checkpoint_schedule(
@@ -131,10 +137,28 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.+-]+", "_", text).strip("_")
 
 
+def negative_recipe(cfg: CurveConfig) -> DataRecipe:
+    """The default negative head's data: --negative-kind with the curve's pool and contamination."""
+    if cfg.negative_kind not in NEGATIVE_SETS:
+        raise LikraError(
+            f"unknown negative kind {cfg.negative_kind!r}; valid kinds: {', '.join(NEGATIVE_SETS.names())}"
+        )
+    return parse_recipe(f"negatives:{cfg.negative_kind}", set_defaults(cfg) | {"contamination": cfg.contamination})
+
+
+def set_defaults(cfg: CurveConfig) -> dict:
+    """What a curve's settings give every negative set that takes them (the pool of other_benchmark)."""
+    return {"pool": cfg.negative_pool}
+
+
+def negative_spec(cfg: CurveConfig) -> str:
+    """The default negative set as a head's data names it after `negatives:` or `pairs:`, e.g. `near_miss`."""
+    return negative_recipe(cfg).spec.partition(":")[2]
+
+
 def variant_name(cfg: CurveConfig) -> str:
-    """The negative set's name: its kind (and pool), plus the contamination rate when there is one."""
-    kind = cfg.negative_kind + (f"-{slug(cfg.negative_pool)}" if cfg.negative_kind == "other_benchmark" else "")
-    return kind + (f"-contaminated{cfg.contamination:g}" if cfg.contamination else "")
+    """The negative set's name in folder names: its kind (and pool), plus the contamination rate when there is one."""
+    return negative_recipe(cfg).variant
 
 
 def eval_tag(cfg: CurveConfig, precision: Precision | None = None) -> str:
@@ -150,8 +174,9 @@ def eval_tag(cfg: CurveConfig, precision: Precision | None = None) -> str:
 
 
 def as_recorded_today(previous: dict) -> dict:
-    """A folder's recorded training settings in today's terms: folders of earlier versions recorded `dtype` as given,
-    and their `auto` trained in bf16 on CUDA and in fp32 elsewhere."""
+    """A folder's recorded training settings in today's terms: folders of earlier versions recorded `dtype` as given
+    (their `auto` trained in bf16 on CUDA and in fp32 elsewhere) and the objectives' settings (now each head's)."""
+    previous = {k: v for k, v in previous.items() if k not in MOVED_TO_HEADS}
     if previous.get("dtype") == "auto":
         from likra.model.loading import default_device
 
@@ -185,18 +210,17 @@ class CurveRun:
                 "(--negatives one); `likra train --negatives all` trains on every incorrect choice"
             )
         self.variant = variant_name(cfg)
+        self.negative_spec = negative_spec(cfg)
         # studies run several curves in one folder: the negative set tells their lines apart
         self.line = CurveProgress(enabled=progress, label=f"likra {self.folder.root.name} ({self.variant})")
         self.objective_settings = {**cfg.objectives, **(objective_settings or {})}
         check_sections(self.objective_settings)  # a study's sections too, used by a head or not
-        self.heads = list(heads if heads is not None else checked_heads(cfg, self.variant)) + list(extra_heads)
-        for head in self.heads:  # every head's objective, data and settings, before anything loads
+        default_heads = checked_heads(cfg, self.negative_spec, self.variant, set_defaults(cfg))
+        self.heads = list(heads if heads is not None else default_heads) + list(extra_heads)
+        # every head's objective, data and settings, before anything loads; each head trains on its own set
+        self.recipes = head_recipes(self.heads, set_defaults(cfg))
+        for head in self.heads:
             head_settings(cfg.train, self.objective_settings, head)
-            if head.negative_set not in (None, self.variant):
-                raise LikraError(
-                    f"head {head.name!r} trains on negative set {head.negative_set!r}, but this curve "
-                    f"builds {self.variant!r}"
-                )
         self.modes = list(check_modes(list(dict.fromkeys([*cfg.modes, *extra_modes]))))
         self.pairs = parse_pairs(cfg.pairs, self.modes)
         known = {BASE, *(h.name for h in self.heads), *(h.role for h in self.heads if h.role)}
@@ -209,6 +233,7 @@ class CurveRun:
                 )
         self.use_precision(None)  # resolved when the run starts (it may look at the base's size)
         self.score_files: dict[int, list[tuple[int, dict[str, Any]]]] = {}  # seed -> [(examples, head -> file)]
+        self.head_data: dict[int, dict[str, dict]] = {}  # seed -> head -> its data as built
 
     def use_precision(self, precision: Precision | None) -> None:
         """Train and score in `precision` (None: not resolved yet); it names the score files (`eval_tag`)."""
@@ -224,7 +249,8 @@ class CurveRun:
         out["train"] = {
             k: v for k, v in out["train"].items() if k not in TRAIN_ADDED_DEFAULTS or v != TRAIN_ADDED_DEFAULTS[k]
         }
-        if self.cfg.heads is not None and head_specs(self.cfg.heads, self.variant) == likra_heads(self.variant):
+        pair = likra_heads(self.negative_spec, self.variant)
+        if self.cfg.heads is not None and head_specs(self.cfg.heads, self.negative_spec, self.variant) == pair:
             values["heads"] = None  # the Likra pair written out is the default pair: the same folder
         return out | {k: values[k] for k, v in ADDED_DEFAULTS.items() if values[k] != v}
 
@@ -272,6 +298,7 @@ class CurveRun:
         curve = build_curve(cfg, results, eval_records, base, self.variant)
         curve["dtype"] = precision.label  # what --dtype resolved to (never auto): fp32, or bf16/fp32 trained/scored
         curve["precision"] = precision.to_json()
+        curve["head_data"] = [self.head_data.get(r["seed"], {}) for r in results]  # per seed: each head's data as built
         curve["baselines"] = trivial_baselines(
             [r.gold for r in eval_records], [r.choices for r in eval_records], self.choice_tokens
         )
@@ -310,17 +337,6 @@ class CurveRun:
             self.line.scored(*where, seconds)
         return scores
 
-    def negative_examples(self, records, seed, tokenizer, engine) -> list[tuple]:
-        """The variant's negative set: drawn by kind (mined with the base model for hardest/easiest),
-        then a fraction replaced by correct answers when contaminated."""
-        cfg = self.cfg
-        pool = load_spec(cfg.negative_pool, source=cfg.source) if cfg.negative_kind == "other_benchmark" else None
-        scores = self.mined_scores(records, tokenizer, engine) if cfg.negative_kind in ("hardest", "easiest") else None
-        pairs = build_negatives(cfg.negative_kind, records, seed, pool=pool, scores=scores, per_question=cfg.negatives)
-        if cfg.contamination:
-            pairs, _ = contaminate(records, pairs, cfg.contamination, seed)
-        return pairs
-
     def mined_scores(self, records, tokenizer, engine) -> list[np.ndarray]:
         """Base-model score per choice of each training question (summed log-likelihood per character,
         the acc_norm convention), cached by question id."""
@@ -343,14 +359,15 @@ class CurveRun:
         rng_seed = cfg.train.seed + seed
         records = select_questions(train_records, cfg.limit, rng_seed)
         ctx.train = replace(cfg.train, seed=rng_seed)
-        negatives = None
-        if any(h.negative_set for h in self.heads):
-            negatives = self.negative_examples(records, rng_seed, ctx.tokenizer, engine)
-        items, schedules = {}, {}
-        for head in self.heads:  # every head's data and schedule before anything trains
+        inputs = SetInputs(
+            load_pool=lambda spec: load_spec(spec, source=cfg.source),
+            base_scores=lambda recs: self.mined_scores(recs, ctx.tokenizer, engine),
+        )
+        # every head's data (each distinct negative set built once) and schedule before anything trains
+        items, self.head_data[seed] = head_items(ctx, self.heads, self.recipes, records, rng_seed, inputs)
+        schedules = {}
+        for head in self.heads:
             objective = get_objective(head.objective)
-            settings = head_settings(ctx.train, ctx.objective_settings, head)
-            items[head.name] = objective.examples(ctx, head, records, negatives or [], settings)
             schedules[head.name] = checkpoint_schedule(
                 objective.schedule_size(items[head.name]), ctx.train.batch_size, cfg.points, ctx.train.epochs
             )

@@ -51,6 +51,14 @@ class LoraSettings:
         )
 
 
+def reserved_by_torch(name: str) -> bool:
+    """Whether `name` is an attribute of torch modules (`half`, `cuda`, `train`, ...): an adapter of that name cannot
+    be added as a submodule."""
+    import torch
+
+    return hasattr(torch.nn.Module, name)
+
+
 @dataclass(frozen=True)
 class HeadSpec:
     """One trained head.
@@ -73,14 +81,12 @@ class HeadSpec:
     def __post_init__(self):
         if not HEAD_NAME.match(self.name) or self.name == BASE:
             raise LikraError(f"head name {self.name!r} must be letters, digits and '_' (and not {BASE!r})")
+        if reserved_by_torch(self.name):
+            raise LikraError(
+                f"head name {self.name!r} is an attribute of every torch module (peft adds heads as modules)"
+            )
         object.__setattr__(self, "adapter", self.adapter or self.name)
         object.__setattr__(self, "folder", self.folder or self.name)
-
-    @property
-    def negative_set(self) -> str | None:
-        """The negative set this head trains on (`negatives:<set>` or `pairs:<set>`), or None."""
-        kind, _, name = self.data.partition(":")
-        return name if kind in ("negatives", "pairs") else None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -105,7 +111,9 @@ class HeadConfig:
 
     name: str = option(help="how modes refer to the head (letters, digits, '_'; not 'base')")
     objective: str = option("mle", help="a registered objective (likra info lists them)")
-    data: str = option("gold", help="gold, negatives:<set> or pairs:<set> (the curve's negative set)")
+    data: str = option(
+        "gold", help="gold, negatives:<set>[?key=value&...] or pairs:<set>[?...] (sets and parameters: likra info)"
+    )
     settings: dict[str, Any] = option(
         default_factory=dict, help="this head's own values of its objective's settings (over objectives.<name>)"
     )
@@ -114,11 +122,13 @@ class HeadConfig:
 HeadList = list[Annotated[HeadConfig, BeforeValidator(parse_head)]]
 
 
-def head_specs(heads: Sequence[HeadConfig] | None, negative_set: str = "near_miss") -> list[HeadSpec]:
+def head_specs(
+    heads: Sequence[HeadConfig] | None, negative_set: str = "near_miss", variant: str | None = None
+) -> list[HeadSpec]:
     """The heads a run trains: the configured ones (their position is their initialisation), or the Likra
-    pair on `negative_set` when none are configured."""
+    pair on `negative_set` (see `likra_heads`) when none are configured."""
     if heads is None:
-        return likra_heads(negative_set)
+        return likra_heads(negative_set, variant)
     if not heads:
         raise LikraError("heads: give at least one head (name=objective:data)")
     specs = [
@@ -133,20 +143,23 @@ def head_specs(heads: Sequence[HeadConfig] | None, negative_set: str = "near_mis
     return specs
 
 
-def likra_heads(negative_set: str = "near_miss") -> list[HeadSpec]:
-    """The Likra pair: MLE on gold answers, MLE on a negative set. The near-miss head keeps the names
-    `negative`; another set's head is `negative_<set>` in folder `negative-<set>`, playing role `negative`."""
+def likra_heads(negative_set: str = "near_miss", variant: str | None = None) -> list[HeadSpec]:
+    """The Likra pair: MLE on gold answers, MLE on a negative set (`negative_set`: the set and its parameters, as
+    after `negatives:`). The near-miss head keeps the names `negative`; another set's head is `negative_<variant>`
+    in folder `negative-<variant>` (`variant`: the set's name in folder names, default `negative_set`), playing
+    role `negative`."""
     positive = HeadSpec(POSITIVE, data="gold", init=0)
-    if negative_set == "near_miss":
-        return [positive, HeadSpec(NEGATIVE, data="negatives:near_miss", init=1)]
-    name = re.sub(r"[^A-Za-z0-9_]", "_", f"{NEGATIVE}_{negative_set}")
+    variant = variant or negative_set
+    if variant == "near_miss":
+        return [positive, HeadSpec(NEGATIVE, data=f"negatives:{negative_set}", init=1)]
+    name = re.sub(r"[^A-Za-z0-9_]", "_", f"{NEGATIVE}_{variant}")
     return [
         positive,
         HeadSpec(
             name,
             data=f"negatives:{negative_set}",
             adapter=NEGATIVE,
-            folder=f"{NEGATIVE}-{negative_set}",
+            folder=f"{NEGATIVE}-{variant}",
             role=NEGATIVE,
             init=1,
         ),

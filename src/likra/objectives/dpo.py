@@ -94,7 +94,7 @@ def dpo_pairs(
     """{"id", "prompt", "chosen", "rejected"} per (question, negative): chosen is " " + the gold answer, rejected
     is " " + the incorrect choice Likra's `negative_pairs(records, seed, per_question)` picks for that question.
     `negatives`: (record, negative text) pairs already built for Likra's negative head (e.g. by
-    `likra.data.negatives.build_negatives`), used as they are instead; `records` is then ignored."""
+    `likra.data.negative_sets`), used as they are instead; `records` is then ignored."""
     if negatives is None:
         negatives = negative_pairs(records, seed, per_question)
     pairs = []

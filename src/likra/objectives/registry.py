@@ -11,6 +11,7 @@ deleting the optimizer/RNG state once the head is done.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -409,6 +410,47 @@ def copy_adapter(source, target, adapter: str) -> None:
     set_peft_model_state_dict(target, weights, adapter_name=adapter)
 
 
+HEAD_RECORD = "head-settings.json"
+
+
+def head_record(ctx: TrainContext, head: HeadSpec, objective: Objective, settings: Any) -> dict:
+    """What a head is trained with, resolved: objective, data, its settings section (or the run's training settings)
+    and LoRA; what a reused checkpoint must have been trained with too."""
+    lora = objective.lora(ctx, settings)  # None outside a run (`train_mle_head` on a model built elsewhere)
+    return {
+        "objective": head.objective,
+        "data": head.data,
+        "settings": asdict(settings),
+        "lora": asdict(lora) if lora is not None else None,
+    }
+
+
+def check_head_record(work_dir: Path, record: dict, done_file: Path | None = None) -> None:
+    """Keep `record` in the head's work folder; a folder holding a head trained with anything else is refused in
+    one line (its checkpoints would otherwise be reused as if trained with these settings). A folder of an earlier
+    version has no record: it is taken as it is."""
+    path = work_dir / HEAD_RECORD
+    record = json.loads(json.dumps(record))  # as the file holds it (lists, not tuples)
+    if path.is_file():
+        from likra.limits import read_json_file
+
+        try:
+            previous = read_json_file(path)
+        except (OSError, ValueError):
+            raise LikraError(f"{path}: damaged file; delete {work_dir} to retrain that head") from None
+        if not isinstance(previous, dict):
+            raise LikraError(f"{path}: damaged file; delete {work_dir} to retrain that head")
+        if previous != record:
+            keys = sorted(k for k in {*record, *previous} if previous.get(k) != record.get(k))
+            marker = f" and {done_file}" if done_file is not None and done_file.is_file() else ""
+            raise LikraError(
+                f"{work_dir}: head trained with other settings ({', '.join(keys)}); use another --out or delete it"
+                f"{marker} to retrain it"
+            )
+    elif is_main() and not (done_file is not None and done_file.is_file()):
+        atomic_write_json(path, record)
+
+
 def run_head(
     ctx: TrainContext,
     head: HeadSpec,
@@ -423,12 +465,13 @@ def run_head(
     `run_trainer`. Returns (statistics, the trainer or None when skipped)."""
     from likra.distributed import start
 
+    objective = get_objective(head.objective)
+    settings = head_settings(ctx.train, ctx.objective_settings, head)
+    check_head_record(work_dir, head_record(ctx, head, objective, settings), done_file)
     finished = finished_stats(done_file)  # before building anything (a TRL objective loads a fresh base)
     if finished is not None:
         return finished, None
     start()
-    objective = get_objective(head.objective)
-    settings = head_settings(ctx.train, ctx.objective_settings, head)
     rows = objective.rows_per_step(head, ctx.train.batch_size)
     arguments = trainer_arguments(ctx, settings, work_dir, rows)
 

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from likra.config import NonNegativeInt, PositiveInt, check, option, settings
-from likra.data.examples import negative_pairs
+from likra.data.benchmarks import load_spec
 from likra.data.formats import DataSettings, load_data
+from likra.data.negative_sets import SetInputs
 from likra.data.negatives import PER_QUESTION
 from likra.distributed import barrier, is_main, start
 from likra.errors import LikraError
@@ -45,6 +46,7 @@ from likra.objectives.registry import check_sections, head_settings, train_head,
 from likra.objectives.settings import TrainSettings
 from likra.runs import ADAPTERS, check_out, finish_run
 from likra.tracking import REPORT_TO, ReportTo, Tracker, check_available, make_tracker
+from likra.training.plan import head_items, head_recipes
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,7 @@ class HeadsSettings:
 
     heads: HeadList | None = option(
         None,
-        help="heads as name=objective:data,... (data: gold, negatives:<set>, pairs:<set>); "
+        help="heads as name=objective:data,... (data: gold, negatives:<set>[?key=value&...], pairs:<set>[?...]); "
         "default: positive=mle:gold,negative=mle:negatives:<the negative set>",
     )
     objectives: dict[str, Any] = option(
@@ -97,13 +99,31 @@ def default_out(cfg: TrainConfig) -> Path:
     return Path("runs") / name
 
 
-def checked_heads(cfg: HeadsSettings, negative_set: str = "near_miss") -> list[HeadSpec]:
-    """The heads of `cfg` with every head's objective, data and settings checked (before anything loads)."""
-    heads = head_specs(cfg.heads, negative_set)
+def checked_heads(
+    cfg: HeadsSettings, negative_set: str = "near_miss", variant: str | None = None, defaults: dict | None = None
+) -> list[HeadSpec]:
+    """The heads of `cfg` with every head's objective, data recipe and settings checked (before anything loads);
+    `negative_set` and `variant` name the default pair's set (`likra_heads`), `defaults` its parameters' defaults."""
+    heads = head_specs(cfg.heads, negative_set, variant)
     check_sections(cfg.objectives)  # every section given, used by a head or not
+    head_recipes(heads, defaults)
     for head in heads:
         head_settings(cfg.train, cfg.objectives, head)
     return heads
+
+
+def choice_scores_per_char(model, tokenizer, records) -> list:
+    """The base model's summed log-likelihood per character of every choice of `records` (acc_norm's convention): what
+    the mined negative sets (hardest, easiest) rank distractors by."""
+    import numpy as np
+
+    from likra.model.heads import BASE
+    from likra.model.loading import model_max_length
+    from likra.scoring.engine import ScoringEngine, tokenize_questions
+
+    _, questions = tokenize_questions(tokenizer, records, max_length=model_max_length(model))
+    scores = ScoringEngine(model).loglikelihoods(questions, (BASE,))[BASE]
+    return [ll / np.array([max(len(c), 1) for c in rec.choices]) for rec, ll in zip(records, scores)]
 
 
 def run_precision(cfg: ModelSettings, scores: bool = True) -> Precision:
@@ -161,7 +181,13 @@ def train_run(cfg: TrainConfig, progress: bool = True) -> Path:
     """Train the heads and write the run folder atomically; returns its path."""
     check(cfg)
     check_available(cfg.report_to)
-    heads = checked_heads(cfg)
+    heads = checked_heads(cfg, defaults={"per_question": cfg.negatives})
+    recipes = head_recipes(heads, {"per_question": cfg.negatives})
+    unapplied = [name for name, r in recipes.items() if r.set and "per_question" not in r.values]
+    if cfg.negatives != "one" and unapplied:
+        raise LikraError(
+            f"--negatives {cfg.negatives} applies to near_miss sets only, not to head(s) {', '.join(unapplied)}"
+        )
     precision = run_precision(cfg, scores=False)
     out = Path(cfg.out) if cfg.out else default_out(cfg)
     check_out(out, cfg.overwrite)
@@ -171,13 +197,11 @@ def train_run(cfg: TrainConfig, progress: bool = True) -> Path:
     records = select_questions(data, cfg.limit, cfg.train.seed)
     ctx = run_context(cfg, tokenizer, progress, precision)
     ctx.model = model = build_model(cfg, heads, ctx, cfg.train.gradient_checkpointing, precision)
-    negatives = negative_pairs(records, cfg.negative_seed, cfg.negatives)
-    items = {}
-    for head in heads:
-        objective = get_objective(head.objective)
-        items[head.name] = objective.examples(
-            ctx, head, records, negatives, head_settings(cfg.train, cfg.objectives, head)
-        )
+    inputs = SetInputs(
+        load_pool=lambda spec: load_spec(spec, source=cfg.source),
+        base_scores=lambda recs: choice_scores_per_char(model, tokenizer, recs),
+    )
+    items, built = head_items(ctx, heads, recipes, records, cfg.negative_seed, inputs)
     staging = out.with_name(out.name + ".partial")
     if is_main():
         temporary_folder(out)  # a previous one likra left is replaced; anything else there is refused
@@ -213,6 +237,7 @@ def train_run(cfg: TrainConfig, progress: bool = True) -> Path:
             **info.to_json(),
         },
         "examples": {h.name: len(items[h.name]) for h in heads},
+        "head_data": built,  # each head's data as built: kind, set, parameters, seed, questions, examples
         "negatives": {"per_question": cfg.negatives, "seed": cfg.negative_seed},
         "lora": asdict(cfg.lora),
         "objectives": {k: v if isinstance(v, dict) else asdict(v) for k, v in cfg.objectives.items()},

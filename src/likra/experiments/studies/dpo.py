@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from likra.experiments.curve import CurveConfig, CurveRun, variant_name
+from likra.experiments.curve import CurveConfig, CurveRun, negative_spec
 from likra.experiments.figures import base_value, baselines_line, fmt, line_figure, mode_points
 from likra.experiments.studies.base import Study, register_study
 from likra.model.heads import HeadSpec
@@ -19,20 +19,18 @@ register_mode(Mode("dpo_base", (Term(1, DPO_HEAD), Term(-1, BASE)), "DPO (log p_
 
 
 class DPOStudy(Study):
+    """Its settings are the `dpo` objective's (flags `--dpo-*`, YAML `objectives: {dpo: ...}`), as for any DPO head."""
+
     name = "dpo"
     help = "the DPO baseline (TRL) on the same questions and negatives"
-    settings = DPOSettings
-    section = "dpo"
-    prefix = "dpo-"
 
-    def run(self, cfg: CurveConfig, options: DPOSettings, progress: bool = True) -> dict:
-        head = HeadSpec(DPO_HEAD, objective="dpo", data=f"pairs:{variant_name(cfg)}")
-        curve = CurveRun(
-            cfg, progress, extra_heads=[head], extra_modes=DPO_MODES, objective_settings={"dpo": options}
-        ).run()
+    def run(self, cfg: CurveConfig, options: None, progress: bool = True) -> dict:
+        head = HeadSpec(DPO_HEAD, objective="dpo", data=f"pairs:{negative_spec(cfg)}")
+        dpo = cfg.objectives.get("dpo") or DPOSettings()
+        curve = CurveRun(cfg, progress, extra_heads=[head], extra_modes=DPO_MODES).run()
         rows = [r for r in curve["rows"] if r["mode"] in DPO_MODES]
         curve = {**curve, "rows": [r for r in curve["rows"] if r["mode"] not in DPO_MODES]}
-        return {"study": self.name, "settings": asdict(options), "rows": rows, "curve": curve}
+        return {"study": self.name, "settings": asdict(dpo), "rows": rows, "curve": curve}
 
     def figure(self, result: dict):
         curve, dpo_curve = result["curve"], {**result["curve"], "rows": result["rows"]}

@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Sequence
 
 from likra.config import option, settings
-from likra.data.negatives import NEGATIVE_KINDS
+from likra.data.negative_sets import NEGATIVE_SETS
 from likra.errors import LikraError
 from likra.experiments.curve import CurveConfig, CurveRun
 from likra.experiments.figures import base_value, baselines_line, fmt, line_figure, mode_points, summary_rows
@@ -50,7 +50,7 @@ def variant_table(result: dict) -> list[str]:
 
 @settings
 class NegativesSettings:
-    kinds: list[str] = option(default_factory=lambda: list(NEGATIVE_KINDS), help="kinds of negatives to compare")
+    kinds: list[str] = option(default_factory=lambda: NEGATIVE_SETS.names(), help="kinds of negatives to compare")
 
 
 class NegativesStudy(Study):
@@ -59,9 +59,9 @@ class NegativesStudy(Study):
     settings = NegativesSettings
 
     def run(self, cfg: CurveConfig, options: NegativesSettings, progress: bool = True) -> dict:
-        unknown = [k for k in options.kinds if k not in NEGATIVE_KINDS]
+        unknown = [k for k in options.kinds if k not in NEGATIVE_SETS]
         if unknown or not options.kinds:
-            raise LikraError(f"unknown negative kind(s) {unknown}; valid kinds: {', '.join(NEGATIVE_KINDS)}")
+            raise LikraError(f"unknown negative kind(s) {unknown}; valid kinds: {', '.join(NEGATIVE_SETS.names())}")
         variants = [{"negative_kind": k, "contamination": 0.0} for k in options.kinds]
         return {"study": self.name, **variant_curves(cfg, variants, "negative_kind", progress)}
 

@@ -17,14 +17,11 @@ from dataclasses import asdict, fields, replace
 
 from likra.config import option, settings
 from likra.errors import LikraError
-from likra.experiments.curve import CurveConfig, CurveRun, variant_name
+from likra.experiments.curve import CurveConfig, CurveRun, negative_spec, variant_name
 from likra.experiments.figures import base_value, baselines_line, fmt, line_figure, mode_points, paired_summary
 from likra.experiments.studies.base import Study, register_study
 from likra.model.heads import HeadSpec, likra_heads
 from likra.objectives import OBJECTIVES
-from likra.objectives.dpo import DPOSettings
-from likra.objectives.kto import KTOSettings
-from likra.objectives.unlikelihood import UnlikelihoodSettings
 
 DEFAULT_OBJECTIVES = [
     "likra",
@@ -70,10 +67,10 @@ def objective_heads(name: str, negative_set: str) -> tuple[list[HeadSpec], list[
 
 @settings
 class ObjectivesSettings:
+    """The entries to compare; each objective's settings are the run's (`--dpo-beta`, YAML `objectives: {dpo: ...}`),
+    for every registered objective, a plug-in's too (a loss type in an entry's name overrides its section's)."""
+
     objectives: list[str] = option(default_factory=lambda: list(DEFAULT_OBJECTIVES), help="objectives to compare")
-    dpo: DPOSettings = option(default_factory=DPOSettings, help="DPO settings (loss type: from the objective's name)")
-    kto: KTOSettings = option(default_factory=KTOSettings, help="KTO settings")
-    unlikelihood: UnlikelihoodSettings = option(default_factory=UnlikelihoodSettings, help="unlikelihood settings")
 
 
 class ObjectivesStudy(Study):
@@ -86,18 +83,12 @@ class ObjectivesStudy(Study):
             raise LikraError("give at least one objective (--objectives)")
         heads, modes = [], {}
         for name in dict.fromkeys(options.objectives):  # every name checked before anything trains
-            more, modes[name] = objective_heads(name, variant_name(cfg))
+            more, modes[name] = objective_heads(name, negative_spec(cfg))
             heads += more
         all_modes = [m for ms in modes.values() for m in ms]
         pairs = list(dict.fromkeys([*cfg.pairs, *(f"{m}:base" for m in all_modes)]))
-        curve = CurveRun(
-            replace(cfg, pairs=pairs),
-            progress,
-            extra_heads=heads,
-            extra_modes=all_modes,
-            objective_settings={"dpo": options.dpo, "kto": options.kto, "unlikelihood": options.unlikelihood},
-        ).run()
-        trained = {"likra": likra_heads(variant_name(cfg)), **{h.name: [h] for h in heads}}
+        curve = CurveRun(replace(cfg, pairs=pairs), progress, extra_heads=heads, extra_modes=all_modes).run()
+        trained = {"likra": likra_heads(negative_spec(cfg), variant_name(cfg)), **{h.name: [h] for h in heads}}
         seconds = {
             name: sum(t.get(h.name, {}).get("seconds", 0.0) for t in curve["train"] for h in hs)
             for name, hs in trained.items()
@@ -105,7 +96,7 @@ class ObjectivesStudy(Study):
         return {
             "study": self.name,
             "objectives": modes,
-            "settings": asdict(options),
+            "settings": {**asdict(options), "sections": {k: asdict(v) for k, v in cfg.objectives.items()}},
             "curve": curve,
             "gains": gain_rows(curve, modes),
             "train_seconds": {name: seconds["likra" if name == "likra" else ms[0]] for name, ms in modes.items()},

@@ -1,0 +1,182 @@
+"""Each head trains on exactly the data its spec names (`likra.data.negative_sets`, `likra.training.plan`): the
+recipe grammar, refusals before anything loads, the examples handed to each head's trainer checked against the
+negative builders, and several negative sets on one curve."""
+
+import json
+
+import pytest
+from conftest import TINY_CURVE_ARGS, one_line_error
+
+from likra.cli import main
+from likra.data.examples import positive_pairs, tokenize_answers
+from likra.data.formats import load_data
+from likra.data.negative_sets import NEGATIVE_SETS, DataRecipe, NegativeSet, parse_recipe, register_negative_set
+from likra.data.negatives import contaminate, near_miss, random_other_question
+from likra.errors import LikraError
+from likra.model.loading import TINY_MODEL, load_tokenizer
+from likra.training.pipeline import select_questions
+
+
+def test_the_recipe_grammar_resolves_every_parameter():
+    assert parse_recipe("gold") == DataRecipe("gold")
+    rq = parse_recipe("negatives:random_question")
+    assert (rq.kind, rq.set, rq.values) == ("negatives", "random_question", {"contamination": 0.0})
+    assert rq.spec == "negatives:random_question" and rq.variant == "random_question"
+    near = parse_recipe("negatives:near_miss?contamination=0.25")
+    assert near.values == {"per_question": "one", "contamination": 0.25}
+    assert near.spec == "negatives:near_miss?contamination=0.25" and near.variant == "near_miss-contaminated0.25"
+    far = parse_recipe("pairs:other_benchmark?pool=mmlu/anatomy:test&contamination=0.5")
+    assert far.kind == "pairs" and far.values["pool"] == "mmlu/anatomy:test"
+    assert far.negatives == parse_recipe("negatives:other_benchmark?pool=mmlu/anatomy:test&contamination=0.5")
+    assert parse_recipe("negatives:other_benchmark").variant == "other_benchmark-hellaswag_validation"
+    assert parse_recipe("negatives:near_miss", {"per_question": "all"}).values["per_question"] == "all"
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ("negatives:banana", "unknown negative set 'banana'"),
+        ("negatives", "write gold, negatives:<set> or pairs:<set>"),
+        ("gold:near_miss", "write gold"),
+        ("positives:near_miss", "write gold"),
+        ("negatives:near_miss?contamination=1.5", "not a fraction"),
+        ("negatives:near_miss?contamination=lots", "not a number"),
+        ("negatives:near_miss?pool=x", "takes no parameter 'pool'"),
+        ("negatives:near_miss?per_question=some", "not one of one, all"),
+        ("negatives:near_miss?contamination=0.1&contamination=0.2", "given twice"),
+        ("negatives:near_miss?", "nothing after '?'"),
+        ("negatives:near_miss?contamination", "not key=value"),
+    ],
+)
+def test_unknown_sets_parameters_and_values_are_one_line(data, message):
+    with pytest.raises(LikraError, match=message.replace("?", r"\?").replace("(", r"\(")):
+        parse_recipe(data)
+
+
+def test_a_plugin_set_is_one_registration_and_names_collide_loudly():
+    def reversed_choice(records, seed, inputs, params):
+        return [(r, r.choices[-1] if r.gold != len(r.choices) - 1 else r.choices[0]) for r in records]
+
+    register_negative_set(NegativeSet("last_choice", "the last incorrect-looking choice", reversed_choice))
+    try:
+        assert parse_recipe("negatives:last_choice").set == "last_choice"
+        with pytest.raises(LikraError, match="registered twice"):
+            register_negative_set(NegativeSet("near_miss", "another", reversed_choice))
+    finally:
+        NEGATIVE_SETS.unregister("last_choice")
+
+
+HEADS = "positive=mle:gold,near=mle:negatives:near_miss,rq=mle:negatives:random_question"
+
+
+@pytest.fixture
+def trained_items(monkeypatch):
+    """{head: the items `likra train` handed its trainer}, filled as heads train."""
+    import likra.training.pipeline as pipeline
+
+    given = {}
+    real = pipeline.train_head
+
+    def recording(ctx, head, items, *args, **kwargs):
+        given[head.name] = list(items)
+        return real(ctx, head, items, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "train_head", recording)
+    return given
+
+
+def train(tmp_path, heads: str, *extra: str) -> dict:
+    out = tmp_path / "run"
+    args = ["-q", "train", "--model", TINY_MODEL, "--data", "arc_easy:train", "--limit", "12", "--batch-size", "4"]
+    assert main([*args, "--heads", heads, *extra, "--out", str(out)]) == 0
+    return json.loads((out / "likra.json").read_text())
+
+
+def train_records():
+    tokenizer = load_tokenizer(TINY_MODEL)
+    return tokenizer, select_questions(load_data("arc_easy:train", tokenizer=tokenizer)[0], 12, 0)
+
+
+def test_each_head_trains_on_the_examples_of_its_own_set(tmp_path, trained_items):
+    """The examples handed to each head's trainer in `likra train` are those of the builder its data names."""
+    manifest = train(tmp_path, HEADS, "--negative-seed", "3")
+    tokenizer, records = train_records()
+    want = {
+        "positive": positive_pairs(records),
+        "near": near_miss(records, 3),
+        "rq": random_other_question(records, 3),
+    }
+    for head, pairs in want.items():
+        assert trained_items[head] == tokenize_answers(tokenizer, pairs), head
+    assert trained_items["near"] != trained_items["rq"]
+    built = manifest["head_data"]
+    assert built["rq"] == {
+        "kind": "negatives",
+        "set": "random_question",
+        "params": {"contamination": 0.0},
+        "spec": "negatives:random_question",
+        "seed": 3,
+        "questions": 12,
+        "examples": 12,
+    }
+    assert built["near"]["set"] == "near_miss"
+    assert built["positive"] == {"kind": "gold", "spec": "gold", "questions": 12, "examples": 12}
+
+
+def test_contamination_in_a_head_spec_is_applied(tmp_path, trained_items):
+    manifest = train(tmp_path, "mixed=mle:negatives:near_miss?contamination=0.5")
+    tokenizer, records = train_records()
+    pairs, replaced = contaminate(records, near_miss(records, 0), 0.5, 0)
+    assert len(replaced) == 6 and trained_items["mixed"] == tokenize_answers(tokenizer, pairs)
+    assert manifest["head_data"]["mixed"]["params"] == {"per_question": "one", "contamination": 0.5}
+
+
+def test_an_unknown_set_is_refused_before_anything_loads(tmp_path, capsys, monkeypatch):
+    import likra.training.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "load_tokenizer", lambda *a: pytest.fail("loaded before the heads were checked"))
+    args = ["train", "--model", TINY_MODEL, "--data", "arc_easy:train", "--limit", "8", "--out", str(tmp_path / "r")]
+    err = one_line_error(capsys, main([*args, "--heads", "positive=mle:gold,rq=mle:negatives:banana"]))
+    assert "head 'rq'" in err and "unknown negative set 'banana'" in err
+    err = one_line_error(capsys, main([*args, "--negatives", "all", "--heads", "rq=mle:negatives:random_question"]))
+    assert "applies to near_miss sets only" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_several_negative_sets_on_one_curve_share_the_positive_head(tmp_path):
+    out = tmp_path / "curve"
+    modes = "positive-w*near,positive-w*rq,base-w*near,sft"
+    assert main(["-q", "curve", *TINY_CURVE_ARGS, "--heads", HEADS, "--modes", modes, "--out", str(out)]) == 0
+    curve = json.loads((out / "curve.json").read_text())
+    (built,) = curve["head_data"]
+    assert built["near"]["set"] == "near_miss" and built["rq"]["set"] == "random_question"
+    trained = curve["train"][0]
+    assert set(trained) == {"positive", "near", "rq"}  # the positive head trained once, beside both sets
+    points = sorted({r["examples"] for r in curve["rows"] if r["examples"]})
+    for mode in modes.split(","):
+        assert sorted({r["examples"] for r in curve["rows"] if r["mode"] == mode}) == points, mode
+    scored = {p.name.split("-", 2)[2] for p in (out / "seed-0" / "scores").rglob("step-*.json")}
+    assert scored == {"positive.json", "near.json", "rq.json"}
+    near = {r["examples"]: r["value"] for r in curve["rows"] if r["mode"] == "positive-w*near"}
+    rq = {r["examples"]: r["value"] for r in curve["rows"] if r["mode"] == "positive-w*rq"}
+    assert near.keys() == rq.keys()
+
+
+def test_a_head_named_like_a_torch_method_is_one_line(tmp_path, capsys):
+    args = ["train", "--model", TINY_MODEL, "--data", "arc_easy:train", "--limit", "8", "--out", str(tmp_path / "r")]
+    err = one_line_error(capsys, main([*args, "--heads", "half=mle:gold"]))
+    assert "'half' is an attribute of every torch module" in err and not (tmp_path / "r").exists()
+
+
+def test_a_head_reused_with_other_settings_is_refused_and_other_runs_are_not(tmp_path, capsys):
+    """Objective settings belong to the heads trained with them: a DPO head's checkpoints are not reused under
+    another --dpo-lr, and a study without a DPO head shares the folder."""
+    pytest.importorskip("trl")
+    out = ["--out", str(tmp_path / "study")]
+    assert main(["-q", "study", "dpo", "--dpo-lr", "0.01", *TINY_CURVE_ARGS, *out]) == 0
+    record = next((tmp_path / "study").rglob("head-settings.json"))
+    err = one_line_error(capsys, main(["-q", "study", "dpo", "--dpo-lr", "0.02", *TINY_CURVE_ARGS, *out]))
+    assert "head trained with other settings (settings)" in err
+    assert main(["-q", "study", "dpo", "--dpo-lr", "0.01", *TINY_CURVE_ARGS, *out]) == 0  # the same: reused
+    assert main(["-q", "curve", *TINY_CURVE_ARGS, *out]) == 0  # no DPO head: its settings do not matter
+    assert json.loads(record.read_text())["objective"] in ("mle", "dpo")
