@@ -211,3 +211,28 @@ def test_bad_paths_and_failed_pushes_are_one_line(run, exported, tmp_path, capsy
     bad = tmp_path / "never"
     one_line_error(capsys, main(["-q", "export", str(run), str(bad), "--push-to-hub", "not a repo"]))
     assert not bad.exists()  # checked before anything is written
+
+
+def test_the_card_describes_the_heads_that_were_trained(tmp_path):
+    """A run without the Likra pair gets a card about its own heads; the pair's card names the extra ones."""
+    from likra.reports.hub import heads_paragraph
+
+    run = tmp_path / "rq"
+    args = ["-q", "train", "--model", "random-tiny", "--data", "arc_easy:train", "--limit", "8", "--batch-size", "8"]
+    assert main([*args, "--heads", "rq=mle:negatives:random_question?contamination=0.25", "--out", str(run)]) == 0
+    assert main(["-q", "export", str(run), str(tmp_path / "out")]) == 0
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert (
+        "a *positive* head" not in card
+        and "`rq` (mle on incorrect answers (random_question?contamination=0.25))" in card
+    )
+    assert "| rq | mle | `negatives:random_question?contamination=0.25` | 8 |" in card
+    pair = json.loads((tmp_path / "rq" / "likra.json").read_text())
+    pair["head_specs"] = [
+        {"name": "positive", "objective": "mle", "data": "gold"},
+        {"name": "negative", "objective": "mle", "data": "negatives:near_miss"},
+        {"name": "dpo", "objective": "dpo", "data": "pairs:near_miss"},
+    ]
+    pair["head_data"] = {}
+    text = heads_paragraph(pair)
+    assert "a *positive* head" in text and "Also trained: `dpo` (dpo on correct against incorrect answers" in text

@@ -157,6 +157,9 @@ def test_several_negative_sets_on_one_curve_share_the_positive_head(tmp_path):
         assert sorted({r["examples"] for r in curve["rows"] if r["mode"] == mode}) == points, mode
     scored = {p.name.split("-", 2)[2] for p in (out / "seed-0" / "scores").rglob("step-*.json")}
     assert scored == {"positive.json", "near.json", "rq.json"}
+    report = (out / "report.md").read_text()
+    assert "`near` (negatives:near_miss, 16 examples)" in report and "`rq` (negatives:random_question" in report
+    assert "Precision: trained in fp32, scored in fp32." in report
     near = {r["examples"]: r["value"] for r in curve["rows"] if r["mode"] == "positive-w*near"}
     rq = {r["examples"]: r["value"] for r in curve["rows"] if r["mode"] == "positive-w*rq"}
     assert near.keys() == rq.keys()

@@ -81,7 +81,27 @@ def worth_table(rows: Sequence[dict], paired: Sequence[dict] = ()) -> list[dict]
     return out
 
 
+def heads_line(curve: dict) -> str | None:
+    """The heads a curve trained, each with its data as built (seed 0's), e.g. `positive` (gold, 2048 examples);
+    None for curves of earlier versions (they did not record it)."""
+    built = (curve.get("head_data") or [{}])[0]
+    if not built:
+        return None
+    return "; ".join(
+        f"`{name}` ({d.get('spec', d.get('kind'))}, {d.get('examples')} examples)" for name, d in built.items()
+    )
+
+
+def precision_line(curve: dict) -> str | None:
+    precision = curve.get("precision")
+    if not precision:
+        return None
+    note = f" ({precision['note']})" if precision.get("note") else ""
+    return f"trained in {precision.get('train')}, scored in {precision.get('score')}{note}"
+
+
 def markdown_report(curve: dict, figure_name: str = "curve.png") -> str:
+    heads, precision = heads_line(curve), precision_line(curve)
     lines = [
         f"# Likra learning curve: {curve['model']}",
         "",
@@ -90,6 +110,8 @@ def markdown_report(curve: dict, figure_name: str = "curve.png") -> str:
         f"{curve['seeds']} seed(s). Intervals: Wilson 95% intervals over questions (one seed), Student's t over "
         "seeds.",
         "",
+        *([f"Heads: {heads}.", ""] if heads else []),
+        *([f"Precision: {precision}.", ""] if precision else []),
         f"![learning curve]({figure_name})",
         "",
     ]
@@ -246,8 +268,9 @@ def curve_summary(curve: dict) -> list[str]:
     """A few plain-text lines for the end of a curve (report.md has the tables): what was run and, per
     metric, every mode at the last checkpoint next to the base model, with their 95% intervals."""
     seeds = curve["seeds"]
+    trained = heads_line(curve) or f"{curve.get('negatives', 'near_miss')} negatives"
     lines = [
-        f"{curve['model']} trained on {curve['data']} ({curve.get('negatives', 'near_miss')} negatives), "
+        f"{curve['model']} trained on {curve['data']} ({trained}), "
         f"evaluated on {curve['eval_data']}: {curve['n_eval']} questions, {seeds} seed{'s' if seeds > 1 else ''}"
     ]
     for metric in ("acc_norm", "acc"):

@@ -210,6 +210,51 @@ def _eval_command(where: str, result: dict | None) -> str:
     return " ".join([*words, "--modes", ",".join(modes)])
 
 
+LIKRA_PAPER = "Hamdan & Yuret, 2025, *How much do LLMs learn from negative examples?*"
+
+
+def _trained_on(data: str) -> str:
+    kind, _, rest = data.partition(":")
+    if kind == "gold":
+        return "correct answers"
+    if kind == "negatives":
+        return f"incorrect answers ({rest})"
+    if kind == "pairs":
+        return f"correct against incorrect answers ({rest})"
+    return data
+
+
+def heads_paragraph(manifest: dict) -> str:
+    """What the run's heads are, from what was trained: the Likra pair's paragraph where the pair is there (a gold
+    MLE head `positive` and a head playing `negative`), then every other head by objective and data."""
+    specs = manifest.get("head_specs") or [{"name": h} for h in manifest.get("heads", [])]
+    built = manifest.get("head_data", {})
+    names = {s["name"] for s in specs}
+    pair = "positive" in names and any(s["name"] == "negative" or s.get("role") == "negative" for s in specs)
+    others = [
+        s for s in specs if not pair or (s["name"] != "positive" and "negative" not in (s["name"], s.get("role")))
+    ]
+    described = [
+        f"`{s['name']}` ({s.get('objective', 'mle')} on "
+        f"{_trained_on(built.get(s['name'], {}).get('spec') or s.get('data', 'gold'))})"
+        for s in others
+    ]
+    if pair:
+        text = (
+            "LoRA heads trained with likra on one base model: a *positive* head on correct answers and a *negative* "
+            f"head on incorrect answers ({LIKRA_PAPER}). An answer is ranked by a likelihood ratio of the heads, never "
+            "renormalised: `likra` = log p_positive - w log p_negative, `negbase` = log p_base - w log p_negative, "
+            "`sft` = log p_positive."
+        )
+        return text + (f" Also trained: {'; '.join(described)}." if described else "")
+    first = specs[0]["name"] if specs else "head"
+    return (
+        f"LoRA heads trained with likra on one base model ({LIKRA_PAPER}): {'; '.join(described)}. A mode ranks an "
+        f"answer by a combination of the heads' log-likelihoods, never renormalised, e.g. `{first}` = log p_{first} "
+        f"or `{first}-base` = log p_{first} - log p_base."
+    )
+
+
 def model_card(
     name: str,
     manifest: dict,
@@ -240,19 +285,18 @@ def model_card(
         "",
         f"# {name}: Likra heads for {base.hub_id or base.name}",
         "",
-        "LoRA heads trained with likra on one base model: a *positive* head on correct "
-        "answers and a *negative* head on incorrect answers (Hamdan & Yuret, 2025, *How much do LLMs learn from "
-        "negative examples?*). An answer is ranked by a likelihood ratio of the heads, never renormalised: "
-        "`likra` = log p_positive - w log p_negative, `negbase` = log p_base - w log p_negative, "
-        "`sft` = log p_positive.",
+        heads_paragraph(manifest),
         "",
-        "| head | trained on | examples | where |",
-        "|---|---|---|---|",
+        "| head | objective | trained on | examples | where |",
+        "|---|---|---|---|---|",
     ]
     specs = {s["name"]: s for s in manifest.get("head_specs", [])}
+    built = manifest.get("head_data", {})
     for k, head in enumerate(heads):
         folder = f"`adapters/{head}/`" + (" and the folder's root" if k == 0 else "")
-        lines.append(f"| {head} | {specs.get(head, {}).get('data', '-')} | {examples.get(head, '-')} | {folder} |")
+        spec = specs.get(head, {})
+        data = built.get(head, {}).get("spec") or spec.get("data", "-")
+        lines.append(f"| {head} | {spec.get('objective', 'mle')} | `{data}` | {examples.get(head, '-')} | {folder} |")
     lines += [
         "",
         f"**Base weights.** {base.description}"
