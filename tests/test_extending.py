@@ -47,7 +47,7 @@ class ToyStudy(Study):
 
     def run(self, cfg, options, progress=True):
         register_mode(Mode("toy_ratio", (Term(1, "toy"), Term(-options.scale, "negative", True)), "toy ratio", "black"))
-        curve = CurveRun(cfg, progress, extra_heads=[TOY_HEAD], extra_modes=["toy_ratio", "toy-negative"]).run()
+        curve = CurveRun(cfg, progress, extra_heads=[TOY_HEAD], extra_modes=["toy_ratio", "toy-negative"]).run().curve
         return {"study": self.name, "scale": options.scale, "curve": curve}
 
     def figure(self, result):

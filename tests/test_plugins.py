@@ -53,7 +53,7 @@ class ToyStudy(Study):
 
     def run(self, cfg, options, progress=True):
         head = HeadSpec("echo", objective="echo", data="negatives:" + variant_name(cfg), init=7)
-        curve = CurveRun(cfg, progress, extra_heads=[head], extra_modes=["echo_ratio", "echo-base"]).run()
+        curve = CurveRun(cfg, progress, extra_heads=[head], extra_modes=["echo_ratio", "echo-base"]).run().curve
         return {"study": self.name, "modes": sorted({r["mode"] for r in curve["rows"]}), "n": curve["n_eval"]}
 
     def report(self, result):

@@ -31,13 +31,14 @@ def run_curve(args: argparse.Namespace) -> int:
         check_output_folder(cfg.lm_eval_out, "--lm-eval-out")
     run = CurveRun(cfg, progress=not args.quiet)
     with run.folder.lock():
-        curve = run.run()
+        result = run.run()
+        curve = result.curve
         if is_main():
             paths = write_outputs(curve, run.folder)
             if cfg.lm_eval_out:
                 from likra.reports.harness import write_curve_as_harness
 
-                paths += write_curve_as_harness(run)
+                paths += write_curve_as_harness(result)
     if is_main():
         print("\n".join(curve_summary(curve)))
         print(f"report: {run.folder.report_file}")

@@ -14,7 +14,7 @@ import logging
 import math
 import re
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -184,6 +184,29 @@ def as_recorded_today(previous: dict) -> dict:
     return previous
 
 
+@dataclass
+class CurveResult:
+    """What a finished curve gives its readers (the command, reports, studies, the lm-eval writer): curve.json's
+    content, the questions it was evaluated on, where every score lies, and the loaded model and heads for studies
+    that score more. Plain data: reading it runs nothing."""
+
+    cfg: CurveConfig
+    curve: dict
+    folder: CurveFolder
+    heads: list[HeadSpec]
+    modes: list[str]
+    variant: str
+    eval_tag: str
+    eval_records: list
+    eval_total: int  # the evaluation data's questions before --eval-limit
+    eval_shots: list
+    eval_prefix: str
+    base_file: Any
+    score_files: dict[int, list[tuple[int, dict[str, Any]]]]  # seed -> [(examples, head or role -> file)]
+    model: Any
+    tokenizer: Any
+
+
 class CurveRun:
     """Executes a CurveConfig in its folder for a list of heads, skipping every piece already finished.
 
@@ -255,7 +278,7 @@ class CurveRun:
         return out | {k: values[k] for k, v in ADDED_DEFAULTS.items() if values[k] != v}
 
     # -- main -----------------------------------------------------------------------------------
-    def run(self) -> dict:
+    def run(self) -> CurveResult:
         began = time.perf_counter()
         start()
         cfg = self.cfg
@@ -307,7 +330,23 @@ class CurveRun:
         }
         self.timing["total_seconds"] = time.perf_counter() - began
         curve["timing"] = self.timing  # this process's wall time per phase (work found finished costs nothing)
-        return curve
+        return CurveResult(
+            cfg,
+            curve,
+            self.folder,
+            self.heads,
+            self.modes,
+            self.variant,
+            self.eval_tag,
+            eval_records,
+            self.eval_total,
+            self.eval_shots,
+            self.eval_prefix,
+            self.base_file,
+            self.score_files,
+            ctx.model,
+            tokenizer,
+        )
 
     def eval_tokens(self, tokenizer, records):
         cfg = self.cfg

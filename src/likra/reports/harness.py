@@ -49,7 +49,7 @@ from likra.scoring.modes import question_scores
 from likra.scoring.stats import length_normalised
 
 if TYPE_CHECKING:
-    from likra.experiments.curve import CurveRun
+    from likra.experiments.curve import CurveResult
 TASK_VERSION = 1.0
 FEWSHOT_DELIMITER = "\n\n"
 # The harness's default seeds (`--seed 0,1234,1234,1234`) are for its own random draws; likra draws its shots
@@ -441,9 +441,9 @@ def write_eval_as_harness(
     return write_harness_files(cfg.lm_eval_out, who, ev)
 
 
-def write_curve_as_harness(run: CurveRun) -> list[Path]:
-    """The harness files of every evaluated point of a finished `CurveRun`: the base model, then one model
-    folder per (seed, examples) checkpoint, read from the curve folder's cached score files."""
+def write_curve_as_harness(run: CurveResult) -> list[Path]:
+    """The harness files of every evaluated point of a finished curve (`CurveRun.run`'s result): the base model, then
+    one model folder per (seed, examples) checkpoint, read from the curve folder's cached score files."""
     from likra.experiments.folder import read_scores
 
     cfg = run.cfg

@@ -27,7 +27,7 @@ class DPOStudy(Study):
     def run(self, cfg: CurveConfig, options: None, progress: bool = True) -> dict:
         head = HeadSpec(DPO_HEAD, objective="dpo", data=f"pairs:{negative_spec(cfg)}")
         dpo = cfg.objectives.get("dpo") or DPOSettings()
-        curve = CurveRun(cfg, progress, extra_heads=[head], extra_modes=DPO_MODES).run()
+        curve = CurveRun(cfg, progress, extra_heads=[head], extra_modes=DPO_MODES).run().curve
         rows = [r for r in curve["rows"] if r["mode"] in DPO_MODES]
         curve = {**curve, "rows": [r for r in curve["rows"] if r["mode"] not in DPO_MODES]}
         return {"study": self.name, "settings": asdict(dpo), "rows": rows, "curve": curve}

@@ -40,8 +40,7 @@ class LikelihoodStudy(Study):
     help = "likelihoods of correct / near-miss / implausible answers per head"
 
     def run(self, cfg: CurveConfig, options=None, progress: bool = True) -> dict:
-        run = CurveRun(cfg, progress)
-        run.run()
+        run = CurveRun(cfg, progress).run()
         positive, negative = run.heads[:2]
         pos_key, neg_key = positive.role or positive.name, negative.role or negative.name
         records = run.eval_records

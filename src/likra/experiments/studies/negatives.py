@@ -19,7 +19,7 @@ def variant_curves(cfg: CurveConfig, variants: Sequence[dict], label_key: str, p
     """One curve per negative set (config overrides), all in `cfg.out` and sharing its positive head."""
     # every variant's settings checked (constructing its run) before the first one trains
     runs = {str(overrides[label_key]): CurveRun(replace(cfg, **overrides), progress) for overrides in variants}
-    curves = {label: run.run() for label, run in runs.items()}
+    curves = {label: run.run().curve for label, run in runs.items()}
     return {"by": label_key, "curves": curves}
 
 

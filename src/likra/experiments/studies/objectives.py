@@ -87,7 +87,7 @@ class ObjectivesStudy(Study):
             heads += more
         all_modes = [m for ms in modes.values() for m in ms]
         pairs = list(dict.fromkeys([*cfg.pairs, *(f"{m}:base" for m in all_modes)]))
-        curve = CurveRun(replace(cfg, pairs=pairs), progress, extra_heads=heads, extra_modes=all_modes).run()
+        curve = CurveRun(replace(cfg, pairs=pairs), progress, extra_heads=heads, extra_modes=all_modes).run().curve
         trained = {"likra": likra_heads(negative_spec(cfg), variant_name(cfg)), **{h.name: [h] for h in heads}}
         seconds = {
             name: sum(t.get(h.name, {}).get("seconds", 0.0) for t in curve["train"] for h in hs)

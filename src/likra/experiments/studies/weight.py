@@ -78,8 +78,9 @@ class WeightStudy(Study):
         roles = (("tune", tune_data), ("test", cfg.eval_data))
         built = {role: CurveRun(replace(cfg, eval_data=data), progress) for role, data in roles}
         for role, run in built.items():  # both checked before either trains
-            curves[role] = run.run()
-            runs[role] = (run, run.eval_records)
+            result = run.run()
+            curves[role] = result.curve
+            runs[role] = (result, result.eval_records)
         rows = []
         for seed, points in runs["test"][0].score_files.items():
             tune_points = dict(runs["tune"][0].score_files[seed])
