@@ -34,8 +34,6 @@ from likra.model.precision import Precision
 from likra.model.shapes import is_random
 from likra.objectives import get_objective
 from likra.objectives.registry import (
-    check_sections,
-    head_settings,
     steps_per_epoch,
     train_head,
     trainer_callbacks,
@@ -51,13 +49,12 @@ from likra.tracking import REPORT_TO, ReportTo, Tracker, check_available, make_t
 from likra.training.pipeline import (
     HeadsSettings,
     build_model,
-    checked_heads,
     run_context,
     run_precision,
     select_questions,
     training_precision,
 )
-from likra.training.plan import head_items, head_recipes
+from likra.training.plan import head_items, plan_heads
 
 log = logging.getLogger(__name__)
 
@@ -237,13 +234,10 @@ class CurveRun:
         # studies run several curves in one folder: the negative set tells their lines apart
         self.line = CurveProgress(enabled=progress, label=f"likra {self.folder.root.name} ({self.variant})")
         self.objective_settings = {**cfg.objectives, **(objective_settings or {})}
-        check_sections(self.objective_settings)  # a study's sections too, used by a head or not
-        default_heads = checked_heads(cfg, self.negative_spec, self.variant, set_defaults(cfg))
-        self.heads = list(heads if heads is not None else default_heads) + list(extra_heads)
-        # every head's objective, data and settings, before anything loads; each head trains on its own set
-        self.recipes = head_recipes(self.heads, set_defaults(cfg))
-        for head in self.heads:
-            head_settings(cfg.train, self.objective_settings, head)
+        # every head's objective, data recipe and settings, resolved once before anything loads
+        specs = heads if heads is not None else head_specs(cfg.heads, self.negative_spec, self.variant)
+        self.plan = plan_heads([*specs, *extra_heads], cfg.train, self.objective_settings, set_defaults(cfg))
+        self.heads = self.plan.specs
         self.modes = list(check_modes(list(dict.fromkeys([*cfg.modes, *extra_modes]))))
         self.pairs = parse_pairs(cfg.pairs, self.modes)
         known = {BASE, *(h.name for h in self.heads), *(h.role for h in self.heads if h.role)}
@@ -289,7 +283,7 @@ class CurveRun:
         # the overall progress line replaces the Trainer's bars
         ctx = run_context(cfg, tokenizer, progress=False, precision=precision)
         ctx.objective_settings = self.objective_settings
-        ctx.model = self.model = build_model(cfg, self.heads, ctx, cfg.train.gradient_checkpointing, precision)
+        ctx.model = self.model = build_model(cfg, self.plan, ctx, cfg.train.gradient_checkpointing, precision)
         prompt = (cfg.source, cfg.format, cfg.chat_template, tokenizer)
         eval_records = load_data(cfg.eval_data, *prompt, model_max_length(ctx.model))[0]
         self.eval_total = len(eval_records)  # before --eval-limit
@@ -403,7 +397,7 @@ class CurveRun:
             base_scores=lambda recs: self.mined_scores(recs, ctx.tokenizer, engine),
         )
         # every head's data (each distinct negative set built once) and schedule before anything trains
-        items, self.head_data[seed] = head_items(ctx, self.heads, self.recipes, records, rng_seed, inputs)
+        items, self.head_data[seed] = head_items(ctx, self.plan, records, rng_seed, inputs)
         schedules = {}
         for head in self.heads:
             objective = get_objective(head.objective)
@@ -435,6 +429,7 @@ class CurveRun:
                         [s for s, _ in schedules[head.name]],
                         resume=True,
                         done_file=done_file,
+                        settings=self.plan.settings(head, ctx.train),
                     )
                 self.line.trained(seed, head.name, stats.steps, cached)
                 train_stats[head.name] = asdict(stats)

@@ -459,14 +459,16 @@ def run_head(
     checkpoint_steps: Sequence[int] = (),
     resume: bool = False,
     done_file: Path | None = None,
+    settings: Any = None,
 ) -> tuple[TrainStats, Any]:
-    """Train head `head` on `items` with its objective (see `Objective`): skipped when its done-marker is
-    there; otherwise its settings, the shared Trainer arguments and the objective's trainer, run by
-    `run_trainer`. Returns (statistics, the trainer or None when skipped)."""
+    """Train head `head` on `items` with its objective (see `Objective`) and `settings` (the plan's; resolved here
+    when not given): skipped when its done-marker is there; otherwise the shared Trainer arguments and the
+    objective's trainer, run by `run_trainer`. Returns (statistics, the trainer or None when skipped)."""
     from likra.distributed import start
 
     objective = get_objective(head.objective)
-    settings = head_settings(ctx.train, ctx.objective_settings, head)
+    if settings is None:  # a caller without a plan (a head trained on its own: benchmarks, tests)
+        settings = head_settings(ctx.train, ctx.objective_settings, head)
     check_head_record(work_dir, head_record(ctx, head, objective, settings), done_file)
     finished = finished_stats(done_file)  # before building anything (a TRL objective loads a fresh base)
     if finished is not None:
@@ -503,10 +505,11 @@ def train_head(
     checkpoint_steps: Sequence[int] = (),
     resume: bool = False,
     done_file: Path | None = None,
+    settings: Any = None,
 ) -> TrainStats:
     """`run_head`, after which `ctx.model`'s adapter `head.adapter` holds the trained weights (copied from the
     trainer's model when the objective trained a model of its own) and is the active one, in eval mode."""
-    stats, trainer = run_head(ctx, head, items, work_dir, checkpoint_steps, resume, done_file)
+    stats, trainer = run_head(ctx, head, items, work_dir, checkpoint_steps, resume, done_file, settings)
     if ctx.model is not None:
         if trainer is not None:
             copy_adapter(trainer.model, ctx.model, head.adapter)

@@ -42,11 +42,11 @@ from likra.model.loading import (
 )
 from likra.model.precision import Precision, computing_in, resolve_precision
 from likra.objectives import TrainContext, get_objective
-from likra.objectives.registry import check_sections, head_settings, train_head, trainer_callbacks
+from likra.objectives.registry import train_head, trainer_callbacks
 from likra.objectives.settings import TrainSettings
 from likra.runs import ADAPTERS, check_out, finish_run
 from likra.tracking import REPORT_TO, ReportTo, Tracker, check_available, make_tracker
-from likra.training.plan import head_items, head_recipes
+from likra.training.plan import HeadPlan, head_items, plan_heads
 
 log = logging.getLogger(__name__)
 
@@ -99,17 +99,19 @@ def default_out(cfg: TrainConfig) -> Path:
     return Path("runs") / name
 
 
-def checked_heads(
-    cfg: HeadsSettings, negative_set: str = "near_miss", variant: str | None = None, defaults: dict | None = None
-) -> list[HeadSpec]:
-    """The heads of `cfg` with every head's objective, data recipe and settings checked (before anything loads);
-    `negative_set` and `variant` name the default pair's set (`likra_heads`), `defaults` its parameters' defaults."""
-    heads = head_specs(cfg.heads, negative_set, variant)
-    check_sections(cfg.objectives)  # every section given, used by a head or not
-    head_recipes(heads, defaults)
-    for head in heads:
-        head_settings(cfg.train, cfg.objectives, head)
-    return heads
+def run_plan(
+    cfg: HeadsSettings,
+    negative_set: str = "near_miss",
+    variant: str | None = None,
+    defaults: dict | None = None,
+    extra_heads: Sequence[HeadSpec] = (),
+    objective_settings: dict | None = None,
+) -> HeadPlan:
+    """The plan of `cfg`'s heads (configured, or the Likra pair on `negative_set`, named by `variant`) and a study's
+    `extra_heads`, resolved before anything loads (`plan_heads`); `defaults` for the sets' parameters,
+    `objective_settings` over `cfg.objectives` (a study's sections)."""
+    heads = [*head_specs(cfg.heads, negative_set, variant), *extra_heads]
+    return plan_heads(heads, cfg.train, {**cfg.objectives, **(objective_settings or {})}, defaults)
 
 
 def choice_scores_per_char(model, tokenizer, records) -> list:
@@ -153,14 +155,14 @@ def run_context(cfg: TrainConfig | HeadsSettings, tokenizer, progress: bool, pre
 
 
 def build_model(
-    cfg: ModelSettings, heads: Sequence[HeadSpec], ctx: TrainContext, gradient_checkpointing: bool, precision: Precision
+    cfg: ModelSettings, plan: HeadPlan, ctx: TrainContext, gradient_checkpointing: bool, precision: Precision
 ):
     """The base model, in `precision.weights`, with one adapter per distinct head adapter, each with its objective's
-    LoRA; `ctx.bf16` says whether the Trainer trains in bf16 (a 4-bit base on a CPU computes as it is)."""
+    LoRA (from the plan's settings); `ctx.bf16` says whether the Trainer trains in bf16 (a 4-bit base on a CPU
+    computes as it is)."""
     loras: dict[str, LoraSettings] = {}
-    for head in heads:
-        settings = head_settings(ctx.train, ctx.objective_settings, head)
-        loras.setdefault(head.adapter, get_objective(head.objective).lora(ctx, settings))
+    for head in plan.specs:
+        loras.setdefault(head.adapter, get_objective(head.objective).lora(ctx, plan.settings(head, ctx.train)))
     (first, lora), *rest = loras.items()
     base = load_base_model(cfg.model, precision.weights, quantize=cfg.quantize)
     base = prepare_for_training(base, gradient_checkpointing)
@@ -181,9 +183,9 @@ def train_run(cfg: TrainConfig, progress: bool = True) -> Path:
     """Train the heads and write the run folder atomically; returns its path."""
     check(cfg)
     check_available(cfg.report_to)
-    heads = checked_heads(cfg, defaults={"per_question": cfg.negatives})
-    recipes = head_recipes(heads, {"per_question": cfg.negatives})
-    unapplied = [name for name, r in recipes.items() if r.set and "per_question" not in r.values]
+    plan = run_plan(cfg, defaults={"per_question": cfg.negatives})
+    heads = plan.specs
+    unapplied = [name for name, r in plan.recipes.items() if r.set and "per_question" not in r.values]
     if cfg.negatives != "one" and unapplied:
         raise LikraError(
             f"--negatives {cfg.negatives} applies to near_miss sets only, not to head(s) {', '.join(unapplied)}"
@@ -196,12 +198,12 @@ def train_run(cfg: TrainConfig, progress: bool = True) -> Path:
     data, info = load_data(cfg.data, cfg.source, cfg.format, cfg.chat_template, tokenizer, cfg.train.max_length)
     records = select_questions(data, cfg.limit, cfg.train.seed)
     ctx = run_context(cfg, tokenizer, progress, precision)
-    ctx.model = model = build_model(cfg, heads, ctx, cfg.train.gradient_checkpointing, precision)
+    ctx.model = model = build_model(cfg, plan, ctx, cfg.train.gradient_checkpointing, precision)
     inputs = SetInputs(
         load_pool=lambda spec: load_spec(spec, source=cfg.source),
         base_scores=lambda recs: choice_scores_per_char(model, tokenizer, recs),
     )
-    items, built = head_items(ctx, heads, recipes, records, cfg.negative_seed, inputs)
+    items, built = head_items(ctx, plan, records, cfg.negative_seed, inputs)
     staging = out.with_name(out.name + ".partial")
     if is_main():
         temporary_folder(out)  # a previous one likra left is replaced; anything else there is refused
@@ -214,7 +216,8 @@ def train_run(cfg: TrainConfig, progress: bool = True) -> Path:
                 log.info("training %s head on %d examples", head.name, len(items[head.name]))
                 reinit_heads(model, (head.adapter,), cfg.train.seed, (head.init,))
                 with trainer_callbacks(tracker.trainer_callbacks(0, head.name)):
-                    trained = train_head(ctx, head, items[head.name], staging / "trainer" / head.folder)
+                    work = staging / "trainer" / head.folder
+                    trained = train_head(ctx, head, items[head.name], work, settings=plan.settings(head, ctx.train))
                 stats[head.name] = asdict(trained)
     finally:
         tracker.close()

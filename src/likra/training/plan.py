@@ -1,14 +1,17 @@
-"""Each head's training data, from exactly the recipe its spec names: resolved before anything loads, built once per
-distinct negative set, recorded as built. `likra train`, `likra curve` and every study go through here.
+"""The heads of a run as one plan, resolved once before anything loads, then executed: `likra train`, `likra curve`
+and every study go through here.
 
-    heads -> head_recipes (DataRecipe per head; unknown sets, parameters, values: one line)
-          -> head_items   (each distinct negative set built once; each head's items from its own set)
-          -> the record   (kind, set, parameters, seed, questions, examples: what the manifest and curve.json keep)
+    head specs -> plan_heads  (HeadPlan: per head its spec, its data recipe and its objective's settings, validated
+                               once; unknown sets, parameters, values and settings are one line)
+               -> head_items  (each distinct negative set built once; each head's items from its own set, and
+                               the record: kind, set, parameters, seed, questions, examples)
+               -> build_model / train_head take each head's settings from the plan
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from likra.data.negative_sets import DataRecipe, SetInputs, build_set, parse_recipe
@@ -17,7 +20,55 @@ from likra.data.records import MCRecord
 from likra.errors import LikraError
 from likra.model.heads import HeadSpec
 from likra.objectives import TrainContext, get_objective
-from likra.objectives.registry import head_settings
+from likra.objectives.registry import check_sections, head_settings
+from likra.objectives.settings import TrainSettings
+
+
+@dataclass(frozen=True)
+class PlannedHead:
+    """One head, resolved: its spec, its data recipe, and its objective's settings (None where the objective follows
+    the run's training settings, which a curve re-seeds per seed: `HeadPlan.settings`)."""
+
+    spec: HeadSpec
+    recipe: DataRecipe
+    own_settings: Any = None
+
+
+@dataclass(frozen=True)
+class HeadPlan:
+    """Every head of a run, in training order, resolved once (`plan_heads`)."""
+
+    heads: tuple[PlannedHead, ...]
+
+    @property
+    def specs(self) -> list[HeadSpec]:
+        return [h.spec for h in self.heads]
+
+    @property
+    def recipes(self) -> dict[str, DataRecipe]:
+        return {h.spec.name: h.recipe for h in self.heads}
+
+    def settings(self, head: HeadSpec, train: TrainSettings) -> Any:
+        """The settings `head` trains with under the run's (or a curve seed's) training settings `train`."""
+        planned = next(h for h in self.heads if h.spec.name == head.name)
+        return planned.own_settings if planned.own_settings is not None else train
+
+
+def plan_heads(
+    heads: Sequence[HeadSpec],
+    train: TrainSettings,
+    objective_settings: Mapping[str, Any],
+    defaults: Mapping[str, Any] | None = None,
+) -> HeadPlan:
+    """The plan of `heads`: every objective section given checked (used by a head or not), each head's data recipe
+    resolved with `defaults`, each head's settings validated (its objective's section with its own values on top)."""
+    check_sections(dict(objective_settings))
+    recipes = head_recipes(heads, defaults)
+    planned = []
+    for head in heads:
+        settings = head_settings(train, dict(objective_settings), head)
+        planned.append(PlannedHead(head, recipes[head.name], None if settings is train else settings))
+    return HeadPlan(tuple(planned))
 
 
 def head_recipes(heads: Sequence[HeadSpec], defaults: Mapping[str, Any] | None = None) -> dict[str, DataRecipe]:
@@ -34,8 +85,7 @@ def head_recipes(heads: Sequence[HeadSpec], defaults: Mapping[str, Any] | None =
 
 def head_items(
     ctx: TrainContext,
-    heads: Sequence[HeadSpec],
-    recipes: Mapping[str, DataRecipe],
+    plan: HeadPlan,
     records: Sequence[MCRecord],
     seed: int,
     inputs: SetInputs = SetInputs(),
@@ -45,14 +95,14 @@ def head_items(
     its own set only."""
     built: dict[DataRecipe, Pairs] = {}
     items, record = {}, {}
-    for head in heads:
-        recipe = recipes[head.name]
+    for planned in plan.heads:
+        head, recipe = planned.spec, planned.recipe
         negatives: Pairs = []
         if recipe.negatives is not None:
             if recipe.negatives not in built:
                 built[recipe.negatives] = build_set(recipe.negatives, records, seed, inputs)
             negatives = built[recipe.negatives]
-        settings = head_settings(ctx.train, ctx.objective_settings, head)
+        settings = plan.settings(head, ctx.train)
         items[head.name] = get_objective(head.objective).examples(ctx, head, records, negatives, settings)
         record[head.name] = {
             **recipe.to_json(),
