@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import one_line_error
 
 from likra.cli import main
 from likra.errors import LikraError
@@ -824,3 +825,24 @@ def test_hub_ids_still_reach_the_hub(tmp_path, monkeypatch):
     assert downloads == [("runs/heads", {"repo_type": "model"}), ("someone/heads", {"repo_type": "model"})]
     monkeypatch.setattr("likra.locations.hub_reachable", lambda: False)  # offline: the hub cache alone
     assert resolve_run("someone/other") == tmp_path and downloads[-1][1]["local_files_only"] is True
+
+
+def test_overwrite_replaces_only_a_folder_likra_wrote_whole(tmp_path, capsys):
+    """A look-alike manifest or a user's file inside a run: refused in one line before any work, nothing touched."""
+    args = ["train", "--model", "random-tiny", "--data", "arc_easy:train", "--limit", "8", "--batch-size", "8"]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("four years of work")
+    (mine / "likra.json").write_text('{"note": "my own notes"}')
+    err = one_line_error(capsys, main([*args, "--out", str(mine), "--overwrite"]))
+    assert "likra.json" in err and "--overwrite only replaces folders likra wrote" in err
+    assert (mine / "thesis.txt").read_text() == "four years of work" and not (tmp_path / "mine.partial").exists()
+    run = tmp_path / "run"
+    assert main(["-q", *args, "--out", str(run)]) == 0
+    assert "adapters/positive/adapter_model.safetensors" in json.loads((run / "likra.json").read_text())["files"]
+    (run / "adapters" / "notes.md").write_text("mine")
+    err = one_line_error(capsys, main([*args, "--out", str(run), "--overwrite"]))
+    assert "1 file(s) likra did not write there (e.g. adapters/notes.md)" in err
+    assert (run / "adapters" / "notes.md").read_text() == "mine"
+    (run / "adapters" / "notes.md").unlink()
+    assert main(["-q", *args, "--out", str(run), "--overwrite"]) == 0  # all likra's: replaced

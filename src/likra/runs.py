@@ -154,7 +154,50 @@ def check_out(out: Path, overwrite: bool) -> None:
             f"{out}: exists and is not a likra run folder (no {MANIFEST}); --overwrite only replaces "
             "run folders written by likra; choose another --out"
         )
+    try:
+        manifest = read_manifest(out)
+    except LikraError as e:
+        raise LikraError(f"{e}: --overwrite only replaces folders likra wrote; choose another --out") from None
+    foreign = foreign_files(out, manifest)
+    if foreign:
+        raise LikraError(
+            f"{out}: holds {len(foreign)} file(s) likra did not write there (e.g. {shorten(str(foreign[0]))}); "
+            "--overwrite only replaces folders likra wrote, whole; choose another --out"
+        )
     check_temporary(backup_path(out), out)
+
+
+# What runs and exports of versions that did not list their files hold (their top-level names).
+LEGACY_NAMES = {MANIFEST, ADAPTERS, "tensorboard", "wandb", "README.md"} | {
+    "adapter_config.json",
+    "adapter_model.safetensors",
+}
+
+
+def written_files(folder: Path) -> list[str]:
+    """Every file under `folder`, as a relative POSIX path, sorted (the manifest's `files`)."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() or p.is_symlink())
+
+
+def foreign_files(folder: Path, manifest: dict) -> list[str]:
+    """The files under a likra folder that its manifest does not list (for folders of earlier versions, which list
+    none: those outside the names such folders hold)."""
+    listed = manifest.get("files")
+    present = [f for f in written_files(folder) if f not in (MANIFEST, TEMPORARY_MARKER)]
+    if isinstance(listed, list):
+        return [f for f in present if f not in set(listed)]
+    return [f for f in present if f.split("/", 1)[0] not in LEGACY_NAMES]
+
+
+def seal(staging: Path) -> None:
+    """List in the staged folder's manifest every file likra wrote there, so that `--overwrite` can tell them from a
+    user's (`check_out`)."""
+    path = staging / MANIFEST
+    if not path.is_file():
+        return
+    manifest = read_json_file(path, "unreadable manifest")
+    files = [f for f in written_files(staging) if f not in (MANIFEST, TEMPORARY_MARKER)]
+    atomic_write_json(path, {**manifest, "files": files})
 
 
 def replace_folder(staging: Path, target: Path, overwrite: bool) -> Path:
@@ -162,6 +205,7 @@ def replace_folder(staging: Path, target: Path, overwrite: bool) -> Path:
     `target` (a likra folder, checked again here) is renamed to `<target>.old`, marked as likra's backup, and
     removed once the new folder is in place."""
     staging, target = Path(staging), Path(target)
+    seal(staging)
     if target.exists() or target.is_symlink():
         check_out(target, overwrite)
         old = backup_path(target)
