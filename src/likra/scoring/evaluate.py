@@ -87,6 +87,25 @@ def random_weights(cfg: EvalConfig) -> bool:
     return is_random(cfg.model)
 
 
+def warn_shadowing_heads(run, manifest: dict) -> None:
+    """A run written before head names were checked may have a head named like a mode or `w`: it loads, and the
+    log says which modes cannot reach it."""
+    import logging
+
+    from likra.training.plan import shadows
+
+    for head in manifest.get("heads", []):
+        shadowed = shadows(head)
+        if shadowed:
+            logging.getLogger(__name__).warning(
+                "%s: head %r is %s; --modes %s scores that, not the head (retrain it under another name)",
+                run,
+                head,
+                shadowed,
+                head,
+            )
+
+
 def load_eval_model(cfg: EvalConfig):
     """(model, tokenizer) of `likra eval`: a run's heads, or a plain base model for mode base."""
     from likra.model.loading import load_base_model, load_tokenizer
@@ -98,9 +117,10 @@ def load_eval_model(cfg: EvalConfig):
     if cfg.train_dtype is not None:
         raise LikraError("--train-dtype: likra eval trains nothing (give --score-dtype or --dtype)")
     if cfg.run:
-        model, tokenizer, _ = load_run_model(
+        model, tokenizer, manifest = load_run_model(
             cfg.run, cfg.dtype, device_map=cfg.device_map, quantize=cfg.quantize, score_dtype=cfg.score_dtype
         )
+        warn_shadowing_heads(cfg.run, manifest)
         return model, tokenizer
     if not cfg.model:
         raise LikraError("give --run RUN (a trained run folder) or --model MODEL (base mode only)")

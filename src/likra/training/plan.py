@@ -54,6 +54,19 @@ class HeadPlan:
         return planned.own_settings if planned.own_settings is not None else train
 
 
+def shadows(name: str) -> str | None:
+    """What a head named `name` would hide from the mode grammar: a registered mode's name (`--modes sft` would
+    score that mode, never the head), unless that mode is the head alone (the DPO study's `dpo`), or its keyword `w`
+    (the negative weight); None when nothing."""
+    from likra.scoring.modes import MODES, Term
+
+    if name == "w":
+        return "the mode grammar's negative weight"
+    if name in MODES and MODES[name].terms != (Term(1, name),):  # a mode that is the head itself names it
+        return f"the name of the registered mode {name!r}"
+    return None
+
+
 def plan_heads(
     heads: Sequence[HeadSpec],
     train: TrainSettings,
@@ -63,6 +76,10 @@ def plan_heads(
     """The plan of `heads`: every objective section given checked (used by a head or not), each head's data recipe
     resolved with `defaults`, each head's settings validated (its objective's section with its own values on top)."""
     check_sections(dict(objective_settings))
+    for head in heads:
+        shadowed = shadows(head.name)
+        if shadowed:
+            raise LikraError(f"head name {head.name!r} is {shadowed}: a mode could not name the head; rename it")
     recipes = head_recipes(heads, defaults)
     planned = []
     for head in heads:
