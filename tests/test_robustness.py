@@ -579,7 +579,7 @@ def _config(tmp_path: Path, text: str) -> Path:
 YAML_CASES = [
     ("model: " + "[" * 50_000 + "]" * 50_000 + "\n", "c.yaml:1: nested deeper than 100 levels"),
     ("train:\n  batch_size: true\n", "train.batch_size: true is a boolean"),
-    ("lora:\n  r: yes\n", "lora.r: true is a boolean"),
+    ("lora:\n  r: yes\n", "lora.r: input should be a valid integer, unable to parse string as an integer, got 'yes'"),
     ("limit: false\n", "limit: false is a boolean"),
     (
         "model: random-tiny\ntrain:\n  epochs: 1\nmodel: other\n",
@@ -846,3 +846,36 @@ def test_overwrite_replaces_only_a_folder_likra_wrote_whole(tmp_path, capsys):
     assert (run / "adapters" / "notes.md").read_text() == "mine"
     (run / "adapters" / "notes.md").unlink()
     assert main(["-q", *args, "--out", str(run), "--overwrite"]) == 0  # all likra's: replaced
+
+
+def test_yaml_1_1_surprises_read_as_meant_or_refused(tmp_path, capsys):
+    from likra.config import load_yaml
+
+    config = tmp_path / "c.yaml"
+    config.write_text("seed: 010\nlimit: 0o10\nmodel: on\ndata: 1:30\n")
+    assert load_yaml(config) == {"seed": 10, "limit": 8, "model": "on", "data": "1:30"}
+    config.write_text("model: random-tiny\nlimit: 1:30\n")
+    err = one_line_error(capsys, main(["train", "--config", str(config), "--out", str(tmp_path / "r")]))
+    assert "limit" in err and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    "source, target, said",
+    [
+        ("import sys\nsys.exit(3)\n", "exits_at_import", "it called sys.exit(3)"),
+        ("def setup():\n    raise ValueError('bad plug-in')\n", "raises_in_setup:setup", "ValueError: bad plug-in"),
+        ("def setup():\n    raise SystemExit(4)\n", "exits_in_setup:setup", "it called sys.exit(4)"),
+    ],
+)
+def test_a_plugin_that_exits_or_raises_is_one_line(tmp_path, monkeypatch, capsys, source, target, said):
+    module = target.partition(":")[0]
+    (tmp_path / f"{module}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    err = one_line_error(capsys, main(["--plugin", target, "info"]))
+    assert module in err and said in err
+
+
+def test_a_plugin_function_of_the_standard_library_is_one_line(monkeypatch, capsys):
+    monkeypatch.setenv("LIKRA_PLUGINS", "os:system")  # os.system() wants an argument: a TypeError
+    err = one_line_error(capsys, main(["info"]))
+    assert "os:system" in err and "TypeError" in err

@@ -115,7 +115,10 @@ def _yaml_loader():
     import yaml
 
     class Loader(yaml.SafeLoader):
-        """PyYAML's safe loader that refuses a key given twice in one mapping."""
+        """PyYAML's safe loader that refuses a key given twice in one mapping, and reads plain scalars by YAML 1.2's
+        core schema instead of 1.1's surprises: `010` is ten (not octal eight), `0o10` is eight, `1:30` is text (not
+        sexagesimal ninety), and only true/false are booleans (`yes`, `no`, `on`, `off` are text, which a setting
+        then takes or refuses by its type)."""
 
         def construct_mapping(self, node, deep=False):
             seen: dict = {}
@@ -137,7 +140,36 @@ def _yaml_loader():
                 seen[key] = key_node.start_mark.line + 1
             return super().construct_mapping(node, deep)
 
+    Loader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag not in _YAML11_TAGS]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    for tag, pattern, firsts in _YAML12_CORE:
+        Loader.add_implicit_resolver(tag, re.compile(pattern, re.X), list(firsts))
+    Loader.add_constructor("tag:yaml.org,2002:int", _construct_core_int)
     return Loader
+
+
+_YAML11_TAGS = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+# YAML 1.2 core schema (https://yaml.org/spec/1.2.2/#1032-tag-resolution), with `_` digit groups refused as 1.2 does.
+_YAML12_CORE = [
+    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("tag:yaml.org,2002:int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+    (
+        "tag:yaml.org,2002:float",
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        "-+0123456789.",
+    ),
+]
+
+
+def _construct_core_int(loader, node) -> int:
+    text = loader.construct_scalar(node)
+    if text.startswith("0o"):
+        return int(text[2:], 8)
+    if text.startswith("0x"):
+        return int(text[2:], 16)
+    return int(text, 10)
 
 
 def _expanded_size(root) -> int:

@@ -48,8 +48,8 @@ def _import(target: str, label: str) -> None:
             obj = getattr(obj, part)
     except LikraError as e:
         raise LikraError(f"plug-in {label}: {e}") from None
-    except Exception as e:  # an import error, a syntax error, anything the plug-in's module raises
-        raise LikraError(f"plug-in {label}: cannot load {target!r} ({type(e).__name__}: {e})") from None
+    except (Exception, SystemExit) as e:  # an import error, a syntax error, sys.exit(): anything its module does
+        raise LikraError(f"plug-in {label}: cannot load {target!r} ({failure(e)})") from None
     if attribute:
         if not callable(obj):
             raise LikraError(f"plug-in {label}: {target!r} is not a module or a function")
@@ -57,6 +57,16 @@ def _import(target: str, label: str) -> None:
             obj()
         except LikraError as e:
             raise LikraError(f"plug-in {label}: {e}") from None
+        except (Exception, SystemExit) as e:  # whatever its setup function raises or exits with
+            raise LikraError(f"plug-in {label}: {target!r} failed ({failure(e)})") from None
+
+
+def failure(e: BaseException) -> str:
+    """An exception of a plug-in as a few words on one line (a SystemExit says its code)."""
+    if isinstance(e, SystemExit):
+        return f"it called sys.exit({e.code!r})"
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text[:200]}" if text else type(e).__name__
 
 
 def load_plugins(modules: Sequence[str] = (), entry_points: bool = True) -> list[str]:
