@@ -879,3 +879,25 @@ def test_a_plugin_function_of_the_standard_library_is_one_line(monkeypatch, caps
     monkeypatch.setenv("LIKRA_PLUGINS", "os:system")  # os.system() wants an argument: a TypeError
     err = one_line_error(capsys, main(["info"]))
     assert "os:system" in err and "TypeError" in err
+
+
+def test_options_are_checked_against_the_library_and_unused_sections_are_said(tmp_path, capsys, caplog):
+    args = ["train", "--model", "random-tiny", "--data", "arc_easy:train", "--limit", "8", "--batch-size", "8"]
+    err = one_line_error(capsys, main([*args, "--dpo-lr-scheduler-type", "bogus", "--out", str(tmp_path / "r")]))
+    assert "'bogus' is not a schedule transformers knows" in err and not (tmp_path / "r.partial").exists()
+    err = one_line_error(capsys, main([*args, "--lr-scheduler-type", "bogus", "--out", str(tmp_path / "r")]))
+    assert "--lr-scheduler-type" in err and not (tmp_path / "r").exists()
+    with caplog.at_level("WARNING"):
+        assert main(["-q", *args, "--dpo-beta", "0.5", "--out", str(tmp_path / "r")]) == 0
+    assert "settings given for objective dpo, but no head trains with it: not applied" in caplog.text
+
+
+def test_compare_of_a_folder_with_itself_and_lmeval_output_into_a_file_are_one_line(tmp_path, capsys):
+    (tmp_path / "c").mkdir()
+    err = one_line_error(capsys, main(["compare", str(tmp_path / "c"), str(tmp_path / "c") + "/"]))
+    assert "A and B are the same folder" in err
+    pytest.importorskip("lm_eval")
+    (tmp_path / "results").write_text("not a folder")
+    args = ["lm-eval", "--base-model", "random-tiny", "--tasks", "likra_arc_easy", "--limit", "2"]
+    err = one_line_error(capsys, main([*args, "--output_path", str(tmp_path / "results")]))
+    assert "--output_path" in err and "is a file" in err

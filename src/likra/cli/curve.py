@@ -131,6 +131,8 @@ def run_compare(args: argparse.Namespace) -> int:
     labels = args.labels.split(",") if args.labels else None
     if labels is not None and len(labels) != 2:
         raise LikraError(f"--labels has {len(labels)} names; give two (A,B)")
+    if Path(args.a).resolve() == Path(args.b).resolve():
+        raise LikraError(f"{args.a}: A and B are the same folder; compare two curve folders")
     if args.out:
         check_output_file(Path(args.out), args.overwrite)
     comparison = compare_curves(args.a, args.b, labels)

@@ -91,6 +91,11 @@ def prepare(args: argparse.Namespace, source: str = "auto", default_model: str |
         raise LikraError(f"--num_fewshot {args.num_fewshot}: give 0 or more examples")
     if getattr(args, "bootstrap_iters", 0) is not None and getattr(args, "bootstrap_iters", 0) < 0:
         raise LikraError(f"--bootstrap_iters {args.bootstrap_iters}: give 0 or more resamples")
+    output = getattr(args, "output_path", None)
+    if output and Path(output).exists() and not Path(output).is_dir() and Path(output).suffix != ".json":
+        # the harness writes a folder there (or, for a .json path, that file's folder): a file in the way was an
+        # INFO line and exit 0 with no results
+        raise LikraError(f"--output_path {output}: is a file; give a folder (or a path ending in .json)")
     for key, package in (("wandb_args", "wandb"), ("trackio_args", "trackio")):
         if getattr(args, key, None) and importlib.util.find_spec(package) is None:
             raise LikraError(f"--{key} needs the {package} package: pip install {package}")

@@ -37,7 +37,7 @@ from likra.data.records import MCRecord
 from likra.errors import LikraError
 from likra.model.heads import HeadSpec, LoraSettings, attach_heads, reinit_heads
 from likra.objectives.registry import Objective, TrainContext, register_objective, run_head
-from likra.objectives.settings import OptimizerSettings, TrainSettings
+from likra.objectives.settings import OptimizerSettings, SchedulerName, TrainSettings
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class DPOSettings(OptimizerSettings):
     curve the batch size, epochs and seed are the run's training settings, so checkpoints line up."""
 
     learning_rate: PositiveFloat = option(5e-5, help="DPO learning rate", flags=("--lr",))
-    lr_scheduler_type: str = option("cosine", help="learning-rate schedule (transformers' names)")
+    lr_scheduler_type: SchedulerName = option("cosine", help="learning-rate schedule (transformers' names)")
     beta: PositiveFloat = option(0.1, help="DPO beta (strength of the KL anchor to the base model)")
     loss_type: str = option(
         "sigmoid", help="TRL's DPO loss type (any of TRL's: sigmoid, hinge, ipo, nca_pair, ...)", flags=("--loss",)

@@ -24,7 +24,7 @@ from likra.errors import LikraError
 from likra.model.heads import HeadSpec, LoraSettings
 from likra.objectives.dpo import _drop_fused_lm_head, dpo_lora, trl_trainer
 from likra.objectives.registry import Objective, TrainContext, register_objective
-from likra.objectives.settings import OptimizerSettings
+from likra.objectives.settings import OptimizerSettings, SchedulerName
 
 KTO_COLUMNS = ("prompt_ids", "completion_ids", "label")
 
@@ -35,7 +35,7 @@ class KTOSettings(OptimizerSettings):
     curve the batch size, epochs and seed are the run's."""
 
     learning_rate: PositiveFloat = option(5e-5, help="KTO learning rate", flags=("--lr",))
-    lr_scheduler_type: str = option("cosine", help="learning-rate schedule (transformers' names)")
+    lr_scheduler_type: SchedulerName = option("cosine", help="learning-rate schedule (transformers' names)")
     beta: PositiveFloat = option(0.1, help="KTO beta")
     desirable_weight: PositiveFloat = option(1.0, help="weight of the desirable (gold) term")
     undesirable_weight: PositiveFloat = option(1.0, help="weight of the undesirable (negative) term")

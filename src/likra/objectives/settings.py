@@ -9,7 +9,26 @@ own switches. An objective with optimizer settings of its own (DPO's lr 5e-5 cos
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import AfterValidator
+
 from likra.config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, option, settings
+
+
+def known_scheduler(name: str) -> str:
+    """A learning-rate schedule the installed transformers has (checked before any model loads)."""
+    from transformers import SchedulerType
+
+    names = [s.value for s in SchedulerType]
+    if name not in names:
+        raise ValueError(
+            f"{name!r} is not a schedule transformers knows (e.g. constant, linear, cosine; {len(names)} in all)"
+        )
+    return name
+
+
+SchedulerName = Annotated[str, AfterValidator(known_scheduler)]
 
 
 @settings
@@ -17,7 +36,7 @@ class OptimizerSettings:
     """AdamW with the reference setting: constant learning rate, no warmup, no weight decay."""
 
     learning_rate: PositiveFloat = option(1e-3, help="learning rate", flags=("--lr",))
-    lr_scheduler_type: str = option("constant", help="learning-rate schedule (transformers' names)")
+    lr_scheduler_type: SchedulerName = option("constant", help="learning-rate schedule (transformers' names)")
     warmup_steps: NonNegativeInt = option(0, help="warmup optimizer steps")
     weight_decay: NonNegativeFloat = option(0.0, help="AdamW weight decay")
     gradient_checkpointing: bool = option(False, help="recompute activations in the backward pass (less memory)")

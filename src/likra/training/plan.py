@@ -10,6 +10,7 @@ and every study go through here.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,8 @@ from likra.model.heads import HeadSpec
 from likra.objectives import TrainContext, get_objective
 from likra.objectives.registry import check_sections, head_settings
 from likra.objectives.settings import TrainSettings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,15 @@ def plan_heads(
         if shadowed:
             raise LikraError(f"head name {head.name!r} is {shadowed}: a mode could not name the head; rename it")
     recipes = head_recipes(heads, defaults)
+    unused = sorted(set(objective_settings) - {h.objective for h in heads})
+    if unused:
+        log.warning(
+            "settings given for %s, but no head trains with %s: not applied (add a head, e.g. --heads ...,%s=%s:...)",
+            ", ".join(f"objective {name}" for name in unused),
+            "it" if len(unused) == 1 else "them",
+            unused[0],
+            unused[0],
+        )
     planned = []
     for head in heads:
         settings = head_settings(train, dict(objective_settings), head)
