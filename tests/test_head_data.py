@@ -200,22 +200,7 @@ def test_an_older_run_with_a_head_named_like_a_mode_loads_with_a_warning(tmp_pat
     manifest["heads"] = ["positive", "sft"]  # as a version before the check could have written it
     (run / "adapters" / "negative").rename(run / "adapters" / "sft")
     (run / "likra.json").write_text(json.dumps(manifest))
+    args = ["-q", "eval", "--run", str(run), "--limit", "4", "--modes", "base,sft", "--out", str(tmp_path / "e.json")]
     with caplog.at_level("WARNING"):
-        assert (
-            main(
-                [
-                    "-q",
-                    "eval",
-                    "--run",
-                    str(run),
-                    "--limit",
-                    "4",
-                    "--modes",
-                    "base,sft",
-                    "--out",
-                    str(tmp_path / "e.json"),
-                ]
-            )
-            == 0
-        )
+        assert main(args) == 0
     assert "head 'sft' is the name of the registered mode 'sft'" in caplog.text

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -226,3 +227,8 @@ def check_output_folder(path: str | os.PathLike, flag: str) -> Path:
     if (path.exists() or path.is_symlink()) and not path.is_dir():
         raise LikraError(f"{flag} {path}: exists and is not a folder; likra writes a folder of results there")
     return path
+
+
+def slug(text: str) -> str:
+    """`text` as a piece of a file or folder name: runs of anything but letters, digits and `_.+-` become `_`."""
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", text).strip("_")

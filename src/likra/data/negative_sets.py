@@ -39,6 +39,7 @@ from likra.data.negatives import (
 )
 from likra.data.records import MCRecord
 from likra.errors import LikraError
+from likra.io import slug
 from likra.limits import shorten
 from likra.registry import Registry, caller_origin
 
@@ -155,15 +156,11 @@ class DataRecipe:
         if self.set is None:
             return None
         values = self.values
-        name = self.set + (f"-{_slug(values['pool'])}" if "pool" in values else "")
+        name = self.set + (f"-{slug(values['pool'])}" if "pool" in values else "")
         return name + (f"-contaminated{values['contamination']:g}" if values.get("contamination") else "")
 
     def to_json(self) -> dict:
         return {"kind": self.kind, **({"set": self.set, "params": self.values} if self.set else {})}
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", text).strip("_")
 
 
 def all_params(negative_set: NegativeSet) -> dict[str, tuple[Any, Any, str]]:

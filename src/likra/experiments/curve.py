@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import time
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Sequence
@@ -27,7 +26,7 @@ from likra.data.negative_sets import NEGATIVE_SETS, DataRecipe, SetInputs, parse
 from likra.distributed import barrier, is_main, rank_and_world, start
 from likra.errors import LikraError
 from likra.experiments.folder import CurveFolder, read_json, read_scores
-from likra.io import atomic_write_json
+from likra.io import atomic_write_json, slug
 from likra.model.heads import BASE, HeadSpec, head_specs, likra_heads, reinit_heads
 from likra.model.loading import ModelSettings, load_tokenizer, model_max_length
 from likra.model.precision import Precision
@@ -128,10 +127,6 @@ def checkpoint_schedule(
         steps = {next(s for s in range(1, total + 1) if seen(s) >= p) for p in points}
     steps.add(total)
     return [(s, seen(s)) for s in sorted(steps)]
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", text).strip("_")
 
 
 def negative_recipe(cfg: CurveConfig) -> DataRecipe:

@@ -30,7 +30,6 @@ from likra.errors import LikraError
 
 log = logging.getLogger(__name__)
 
-DTYPE_CHOICES = ("auto", "fp32", "bf16", "fp16")
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Memory an fp32 copy may take of what is free (activations, the KV cache of scoring and the rest need room too).
 FIT_SHARE = 0.8
@@ -118,12 +117,12 @@ def resolve_precision(
     decides whether fp32 scoring fits: a 4-bit base, a device map, the base's parameter count. Where nothing
     `trains` (an evaluation), `train` is None and a score that does not fit in fp32 falls back to what training
     would use."""
-    from likra.model.loading import default_device, resolved_dtype_name
+    from likra.model.loading import DTYPES, default_device, resolved_dtype_name
 
     device = device or default_device()
     for name, value in (("dtype", dtype), ("train dtype", train_dtype), ("score dtype", score_dtype)):
-        if value is not None and value not in DTYPE_CHOICES:
-            raise LikraError(f"unknown {name} {value!r}; choose one of {', '.join(DTYPE_CHOICES)}")
+        if value is not None and value not in DTYPES:
+            raise LikraError(f"unknown {name} {value!r}; choose one of {', '.join(DTYPES)}")
     wanted_train = train_dtype or dtype
     wanted_score = score_dtype or dtype
     train = auto_train_dtype(device.type) if wanted_train == "auto" else resolved_dtype_name(wanted_train, device)

@@ -136,7 +136,7 @@ def run_precision(cfg: ModelSettings, scores: bool = True) -> Precision:
             raise LikraError("--score-dtype: likra train scores nothing (give it to likra eval or likra curve)")
         train = resolve_precision(cfg.dtype, cfg.train_dtype, cfg.train_dtype or cfg.dtype).train
         return Precision(train, train)
-    parameters = parameter_count(cfg.model) if "auto" in (cfg.score_dtype or cfg.dtype,) else None
+    parameters = parameter_count(cfg.model) if (cfg.score_dtype or cfg.dtype) == "auto" else None
     return resolve_precision(cfg.dtype, cfg.train_dtype, cfg.score_dtype, quantize=cfg.quantize, parameters=parameters)
 
 
