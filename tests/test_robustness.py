@@ -901,3 +901,79 @@ def test_compare_of_a_folder_with_itself_and_lmeval_output_into_a_file_are_one_l
     args = ["lm-eval", "--base-model", "random-tiny", "--tasks", "likra_arc_easy", "--limit", "2"]
     err = one_line_error(capsys, main([*args, "--output_path", str(tmp_path / "results")]))
     assert "--output_path" in err and "is a file" in err
+
+
+CACHE_UNDER_LIMIT = r"""
+import os, resource, sys
+import torch
+from likra.errors import LikraError
+from likra.model import shapes
+from likra.model.loading import random_model_dir, resolve_dtype
+
+torch.set_num_threads(1)
+# a 12-layer shape of 0.75 GiB in fp32 (0.38 GiB in bf16); its largest layer is 16.8M parameters
+shapes.SHAPES["wide"] = shapes._shape("wide", "a wide Llama", "llama", 512, 1024, 4096, 12, 8, 8, True, 1e4, 2048)
+random_model_dir("random:tiny")  # every import and the tokenizer made before the limit
+shape = shapes.SHAPES["wide"]
+used = int(next(line for line in open("/proc/self/status") if line.startswith("VmSize")).split()[1]) * 1024
+limit = used + 256 * 2**20  # below the whole model in bf16, let alone fp32
+assert limit - used < shape.weight_bytes("bf16") < shape.weight_bytes("fp32")
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+folder = random_model_dir("random:wide")
+try:  # what building the whole model takes: it does not fit under this limit
+    shapes.build_random_model("random:wide", resolve_dtype("bf16", torch.device("cpu")), torch.device("cpu"))
+    print("whole model built")
+except (MemoryError, RuntimeError):
+    print("whole model refused")
+print(folder)
+"""
+
+
+def test_a_random_shape_is_cached_in_memory_of_one_layer(tmp_path):
+    """Caching `random:<shape>` (for 4-bit and device-map loads) holds one layer at a time: under an address-space
+    limit below the model's bf16 size it writes the folder, which loads into the shape's model, while building the
+    whole model under the same limit fails."""
+    env = {**os.environ, "LIKRA_CACHE": str(tmp_path), "MALLOC_ARENA_MAX": "1", "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), env.get("PYTHONPATH", "")])
+    done = subprocess.run([sys.executable, "-c", CACHE_UNDER_LIMIT], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["whole model refused", str(tmp_path / "models" / "random-wide")]
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from likra.model import shapes
+
+    lm = AutoModelForCausalLM.from_pretrained(tmp_path / "models" / "random-wide", dtype=torch.bfloat16)
+    assert lm.config.num_hidden_layers == 12 and lm.config.hidden_size == 1024
+    weights = dict(lm.named_parameters())
+    std = lm.config.initializer_range
+    for name in ("model.embed_tokens.weight", "model.layers.11.mlp.down_proj.weight", "model.norm.weight"):
+        drawn = shapes.random_tensor(name, tuple(weights[name].shape), torch.bfloat16, std)
+        assert torch.equal(weights[name].detach(), drawn), name
+    assert lm.lm_head.weight.data_ptr() == lm.model.embed_tokens.weight.data_ptr()  # tied, as the shape says
+    assert abs(weights["model.layers.0.self_attn.q_proj.weight"].float().std().item() - std) < 1e-3
+
+
+def test_a_plugins_mode_without_its_plugin_is_named_as_an_unknown_mode(tmp_path, shared_run, qa, capsys, monkeypatch):
+    monkeypatch.setattr("likra.runs.load_run_model", lambda *a, **k: pytest.fail("model loaded"))
+    argv = ["-q", "eval", "--run", str(shared_run), "--data", str(qa), "--out", str(tmp_path / "e.json")]
+    err = refused(capsys, argv + ["--modes", "base,half"], "unknown mode 'half'", shared_run)
+    assert "not a registered mode" in err and "nor a head of this run (negative, positive)" in err
+    refused(capsys, argv + ["--modes", "positive-w*nothere"], "mode 'positive-w*nothere' needs head(s) nothere")
+    refused(capsys, TINY_CURVE + ["--modes", "base,half", "--out", str(tmp_path / "c")], "unknown mode 'half'")
+    assert not (tmp_path / "c").exists() and not (tmp_path / "e.json").exists()
+
+
+def test_a_head_name_too_long_for_a_file_name_is_one_line_and_leaves_nothing(tmp_path, qa, capsys):
+    out = tmp_path / "run"
+    name = "h" * 300
+    err = refused(capsys, TINY_TRAIN + ["--data", str(qa), "--out", str(out), "--heads", f"{name}=mle:gold"], "300")
+    assert "at most 64" in err and len(err) < 300
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["qa.jsonl"]  # no run, no <out>.partial
+
+
+def test_a_plain_train_prints_likras_progress_line_and_no_trainer_bars(tmp_path, qa, capsys):
+    assert main(TINY_TRAIN[1:] + ["--data", str(qa), "--out", str(tmp_path / "run")]) == 0
+    err = capsys.readouterr().err
+    assert "likra train run: 100%" in err and "positive trained" in err and "negative trained" in err
+    assert "it/s" not in err and "s/it" not in err  # no tqdm bar of the Trainer's

@@ -27,15 +27,35 @@ def test_negatives_study_shares_the_positive_head(folder, monkeypatch):
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(Trainer, "train", counting)
+    import likra.training.pipeline as pipeline
+
+    loads = []
+    real_load = pipeline.load_base_model
+    monkeypatch.setattr(pipeline, "load_base_model", lambda *a, **k: loads.append(a) or real_load(*a, **k))
     assert (
         main(["-q", "study", "negatives", "--kinds", "near_miss,random_question,hardest", *BASE, "--out", str(folder)])
         == 0
     )
+    # one plan: the base loaded once, the positive head trained once, one negative head per kind
     assert trained == ["positive", "negative", "negative-random_question", "negative-hardest"]
+    assert len(loads) == 1
     study = json.loads((folder / "study-negatives.json").read_text())
     assert set(study["curves"]) == {"near_miss", "random_question", "hardest"}
     assert (folder / "mined-base-scores.json").is_file()  # hardest distractors mined with the base model
     assert (folder / "study-negatives.png").read_bytes()[:4] == b"\x89PNG"
+    # each kind's curve is the one `likra curve --negative-kind <kind>` gives (it reuses the study's heads and scores)
+    # and reports its own negative head only
+    for kind, head in (("random_question", "negative_random_question"), ("hardest", "negative_hardest")):
+        view = study["curves"][kind]
+        assert [set(t) for t in view["train"]] == [{"positive", head}]
+        assert set(view["head_data"][0]) == {"positive", head}
+        assert main(["-q", "curve", "--negative-kind", kind, *BASE, "--out", str(folder)]) == 0
+        alone = json.loads((folder / "curve.json").read_text())
+        assert alone["rows"] == view["rows"] and alone["paired"] == view["paired"]
+        assert alone["negatives"] == view["negatives"] == kind
+    assert trained == ["positive", "negative", "negative-random_question", "negative-hardest"]  # nothing retrained
+    likra = {k: [r["value"] for r in c["rows"] if r["mode"] == "likra"] for k, c in study["curves"].items()}
+    assert likra["random_question"] != likra["hardest"]  # each view reads its own negative head
 
 
 def test_contamination_study(folder):

@@ -1,4 +1,4 @@
-"""One progress line for a whole curve (or each curve of a study): what runs now, how far the run is, the
+"""One progress line for a whole curve (a study's, a `likra train` run's): what runs now, how far the run is, the
 time spent and an estimate of the time left.
 
 A curve is two kinds of work of different cost: optimizer steps (training the heads) and scoring passes
@@ -21,6 +21,11 @@ from typing import Callable, TextIO
 
 LOG_EVERY_TENTH = 50  # heads of at least this many optimizer steps (passes of this many batches) log each tenth
 MIN_REDRAW_SECONDS = 0.1  # a terminal line is redrawn at most this often during a scoring pass
+
+
+def _seed(seed: int | None) -> str:
+    """The seed's part of a line: none for a run of one seed (`likra train`)."""
+    return "" if seed is None else f"seed {seed} · "
 
 
 def duration(seconds: float | None) -> str:
@@ -70,7 +75,7 @@ class CurveProgress:
         self.passes_total += passes
 
     # -- events ---------------------------------------------------------------------------------------
-    def training(self, seed: int, head: str, step: int, total: int) -> None:
+    def training(self, seed: int | None, head: str, step: int, total: int) -> None:
         """One optimizer step of `head` finished (called by the Trainer callback)."""
         now = self.clock()
         if self._last_step_at is not None:
@@ -79,7 +84,7 @@ class CurveProgress:
         self._last_step_at = now
         self.steps_done += 1
         self._head_steps += 1
-        self.now = f"seed {seed} · training {head} step {step}/{total}"
+        self.now = f"{_seed(seed)}training {head} step {step}/{total}"
         if self.interactive:
             self._draw()
         elif total >= LOG_EVERY_TENTH and step < total and step % (total // 10) == 0:
@@ -88,13 +93,13 @@ class CurveProgress:
     def train_started(self) -> None:
         self._last_step_at = self.clock()
 
-    def trained(self, seed: int, head: str, steps: int, cached: bool) -> None:
+    def trained(self, seed: int | None, head: str, steps: int, cached: bool) -> None:
         """Head `head` is trained (`cached`: found finished); steps not seen one by one (found finished, or
         done before a resume) count as done, untimed."""
         self.steps_done += max(steps - self._head_steps, 0)
         self._head_steps = 0
         self._last_step_at = None
-        self.now = f"seed {seed} · {head} {'found trained' if cached else 'trained'} ({steps} steps)"
+        self.now = f"{_seed(seed)}{head} {'found trained' if cached else 'trained'} ({steps} steps)"
         self._event()
 
     def scoring(self, seed: int | None, head: str, k: int, n: int, batch: int, batches: int) -> None:
@@ -148,9 +153,9 @@ class CurveProgress:
         elapsed = duration(self.clock() - self.start)
         if not self.steps_total:  # the training plan is not known yet (the base model is scored first)
             return f"{self.label}: {self.now} · {elapsed} elapsed"
+        scored = f" · checkpoints scored {self.passes_done}/{self.passes_total}" if self.passes_total else ""
         return (
-            f"{self.label}: {self.fraction():4.0%} · {self.now} · steps {self.steps_done}/{self.steps_total}"
-            f" · checkpoints scored {self.passes_done}/{self.passes_total}"
+            f"{self.label}: {self.fraction():4.0%} · {self.now} · steps {self.steps_done}/{self.steps_total}{scored}"
             f" · {elapsed} elapsed, ~{duration(self.remaining())} left"
         )
 
@@ -178,7 +183,7 @@ class CurveProgress:
             self.stream.flush()
             self._width = 0
 
-    def trainer_callback(self, seed: int, head: str):
+    def trainer_callback(self, seed: int | None, head: str):
         """A Trainer callback that reports each optimizer step of `head` here."""
         from transformers import TrainerCallback
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, replace
-from typing import Any, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -27,21 +27,19 @@ from likra.distributed import barrier, is_main, rank_and_world, start
 from likra.errors import LikraError
 from likra.experiments.folder import CurveFolder, read_json, read_scores
 from likra.io import atomic_write_json, slug
-from likra.model.heads import BASE, HeadSpec, head_specs, likra_heads, reinit_heads
+from likra.model.heads import BASE, HeadSpec, head_specs, likra_heads
 from likra.model.loading import ModelSettings, load_tokenizer, model_max_length
 from likra.model.precision import Precision
 from likra.model.shapes import is_random
 from likra.objectives import get_objective
 from likra.objectives.registry import (
     steps_per_epoch,
-    train_head,
-    trainer_callbacks,
 )
 from likra.objectives.settings import TRAIN_ADDED_DEFAULTS
 from likra.progress import CurveProgress
 from likra.scoring.engine import ScoringEngine, tokenize_questions
 from likra.scoring.metrics import METRICS, mode_metrics
-from likra.scoring.modes import check_modes, get_mode
+from likra.scoring.modes import check_heads, check_modes
 from likra.scoring.settings import ScoringSettings
 from likra.scoring.stats import across_seeds, mode_statistics, parse_pairs, trivial_baselines
 from likra.tracking import REPORT_TO, ReportTo, Tracker, check_available, make_tracker
@@ -51,7 +49,7 @@ from likra.training.pipeline import (
     run_context,
     run_precision,
     select_questions,
-    training_precision,
+    train_heads,
 )
 from likra.training.plan import head_items, plan_heads
 
@@ -197,13 +195,18 @@ class CurveResult:
     score_files: dict[int, list[tuple[int, dict[str, Any]]]]  # seed -> [(examples, head or role -> file)]
     model: Any
     tokenizer: Any
+    curves: dict[str, dict] = field(default_factory=dict)  # view -> its curve.json content (`curve` is the first)
 
 
 class CurveRun:
     """Executes a CurveConfig in its folder for a list of heads, skipping every piece already finished.
 
     `heads`: default the Likra pair on the configured negative set; `extra_heads` and `extra_modes` are what
-    a study adds; `objective_settings` maps objective names to their settings (e.g. {"dpo": DPOSettings})."""
+    a study adds; `objective_settings` maps objective names to their settings (e.g. {"dpo": DPOSettings}).
+    `views`: several curves from one run, each the modes with roles bound to heads of its own ({label: {role:
+    head}}; e.g. one view per negative set, `likra` of each reading its own negative head): every head is trained
+    and scored once, the base model and heads outside every binding (the positive one) shared by all views.
+    Default: one view, named by the negative set, with the roles the heads declare."""
 
     def __init__(
         self,
@@ -213,6 +216,8 @@ class CurveRun:
         extra_heads: Sequence[HeadSpec] = (),
         extra_modes: Sequence[str] = (),
         objective_settings: dict[str, Any] | None = None,
+        views: Mapping[str, Mapping[str, str]] | None = None,
+        label: str | None = None,
     ):
         self.cfg = check(cfg)
         check_available(cfg.report_to)
@@ -227,7 +232,7 @@ class CurveRun:
         self.variant = variant_name(cfg)
         self.negative_spec = negative_spec(cfg)
         # studies run several curves in one folder: the negative set tells their lines apart
-        self.line = CurveProgress(enabled=progress, label=f"likra {self.folder.root.name} ({self.variant})")
+        self.line = CurveProgress(enabled=progress, label=f"likra {self.folder.root.name} ({label or self.variant})")
         self.objective_settings = {**cfg.objectives, **(objective_settings or {})}
         # every head's objective, data recipe and settings, resolved once before anything loads
         specs = heads if heads is not None else head_specs(cfg.heads, self.negative_spec, self.variant)
@@ -235,14 +240,13 @@ class CurveRun:
         self.heads = self.plan.specs
         self.modes = list(check_modes(list(dict.fromkeys([*cfg.modes, *extra_modes]))))
         self.pairs = parse_pairs(cfg.pairs, self.modes)
-        known = {BASE, *(h.name for h in self.heads), *(h.role for h in self.heads if h.role)}
-        for mode in self.modes:
-            missing = [h for h in get_mode(mode).heads if h not in known]
-            if missing:
-                raise LikraError(
-                    f"mode {mode!r} needs head(s) {', '.join(missing)}; this curve trains "
-                    f"{', '.join(sorted(known - {BASE}))}"
-                )
+        self.views = {k: dict(v) for k, v in views.items()} if views else {self.variant: {}}
+        names = {h.name for h in self.heads}
+        for label, binding in self.views.items():
+            unknown = sorted(set(binding.values()) - names)
+            if unknown:
+                raise LikraError(f"view {label!r} binds head(s) {', '.join(unknown)} that this curve does not train")
+            check_heads(self.modes, [*names, *(h.role for h in self.heads if h.role), *binding], "this curve")
         self.use_precision(None)  # resolved when the run starts (it may look at the base's size)
         self.score_files: dict[int, list[tuple[int, dict[str, Any]]]] = {}  # seed -> [(examples, head -> file)]
         self.head_data: dict[int, dict[str, dict]] = {}  # seed -> head -> its data as built
@@ -251,7 +255,16 @@ class CurveRun:
         """Train and score in `precision` (None: not resolved yet); it names the score files (`eval_tag`)."""
         self.precision = precision
         self.eval_tag = eval_tag(self.cfg, precision)
-        self.series = f"eval-{self.variant}-{self.eval_tag}"  # one tracked series per curve of a folder
+
+    def series(self, view: str) -> str:
+        """The tracked series of one view: a folder holds several curves (studies), one series each."""
+        return f"eval-{view}-{self.eval_tag}"
+
+    def view_heads(self, view: str) -> list[HeadSpec]:
+        """The heads a view's curve reports: those its binding names, and those no view binds (shared)."""
+        bound = {name for binding in self.views.values() for name in binding.values()}
+        mine = set(self.views[view].values())
+        return [h for h in self.heads if h.name in mine or h.name not in bound]
 
     def training_settings(self) -> dict:
         values = asdict(self.cfg)
@@ -276,7 +289,7 @@ class CurveRun:
         precision = run_precision(cfg)
         self.use_precision(precision)
         # the overall progress line replaces the Trainer's bars
-        ctx = run_context(cfg, tokenizer, progress=False, precision=precision)
+        ctx = run_context(cfg, tokenizer, precision)
         ctx.objective_settings = self.objective_settings
         ctx.model = self.model = build_model(cfg, self.plan, ctx, cfg.train.gradient_checkpointing, precision)
         prompt = (cfg.source, cfg.format, cfg.chat_template, tokenizer)
@@ -307,21 +320,27 @@ class CurveRun:
             finally:
                 self.line.close()
                 self.tracker.close()
-        curve = build_curve(cfg, results, eval_records, base, self.variant)
-        curve["dtype"] = precision.label  # what --dtype resolved to (never auto): fp32, or bf16/fp32 trained/scored
-        curve["precision"] = precision.to_json()
-        curve["head_data"] = [self.head_data.get(r["seed"], {}) for r in results]  # per seed: each head's data as built
-        curve["baselines"] = trivial_baselines(
-            [r.gold for r in eval_records], [r.choices for r in eval_records], self.choice_tokens
-        )
         self.timing["train_seconds"] = {
             f"seed-{r['seed']}/{head}": stats["seconds"] for r in results for head, stats in r["train"].items()
         }
         self.timing["total_seconds"] = time.perf_counter() - began
-        curve["timing"] = self.timing  # this process's wall time per phase (work found finished costs nothing)
+        baselines = trivial_baselines(
+            [r.gold for r in eval_records], [r.choices for r in eval_records], self.choice_tokens
+        )
+        curves = {}
+        for view in self.views:
+            mine = [h.name for h in self.view_heads(view)]
+            seeds = [{**r, "points": r["points"][view], "train": pick(r["train"], mine)} for r in results]
+            curve = curves[view] = build_curve(cfg, seeds, eval_records, base, view)
+            curve["dtype"] = precision.label  # what --dtype resolved to (never auto): fp32, or bf16/fp32 trained/scored
+            curve["precision"] = precision.to_json()
+            # per seed: each head's data as built
+            curve["head_data"] = [pick(self.head_data.get(r["seed"], {}), mine) for r in results]
+            curve["baselines"] = baselines
+            curve["timing"] = self.timing  # this process's wall time per phase (work found finished costs nothing)
         return CurveResult(
             cfg,
-            curve,
+            next(iter(curves.values())),
             self.folder,
             self.heads,
             self.modes,
@@ -335,6 +354,7 @@ class CurveRun:
             self.score_files,
             ctx.model,
             tokenizer,
+            curves,
         )
 
     def eval_tokens(self, tokenizer, records):
@@ -405,30 +425,20 @@ class CurveRun:
         if seed == 0:  # every seed has the same schedules
             steps = sum(s[-1][0] for s in schedules.values())
             self.line.plan(steps * cfg.seeds, sum(lengths.values()) * cfg.seeds)
-        train_stats = {}
-        with training_precision(ctx.model, self.precision):
-            for head in self.heads:
-                reinit_heads(ctx.model, (head.adapter,), rng_seed, (head.init,))
-                done_file = self.folder.done_file(seed, head)
-                cached = done_file.is_file()
-                callbacks = [
-                    self.line.trainer_callback(seed, head.name),
-                    *self.tracker.trainer_callbacks(seed, head.name),
-                ]
-                with trainer_callbacks(callbacks):
-                    stats = train_head(
-                        ctx,
-                        head,
-                        items[head.name],
-                        self.folder.work_dir(seed, head),
-                        [s for s, _ in schedules[head.name]],
-                        resume=True,
-                        done_file=done_file,
-                        settings=self.plan.settings(head, ctx.train),
-                    )
-                self.line.trained(seed, head.name, stats.steps, cached)
-                train_stats[head.name] = asdict(stats)
-        points = []
+        trained = train_heads(
+            ctx,
+            self.plan,
+            self.precision,
+            items,
+            lambda head: self.folder.work_dir(seed, head),
+            self.line,
+            self.tracker,
+            seed,
+            {name: [s for s, _ in schedule] for name, schedule in schedules.items()},
+            lambda head: self.folder.done_file(seed, head),
+        )
+        train_stats = {name: asdict(stats) for name, stats in trained.items()}
+        points: dict[str, list] = {view: [] for view in self.views}
         self.score_files[seed] = []
         n_points = len(schedules[self.heads[0].name])
         for k, (step, examples) in enumerate(schedules[self.heads[0].name]):
@@ -446,19 +456,26 @@ class CurveRun:
                 for key in filter(None, (head.name, head.role)):
                     per_head[key], files[key] = scores, path
             self.score_files[seed].append((examples, files))
-            stats = mode_statistics(per_head, eval_records, self.modes, cfg.weight, self.pairs, None, cfg.bootstrap)
-            metrics = mode_metrics(per_head, eval_records, self.modes, cfg.weight)
-            self.tracker.log_eval(seed, examples, metrics, self.series)
-            points.append(
-                {
-                    "step": step,
-                    "examples": examples,
-                    "metrics": metrics,
-                    "paired": stats["paired"],
-                    "calibration": stats["calibration"],
-                }
-            )
+            for view, binding in self.views.items():
+                scores = {**per_head, **{role: per_head[head] for role, head in binding.items()}}
+                stats = mode_statistics(scores, eval_records, self.modes, cfg.weight, self.pairs, None, cfg.bootstrap)
+                metrics = mode_metrics(scores, eval_records, self.modes, cfg.weight)
+                self.tracker.log_eval(seed, examples, metrics, self.series(view))
+                points[view].append(
+                    {
+                        "step": step,
+                        "examples": examples,
+                        "metrics": metrics,
+                        "paired": stats["paired"],
+                        "calibration": stats["calibration"],
+                    }
+                )
         return {"seed": seed, "points": points, "train": train_stats}
+
+
+def pick(by_head: dict, names: Sequence[str]) -> dict:
+    """The entries of `names` in `by_head`, in its order."""
+    return {k: v for k, v in by_head.items() if k in names}
 
 
 # -- results ---------------------------------------------------------------------------------------

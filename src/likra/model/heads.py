@@ -18,12 +18,14 @@ from pydantic import BeforeValidator
 
 from likra.config import NonNegativeFloat, PositiveInt, option, settings
 from likra.errors import LikraError
+from likra.limits import shorten
 
 POSITIVE = "positive"
 NEGATIVE = "negative"
 BASE = "base"
 HEADS = (POSITIVE, NEGATIVE)
 HEAD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_HEAD_NAME = 64  # a head names its work folder and score files (step-<n>-<name>.json): well under 255 bytes
 
 
 @settings
@@ -80,7 +82,12 @@ class HeadSpec:
 
     def __post_init__(self):
         if not HEAD_NAME.match(self.name) or self.name == BASE:
-            raise LikraError(f"head name {self.name!r} must be letters, digits and '_' (and not {BASE!r})")
+            raise LikraError(f"head name {shorten(repr(self.name))} must be letters, digits and '_' (and not {BASE!r})")
+        if len(self.name) > MAX_HEAD_NAME:
+            raise LikraError(
+                f"head name {shorten(repr(self.name))} has {len(self.name)} characters; at most {MAX_HEAD_NAME} "
+                "(it names folders and files)"
+            )
         if reserved_by_torch(self.name):
             raise LikraError(
                 f"head name {self.name!r} is an attribute of every torch module (peft adds heads as modules)"

@@ -30,11 +30,14 @@ from likra.config import option, settings
 from likra.errors import LikraError
 from likra.limits import shorten
 from likra.model.shapes import (
+    available_bytes,
     build_random_model,
     check_fits,
     get_shape,
     is_random,
+    largest_group_bytes,
     load_random_tokenizer,
+    write_random_model,
 )
 
 log = logging.getLogger(__name__)
@@ -357,10 +360,21 @@ def random_model_dir(model: str, dtype_name: str = "bf16") -> Path:
             f"{model}: saving its weights for a device map or 4-bit loading needs {need / 2**30:.1f} GiB of disk "
             f"under {cache_dir()} and {free / 2**30:.1f} GiB are free"
         )
+    torch_dtype = resolve_dtype(dtype_name, torch.device("cpu"))
+    held, ram = largest_group_bytes(shape, torch_dtype.itemsize), available_bytes(torch.device("cpu"))
+    if ram is not None and held > 0.9 * ram:
+        raise LikraError(
+            f"{model}: saving its weights holds {held / 2**30:.1f} GiB at a time (its largest layer or embedding) and "
+            f"this machine has {ram / 2**30:.1f} GiB of memory available"
+        )
     staging = target.with_name(f"{target.name}.partial-{os.getpid()}")
-    lm = build_random_model(model, resolve_dtype(dtype_name, torch.device("cpu")), torch.device("cpu"))
-    lm.save_pretrained(staging)
-    load_random_tokenizer(model).save_pretrained(staging)
+    tokenizer = load_random_tokenizer(model)
+    try:
+        write_random_model(model, staging, torch_dtype, len(tokenizer))
+        tokenizer.save_pretrained(staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     try:
         staging.rename(target)
     except OSError:  # another process was first

@@ -186,6 +186,81 @@ def build_random_model(model: str, torch_dtype, device, seed: int = SEED):
     return lm
 
 
+# -- the weights as a model folder, a tensor at a time -----------------------------------------------------
+CHUNK = 1 << 24  # values drawn at a time in fp32 (64 MiB) while a tensor is filled
+
+
+def random_tensor(name: str, shape: tuple[int, ...], dtype, std: float, seed: int = SEED):
+    """The weights `name` of a random model folder: a norm's ones, else N(0, std) from a generator seeded by `seed`
+    and the name (the same whatever the order tensors are made in), drawn in fp32 chunks of `CHUNK` values."""
+    import zlib
+
+    import torch
+
+    if name.endswith("norm.weight"):
+        return torch.ones(shape, dtype=dtype)
+    out = torch.empty(shape, dtype=dtype)
+    flat = out.view(-1)
+    generator = torch.Generator().manual_seed(seed * 2**32 + zlib.crc32(name.encode()))
+    for at in range(0, flat.numel(), CHUNK):
+        part = flat[at : at + CHUNK]
+        part.copy_(torch.empty(part.numel()).normal_(0.0, std, generator=generator))
+    return out
+
+
+def weight_groups(model) -> list[list[tuple[str, tuple[int, ...]]]]:
+    """The persistent tensors of `model` (on the meta device: names and shapes only), one group per decoder layer
+    and one per other tensor, in state-dict order; a tied output projection is not stored."""
+    groups: dict[str, list] = {}
+    tied = getattr(model.config, "tie_word_embeddings", False)
+    for name, tensor in model.state_dict().items():
+        if tied and name == "lm_head.weight":
+            continue
+        parts = name.split(".")
+        key = ".".join(parts[:3]) if parts[1:2] == ["layers"] else name
+        groups.setdefault(key, []).append((name, tuple(tensor.shape)))
+    return list(groups.values())
+
+
+def largest_group_bytes(shape: Shape, element_size: int) -> int:
+    """Bytes of the largest group `write_random_model` holds at once (a decoder layer, or the embedding), plus the
+    fp32 chunk it draws through."""
+    c = shape.config
+    d, inter, heads, kv = c["hidden_size"], c["intermediate_size"], c["num_attention_heads"], c["num_key_value_heads"]
+    layer = 2 * d * d + 2 * d * kv * (d // heads) + 3 * d * inter + 2 * d
+    return max(layer, c["vocab_size"] * d) * element_size + 4 * CHUNK
+
+
+def write_random_model(model: str, folder: Path, torch_dtype, tokenizer_size: int, seed: int = SEED) -> None:
+    """Save `random:<shape>` into `folder` as a sharded safetensors model (its config, one shard per decoder layer or
+    other tensor, the index) without ever holding more than one shard: the model is laid out on the meta device
+    and each shard's tensors are drawn (`random_tensor`), written and freed."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM
+
+    config = shape_config(get_shape(model), tokenizer_size)
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)
+    skeleton.config.name_or_path = model
+    folder.mkdir(parents=True, exist_ok=True)
+    skeleton.config.save_pretrained(folder)
+    skeleton.generation_config.save_pretrained(folder)
+    groups = weight_groups(skeleton)
+    weight_map, total = {}, 0
+    for i, group in enumerate(groups):
+        shard = f"model-{i + 1:05d}-of-{len(groups):05d}.safetensors"
+        tensors = {n: random_tensor(n, dims, torch_dtype, config.initializer_range, seed) for n, dims in group}
+        save_file(tensors, str(folder / shard), metadata={"format": "pt"})
+        total += sum(t.numel() * t.element_size() for t in tensors.values())
+        weight_map.update(dict.fromkeys(tensors, shard))
+        del tensors
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+
+
 # -- the tokenizer ------------------------------------------------------------------------------------------
 SYNTHETIC_WORDS = (
     "the of and to in is that it for on was with as by at are be this from or an have which one not but all "

@@ -18,11 +18,12 @@ from likra.data.formats import (
 )
 from likra.data.records import MCRecord
 from likra.errors import LikraError
+from likra.model.heads import available_heads
 from likra.model.loading import DEVICE_MAPS, QUANTIZE, ModelSettings, QuantizeOption
 from likra.runs import read_manifest, resolve_run
 from likra.scoring.engine import ScoringEngine, tokenize_questions
 from likra.scoring.metrics import mode_metrics
-from likra.scoring.modes import check_modes, heads_for
+from likra.scoring.modes import check_heads, check_modes, heads_for
 from likra.scoring.preferences import preference_results
 from likra.scoring.settings import DEFAULT_MODES, ScoringSettings
 from likra.scoring.stats import length_rule_warnings, mode_statistics, parse_pairs
@@ -117,6 +118,7 @@ def load_eval_model(cfg: EvalConfig):
     if cfg.train_dtype is not None:
         raise LikraError("--train-dtype: likra eval trains nothing (give --score-dtype or --dtype)")
     if cfg.run:
+        check_heads(cfg.modes, read_manifest(resolve_run(cfg.run))["heads"], "this run")  # before the model loads
         model, tokenizer, manifest = load_run_model(
             cfg.run, cfg.dtype, device_map=cfg.device_map, quantize=cfg.quantize, score_dtype=cfg.score_dtype
         )
@@ -162,6 +164,7 @@ def evaluate(cfg: EvalConfig, model, tokenizer, progress: bool = False, data: Ev
     records, info, shot_ids = data.records, data.info, data.shot_ids
     pairs = parse_pairs(cfg.pairs, modes)
     prefix_ids, questions = tokenize_questions(tokenizer, records, data.prefix, max_length)
+    check_heads(modes, available_heads(model), "this run" if cfg.run else "the model")
     engine = ScoringEngine(model, max_batch_tokens=cfg.batch_tokens, progress=progress)
     per_head = engine.loglikelihoods(questions, heads_for(modes), prefix_ids)
     tokens = [[len(c) for c in q.choice_ids] for q in questions]

@@ -125,6 +125,23 @@ def check_modes(modes: Sequence[str]) -> tuple[str, ...]:
     return tuple(modes)
 
 
+def check_heads(modes: Sequence[str], heads: Sequence[str], where: str = "the model") -> None:
+    """One line when a mode needs a head that `heads` lacks; a bare word that is neither a registered mode nor one of
+    the heads is called an unknown mode (a plug-in's mode given without its plug-in)."""
+    have = set(heads) | {BASE}
+    for mode in modes:
+        missing = [h for h in get_mode(mode).heads if h not in have]
+        if not missing:
+            continue
+        named = ", ".join(sorted(have - {BASE})) or "none"
+        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", mode):
+            raise LikraError(
+                f"unknown mode {mode!r}: not a registered mode ({', '.join(MODES)}) nor a head of {where} ({named});"
+                " a plug-in's mode needs its --plugin"
+            )
+        raise LikraError(f"mode {mode!r} needs head(s) {', '.join(missing)}; {where} has {named}")
+
+
 def heads_for(modes: Sequence[str]) -> tuple[str, ...]:
     """The heads to run (each once) so that every mode in `modes` can be computed; base first."""
     needed = dict.fromkeys(h for m in check_modes(modes) for h in get_mode(m).heads)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import random
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from likra.config import NonNegativeInt, PositiveInt, check, option, settings
 from likra.data.benchmarks import load_spec
@@ -42,8 +43,9 @@ from likra.model.loading import (
 )
 from likra.model.precision import Precision, computing_in, resolve_precision
 from likra.objectives import TrainContext, get_objective
-from likra.objectives.registry import train_head, trainer_callbacks
+from likra.objectives.registry import TrainStats, steps_per_epoch, train_head, trainer_callbacks
 from likra.objectives.settings import TrainSettings
+from likra.progress import CurveProgress
 from likra.runs import ADAPTERS, check_out, finish_run
 from likra.tracking import REPORT_TO, ReportTo, Tracker, check_available, make_tracker
 from likra.training.plan import HeadPlan, head_items, plan_heads
@@ -140,16 +142,17 @@ def run_precision(cfg: ModelSettings, scores: bool = True) -> Precision:
     return resolve_precision(cfg.dtype, cfg.train_dtype, cfg.score_dtype, quantize=cfg.quantize, parameters=parameters)
 
 
-def run_context(cfg: TrainConfig | HeadsSettings, tokenizer, progress: bool, precision: Precision) -> TrainContext:
+def run_context(cfg: TrainConfig | HeadsSettings, tokenizer, precision: Precision) -> TrainContext:
     """The TrainContext of a run or curve (its model is built next, by `build_model`); an objective that trains a
-    base of its own (DPO, KTO) loads it in the training dtype."""
+    base of its own (DPO, KTO) loads it in the training dtype. The Trainer's bars stay off: the run's progress line
+    (`CurveProgress`) counts every head's steps."""
     return TrainContext(
         None,
         tokenizer,
         cfg.train,
         cfg.lora,
         lambda: load_base_model(cfg.model, precision.train, quantize=cfg.quantize),
-        progress=progress,
+        progress=False,
         objective_settings=cfg.objectives,
     )
 
@@ -179,57 +182,114 @@ def training_precision(model, precision: Precision):
     return computing_in(model, precision.train) if not is_quantized(model) else contextlib.nullcontext()
 
 
-def train_run(cfg: TrainConfig, progress: bool = True) -> Path:
-    """Train the heads and write the run folder atomically; returns its path."""
+def head_steps(ctx: TrainContext, head: HeadSpec, items: Sequence) -> int:
+    """Optimizer steps of `head` over `items` under the run's batch size and epochs."""
+    per_epoch = steps_per_epoch(get_objective(head.objective).schedule_size(items), ctx.train.batch_size)
+    return max(1, math.ceil(ctx.train.epochs * per_epoch))
+
+
+def train_heads(
+    ctx: TrainContext,
+    plan: HeadPlan,
+    precision: Precision,
+    items: Mapping[str, list],
+    work_dir: Callable[[HeadSpec], Path],
+    line: CurveProgress,
+    tracker: Tracker,
+    seed: int | None = None,
+    checkpoints: Mapping[str, Sequence[int]] | None = None,
+    done_file: Callable[[HeadSpec], Path] | None = None,
+) -> dict[str, TrainStats]:
+    """Every head of `plan`, in order, on its own items: re-initialised (seeded by `ctx.train.seed`), trained by its
+    objective with the plan's settings in the training precision, its steps counted on `line` and tracked. A
+    curve's `seed` (None for `likra train`), `checkpoints` (steps to save at, per head) and `done_file` (a head
+    finished earlier is reused, one interrupted resumes). The one loop that `likra train`, `likra curve` and every
+    study run."""
+    stats = {}
+    with training_precision(ctx.model, precision):
+        for head in plan.specs:
+            reinit_heads(ctx.model, (head.adapter,), ctx.train.seed, (head.init,))
+            done = done_file(head) if done_file is not None else None
+            cached = done is not None and done.is_file()
+            callbacks = [line.trainer_callback(seed, head.name), *tracker.trainer_callbacks(seed or 0, head.name)]
+            with trainer_callbacks(callbacks):
+                stats[head.name] = train_head(
+                    ctx,
+                    head,
+                    items[head.name],
+                    work_dir(head),
+                    (checkpoints or {}).get(head.name, ()),
+                    resume=done is not None,
+                    done_file=done,
+                    settings=plan.settings(head, ctx.train),
+                )
+            line.trained(seed, head.name, stats[head.name].steps, cached)
+    return stats
+
+
+@dataclass(frozen=True)
+class RunSetup:
+    """What `likra train` resolves from its configuration before anything loads: the head plan, the precision and
+    the run folder (checked: a folder likra did not write is refused before any work)."""
+
+    plan: HeadPlan
+    precision: Precision
+    out: Path
+
+
+def setup_run(cfg: TrainConfig) -> RunSetup:
+    """Every setting of `cfg` checked and resolved (one line for anything wrong, nothing loaded or written)."""
     check(cfg)
     check_available(cfg.report_to)
     plan = run_plan(cfg, defaults={"per_question": cfg.negatives})
-    heads = plan.specs
     unapplied = [name for name, r in plan.recipes.items() if r.set and "per_question" not in r.values]
     if cfg.negatives != "one" and unapplied:
         raise LikraError(
             f"--negatives {cfg.negatives} applies to near_miss sets only, not to head(s) {', '.join(unapplied)}"
         )
-    precision = run_precision(cfg, scores=False)
     out = Path(cfg.out) if cfg.out else default_out(cfg)
     check_out(out, cfg.overwrite)
+    return RunSetup(plan, run_precision(cfg, scores=False), out)
+
+
+def train_run(cfg: TrainConfig, progress: bool = True) -> Path:
+    """Train the heads and write the run folder atomically; returns its path."""
+    run = setup_run(cfg)
     start()
     tokenizer = load_tokenizer(cfg.model)
     data, info = load_data(cfg.data, cfg.source, cfg.format, cfg.chat_template, tokenizer, cfg.train.max_length)
     records = select_questions(data, cfg.limit, cfg.train.seed)
-    ctx = run_context(cfg, tokenizer, progress, precision)
-    ctx.model = model = build_model(cfg, plan, ctx, cfg.train.gradient_checkpointing, precision)
+    ctx = run_context(cfg, tokenizer, run.precision)
+    ctx.model = build_model(cfg, run.plan, ctx, cfg.train.gradient_checkpointing, run.precision)
     inputs = SetInputs(
         load_pool=lambda spec: load_spec(spec, source=cfg.source),
-        base_scores=lambda recs: choice_scores_per_char(model, tokenizer, recs),
+        base_scores=lambda recs: choice_scores_per_char(ctx.model, tokenizer, recs),
     )
-    items, built = head_items(ctx, plan, records, cfg.negative_seed, inputs)
-    staging = out.with_name(out.name + ".partial")
+    items, built = head_items(ctx, run.plan, records, cfg.negative_seed, inputs)
+    staging = run.out.with_name(run.out.name + ".partial")
     if is_main():
-        temporary_folder(out)  # a previous one likra left is replaced; anything else there is refused
+        temporary_folder(run.out)  # a previous one likra left is replaced; anything else there is refused
     barrier()
-    stats = {}
-    tracker = make_tracker(cfg.report_to, staging.joinpath, out.name, asdict(cfg)) if is_main() else Tracker()
+    line = CurveProgress(enabled=progress and is_main(), label=f"likra train {run.out.name}")
+    line.plan(sum(head_steps(ctx, h, items[h.name]) for h in run.plan.specs), 0)
+    tracker = make_tracker(cfg.report_to, staging.joinpath, run.out.name, asdict(cfg)) if is_main() else Tracker()
     try:
-        with training_precision(model, precision):
-            for head in heads:
-                log.info("training %s head on %d examples", head.name, len(items[head.name]))
-                reinit_heads(model, (head.adapter,), cfg.train.seed, (head.init,))
-                with trainer_callbacks(tracker.trainer_callbacks(0, head.name)):
-                    work = staging / "trainer" / head.folder
-                    trained = train_head(ctx, head, items[head.name], work, settings=plan.settings(head, ctx.train))
-                stats[head.name] = asdict(trained)
+        stats = train_heads(
+            ctx, run.plan, run.precision, items, lambda h: staging / "trainer" / h.folder, line, tracker
+        )
     finally:
+        line.close()
         tracker.close()
     barrier()
     if not is_main():
-        return out
+        return run.out
     shutil.rmtree(staging / "trainer", ignore_errors=True)
-    save_heads(model, staging / ADAPTERS, names=[h.adapter for h in heads])
+    heads = run.plan.specs
+    save_heads(ctx.model, staging / ADAPTERS, names=[h.adapter for h in heads])
     manifest = {
         "kind": "train",
-        "model": {"name": cfg.model, "dtype": precision.train, "quantize": cfg.quantize},
-        "precision": {"train": precision.train},
+        "model": {"name": cfg.model, "dtype": run.precision.train, "quantize": cfg.quantize},
+        "precision": {"train": run.precision.train},
         "heads": [h.adapter for h in heads],
         "head_specs": [h.to_json() for h in heads],
         "data": {
@@ -245,6 +305,6 @@ def train_run(cfg: TrainConfig, progress: bool = True) -> Path:
         "lora": asdict(cfg.lora),
         "objectives": {k: v if isinstance(v, dict) else asdict(v) for k, v in cfg.objectives.items()},
         "train": asdict(cfg.train),
-        "stats": stats,
+        "stats": {name: asdict(s) for name, s in stats.items()},
     }
-    return finish_run(staging, out, manifest, cfg.overwrite)
+    return finish_run(staging, run.out, manifest, cfg.overwrite)

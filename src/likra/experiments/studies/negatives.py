@@ -1,6 +1,6 @@
 """Study `negatives`: curves for each kind of negative set (near-miss, a random other question, another
-benchmark, the hardest and the easiest distractor mined with the base model). The positive head is trained
-once and shared; only the negative head is trained per kind."""
+benchmark, the hardest and the easiest distractor mined with the base model), as one run: the base model and the
+positive head are trained and scored once, one negative head per kind."""
 
 from __future__ import annotations
 
@@ -10,17 +10,33 @@ from typing import Sequence
 from likra.config import option, settings
 from likra.data.negative_sets import NEGATIVE_SETS
 from likra.errors import LikraError
-from likra.experiments.curve import CurveConfig, CurveRun
+from likra.experiments.curve import CurveConfig, CurveRun, negative_spec, variant_name
 from likra.experiments.figures import base_value, baselines_line, fmt, line_figure, mode_points, summary_rows
 from likra.experiments.studies.base import Study, register_study
+from likra.model.heads import NEGATIVE, HeadSpec, likra_heads
 
 
 def variant_curves(cfg: CurveConfig, variants: Sequence[dict], label_key: str, progress: bool) -> dict:
-    """One curve per negative set (config overrides), all in `cfg.out` and sharing its positive head."""
-    # every variant's settings checked (constructing its run) before the first one trains
-    runs = {str(overrides[label_key]): CurveRun(replace(cfg, **overrides), progress) for overrides in variants}
-    curves = {label: run.run().curve for label, run in runs.items()}
-    return {"by": label_key, "curves": curves}
+    """One curve per negative set (config overrides of the default negative head), from one run in `cfg.out`: the
+    positive head and the base model are trained and scored once, one negative head per set, and each set's curve
+    reads its own head as the role `negative` (`CurveRun`'s views). Every set is checked before anything loads."""
+    if cfg.heads is not None:
+        raise LikraError(f"--heads: this study trains its own heads (positive, one negative head per {label_key})")
+    negatives: dict[str, HeadSpec] = {}
+    for overrides in variants:
+        variant = replace(cfg, **overrides)
+        positive, head = likra_heads(negative_spec(variant), variant_name(variant))
+        negatives[str(overrides[label_key])] = replace(head, role="")  # each view binds its own
+    if len({h.name for h in negatives.values()}) < len(negatives):
+        raise LikraError(f"the {label_key} values {', '.join(negatives)} name the same negative set twice")
+    run = CurveRun(
+        cfg,
+        progress,
+        heads=[positive, *negatives.values()],
+        views={label: {NEGATIVE: head.name} for label, head in negatives.items()},
+        label=label_key,
+    )
+    return {"by": label_key, "curves": run.run().curves}
 
 
 def variant_figure(result: dict):
