@@ -165,12 +165,6 @@ def test_several_negative_sets_on_one_curve_share_the_positive_head(tmp_path):
     assert near.keys() == rq.keys()
 
 
-def test_a_head_named_like_a_torch_method_is_one_line(tmp_path, capsys):
-    args = ["train", "--model", TINY_MODEL, "--data", "arc_easy:train", "--limit", "8", "--out", str(tmp_path / "r")]
-    err = one_line_error(capsys, main([*args, "--heads", "half=mle:gold"]))
-    assert "'half' is an attribute of every torch module" in err and not (tmp_path / "r").exists()
-
-
 def test_a_head_reused_with_other_settings_is_refused_and_other_runs_are_not(tmp_path, capsys):
     """Objective settings belong to the heads trained with them: a DPO head's checkpoints are not reused under
     another --dpo-lr, and a study without a DPO head shares the folder."""
@@ -183,24 +177,3 @@ def test_a_head_reused_with_other_settings_is_refused_and_other_runs_are_not(tmp
     assert main(["-q", "study", "dpo", "--dpo-lr", "0.01", *TINY_CURVE_ARGS, *out]) == 0  # the same: reused
     assert main(["-q", "curve", *TINY_CURVE_ARGS, *out]) == 0  # no DPO head: its settings do not matter
     assert json.loads(record.read_text())["objective"] in ("mle", "dpo")
-
-
-@pytest.mark.parametrize("name", ["sft", "likra", "w"])
-def test_a_head_named_like_a_mode_or_the_weight_is_refused(tmp_path, capsys, name):
-    args = ["train", "--model", TINY_MODEL, "--data", "arc_easy:train", "--limit", "8", "--out", str(tmp_path / "r")]
-    err = one_line_error(capsys, main([*args, "--heads", f"positive=mle:gold,{name}=mle:negatives:near_miss"]))
-    assert f"head name {name!r} is" in err and not (tmp_path / "r").exists()
-
-
-def test_an_older_run_with_a_head_named_like_a_mode_loads_with_a_warning(tmp_path, caplog):
-    run = tmp_path / "run"
-    args = ["-q", "train", "--model", TINY_MODEL, "--data", "arc_easy:train", "--limit", "8", "--batch-size", "8"]
-    assert main([*args, "--heads", "positive=mle:gold,negative=mle:negatives:near_miss", "--out", str(run)]) == 0
-    manifest = json.loads((run / "likra.json").read_text())
-    manifest["heads"] = ["positive", "sft"]  # as a version before the check could have written it
-    (run / "adapters" / "negative").rename(run / "adapters" / "sft")
-    (run / "likra.json").write_text(json.dumps(manifest))
-    args = ["-q", "eval", "--run", str(run), "--limit", "4", "--modes", "base,sft", "--out", str(tmp_path / "e.json")]
-    with caplog.at_level("WARNING"):
-        assert main(args) == 0
-    assert "head 'sft' is the name of the registered mode 'sft'" in caplog.text

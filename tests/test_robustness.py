@@ -14,6 +14,7 @@ from conftest import one_line_error
 
 from likra.cli import main
 from likra.errors import LikraError
+from likra.model.loading import TINY_MODEL
 
 TINY_TRAIN = ["-q", "train", "--model", "random-tiny", "--batch-size", "4", "--lr", "0.01"]
 TINY_CURVE = [
@@ -907,6 +908,7 @@ CACHE_UNDER_LIMIT = r"""
 import os, resource, sys
 import torch
 from likra.errors import LikraError
+from likra.model.loading import TINY_MODEL
 from likra.model import shapes
 from likra.model.loading import random_model_dir, resolve_dtype
 
@@ -977,3 +979,30 @@ def test_a_plain_train_prints_likras_progress_line_and_no_trainer_bars(tmp_path,
     err = capsys.readouterr().err
     assert "likra train run: 100%" in err and "positive trained" in err and "negative trained" in err
     assert "it/s" not in err and "s/it" not in err  # no tqdm bar of the Trainer's
+
+
+def test_a_head_named_like_a_torch_method_is_one_line(tmp_path, capsys):
+    args = ["train", "--model", TINY_MODEL, "--data", "arc_easy:train", "--limit", "8", "--out", str(tmp_path / "r")]
+    err = one_line_error(capsys, main([*args, "--heads", "half=mle:gold"]))
+    assert "'half' is an attribute of every torch module" in err and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("name", ["sft", "likra", "w"])
+def test_a_head_named_like_a_mode_or_the_weight_is_refused(tmp_path, capsys, name):
+    args = ["train", "--model", TINY_MODEL, "--data", "arc_easy:train", "--limit", "8", "--out", str(tmp_path / "r")]
+    err = one_line_error(capsys, main([*args, "--heads", f"positive=mle:gold,{name}=mle:negatives:near_miss"]))
+    assert f"head name {name!r} is" in err and not (tmp_path / "r").exists()
+
+
+def test_an_older_run_with_a_head_named_like_a_mode_loads_with_a_warning(tmp_path, caplog):
+    run = tmp_path / "run"
+    args = ["-q", "train", "--model", TINY_MODEL, "--data", "arc_easy:train", "--limit", "8", "--batch-size", "8"]
+    assert main([*args, "--heads", "positive=mle:gold,negative=mle:negatives:near_miss", "--out", str(run)]) == 0
+    manifest = json.loads((run / "likra.json").read_text())
+    manifest["heads"] = ["positive", "sft"]  # as a version before the check could have written it
+    (run / "adapters" / "negative").rename(run / "adapters" / "sft")
+    (run / "likra.json").write_text(json.dumps(manifest))
+    args = ["-q", "eval", "--run", str(run), "--limit", "4", "--modes", "base,sft", "--out", str(tmp_path / "e.json")]
+    with caplog.at_level("WARNING"):
+        assert main(args) == 0
+    assert "head 'sft' is the name of the registered mode 'sft'" in caplog.text
