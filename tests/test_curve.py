@@ -1,6 +1,7 @@
 import csv
 import json
 
+import numpy as np
 import pytest
 
 import likra.objectives.mle as trainer_mod
@@ -175,6 +176,24 @@ def test_seeds_give_means_and_plot_several_runs(tmp_path, uninterrupted):
             and (r["examples"], r["mode"], r["metric"]) == (m["examples"], m["mode"], m["metric"])
         ]
         assert m["value"] == pytest.approx(sum(per_seed) / 2)
+        assert 0 <= m["ci_low"] < m["value"] < m["ci_high"] <= 1  # never a point, never outside [0, 1]
+    # each interval is the one over seeds and questions of the per-question credits in the score files
+    from likra.data.formats import load_data
+    from likra.experiments.folder import CurveFolder, read_scores
+    from likra.model.heads import HeadSpec
+    from likra.scoring.stats import credits, seeds_and_questions
+
+    curve = json.loads((out / "curve.json").read_text())
+    records = load_data("arc_challenge:validation")[0][:12]
+    folder, last = CurveFolder(out), max(r["examples"] for r in means)
+    step = next(r["step"] for r in means if r["examples"] == last)
+    tag = next((out / "seed-0" / "scores").iterdir()).name
+    scores = [read_scores(folder.scores_file(s, tag, HeadSpec("positive"), step), 12) for s in (0, 1)]
+    matrix = np.stack([credits(s, [r.gold for r in records]) for s in scores])
+    sft = next(r for r in means if (r["examples"], r["mode"], r["metric"]) == (last, "sft", "acc"))
+    expected = seeds_and_questions(matrix)
+    assert (sft["ci_low"], sft["ci_high"]) == pytest.approx((expected.ci_low, expected.ci_high), rel=1e-12)
+    assert curve["seed_note"].startswith("2 seeds:")
     fig = tmp_path / "both.png"
     assert (
         main(["-q", "plot", str(uninterrupted), str(out / "curve.json"), "--labels", "one,two", "--out", str(fig)]) == 0

@@ -2,6 +2,7 @@
 whose commands run as written, runs loaded back from the folder and from a hub repo id, and one-line failures
 for bad paths and pushes without credentials or network."""
 
+import hashlib
 import json
 import shlex
 
@@ -102,8 +103,22 @@ def test_model_card_metadata_reads_back_with_huggingface_hub(run, exported):
     assert {r.dataset_split for r in card.data.eval_results} == {"validation"}
     assert {r.dataset_args["questions"] for r in card.data.eval_results} == {12}
     assert "12 questions (the first 12: --limit 12)" in card.text and "| base |" in card.text
-    assert f"`{weights_sha256(tiny_model_dir())}`" in card.text  # the exact base weights
+    assert "no `base_model`: this base has no hub id" in card.text
+    base_files = weights_sha256(tiny_model_dir())
+    assert base_files and all(f"{digest}  {name}" in card.text for name, digest in base_files.items())
     assert json.loads((exported / "likra.json").read_text())["exported"]["root_head"] == "positive"
+
+
+def test_the_cards_sha256_are_those_of_the_exported_files(exported):
+    """Every weight file of the folder is listed as `sha256sum` prints it, and its bytes hash to that value."""
+    text = (exported / "README.md").read_text()
+    block = text.split("sha256 of the weight files", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    listed = dict(reversed(line.split("  ", 1)) for line in block.strip().splitlines())
+    files = sorted(p.relative_to(exported).as_posix() for p in exported.rglob("*.safetensors"))
+    heads = [f"adapters/{h}/adapter_model.safetensors" for h in ("negative", "positive")]
+    assert sorted(listed) == files == ["adapter_model.safetensors", *heads]
+    for name, digest in listed.items():
+        assert hashlib.sha256((exported / name).read_bytes()).hexdigest() == digest
 
 
 def test_the_cards_commands_run_as_written(run, exported, capsys):
@@ -129,8 +144,11 @@ def test_the_cards_commands_run_as_written(run, exported, capsys):
 
 
 def test_embedded_model_card_names_the_exact_weights(monkeypatch, tmp_path):
-    """The embedded model's heads were trained on its GGUF's rebuild: the card says so with the weights' hash,
-    names no hub checkpoint as base_model, and loads the base with likra's rebuild."""
+    """The embedded model's heads were trained on its GGUF's rebuild: the card says so with its weight file's
+    sha256, names the hub checkpoint it comes from as base_model (the metadata's), and loads the base with likra's
+    rebuild."""
+    from huggingface_hub import ModelCard
+
     from likra.model import loading
     from likra.reports.hub import base_weights, model_card, weights_sha256
 
@@ -140,8 +158,12 @@ def test_embedded_model_card_names_the_exact_weights(monkeypatch, tmp_path):
     assert base.load_from == str(rebuilt) and base.hub_id is None and base.sha256 == weights_sha256(rebuilt)
     manifest = {"model": {"name": "smollm2-135m"}, "heads": ["positive", "negative"], "data": {"spec": "arc-train"}}
     card = model_card("x", manifest, [], "exports/x", base)
-    assert "base_model:" not in card and "GGUF" in card and "HuggingFaceTB/SmolLM2-135M-Instruct" in card
-    assert base.sha256 in card and "AutoModelForCausalLM.from_pretrained(embedded_model_dir())" in card
+    # base_model names the hub checkpoint the weights come from; the adapters load the rebuild
+    assert ModelCard(card).data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct" and "GGUF" in card
+    assert f"`base_model_name_or_path` is `{rebuilt}`" in card and "not the weights themselves" in card
+    ((name, digest),) = base.sha256.items()
+    assert digest == hashlib.sha256((rebuilt / name).read_bytes()).hexdigest() and f"{digest}  {name}" in card
+    assert "AutoModelForCausalLM.from_pretrained(embedded_model_dir())" in card
     hub = base_weights("HuggingFaceTB/SmolLM2-135M-Instruct")
     assert hub.hub_id == hub.load_from == "HuggingFaceTB/SmolLM2-135M-Instruct" and hub.sha256 is None
     assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in model_card("x", manifest, [], "x", hub)

@@ -11,12 +11,12 @@ import pytest
 pytest.importorskip("lm_eval")
 
 from conftest import save_tiny_model, train_tiny_run  # noqa: E402
-from lm_eval.filters import filter_registry  # noqa: E402  (the harness's filters, registered)
 from numerics import assert_kernel_close  # noqa: E402
 
 from likra.cli import main  # noqa: E402
 from likra.lmeval.model import LikraLM  # noqa: E402
 from likra.lmeval.tasks import export_task  # noqa: E402
+from likra.reports.harness import SEED_KEYS  # noqa: E402
 
 N = 12
 MODES = ["base", "sft", "likra", "negbase"]
@@ -91,21 +91,30 @@ def test_samples_sit_beside_a_stock_run(written, tiny_run, tmp_path):
     (stock_results,) = stock_out.rglob("results_*.json")
     (likra_results,) = written.rglob("results_*.json")
     stock_results, likra_results = (json.loads(p.read_text()) for p in (stock_results, likra_results))
+    theirs_hash = stock_results["task_hashes"]["likra_arc_challenge"]
     assert set(stock_results) <= set(likra_results) and set(stock_results["config"]) <= set(likra_results["config"])
     for key in ("model_num_parameters", "model_dtype"):
         assert likra_results["config"][key] == stock_results["config"][key]
     for key in ("lm_eval_version", "tokenizer_eos_token", "eot_token_id", "max_length"):
         assert likra_results[key] == stock_results[key]
-    assert isinstance(likra_results["config"]["model_args"], dict) and likra_results["task_hashes"]
+    assert isinstance(likra_results["config"]["model_args"], dict)
+    # the same documents hash as the stock run's; every mode's rows are those documents
+    assert likra_results["task_hashes"] == stock_results["task_hashes"]
+    assert likra_results["likra"]["task_hashes"] == {"likra_arc_challenge": dict.fromkeys(MODES, theirs_hash)}
+    for key in SEED_KEYS:  # integers, as the harness writes them (its are its defaults; ours below)
+        assert type(likra_results["config"][key]) is type(stock_results["config"][key]) is int
     config = likra_results["configs"]["likra_arc_challenge"]
-    assert [f["name"] for f in config["filter_list"]] == MODES
-    assert {f["function"] for f in config["filter_list"] for f in f["filter"]} <= set(filter_registry)
+    assert "filter_list" not in config  # a mode is the model's: stated as the model_args a rerun applies
+    assert config["metadata"]["likra_modes"] == {m: f"mode={m},weight=1.0" for m in MODES}
 
 
-def test_configs_rerun_the_same_contexts(written, tiny_run):
-    """The results file's `configs` block is a task the harness runs as it is (the evaluated questions and the
-    shots, written beside the results): through the `likra` lm-eval model, the mode's per-choice scores and
+def test_configs_rerun_the_same_contexts(written, tiny_run, tmp_path, monkeypatch):
+    """The results file's `configs` block is a task the harness runs as it is, on another machine (the
+    evaluated questions and the shots, written beside the results and named relative to them, here copied
+    elsewhere): through the `likra` lm-eval model under the mode's model_args, the mode's per-choice scores and
     credits equal likra's samples."""
+    import shutil
+
     from lm_eval import simple_evaluate
 
     (results_file,) = written.rglob("results_*.json")
@@ -113,14 +122,17 @@ def test_configs_rerun_the_same_contexts(written, tiny_run):
     results = json.loads(results_file.read_text())
     config = results["configs"]["likra_arc_challenge"]
     ours = [json.loads(line) for line in samples_file.read_text().splitlines()]
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(written / "tasks", elsewhere / "tasks")
+    monkeypatch.chdir(elsewhere)
     for mode in ("likra",):  # one harness run: each takes half a minute on a shared CPU
-        out = simple_evaluate(model=LikraLM(run=str(tiny_run), mode=mode), tasks=[config], log_samples=True)
+        model_args = dict(kv.split("=") for kv in config["metadata"]["likra_modes"][mode].split(","))
+        model = LikraLM(run=str(tiny_run), mode=model_args["mode"], weight=float(model_args["weight"]))
+        out = simple_evaluate(model=model, tasks=[config], log_samples=True)
         row = out["results"]["likra_arc_challenge"]
-        assert row[f"acc,{mode}"] == results["results"]["likra_arc_challenge"][f"acc,{mode}"]
-        assert row[f"acc_norm,{mode}"] == results["results"]["likra_arc_challenge"][f"acc_norm,{mode}"]
-        stock = sorted(
-            (s for s in out["samples"]["likra_arc_challenge"] if s["filter"] == mode), key=lambda s: s["doc_id"]
-        )
+        assert row["acc,none"] == results["results"]["likra_arc_challenge"][f"acc,{mode}"]
+        assert row["acc_norm,none"] == results["results"]["likra_arc_challenge"][f"acc_norm,{mode}"]
+        stock = sorted(out["samples"]["likra_arc_challenge"], key=lambda s: s["doc_id"])
         mine = sorted((s for s in ours if s["filter"] == mode), key=lambda s: s["doc_id"])
         assert len(stock) == len(mine) == N
         for a, b in zip(stock, mine):
@@ -129,6 +141,45 @@ def test_configs_rerun_the_same_contexts(written, tiny_run):
             assert (a["acc"], a["acc_norm"]) == (b["acc"], b["acc_norm"])
     heads = results["likra"]["loglikelihoods"]
     assert set(heads) >= {"base", "positive", "negative"} and len(heads["base"]) == N
+
+
+def test_seeds_hashes_and_configs_are_what_ran_and_travel(written, tmp_path):
+    """Seeds are the integers in effect (python, numpy and torch seeded as the harness seeds them, the few-shot
+    order's own seed); task_hashes is what the harness's own code computes over one sample per document (and
+    per mode in the likra block); the configs block names no folder of this machine."""
+    import random
+
+    import numpy as np
+    import torch
+    from lm_eval.utils import hash_string
+
+    out = tmp_path / "h"
+    args = ["-q", "eval", "--model", "random-tiny", "--data", "arc_challenge:validation", "--limit", "4"]
+    random.seed(99), np.random.seed(99), torch.manual_seed(99)
+    assert main(args + ["--shots", "1", "--fewshot-seed", "7", "--lm-eval-out", str(out)]) == 0
+    # the scoring drew nothing: the generators are where the recorded seeds put them
+    drawn = (random.random(), np.random.random(), torch.rand(1).item())
+    results = json.loads(next(out.rglob("results_*.json")).read_text())
+    config = results["config"]
+    assert [config[k] for k in SEED_KEYS] == [0, 1234, 1234, 7] and all(type(config[k]) is int for k in SEED_KEYS)
+    random.seed(config["random_seed"]), np.random.seed(config["numpy_seed"]), torch.manual_seed(config["torch_seed"])
+    assert drawn == (random.random(), np.random.random(), torch.rand(1).item())
+
+    for folder in (out, written):
+        results = json.loads(next(folder.rglob("results_*.json")).read_text())
+        samples = [json.loads(line) for line in next(folder.rglob("samples_*.jsonl")).read_text().splitlines()]
+        ((task, hashed),) = results["task_hashes"].items()
+        modes = list(results["likra"]["task_hashes"][task])
+        for mode in modes:
+            rows = [s for s in samples if s["filter"] == mode]
+            harness = hash_string("".join(s["doc_hash"] + s["prompt_hash"] + s["target_hash"] for s in rows))
+            assert results["likra"]["task_hashes"][task][mode] == harness
+            assert [s["doc_id"] for s in rows] == list(range(len(rows)))
+        assert hashed == results["likra"]["task_hashes"][task]["base"]
+        block = json.dumps(results["configs"])
+        assert str(folder) not in block and str(Path.cwd()) not in block and str(Path.home()) not in block
+        files = results["configs"][task]["dataset_kwargs"]["data_files"]
+        assert all(not Path(f).is_absolute() and (folder / f).is_file() for f in files.values())
 
 
 def test_files_have_the_same_keys_and_types_without_lm_eval(tmp_path, monkeypatch, records):
@@ -178,6 +229,9 @@ def test_curve_writes_one_harness_model_per_checkpoint(tmp_path):
     for f in files:
         results = json.loads(Path(f).read_text())
         examples = results["likra"]["examples"]
+        seeds = [results["config"][k] for k in SEED_KEYS]
+        # the base as the harness seeds; a checkpoint of seed 0 trained with --seed 0 + 0; FEWSHOT_SEED's order
+        assert seeds == ([0, 1234, 1234, 1234] if examples == 0 else [0, 0, 0, 1234])
         (row,) = results["results"].values()
         for r in curve["rows"]:
             if r["examples"] == examples:

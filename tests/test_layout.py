@@ -46,7 +46,19 @@ def test_readme_layout_matches_the_tree():
 
 # Layers, lowest first: a module may import its own layer and lower ones only.
 LAYERS = [
-    {"errors", "registry", "io", "limits", "locations", "config", "distributed", "packing", "progress", "assets"},
+    {
+        "errors",
+        "registry",
+        "io",
+        "limits",
+        "locations",
+        "config",
+        "distributed",
+        "packing",
+        "progress",
+        "assets",
+        "extras",
+    },
     {"data"},
     {"model", "runs", "tracking"},
     {"objectives"},

@@ -157,10 +157,32 @@ def test_tensorboard_holds_training_losses_and_checkpoint_metrics(tmp_path):
     assert len(rows) == sum(len(v) for v in evals.values())
     for r in rows:
         assert (r["examples"], pytest.approx(r["value"], abs=1e-6)) in evals[f"eval/{r['metric']}/{r['mode']}"]
+    # one x axis: training examples seen (the checkpoints' 8 and 16); optimizer steps are a scalar against it
+    seen = sorted({r["examples"] for r in rows})
     for head in ("positive", "negative"):
-        losses = scalars(out / "tensorboard" / "seed-0" / head)["train/loss"]
+        logged = scalars(out / "tensorboard" / "seed-0" / head)
+        losses = logged["train/loss"]
         done = json.loads((out / "seed-0" / f"{head}.done.json").read_text())
         assert [v for _, v in losses] == pytest.approx(done["losses"], rel=1e-5)
+        assert [x for x, _ in losses] == seen == [8, 16]
+        assert {(x, int(v)) for x, v in logged["train/optimizer_step"]} == {(8, 1), (16, 2)}
+
+
+def test_a_short_curve_logs_every_heads_loss_at_the_default_logging_steps(tmp_path):
+    """`--logging-steps 10` (the default) on heads of 2 optimizer steps: the last step's loss is logged, against
+    the examples seen, where the curve's last checkpoint sits on the eval scalars' axis."""
+    pytest.importorskip("tensorboard")
+    out = tmp_path / "c"
+    assert main(["-q", "curve", *TINY_CURVE_ARGS, "--out", str(out), "--report-to", "tensorboard"]) == 0
+    curve = json.loads((out / "curve.json").read_text())
+    last = max(r["examples"] for r in curve["rows"])
+    evals = scalars(out / "tensorboard" / "seed-0" / "eval-near_miss-arc_challenge_validation-0shot-first10")
+    assert max(x for x, _ in evals["eval/acc/likra"]) == last == 16
+    for head in ("positive", "negative"):
+        done = json.loads((out / "seed-0" / f"{head}.done.json").read_text())
+        assert done["steps"] == 2 and len(done["losses"]) == 1
+        (loss,) = scalars(out / "tensorboard" / "seed-0" / head)["train/loss"]
+        assert loss == (last, pytest.approx(done["losses"][0], rel=1e-6))
 
 
 def test_train_reports_to_tensorboard_inside_the_run_folder(tmp_path):
@@ -227,7 +249,7 @@ def test_missing_tracking_package_is_one_line(tmp_path, monkeypatch, capsys):
         make_tracker("wandb", tmp_path.joinpath, "x")
     assert backends("all") == (["tensorboard"] if importlib.util.find_spec("tensorboard") else [])  # installed ones
     code = main(["-q", "curve", *TINY_CURVE_ARGS, "--out", str(tmp_path / "c"), "--report-to", "tensorboard,wandb"])
-    assert "pip install wandb" in one_line_error(capsys, code)
+    assert "--report-to wandb needs wandb: pip install 'likra[wandb]'" in one_line_error(capsys, code)
     for bad, says in (("none,wandb", "cannot be combined"), ("tensorbord", "'tensorbord' is not one of")):
         err = one_line_error(capsys, main(["-q", "train", "--model", "random-tiny", "--report-to", bad]))
         assert says in err and "--report-to" in err

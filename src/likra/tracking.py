@@ -6,11 +6,15 @@ logging callback per backend (its loss, learning rate and objective metrics agai
 a curve logs every checkpoint's acc / acc_norm per mode under `eval/` against the number of training
 examples seen, so loss curves and learning curves sit side by side.
 
-TensorBoard writes event files under the run or curve folder and works offline: `<folder>/tensorboard/
-seed-<s>/<head>` (tags `train/loss`, `train/learning_rate`, ...) and, for a curve's evaluations,
+TensorBoard writes event files under the run or curve folder and works offline, every scalar against one
+step axis, the training examples seen (a head's questions seen at an optimizer step, as a curve counts them):
+`<folder>/tensorboard/seed-<s>/<head>` (tags `train/loss`, `train/learning_rate`, ..., and
+`train/optimizer_step`, the head's own step at each point) and, for a curve's evaluations,
 `<folder>/tensorboard/seed-<s>/eval-<series>` (tags `eval/acc/<mode>`, `eval/acc_norm/<mode>`; the series
 names the negative set and the evaluation, e.g. `eval-near_miss-arc_challenge_validation-0shot`, because a
-study runs several curves in one folder). Weights & Biases logs one run per curve or run folder into
+study runs several curves in one folder), so a head's loss and a checkpoint's accuracy after as many examples
+sit at the same x. Every head logs its loss every `--logging-steps` optimizer steps and at its last step
+(`likra.objectives.registry`), so a short run logs it too. Weights & Biases logs one run per curve or run folder into
 `<folder>/wandb/` (project from `WANDB_PROJECT`, default `likra`): `train/seed-<s>/<head>/<key>` with a step
 axis per head (`define_metric`: optimizer steps of different heads are different x axes) and
 `eval/<series>/seed-<s>/<metric>/<mode>` against `examples`. The Trainer's own `report_to` stays empty:
@@ -19,6 +23,7 @@ likra attaches the callbacks itself so it controls where each head's logs go.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Annotated, Any, Callable, Mapping, Sequence
@@ -41,11 +46,20 @@ def _as_list(value: Any) -> Any:
 ReportTo = Annotated[list[str], BeforeValidator(_as_list)]
 
 
+def examples_seen(step: int, n_examples: int, batch_size: int, epochs: float = 1.0) -> int:
+    """Training examples seen after `step` optimizer steps of `batch_size` examples over `n_examples` for `epochs`
+    (each epoch's last step takes what is left), as a curve's checkpoint schedule counts them."""
+    per_epoch = max(1, math.ceil(n_examples / batch_size))
+    full, part = divmod(step, per_epoch)
+    return min(full * n_examples + min(part * batch_size, n_examples), round(n_examples * epochs))
+
+
 class Tracker:
     """No tracking: the interface every tracker implements."""
 
-    def trainer_callbacks(self, seed: int, head: str) -> list:
-        """Trainer callbacks that log head `head` of run `seed`."""
+    def trainer_callbacks(self, seed: int, head: str, examples_at: Callable[[int], int] | None = None) -> list:
+        """Trainer callbacks that log head `head` of run `seed`; `examples_at(step)`: the examples it has seen
+        after an optimizer step (the axis TensorBoard logs against; None: the optimizer step)."""
         return []
 
     def log_eval(
@@ -72,12 +86,37 @@ class TensorBoardTracker(Tracker):
         self._writer = SummaryWriter
         self._eval: dict[tuple[int, str], Any] = {}
 
-    def trainer_callbacks(self, seed: int, head: str) -> list:
-        from transformers.integrations import TensorBoardCallback
+    def trainer_callbacks(self, seed: int, head: str, examples_at: Callable[[int], int] | None = None) -> list:
+        from transformers import TrainerCallback
 
-        callback = TensorBoardCallback()  # its writer opens when training begins (a trained head opens none)
-        callback.logging_dir = str(self.root / f"seed-{seed}" / head)
-        return [callback]
+        folder, opened = str(self.root / f"seed-{seed}" / head), self._writer
+        axis = examples_at or (lambda step: step)
+
+        class LogToTensorBoard(TrainerCallback):
+            """The Trainer's logs as `train/<key>` against the examples seen (the writer opens when training
+            begins: a head found trained opens none)."""
+
+            writer = None
+
+            def on_train_begin(self, args, state, control, **kwargs):
+                if state.is_world_process_zero and self.writer is None:
+                    self.writer = opened(log_dir=folder)
+
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                if self.writer is None:
+                    return
+                x = axis(state.global_step)
+                for key, value in _numbers(logs or {}).items():
+                    self.writer.add_scalar(f"train/{key}", value, x)
+                self.writer.add_scalar("train/optimizer_step", state.global_step, x)
+                self.writer.flush()
+
+            def on_train_end(self, args, state, control, **kwargs):
+                if self.writer is not None:
+                    self.writer.close()
+                    self.writer = None
+
+        return [LogToTensorBoard()]
 
     def log_eval(self, seed, examples, metrics, series: str = "eval") -> None:
         if (seed, series) not in self._eval:
@@ -109,7 +148,7 @@ class WandbTracker(Tracker):
         self.run.define_metric("eval*", step_metric="examples")
         self._axes: set[str] = set()
 
-    def trainer_callbacks(self, seed: int, head: str) -> list:
+    def trainer_callbacks(self, seed: int, head: str, examples_at: Callable[[int], int] | None = None) -> list:
         from transformers import TrainerCallback
 
         prefix = f"train/seed-{seed}/{head}"
@@ -145,8 +184,8 @@ class Trackers(Tracker):
     def __init__(self, trackers: Sequence[Tracker]):
         self.trackers = list(trackers)
 
-    def trainer_callbacks(self, seed: int, head: str) -> list:
-        return [cb for t in self.trackers for cb in t.trainer_callbacks(seed, head)]
+    def trainer_callbacks(self, seed: int, head: str, examples_at: Callable[[int], int] | None = None) -> list:
+        return [cb for t in self.trackers for cb in t.trainer_callbacks(seed, head, examples_at)]
 
     def log_eval(self, seed, examples, metrics, series: str = "eval") -> None:
         for t in self.trackers:
@@ -182,12 +221,11 @@ def backends(report_to: str | Sequence[str]) -> list[str]:
 
 def check_available(report_to: str | Sequence[str]) -> None:
     """A LikraError when a package a named backend needs is missing (checked on every process before any
-    work, so that no data-parallel worker goes on alone)."""
+    work, so that no data-parallel worker goes on alone); it names likra's extra that installs it."""
+    from likra.extras import require
+
     for backend in backends(report_to):
-        if not _installed(PACKAGES[backend]):
-            raise LikraError(
-                f"--report-to {backend} needs the {PACKAGES[backend]} package: pip install {PACKAGES[backend]}"
-            )
+        require(PACKAGES[backend], f"--report-to {backend}")
 
 
 def make_tracker(

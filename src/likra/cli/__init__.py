@@ -42,12 +42,26 @@ def _quiet_libraries(verbose: bool) -> None:
         return
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning)
-    for name in ("transformers", "peft", "accelerate", "datasets", "huggingface_hub", "torch", "bitsandbytes"):
+    for name in (
+        "transformers",
+        "peft",
+        "accelerate",
+        "datasets",
+        "huggingface_hub",
+        "torch",
+        "bitsandbytes",
+        "lm_eval",
+    ):
         logging.getLogger(name).setLevel(logging.ERROR)
     # Read when transformers and huggingface_hub are imported (commands import them when they run).
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # lm-eval tasks build their datasets
+    if "datasets" in sys.modules:
+        import datasets
+
+        datasets.disable_progress_bars()
     if "transformers" in sys.modules:  # imported already (in-process callers, tests)
         import transformers
 

@@ -23,14 +23,19 @@ def run_curve(args: argparse.Namespace) -> int:
     from likra.distributed import is_main
     from likra.experiments.curve import CurveConfig, CurveRun
     from likra.experiments.report import curve_summary, write_outputs
+    from likra.model.loading import check_quantize_available
 
     cfg = config_with_objectives(CurveConfig, args)
+    check_quantize_available(cfg.quantize)
     if cfg.lm_eval_out:
         from likra.io import check_output_folder
 
         check_output_folder(cfg.lm_eval_out, "--lm-eval-out")
     run = CurveRun(cfg, progress=not args.quiet)
     with run.folder.lock():
+        from likra.reports.harness import seed_generators
+
+        seed_generators()  # as the harness does: the base point's seeds in --lm-eval-out (checkpoints: training's)
         result = run.run()
         curve = result.curve
         if is_main():
@@ -77,7 +82,9 @@ def add_plot_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_plot(args: argparse.Namespace) -> int:
-    from likra.experiments.figures import curve_title, draw_curves, save_figure
+    import logging
+
+    from likra.experiments.figures import curve_title, draw_curves, question_set, save_figure
     from likra.io import check_output_file
 
     stem = Path(args.out).with_suffix("")
@@ -87,10 +94,19 @@ def run_plot(args: argparse.Namespace) -> int:
     labels = args.labels.split(",") if args.labels else [c["model"] for c in curves]
     if len(labels) != len(curves):
         raise LikraError(f"--labels has {len(labels)} names for {len(curves)} curves")
+    sets = [question_set(c) for c in curves]
+    if len(set(sets)) > 1:  # lines over different questions differ for that alone: said, and each labelled
+        logging.getLogger("likra.plot").warning(
+            "the curves were evaluated on different question sets (%s): compare their lines with care",
+            "; ".join(f"{label}: {s}" for label, s in zip(labels, sets)),
+        )
+        labels = [f"{label} ({s})" for label, s in zip(labels, sets)]
     title = (
         curve_title(curves[0], args.metric)
         if len(curves) == 1
-        else f"{' vs '.join(labels)} on {curves[0]['eval_data']} ({args.metric})"
+        else f"{' vs '.join(labels)} ({args.metric})"
+        if len(set(sets)) > 1
+        else f"{' vs '.join(labels)} on {sets[0]} ({args.metric})"
     )
     paths = save_figure(draw_curves(list(zip(labels, curves)), args.metric, title), stem)
     print("written: " + ", ".join(str(p) for p in paths))

@@ -19,9 +19,10 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from likra.config import config_from_args
+    from likra.data.lmeval_tasks import is_lmeval, lmeval_records, use_include_paths
     from likra.distributed import is_main, start
     from likra.io import atomic_write_json
-    from likra.model.loading import model_max_length
+    from likra.model.loading import check_quantize_available, model_max_length
     from likra.scoring.evaluate import (
         EvalConfig,
         check_eval_outputs,
@@ -34,11 +35,18 @@ def run(args: argparse.Namespace) -> int:
     from likra.scoring.modes import check_modes
 
     cfg = config_from_args(EvalConfig, args)
+    check_quantize_available(cfg.quantize)
     check_modes(cfg.modes)
     check_eval_outputs(cfg)
+    if is_lmeval(cfg.data):  # the task found, its output type checked and its data read before the model loads
+        use_include_paths(cfg.include_path)
+        lmeval_records(cfg.data, cfg.shots)
     start()
     model, tokenizer = load_eval_model(cfg)
     data = load_eval_data(cfg, tokenizer, model_max_length(model))
+    from likra.reports.harness import seed_generators
+
+    seeds = seed_generators()  # as the harness does before it evaluates: what --lm-eval-out records
     started = time.perf_counter()
     results = evaluate(cfg, model, tokenizer, progress=not args.quiet, data=data)
     seconds = time.perf_counter() - started
@@ -58,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if cfg.lm_eval_out:
         from likra.reports.harness import write_eval_as_harness
 
-        paths = write_eval_as_harness(cfg, results, data, model, tokenizer, seconds)
+        paths = write_eval_as_harness(cfg, results, data, model, tokenizer, seconds, seeds)
         print("lm-eval-style results written to " + ", ".join(map(str, paths)))
     return 0
 

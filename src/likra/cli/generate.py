@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from likra.generation.prompts import GenerateConfig, read_prompts, unescape
     from likra.io import atomic_write_text, check_output_file
     from likra.model.heads import BASE
+    from likra.model.loading import check_quantize_available
     from likra.scoring.modes import get_mode
 
     cfg = config_from_args(GenerateConfig, args)
@@ -54,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if cfg.model and args.mode is None:
         cfg.mode = BASE  # a plain model has only the base "head"
     check_sources(cfg)
+    check_quantize_available(cfg.quantize)
     if cfg.out:
         check_output_file(cfg.out, cfg.overwrite)
     mode = get_mode(cfg.mode)

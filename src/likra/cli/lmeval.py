@@ -59,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
 
     if importlib.util.find_spec("lm_eval") is None:
         raise LikraError("lm-eval is not installed: pip install 'likra[lmeval]' (lm-eval 0.4.x)")
+    if args.quantize is not None:
+        from likra.model.loading import check_quantize_available
+
+        check_quantize_available(args.quantize)
     from likra.lmeval.invoke import LIKRA_MODEL, execute, prepare, run_parser
 
     harness = run_parser("likra lm-eval").parse_args(getattr(args, "_extra", []))

@@ -34,11 +34,13 @@ def run_study(args: argparse.Namespace) -> int:
     from likra.experiments.curve import CurveConfig
     from likra.experiments.studies import get_study
     from likra.experiments.studies import run_study as run
+    from likra.model.loading import check_quantize_available
 
     study = get_study(args.study)
     values = load_yaml(args.config) if args.config else {}
     section = (values.pop(study.section, None) or {}) if study.settings is not None else {}
     cfg = config_with_objectives(CurveConfig, args, values)
+    check_quantize_available(cfg.quantize)
     if cfg.lm_eval_out:
         from likra.errors import LikraError
 

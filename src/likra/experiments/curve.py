@@ -22,6 +22,7 @@ from likra.config import Fraction, PositiveInt, check, option, settings
 from likra.data.benchmarks import load_spec
 from likra.data.examples import fewshot_prefix
 from likra.data.formats import DataSettings, fewshot_records, load_data
+from likra.data.lmeval_tasks import use_include_paths
 from likra.data.negative_sets import NEGATIVE_SETS, DataRecipe, SetInputs, parse_recipe
 from likra.distributed import barrier, is_main, rank_and_world, start
 from likra.errors import LikraError
@@ -38,10 +39,10 @@ from likra.objectives.registry import (
 from likra.objectives.settings import TRAIN_ADDED_DEFAULTS
 from likra.progress import CurveProgress
 from likra.scoring.engine import ScoringEngine, tokenize_questions
-from likra.scoring.metrics import METRICS, mode_metrics
+from likra.scoring.metrics import METRICS, mode_credits, mode_metrics
 from likra.scoring.modes import check_heads, check_modes
 from likra.scoring.settings import ScoringSettings
-from likra.scoring.stats import across_seeds, mode_statistics, parse_pairs, trivial_baselines
+from likra.scoring.stats import few_seeds_note, mode_statistics, parse_pairs, seeds_and_questions, trivial_baselines
 from likra.tracking import REPORT_TO, ReportTo, Tracker, check_available, make_tracker
 from likra.training.pipeline import (
     HeadsSettings,
@@ -221,6 +222,7 @@ class CurveRun:
     ):
         self.cfg = check(cfg)
         check_available(cfg.report_to)
+        use_include_paths(cfg.include_path)
         self.progress = progress
         self.folder = CurveFolder(cfg.out)
         self.tracker = Tracker()
@@ -293,7 +295,7 @@ class CurveRun:
         ctx.objective_settings = self.objective_settings
         ctx.model = self.model = build_model(cfg, self.plan, ctx, cfg.train.gradient_checkpointing, precision)
         prompt = (cfg.source, cfg.format, cfg.chat_template, tokenizer)
-        eval_records = load_data(cfg.eval_data, *prompt, model_max_length(ctx.model))[0]
+        eval_records = load_data(cfg.eval_data, *prompt, model_max_length(ctx.model), shots=cfg.shots)[0]
         self.eval_total = len(eval_records)  # before --eval-limit
         eval_records = eval_records[: cfg.eval_limit]
         train_records = load_data(cfg.data, *prompt, cfg.train.max_length)[0]
@@ -337,6 +339,7 @@ class CurveRun:
             # per seed: each head's data as built
             curve["head_data"] = [pick(self.head_data.get(r["seed"], {}), mine) for r in results]
             curve["baselines"] = baselines
+            curve["seed_note"] = few_seeds_note(cfg.seeds)  # what fewer than 3 seeds' intervals can say; None from 3
             curve["timing"] = self.timing  # this process's wall time per phase (work found finished costs nothing)
         return CurveResult(
             cfg,
@@ -460,6 +463,7 @@ class CurveRun:
                 scores = {**per_head, **{role: per_head[head] for role, head in binding.items()}}
                 stats = mode_statistics(scores, eval_records, self.modes, cfg.weight, self.pairs, None, cfg.bootstrap)
                 metrics = mode_metrics(scores, eval_records, self.modes, cfg.weight)
+                credits = mode_credits(scores, eval_records, self.modes, cfg.weight)  # for intervals over seeds
                 self.tracker.log_eval(seed, examples, metrics, self.series(view))
                 points[view].append(
                     {
@@ -468,6 +472,7 @@ class CurveRun:
                         "metrics": metrics,
                         "paired": stats["paired"],
                         "calibration": stats["calibration"],
+                        "credits": credits,  # in memory only: curve.json has the summaries
                     }
                 )
         return {"seed": seed, "points": points, "train": train_stats}
@@ -516,16 +521,15 @@ def build_curve(cfg: CurveConfig, seeds: list[dict], eval_records, base, variant
                             "ci_high": m["ci_high"],
                         }
                     )
-    if len(seeds) > 1:
+    if len(seeds) > 1:  # each mean over seeds and questions, with an interval counting both (`seeds_and_questions`)
+        base_credits = mode_credits({BASE: base}, eval_records, ["base"], cfg.weight)["base"]
         keys = sorted({(r["examples"], r["step"], r["mode"], r["metric"]) for r in rows})
         for examples, step, mode, metric in keys:
-            vals = [
-                r["value"]
-                for r in rows
-                if (r["examples"], r["step"], r["mode"], r["metric"]) == (examples, step, mode, metric)
-                and r["seed"] != "mean"
-            ]
-            mean, lo, hi = across_seeds(vals)
+            if examples == 0:
+                matrix = np.stack([base_credits[metric]] * len(seeds))
+            else:
+                matrix = np.stack([point_at(result, examples, step)["credits"][mode][metric] for result in seeds])
+            mean = seeds_and_questions(matrix)
             rows.append(
                 {
                     "seed": "mean",
@@ -533,10 +537,10 @@ def build_curve(cfg: CurveConfig, seeds: list[dict], eval_records, base, variant
                     "step": step,
                     "mode": mode,
                     "metric": metric,
-                    "value": mean,
-                    "n": len(vals),
-                    "ci_low": lo,
-                    "ci_high": hi,
+                    "value": mean.value,
+                    "n": len(seeds),
+                    "ci_low": mean.ci_low,
+                    "ci_high": mean.ci_high,
                 }
             )
     return {
@@ -562,20 +566,25 @@ def build_curve(cfg: CurveConfig, seeds: list[dict], eval_records, base, variant
     }
 
 
+def point_at(result: dict, examples: int, step: int) -> dict:
+    """The checkpoint of one seed's result at (examples, step)."""
+    return next(p for p in result["points"] if (p["examples"], p["step"]) == (examples, step))
+
+
 def paired_rows(seeds: list[dict]) -> list[dict]:
     """One row per (seed, examples, pair, metric): the paired difference at that checkpoint; with several
-    seeds, a `mean` row with the interval over seeds of the per-seed differences."""
+    seeds, a `mean` row whose interval counts the variation between seeds and between questions."""
     rows = [
         {"seed": r["seed"], "examples": p["examples"], "step": p["step"], **d}
         for r in seeds
         for p in r["points"]
         for d in p.get("paired", [])
     ]
-    if len(seeds) > 1:
+    if len(seeds) > 1:  # the mean difference over seeds and questions, paired question by question within each seed
         for key in sorted({(r["examples"], r["step"], r["a"], r["b"], r["metric"]) for r in rows}):
-            diffs = [r["diff"] for r in rows if (r["examples"], r["step"], r["a"], r["b"], r["metric"]) == key]
-            mean, lo, hi = across_seeds(diffs)
             examples, step, a, b, metric = key
+            points = [point_at(result, examples, step)["credits"] for result in seeds]
+            mean = seeds_and_questions(np.stack([c[a][metric] - c[b][metric] for c in points]), bounded=False)
             rows.append(
                 {
                     "seed": "mean",
@@ -584,10 +593,10 @@ def paired_rows(seeds: list[dict]) -> list[dict]:
                     "a": a,
                     "b": b,
                     "metric": metric,
-                    "diff": mean,
-                    "ci_low": lo,
-                    "ci_high": hi,
-                    "n": len(diffs),
+                    "diff": mean.value,
+                    "ci_low": mean.ci_low,
+                    "ci_high": mean.ci_high,
+                    "n": len(seeds),
                 }
             )
     return rows

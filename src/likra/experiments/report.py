@@ -100,6 +100,16 @@ def precision_line(curve: dict) -> str | None:
     return f"trained in {precision.get('train')}, scored in {precision.get('score')}{note}"
 
 
+def interval_sentence(curve: dict) -> str:
+    """What the curve's intervals are, in one sentence (report and figures say the same)."""
+    if curve["seeds"] == 1:
+        return "Intervals: Wilson 95% over questions (one seed: the variation between seeds is not measured)."
+    return (
+        f"Values are means over the {curve['seeds']} seeds; intervals: 95% over seeds and questions (both sources of "
+        "variation, from a two-way analysis of variance with Satterthwaite's degrees of freedom, on the logit scale)."
+    )
+
+
 def markdown_report(curve: dict, figure_name: str = "curve.png") -> str:
     heads, precision = heads_line(curve), precision_line(curve)
     lines = [
@@ -107,9 +117,9 @@ def markdown_report(curve: dict, figure_name: str = "curve.png") -> str:
         "",
         *([RANDOM_WEIGHTS_NOTE, ""] if curve.get("random_weights") else []),
         f"Trained on `{curve['data']}`, evaluated on `{curve['eval_data']}` ({curve['n_eval']} questions), "
-        f"{curve['seeds']} seed(s). Intervals: Wilson 95% intervals over questions (one seed), Student's t over "
-        "seeds.",
+        f"{curve['seeds']} seed(s). {interval_sentence(curve)}",
         "",
+        *([f"Note: {curve['seed_note']}.", ""] if curve.get("seed_note") and curve["seeds"] > 1 else []),
         *([f"Heads: {heads}.", ""] if heads else []),
         *([f"Precision: {precision}.", ""] if precision else []),
         f"![learning curve]({figure_name})",
@@ -185,9 +195,14 @@ def statistics_sections(curve: dict) -> list[str]:
         lines += [
             "## Paired differences",
             "",
-            "Mean per-question difference on the same questions, with a paired bootstrap 95% interval "
-            f"({curve['config'].get('bootstrap', 10000)} seeded resamples; across seeds: the interval over "
-            "seeds) and McNemar's exact p-value.",
+            (
+                "Mean per-question difference on the same questions, with a paired bootstrap 95% interval over "
+                f"questions ({curve['config'].get('bootstrap', 10000)} seeded resamples) and McNemar's exact p-value."
+                if curve["seeds"] == 1
+                else "Mean per-question difference on the same questions over every seed, with a 95% interval over "
+                "seeds and questions, paired question by question within each seed (no p-value across seeds: an "
+                "interval that excludes 0 is the test)."
+            ),
             "",
         ]
         for metric in ("acc_norm", "acc"):
@@ -271,7 +286,8 @@ def curve_summary(curve: dict) -> list[str]:
     trained = heads_line(curve) or f"{curve.get('negatives', 'near_miss')} negatives"
     lines = [
         f"{curve['model']} trained on {curve['data']} ({trained}), "
-        f"evaluated on {curve['eval_data']}: {curve['n_eval']} questions, {seeds} seed{'s' if seeds > 1 else ''}"
+        f"evaluated on {curve['eval_data']}: {curve['n_eval']} questions, {seeds} seed{'s' if seeds > 1 else ''}",
+        *([f"note: {curve['seed_note']}"] if curve.get("seed_note") else []),
     ]
     for metric in ("acc_norm", "acc"):
         rows = summary_rows(curve, metric)

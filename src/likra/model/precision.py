@@ -2,7 +2,8 @@
 
     --dtype X                       both (fp32, bf16, fp16 or auto); --train-dtype / --score-dtype override one
     train auto   bf16 where bf16 is native (a CUDA device with bf16; a CPU with avx512_bf16 or amx_bf16 whose
-                 bf16 products a short probe finds faster than fp32), else fp32
+                 bf16 products a short probe finds faster than fp32: measured once per machine and kept in
+                 likra's cache, `cpu_bf16_speedup`), else fp32
     score auto   fp32 wherever an fp32 copy of the base fits in memory (with the training copy beside it); a
                  4-bit base, a base spread by a device map, or one too large scores in its training dtype and
                  says so (`Precision.note`, one log line, recorded in results)
@@ -23,6 +24,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -64,15 +66,84 @@ class Precision:
         }
 
 
+BF16_PROBE_FILE = "cpu-bf16-speedup.json"
+BF16_FASTER = 1.2  # the speed-up over fp32 from which auto trains in bf16 on a CPU
+
+
+def cpu_model_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what `platform` says."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def bf16_probe_key() -> str:
+    """What the probe's figure depends on: the CPU model, its bf16 flags (as `cpu_bf16_flags` gives them:
+    `LIKRA_CPU_BF16_FLAGS` applies), the torch version and its thread count."""
+    from likra.model.loading import cpu_bf16_flags
+
+    flags = ",".join(cpu_bf16_flags()) or "-"
+    return f"{cpu_model_name()} | {flags} | torch {torch.__version__} | {torch.get_num_threads()} threads"
+
+
+def _probe_cache(path: Path) -> dict:
+    """The cached probe figures by key; {} where the file is missing or damaged (measured again, rewritten)."""
+    import json
+
+    try:
+        table = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        log.debug("%s: unreadable (%s); measuring again", path, type(e).__name__)
+        return {}
+    return table if isinstance(table, dict) else {}
+
+
+def cpu_bf16_speedup() -> float:
+    """How much faster a bf16 matrix product runs than an fp32 one on this CPU: measured once per machine
+    (`likra.model.loading.cpu_bf16_speedup`, about 0.1 s where bf16 is native) and kept in likra's cache
+    (`<cache>/cpu-bf16-speedup.json`, by `bf16_probe_key`); the figure is logged when measured, at debug level
+    when read back. A damaged cache file is measured again and rewritten; one that cannot be written is left."""
+    import math
+    from datetime import datetime, timezone
+
+    from likra.assets import cache_dir
+    from likra.io import atomic_write_json
+    from likra.model import loading
+
+    path, key = cache_dir() / BF16_PROBE_FILE, bf16_probe_key()
+    table = _probe_cache(path)
+    entry = table.get(key)
+    speedup = entry.get("speedup") if isinstance(entry, dict) else None
+    if isinstance(speedup, (int, float)) and not isinstance(speedup, bool) and math.isfinite(speedup) and speedup > 0:
+        log.debug("bf16 matmul on this CPU: %.2fx fp32 (measured %s, %s)", speedup, entry.get("measured"), path)
+        return float(speedup)
+    speedup = float(loading.cpu_bf16_speedup())
+    log.info("bf16 matmul on this CPU: %.2fx fp32 (measured once; kept in %s)", speedup, path)
+    table[key] = {"speedup": speedup, "measured": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    try:
+        atomic_write_json(path, table)
+    except (OSError, LikraError) as e:
+        log.debug("%s: not written (%s)", path, e)
+    return speedup
+
+
 def auto_train_dtype(device_type: str) -> str:
     """`auto` for training: bf16 where it is native and faster, else fp32 (see the module docstring)."""
-    from likra.model.loading import cpu_bf16_flags, cpu_bf16_speedup
+    from likra.model.loading import cpu_bf16_flags
 
     if device_type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     if device_type != "cpu" or not cpu_bf16_flags():
         return "fp32"
-    return "bf16" if cpu_bf16_speedup() > 1.2 else "fp32"
+    return "bf16" if cpu_bf16_speedup() > BF16_FASTER else "fp32"
 
 
 def available_memory(device: torch.device) -> int | None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from likra.errors import LikraError
+from likra.io import share_tree
 
 log = logging.getLogger(__name__)
 
@@ -321,6 +322,7 @@ def load_random_tokenizer(model: str):
     if not (target / "tokenizer.json").is_file():
         staging = target.with_name(f"{target.name}.partial-{os.getpid()}")
         build_random_tokenizer(shape.vocab_size).save_pretrained(staging)
+        share_tree(staging)  # the cache follows the umask like every file likra writes
         try:
             staging.rename(target)
         except OSError:  # another process was first

@@ -253,6 +253,7 @@ class DPO(Objective):
     help = "TRL's DPO (any of its loss types) on gold vs negative pairs"
     settings = DPOSettings
     data = ("pairs",)
+    requires = ("trl",)
 
     def examples(self, ctx: TrainContext, head: HeadSpec, records, negatives, settings) -> list[dict]:
         return dpo_pairs(records, ctx.train.seed, negatives=negatives)

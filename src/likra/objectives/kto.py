@@ -83,6 +83,7 @@ class KTO(Objective):
     help = "TRL's KTO on gold (desirable) and negative (undesirable) answers, or negatives alone"
     settings = KTOSettings
     data = ("pairs", "negatives")
+    requires = ("trl",)
 
     def examples(self, ctx: TrainContext, head: HeadSpec, records, negatives, settings: KTOSettings) -> list[dict]:
         return kto_rows(ctx.tokenizer, negatives, head.data.startswith("pairs:"), settings.max_length)

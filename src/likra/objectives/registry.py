@@ -79,6 +79,8 @@ class Objective:
       `--<name>-...`), or None to follow the run's `TrainSettings`; a settings class that subclasses
       `OptimizerSettings` brings its own learning rate and schedule;
     - `data`: the training sets it accepts (`gold`, `negatives`, `pairs`);
+    - `requires`: the optional packages it imports (`trl`); a head using it is refused at plan time, in one line
+      naming likra's extra, when one is missing (`likra.extras`);
     - `examples(ctx, head, records, negatives, settings)`: the head's training items;
     - `build_trainer(ctx, head, items, settings, arguments, callbacks)`: a `transformers.Trainer` (or a TRL
       trainer) built from `arguments`, the TrainingArguments fields every objective shares (batch size over
@@ -92,6 +94,7 @@ class Objective:
     help: str = ""
     settings: type | None = None
     data: tuple[str, ...] = ("gold", "negatives", "pairs")
+    requires: tuple[str, ...] = ()  # optional packages (module names) it imports: checked when a head uses it
 
     def lora(self, ctx: TrainContext, settings: Any) -> LoraSettings:
         """The LoRA settings of this objective's adapters (its settings' `lora`, else the run's)."""
@@ -153,10 +156,24 @@ def check_head_data(objective: Objective, head: HeadSpec) -> None:
         )
 
 
+def check_requirements(objective: Objective) -> None:
+    """One LikraError naming the extra to install when a package `objective` needs is missing."""
+    from likra.extras import require
+
+    for module in objective.requires:
+        require(module, f"the {objective.name} objective")
+
+
+def requirements_met(objective: Objective) -> bool:
+    from likra.extras import installed
+
+    return all(installed(module) for module in objective.requires)
+
+
 def check_sections(sections: dict[str, Any]) -> None:
     """Every objective's settings section that was given, whether a head uses it or not: a known objective,
-    valid settings, accepted by the objective's own `check` (a DPO loss type TRL lacks, ...). One LikraError,
-    before any model loads."""
+    valid settings, accepted by the objective's own `check` (a DPO loss type TRL lacks, ...) where the packages
+    it needs are installed (a section no head uses needs none of them). One LikraError, before any model loads."""
     from likra.config import validate
 
     for name, section in sections.items():
@@ -165,7 +182,8 @@ def check_sections(sections: dict[str, Any]) -> None:
             continue
         if isinstance(section, dict):
             section = validate(objective.settings, section, f"objectives.{name}")
-        objective.check(section)
+        if requirements_met(objective):
+            objective.check(section)
 
 
 def head_settings(ctx_train: TrainSettings, sections: dict[str, Any], head: HeadSpec) -> Any:
@@ -178,6 +196,7 @@ def head_settings(ctx_train: TrainSettings, sections: dict[str, Any], head: Head
 
     objective = get_objective(head.objective)
     check_head_data(objective, head)
+    check_requirements(objective)
     if objective.settings is None:
         if head.params:
             raise LikraError(f"head {head.name!r}: objective {objective.name!r} takes no settings of its own")
@@ -283,6 +302,20 @@ def save_at_steps_callback(steps: set[int]):
     return SaveAtSteps()
 
 
+def log_last_step_callback():
+    """Make the Trainer log at the last optimizer step too (`logging_steps` alone logs nothing in a run shorter
+    than it): every head's loss is recorded and tracked, however short its training."""
+    from transformers import TrainerCallback
+
+    class LogLastStep(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= state.max_steps:
+                control.should_log = True
+            return control
+
+    return LogLastStep()
+
+
 _EXTRA_CALLBACKS: ContextVar[tuple] = ContextVar("likra_trainer_callbacks", default=())
 
 
@@ -347,7 +380,7 @@ def run_trainer(
     if finished is not None:
         return finished, None
     callbacks = [save_at_steps_callback(set(checkpoint_steps))] if checkpoint_steps else []
-    callbacks += _EXTRA_CALLBACKS.get()
+    callbacks += [log_last_step_callback(), *_EXTRA_CALLBACKS.get()]  # the last step's log before the trackers
     trainer = build(callbacks)
     if not progress:
         from transformers import PrinterCallback, ProgressCallback

@@ -41,7 +41,7 @@ class OptimizerSettings:
     weight_decay: NonNegativeFloat = option(0.0, help="AdamW weight decay")
     gradient_checkpointing: bool = option(False, help="recompute activations in the backward pass (less memory)")
     max_length: PositiveInt = option(1024, help="longest training sequence; prompts are cut from the left")
-    logging_steps: PositiveInt = option(10, help="log the loss every N optimizer steps")
+    logging_steps: PositiveInt = option(10, help="log the loss every N optimizer steps (and at the last)")
 
 
 @settings

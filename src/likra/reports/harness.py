@@ -18,11 +18,23 @@ choice as the `likra` lm-eval model answers it, `(score, is_greedy)`; likra's ca
 `is_greedy`, written "None". Every head's summed log-likelihood per choice is in the results file's `likra`
 block (`loglikelihoods`, question by question).
 
-The `configs` block is re-runnable: the evaluated questions (in their prompt format) and the few-shot
-examples used, in order, are written as JSONL beside the model folders (`<output_path>/tasks/data/`, named
-by their content's hash), and the task config reads them (`doc_to_text: prompt`, `doc_to_choice: choices`,
-`doc_to_target: gold`, `fewshot_config: {sampler: first_n}`), so `lm_eval --model likra --tasks <config as
-YAML>` scores the same contexts again.
+`task_hashes` is the harness's hash of a task's samples (`doc_hash + prompt_hash + target_hash` of each,
+joined) over one sample per document, as a stock run (one filter, `none`) writes it for the same documents;
+the `likra` block's `task_hashes` gives it per mode (the same documents: the same hash in every mode).
+
+The `configs` block is re-runnable on another machine: the evaluated questions (in their prompt format) and
+the few-shot examples used, in order, are written as JSONL beside the model folders (`<output_path>/tasks/
+data/`, named by their content's hash), and the task config reads them by paths relative to `<output_path>`
+(`doc_to_text: prompt`, `doc_to_choice: choices`, `doc_to_target: gold`, `fewshot_config: {sampler:
+first_n}`), so `python -m likra.lmeval --model likra --model_args run=RUN,<metadata.likra_modes[mode]>
+--tasks <config as YAML>`, run in `<output_path>`, scores the same contexts again in that mode (its rows come
+back as the harness's filter `none`). A mode is the model's, not a filter a rerun could apply, so the config has no
+`filter_list`: `metadata.likra_modes` gives each scored mode as the `--model_args` that apply it.
+
+The seeds (`config.random_seed`, ...) are integers, those in effect: `fewshot_seed` is the seed of the
+few-shot order; `likra eval` seeds python's `random`, numpy and torch with the harness's defaults (0, 1234,
+1234) before it scores (its scoring draws nothing from them), `likra curve` when it starts, and a curve's
+checkpoint records the seed its heads were trained with (`--seed` + s: the Trainer seeds all three with it).
 """
 
 from __future__ import annotations
@@ -30,11 +42,12 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import random
 import re
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from pathlib import Path, PurePath
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
@@ -52,9 +65,21 @@ if TYPE_CHECKING:
     from likra.experiments.curve import CurveResult
 TASK_VERSION = 1.0
 FEWSHOT_DELIMITER = "\n\n"
-# The harness's default seeds (`--seed 0,1234,1234,1234`) are for its own random draws; likra draws its shots
-# with the few-shot seed and nothing else at evaluation time, so the other three are written as null.
 SEED_KEYS = ("random_seed", "numpy_seed", "torch_seed", "fewshot_seed")
+# The harness's defaults (`--seed 0,1234,1234`) for python's `random`, numpy and torch: what `likra eval` and
+# `likra curve` seed them with (`seed_generators`); likra's few-shot order has a seed of its own.
+GENERATOR_SEEDS = {"random_seed": 0, "numpy_seed": 1234, "torch_seed": 1234}
+
+
+def seed_generators(seeds: Mapping[str, int] = GENERATOR_SEEDS) -> dict[str, int]:
+    """Seed python's `random`, numpy's global generator and torch as the harness does before it evaluates;
+    returns the seeds (what a results file records)."""
+    import torch
+
+    random.seed(seeds["random_seed"])
+    np.random.seed(seeds["numpy_seed"])
+    torch.manual_seed(seeds["torch_seed"])
+    return dict(seeds)
 
 
 def sanitize_model_name(name: str) -> str:
@@ -146,7 +171,8 @@ def model_info(model, tokenizer, chat_template: bool = False) -> dict:
 class HarnessEvaluation:
     """One evaluation to write: `records` of `data_spec` (the first `len(records)` of `n_original`), scored by
     the heads as `per_head`, in `modes` at negative weight `weight`, after the few-shot `shots` (`prefix` is
-    their text), with prompt tag `prompt` (see `prompt_tag`)."""
+    their text, drawn in the order of `fewshot_seed`), with prompt tag `prompt` (see `prompt_tag`); `seeds`:
+    what python's `random`, numpy and torch were seeded with (`GENERATOR_SEEDS` keys)."""
 
     data_spec: str
     records: Sequence[MCRecord]
@@ -157,9 +183,10 @@ class HarnessEvaluation:
     prefix: str = ""
     n_original: int | None = None
     prompt: str = ""
-    fewshot_seed: int | None = None
+    fewshot_seed: int = FEWSHOT_SEED
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
+    seeds: Mapping[str, int] = field(default_factory=lambda: dict(GENERATOR_SEEDS))  # random, numpy, torch
 
     @property
     def task(self) -> str:
@@ -170,17 +197,32 @@ def _jsonl(records: Sequence[MCRecord]) -> str:
     return "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in records)
 
 
+def portable_spec(spec: str) -> str:
+    """A data spec without this machine's folders: an absolute JSONL path (alone or as a part) by its file name;
+    benchmark splits and relative paths as they are."""
+    if PurePath(spec).is_absolute():
+        return PurePath(spec).name
+    return ",".join(PurePath(p.strip()).name if PurePath(p.strip()).is_absolute() else p for p in spec.split(","))
+
+
+def mode_model_args(mode: str, weight: float) -> str:
+    """The `--model_args` (beside `run=RUN`) under which the `likra` lm-eval model scores in `mode`."""
+    return f"mode={mode},weight={weight}"
+
+
 def write_task_data(out_dir: Path, ev: HarnessEvaluation) -> dict:
     """The evaluated questions and the shots as JSONL under `<out_dir>/tasks/data/` (named by their content's
-    hash, so that evaluations of other subsets never overwrite them); returns the task config that reads them."""
+    hash, so that evaluations of other subsets never overwrite them); returns the task config that reads them,
+    by paths relative to `out_dir` (a rerun runs there, on any machine)."""
     data = {"eval": ev.records, **({"fewshot": ev.shots} if ev.shots else {})}
     files = {}
     for split, records in data.items():
         text = _jsonl(records)
-        path = (Path(out_dir) / "tasks" / "data" / f"{ev.task}-{split}-{hash_string(text)[:12]}.jsonl").resolve()
+        relative = PurePath("tasks", "data", f"{ev.task}-{split}-{hash_string(text)[:12]}.jsonl")
+        path = Path(out_dir) / relative
         if not path.is_file():
             atomic_write_text(path, text)
-        files[split] = str(path)
+        files[split] = relative.as_posix()
     separators = {r.separator for r in ev.records}
     config: dict = {
         "task": ev.task,
@@ -199,8 +241,12 @@ def write_task_data(out_dir: Path, ev: HarnessEvaluation) -> dict:
         "num_fewshot": len(ev.shots),
         "metric_list": [{"metric": m, "aggregation": "mean", "higher_is_better": True} for m in METRICS],
         "output_type": "multiple_choice",
-        "filter_list": [{"name": mode, "filter": [{"function": "take_first"}]} for mode in ev.modes],
-        "metadata": {"version": TASK_VERSION, "likra_data": ev.data_spec, "likra_weight": ev.weight},
+        "metadata": {
+            "version": TASK_VERSION,
+            "likra_data": portable_spec(ev.data_spec),
+            "likra_weight": ev.weight,
+            "likra_modes": {mode: mode_model_args(mode, ev.weight) for mode in ev.modes},
+        },
     }
     return config
 
@@ -289,7 +335,7 @@ def results_json(ev: HarnessEvaluation, model: HarnessModel, config: dict) -> di
         "limit": n if original > n else None,
         "bootstrap_iters": 100000,
         "gen_kwargs": {},
-        **{k: ev.fewshot_seed if k == "fewshot_seed" else None for k in SEED_KEYS},
+        **{k: int(ev.fewshot_seed if k == "fewshot_seed" else ev.seeds[k]) for k in SEED_KEYS},
     }
     from likra.runs import library_versions
 
@@ -352,6 +398,18 @@ def _general_config(model: HarnessModel, seconds: float) -> dict:
     }
 
 
+def task_hash(samples: Sequence[dict]) -> str:
+    """The harness's `task_hashes` entry of a task's samples (EvaluationTracker.save_results_aggregated)."""
+    return hash_string("".join(s["doc_hash"] + s["prompt_hash"] + s["target_hash"] for s in samples))
+
+
+def stock_samples(samples: Sequence[dict], modes: Sequence[str]) -> list[dict]:
+    """The samples a stock run of the same documents has: one per document (those of mode base where it was
+    scored, else of the first mode; a document's hashes are the same in every mode)."""
+    mode = "base" if "base" in modes else modes[0]
+    return [s for s in samples if s["filter"] == mode]
+
+
 def _write_with_the_harness(out_dir: Path, model: HarnessModel, task: str, results: dict, samples: list, seconds):
     from lm_eval.loggers import EvaluationTracker
 
@@ -366,7 +424,8 @@ def _write_with_the_harness(out_dir: Path, model: HarnessModel, task: str, resul
     )
     general.model_name, general.model_name_sanitized = model.name, sanitize_model_name(model.name)
     general.start_time -= seconds  # the evaluation itself, not this writing
-    tracker.save_results_aggregated(results=results, samples={task: samples})
+    modes = list(results["likra"]["task_hashes"][task])
+    tracker.save_results_aggregated(results=results, samples={task: stock_samples(samples, modes)})
     if getattr(tracker, "date_id", None) is None:
         raise LikraError(f"{out_dir}: lm-eval could not write its results file there")
     tracker.save_results_samples(task_name=task, samples=samples)
@@ -376,8 +435,7 @@ def _write_with_the_harness(out_dir: Path, model: HarnessModel, task: str, resul
 def _write_plainly(out_dir: Path, model: HarnessModel, task: str, results: dict, samples: list, seconds) -> str:
     from datetime import datetime
 
-    hashes = "".join(s["doc_hash"] + s["prompt_hash"] + s["target_hash"] for s in samples)
-    results["task_hashes"] = {task: hash_string(hashes)}
+    results["task_hashes"] = {task: task_hash(stock_samples(samples, list(results["likra"]["task_hashes"][task])))}
     results.update(_general_config(model, seconds))
     stamp = datetime.now().isoformat().replace(":", "-")
     folder = Path(out_dir) / sanitize_model_name(model.name)
@@ -396,6 +454,8 @@ def write_harness_files(out_dir: str | Path, model: HarnessModel, ev: HarnessEva
     config = _full_config(write_task_data(out_dir, ev))
     results = results_json(ev, model, config)
     samples = sample_lines(ev)
+    by_mode = {mode: task_hash([s for s in samples if s["filter"] == mode]) for mode in ev.modes}
+    results["likra"]["task_hashes"] = {ev.task: by_mode}
     try:
         import lm_eval.loggers  # noqa: F401
     except ImportError:
@@ -411,11 +471,17 @@ def write_harness_files(out_dir: str | Path, model: HarnessModel, ev: HarnessEva
 
 
 def write_eval_as_harness(
-    cfg: EvalConfig, results: dict, data: EvalData, model, tokenizer, seconds: float = 0.0
+    cfg: EvalConfig,
+    results: dict,
+    data: EvalData,
+    model,
+    tokenizer,
+    seconds: float = 0.0,
+    seeds: Mapping[str, int] = GENERATOR_SEEDS,
 ) -> tuple[Path, Path]:
     """The harness files of a `likra eval` result (`results` as `likra.scoring.evaluate.evaluate` returns it for
     `data`, `cfg` as it left it: its prompt format resolved), for `model` and its `tokenizer`; `seconds`: how
-    long the evaluation took."""
+    long the evaluation took, `seeds`: what `seed_generators` seeded before it."""
     per_head = {h: [np.array(v) for v in vals] for h, vals in results["loglikelihoods"].items()}
     args = {"run": cfg.run, "weight": cfg.weight} if cfg.run else {"model": cfg.model, "mode": "base"}
     args |= {"format": cfg.format, "chat_template": bool(cfg.chat_template)}
@@ -434,16 +500,19 @@ def write_eval_as_harness(
         data.prefix,
         data.total,
         prompt_tag(cfg.format, cfg.chat_template),
-        cfg.fewshot_seed if cfg.shots else None,
+        cfg.fewshot_seed,
         seconds,
         {"statistics": results["statistics"], "metrics_with_intervals": results["metrics"]},
+        dict(seeds),
     )
     return write_harness_files(cfg.lm_eval_out, who, ev)
 
 
 def write_curve_as_harness(run: CurveResult) -> list[Path]:
     """The harness files of every evaluated point of a finished curve (`CurveRun.run`'s result): the base model, then
-    one model folder per (seed, examples) checkpoint, read from the curve folder's cached score files."""
+    one model folder per (seed, examples) checkpoint, read from the curve folder's cached score files. The base
+    point records the seeds `likra curve` starts with (`GENERATOR_SEEDS`), a checkpoint of seed s the seed its
+    heads were trained with (`--seed` + s), with which the Trainer seeds python's `random`, numpy and torch."""
     from likra.experiments.folder import read_scores
 
     cfg = run.cfg
@@ -451,12 +520,13 @@ def write_curve_as_harness(run: CurveResult) -> list[Path]:
     info = model_info(run.model, run.tokenizer, cfg.chat_template)
     # one folder may hold several negative sets and evaluations: both name the model
     stem = f"likra__{Path(cfg.out).name}__{run.variant}__{run.eval_tag}"
-    points = [(f"{stem}__base", {"base": run.base_file}, ["base"], 0)]
+    points = [(f"{stem}__base", {"base": run.base_file}, ["base"], 0, dict(GENERATOR_SEEDS))]
     for seed, files in run.score_files.items():
+        trained = dict.fromkeys(GENERATOR_SEEDS, cfg.train.seed + seed)
         for examples, by_head in files:
-            points.append((f"{stem}__seed-{seed}__examples-{examples}", by_head, run.modes, examples))
+            points.append((f"{stem}__seed-{seed}__examples-{examples}", by_head, run.modes, examples, trained))
     paths = []
-    for model_name, by_head, modes, examples in points:
+    for model_name, by_head, modes, examples, seeds in points:
         per_head = {h: read_scores(path, n) for h, path in by_head.items()}
         args = {
             "curve": cfg.out,
@@ -476,8 +546,9 @@ def write_curve_as_harness(run: CurveResult) -> list[Path]:
             run.eval_prefix,
             run.eval_total,
             prompt_tag(cfg.format, cfg.chat_template),
-            FEWSHOT_SEED if cfg.shots else None,
+            FEWSHOT_SEED,
             extra={"examples": examples},
+            seeds=seeds,
         )
         paths += write_harness_files(cfg.lm_eval_out, HarnessModel(model_name, args, info), ev)
     return paths

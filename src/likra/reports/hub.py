@@ -6,15 +6,19 @@
     <dir>/adapters/<head>/           every head, each a peft adapter folder (`subfolder="adapters/<head>"`)
     <dir>/likra.json                 the run's manifest (plus where it was exported from, the exact base weights)
     <dir>/eval/*.json                the run's `likra eval` results (the card's metrics come from them)
-    <dir>/README.md                  the model card: YAML metadata (license, library_name: peft, base_model when
-                                     the heads' base is that hub checkpoint, datasets, tags, model-index with the
-                                     heads' metrics) and how to load and score them, every command runnable
+    <dir>/README.md                  the model card: YAML metadata (license, library_name: peft, base_model: the
+                                     hub id of the base where it has one, datasets, tags, model-index with the
+                                     heads' metrics), the sha256 of every weight file, how to load and score
+                                     them, every command runnable
 
 Every adapter names its base in `base_model_name_or_path`: the exact weights the heads were trained on. A hub
 base is its hub id; a local or built-in base is the folder likra loads it from (the embedded model: its
 plain rebuild from the GGUF, whose weights differ from the hub checkpoint's, so naming that checkpoint would
 make loaders silently use other weights); `--base-model-path` names another place (e.g. where the rebuilt
-base was uploaded). The card gives the weights' sha256 (of every tensor, by name) for local bases.
+base was uploaded). The card's `base_model` is the base's hub id where it has one: a hub base's, and the
+embedded model's hub origin (`HuggingFaceTB/SmolLM2-135M-Instruct`, whose GGUF it was rebuilt from; the text
+says so); a local folder or a random shape has none, and the card says that instead. The card lists the
+sha256 of every exported weight file and of a local base's weight files, as `sha256sum <file>` prints them.
 
 An exported folder is itself a run folder: `likra eval --run <dir>` works on it, and so does
 `--run user/repo` once it is on the hub (downloaded with `snapshot_download`).
@@ -51,31 +55,24 @@ class BaseWeights:
     name: str
     load_from: str
     hub_id: str | None
-    sha256: str | None
+    sha256: dict[str, str] | None  # weight file name -> sha256 of its bytes (a local base's)
     description: str
+    card_base_model: str | None = None  # the card's `base_model`: the hub id the weights come from, if any
 
 
-def weights_sha256(folder: Path) -> str | None:
-    """sha256 of a model folder's weights: every tensor of its safetensors files, by name (name, dtype, shape
-    and bytes), so that it names the weights whatever the files' layout; None without safetensors files."""
-    import torch
-    from safetensors import safe_open
-
-    files = sorted(Path(folder).glob("*.safetensors"))
-    if not files:
-        return None
-    tensors = {}
-    for path in files:
-        with safe_open(str(path), framework="pt") as f:
-            for key in f.keys():
-                tensors[key] = (path, key)
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, hex: what `sha256sum <file>` prints."""
     digest = hashlib.sha256()
-    for key in sorted(tensors):
-        with safe_open(str(tensors[key][0]), framework="pt") as f:
-            t = f.get_tensor(key).contiguous()
-        digest.update(f"{key}|{t.dtype}|{tuple(t.shape)}\n".encode())
-        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
     return digest.hexdigest()
+
+
+def weights_sha256(folder: Path) -> dict[str, str] | None:
+    """sha256 of each weight file (`*.safetensors`) of a model folder, by file name; None without one."""
+    files = sorted(Path(folder).glob("*.safetensors"))
+    return {path.name: file_sha256(path) for path in files} or None
 
 
 def base_weights(model: str, load_from: str | None = None) -> BaseWeights:
@@ -90,22 +87,22 @@ def base_weights(model: str, load_from: str | None = None) -> BaseWeights:
             f"`{EMBEDDED_PACKAGE}`) dequantised into a plain fp32 model by likra; its weights differ from the hub "
             f"checkpoint's. Rebuilt by `likra.model.loading.embedded_model_dir()`"
         )
-        hub_id = None
+        hub_id, card_base = None, EMBEDDED_HUB_ID
     elif model == TINY_MODEL:
         folder = tiny_model_dir()
         description = f"likra's `{TINY_MODEL}`: a 2-layer random Llama built from a fixed seed, for tests"
-        hub_id = None
+        hub_id = card_base = None
     elif Path(model).exists():
         folder = Path(model).resolve()
         description = f"the local model folder `{model}`"
-        hub_id = None
+        hub_id = card_base = None
     else:
         model = model.removeprefix(HUB_PREFIX)
         folder, description = None, f"the hub checkpoint `{model}`"
-        hub_id = model if HUB_REPO_ID.match(model) else None
+        hub_id = card_base = model if HUB_REPO_ID.match(model) else None
     sha = weights_sha256(folder) if folder is not None else None
     where = load_from or (str(folder) if folder is not None else model)
-    return BaseWeights(model, where, hub_id, sha, description)
+    return BaseWeights(model, where, hub_id, sha, description, card_base)
 
 
 def spec_datasets(spec: str) -> list[str]:
@@ -262,16 +259,18 @@ def model_card(
     where: str,
     base: BaseWeights,
     license: str = DEFAULT_LICENSE,
+    files: dict[str, str] | None = None,
 ) -> str:
     """README.md: YAML metadata the hub reads, then what the heads are and how to use them; `where` is the
-    folder (or hub repo) the card's commands use, `base` the exact base weights."""
+    folder (or hub repo) the card's commands use, `base` the exact base weights, `files` the sha256 of the
+    exported weight files (by name, relative to the folder)."""
     data = manifest.get("data", {}).get("spec", "")
     datasets = spec_datasets(data)
     meta = {
         "license": license,
         "library_name": "peft",
         "tags": ["likra", "lora", "negative-examples", "multiple-choice"],
-        **({"base_model": base.hub_id} if base.hub_id else {}),
+        **({"base_model": base.card_base_model} if base.card_base_model else {}),
         **({"datasets": datasets} if datasets else {}),
         **({"model-index": model_index(name, results)} if model_index(name, results) else {}),
     }
@@ -297,12 +296,18 @@ def model_card(
         spec = specs.get(head, {})
         data = built.get(head, {}).get("spec") or spec.get("data", "-")
         lines.append(f"| {head} | {spec.get('objective', 'mle')} | `{data}` | {examples.get(head, '-')} | {folder} |")
+    if base.card_base_model:
+        origin = f"The metadata's `base_model` is `{base.card_base_model}`" + (
+            ", where these weights come from (not the weights themselves)." if not base.hub_id else "."
+        )
+    else:
+        origin = "The metadata has no `base_model`: this base has no hub id."
     lines += [
         "",
-        f"**Base weights.** {base.description}"
-        + (f"; sha256 of its weights (every tensor, by name): `{base.sha256}`" if base.sha256 else "")
-        + f". Every adapter's `base_model_name_or_path` is `{base.load_from}`.",
+        f"**Base weights.** {base.description}. Every adapter's `base_model_name_or_path` is `{base.load_from}`. "
+        + origin,
         "",
+        *_checksums(files, base),
         f"Training data: `{data}`"
         + (f" ({manifest['data'].get('questions')} questions)" if manifest.get("data", {}).get("questions") else "")
         + f". LoRA r={lora.get('r')}, alpha={lora.get('alpha')} on {', '.join(lora.get('target_modules', []) or [])}; "
@@ -376,6 +381,36 @@ def model_card(
     return "\n".join(lines)
 
 
+def exported_weight_files(heads: list[str]) -> list[str]:
+    """The weight files of an exported folder, relative to it: the root head's, then every head's."""
+    return ["adapter_model.safetensors", *(f"{ADAPTERS}/{h}/adapter_model.safetensors" for h in heads)]
+
+
+def _checksums(files: dict[str, str] | None, base: BaseWeights) -> list[str]:
+    """The card's weight checksums as `sha256sum` prints them: the exported files' (`files`, relative name ->
+    sha256; `sha256sum -c` checks them in the folder), then a local base's."""
+    lines = []
+    if files:
+        lines += [
+            "sha256 of the weight files (`sha256sum -c` in this folder checks them):",
+            "",
+            "```text",
+            *(f"{digest}  {name}" for name, digest in files.items()),
+            "```",
+            "",
+        ]
+    if base.sha256:
+        lines += [
+            f"sha256 of the base's weight files (in `{base.load_from}`):",
+            "",
+            "```text",
+            *(f"{digest}  {name}" for name, digest in base.sha256.items()),
+            "```",
+            "",
+        ]
+    return lines
+
+
 def export_run(
     run: str | Path,
     out: str | Path,
@@ -431,10 +466,12 @@ def _fill_export(run: Path, staging: Path, out: Path, manifest: dict, results: l
             "root_head": manifest["heads"][0],
             "license": license,
             "base_weights": {"name": base.name, "load_from": base.load_from, "sha256": base.sha256},
+            "sha256": {name: file_sha256(staging / name) for name in exported_weight_files(manifest["heads"])},
         },
     }
     atomic_write_json(staging / MANIFEST, exported)
-    atomic_write_text(staging / "README.md", model_card(out.name, manifest, results, str(out), base, license))
+    card = model_card(out.name, manifest, results, str(out), base, license, exported["exported"]["sha256"])
+    atomic_write_text(staging / "README.md", card)
 
 
 def push_to_hub(folder: str | Path, repo: str, private: bool = False, token: str | None = None) -> str:

@@ -141,7 +141,7 @@ def load_eval_data(cfg: EvalConfig, tokenizer, max_length: int | None) -> EvalDa
     are set to what is used)."""
     trained = run_prompt_settings(read_manifest(resolve_run(cfg.run))) if cfg.run else None
     cfg.format, cfg.chat_template = resolve_eval_prompt(trained, cfg.format, cfg.chat_template, cfg.cross_format)
-    records, info = load_data(cfg.data, cfg.source, cfg.format, cfg.chat_template, tokenizer, max_length)
+    records, info = load_data(cfg.data, cfg.source, cfg.format, cfg.chat_template, tokenizer, max_length, cfg.shots)
     total = len(records)
     if cfg.limit is not None:
         records = records[: cfg.limit]

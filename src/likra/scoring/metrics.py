@@ -71,11 +71,32 @@ def accuracy(scores: Sequence[np.ndarray], golds: Sequence[int]) -> Metric:
 
 def accuracy_norm(scores: Sequence[np.ndarray], golds: Sequence[int], choice_texts: Sequence[Sequence[str]]) -> Metric:
     """acc_norm: argmax of score / character length of the choice text (lm-eval's convention)."""
-    normed = [
+    return accuracy(per_character(scores, choice_texts), golds)
+
+
+def per_character(scores: Sequence[np.ndarray], choice_texts: Sequence[Sequence[str]]) -> list[np.ndarray]:
+    """Each choice's score divided by its character length (at least 1): what acc_norm ranks."""
+    return [
         np.asarray(s) / np.array([max(len(c), 1) for c in texts], dtype=np.float64)
         for s, texts in zip(scores, choice_texts)
     ]
-    return accuracy(normed, golds)
+
+
+def mode_credits(
+    per_head: dict[str, list[np.ndarray]], records: Sequence[MCRecord], modes: Sequence[str], weight: float
+) -> dict[str, dict[str, np.ndarray]]:
+    """{mode: {"acc": per-question credits, "acc_norm": ...}}: what `mode_metrics` summarises, question by question
+    (a curve's intervals over seeds and questions need them)."""
+    golds = [r.gold for r in records]
+    texts = [r.choices for r in records]
+    out = {}
+    for mode in modes:
+        scores = question_scores(mode, per_head, weight)
+        out[mode] = {
+            "acc": np.array([tie_credit(np.asarray(s), g) for s, g in zip(scores, golds)], dtype=np.float64),
+            "acc_norm": np.array([tie_credit(s, g) for s, g in zip(per_character(scores, texts), golds)]),
+        }
+    return out
 
 
 def mode_metrics(

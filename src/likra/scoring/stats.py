@@ -19,7 +19,7 @@ import numpy as np
 
 from likra.data.records import MCRecord
 from likra.errors import LikraError
-from likra.scoring.metrics import METRICS, accuracy, summarise, tie_credit
+from likra.scoring.metrics import METRICS, accuracy, per_character, summarise, tie_credit
 from likra.scoring.modes import question_scores
 
 DEFAULT_RESAMPLES = 10_000
@@ -32,11 +32,7 @@ def credits(scores: Sequence[np.ndarray], golds: Sequence[int]) -> np.ndarray:
     return np.array([tie_credit(np.asarray(s), g) for s, g in zip(scores, golds)], dtype=np.float64)
 
 
-def length_normalised(scores: Sequence[np.ndarray], choice_texts: Sequence[Sequence[str]]) -> list[np.ndarray]:
-    """Scores divided by each choice's character length (acc_norm's convention)."""
-    return [
-        np.asarray(s) / np.array([max(len(c), 1) for c in t], dtype=np.float64) for s, t in zip(scores, choice_texts)
-    ]
+length_normalised = per_character  # scores divided by each choice's character length (acc_norm's convention)
 
 
 @dataclass(frozen=True)
@@ -197,15 +193,92 @@ def t_quantile(df: int, level: float = 0.95) -> float:
 
 
 def across_seeds(values: Sequence[float]) -> tuple[float, float, float]:
-    """(mean, 95% CI low, high) of per-seed values: Student's t interval with n - 1 degrees of freedom on the
-    seeds' standard error (a few seeds are a small sample: a normal z would make the interval too narrow,
-    about 2.2x at 3 seeds)."""
+    """(mean, 95% CI low, high) of per-seed values alone: Student's t interval with n - 1 degrees of freedom on the
+    seeds' standard error. It ignores the variation between questions (each seed's value is itself a mean over
+    questions): curves use `seeds_and_questions`; this is for a value with no questions behind it."""
     v = np.asarray(values, dtype=float)
     mean = float(v.mean())
     if len(v) < 2:
         return mean, float("nan"), float("nan")
     half = t_quantile(len(v) - 1) * float(v.std(ddof=1)) / math.sqrt(len(v))
     return mean, mean - half, mean + half
+
+
+@dataclass(frozen=True)
+class SeedMean:
+    """The mean of per-question values over seeds and questions, with a 95% interval that counts both sources of
+    variation; `df`: the degrees of freedom of its t quantile; `seed_share`: the share of the mean's variance that
+    comes from seed to seed (0 when the seeds vary no more than their questions' noise explains)."""
+
+    value: float
+    ci_low: float
+    ci_high: float
+    seeds: int
+    questions: int
+    df: float
+    seed_share: float
+
+
+def seeds_and_questions(values: np.ndarray, bounded: bool = True, level: float = 0.95) -> SeedMean:
+    """Mean and interval of `values` (seeds x questions: a credit, or a paired difference of two modes' credits per
+    question) over both seeds and questions, which are crossed (every seed answers the same questions).
+
+    The variance of the grand mean is sigma_seed^2/S + sigma_question^2/Q + sigma_residual^2/(SQ), estimated from
+    the two-way analysis of variance's mean squares (components below 0 set to 0), with Satterthwaite's degrees of
+    freedom for the t quantile (few seeds make it small, and the interval wide). `bounded` (accuracies): the
+    interval is made on the logit scale, so it stays inside [0, 1]; else (differences) it is clipped to [-1, 1].
+    It has zero width only when every value is the same. One seed: the interval is over questions alone (the
+    seed's variation is not measured). Coverage against simulated curves is in tests/test_stats.py."""
+    x = np.asarray(values, dtype=np.float64)
+    if x.ndim != 2 or min(x.shape) < 1:
+        raise LikraError(f"seeds_and_questions needs a seeds x questions array, got shape {x.shape}")
+    n_seeds, n_questions = x.shape
+    mean = float(x.mean())
+    if n_questions < 2:
+        return SeedMean(mean, *across_seeds(x[:, 0])[1:], n_seeds, n_questions, float(max(n_seeds - 1, 0)), 1.0)
+    if n_seeds == 1:
+        terms = [(float(x[0].var(ddof=1)), n_questions - 1)]
+        seed_part = 0.0
+    else:
+        seeds, questions = x.mean(axis=1), x.mean(axis=0)
+        ms_seed = n_questions * float(((seeds - mean) ** 2).sum()) / (n_seeds - 1)
+        ms_question = n_seeds * float(((questions - mean) ** 2).sum()) / (n_questions - 1)
+        residual = x - seeds[:, None] - questions[None, :] + mean
+        ms_residual = float((residual**2).sum()) / ((n_seeds - 1) * (n_questions - 1))
+        # sigma_seed^2 = (ms_seed - ms_residual)/Q and sigma_question^2 = (ms_question - ms_residual)/S, each >= 0
+        terms = [(ms_residual, (n_seeds - 1) * (n_questions - 1))]
+        if ms_seed > ms_residual:
+            terms += [(ms_seed, n_seeds - 1), (-ms_residual, (n_seeds - 1) * (n_questions - 1))]
+        if ms_question > ms_residual:
+            terms += [(ms_question, n_questions - 1), (-ms_residual, (n_seeds - 1) * (n_questions - 1))]
+        seed_part = max(ms_seed - ms_residual, 0.0)
+    combined = sum(ms for ms, _ in terms)
+    variance = combined / (n_seeds * n_questions)
+    if variance <= 0:
+        return SeedMean(mean, mean, mean, n_seeds, n_questions, float("inf"), 0.0)
+    df = combined**2 / sum(ms**2 / df for ms, df in terms)
+    t = t_quantile(df, level) if math.isfinite(df) else t_quantile(10**9, level)
+    share = seed_part / combined
+    if bounded and 0 < mean < 1:
+        centre, spread = math.log(mean / (1 - mean)), t * math.sqrt(variance) / (mean * (1 - mean))
+        low, high = (1 / (1 + math.exp(-(centre + sign * spread))) for sign in (-1, 1))
+    else:
+        half = t * math.sqrt(variance)
+        low, high = mean - half, mean + half
+        low, high = (max(low, 0.0), min(high, 1.0)) if bounded else (max(low, -1.0), min(high, 1.0))
+    return SeedMean(mean, low, high, n_seeds, n_questions, float(df), float(share))
+
+
+def few_seeds_note(seeds: int) -> str | None:
+    """The one line a curve of fewer than 3 seeds prints beside its intervals; None from 3 seeds on."""
+    if seeds == 1:
+        return "1 seed: intervals are over questions only; the variation from seed to seed is not measured (--seeds 3+)"
+    if seeds == 2:
+        return (
+            "2 seeds: the seed-to-seed part of each interval rests on one degree of freedom (wide, or too narrow when"
+            " the two seeds happen to agree); use --seeds 3 or more"
+        )
+    return None
 
 
 # -- every statistic of an evaluation ---------------------------------------------------------------------

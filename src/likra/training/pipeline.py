@@ -7,6 +7,7 @@ cfg -> heads (configured, or the Likra pair) -> settings checked -> model with o
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import random
@@ -18,6 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 from likra.config import NonNegativeInt, PositiveInt, check, option, settings
 from likra.data.benchmarks import load_spec
 from likra.data.formats import DataSettings, load_data
+from likra.data.lmeval_tasks import use_include_paths
 from likra.data.negative_sets import SetInputs
 from likra.data.negatives import PER_QUESTION
 from likra.distributed import barrier, is_main, start
@@ -35,6 +37,7 @@ from likra.model.heads import (
 )
 from likra.model.loading import (
     ModelSettings,
+    check_quantize_available,
     is_quantized,
     load_base_model,
     load_tokenizer,
@@ -47,7 +50,7 @@ from likra.objectives.registry import TrainStats, steps_per_epoch, train_head, t
 from likra.objectives.settings import TrainSettings
 from likra.progress import CurveProgress
 from likra.runs import ADAPTERS, check_out, finish_run
-from likra.tracking import REPORT_TO, ReportTo, Tracker, check_available, make_tracker
+from likra.tracking import REPORT_TO, ReportTo, Tracker, check_available, examples_seen, make_tracker
 from likra.training.plan import HeadPlan, head_items, plan_heads
 
 log = logging.getLogger(__name__)
@@ -211,7 +214,9 @@ def train_heads(
             reinit_heads(ctx.model, (head.adapter,), ctx.train.seed, (head.init,))
             done = done_file(head) if done_file is not None else None
             cached = done is not None and done.is_file()
-            callbacks = [line.trainer_callback(seed, head.name), *tracker.trainer_callbacks(seed or 0, head.name)]
+            n, train = get_objective(head.objective).schedule_size(items[head.name]), ctx.train
+            seen = functools.partial(examples_seen, n_examples=n, batch_size=train.batch_size, epochs=train.epochs)
+            callbacks = [line.trainer_callback(seed, head.name), *tracker.trainer_callbacks(seed or 0, head.name, seen)]
             with trainer_callbacks(callbacks):
                 stats[head.name] = train_head(
                     ctx,
@@ -241,6 +246,8 @@ def setup_run(cfg: TrainConfig) -> RunSetup:
     """Every setting of `cfg` checked and resolved (one line for anything wrong, nothing loaded or written)."""
     check(cfg)
     check_available(cfg.report_to)
+    check_quantize_available(cfg.quantize)
+    use_include_paths(cfg.include_path)
     plan = run_plan(cfg, defaults={"per_question": cfg.negatives})
     unapplied = [name for name, r in plan.recipes.items() if r.set and "per_question" not in r.values]
     if cfg.negatives != "one" and unapplied:

@@ -21,7 +21,7 @@ from likra.data.records import MCRecord
 from likra.errors import LikraError
 from likra.model.heads import HeadSpec
 from likra.objectives import TrainContext, get_objective
-from likra.objectives.registry import check_sections, head_settings
+from likra.objectives.registry import check_requirements, check_sections, head_settings
 from likra.objectives.settings import TrainSettings
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,11 @@ def plan_heads(
     defaults: Mapping[str, Any] | None = None,
 ) -> HeadPlan:
     """The plan of `heads`: every objective section given checked (used by a head or not), each head's data recipe
-    resolved with `defaults`, each head's settings validated (its objective's section with its own values on top)."""
+    resolved with `defaults`, each head's settings validated (its objective's section with its own values on top).
+    An objective whose optional packages are missing (TRL for dpo and kto) is refused first, in one line naming the
+    extra to install; a section no head uses needs none of them."""
+    for head in heads:
+        check_requirements(get_objective(head.objective))
     check_sections(dict(objective_settings))
     for head in heads:
         shadowed = shadows(head.name)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from likra.experiments.curve import CurveConfig, CurveRun, negative_spec
-from likra.experiments.figures import base_value, baselines_line, fmt, line_figure, mode_points
+from likra.experiments.figures import base_value, baselines_line, fmt, interval_name, line_figure, mode_points
 from likra.experiments.studies.base import Study, register_study
 from likra.model.heads import HeadSpec
 from likra.objectives.dpo import DPO_HEAD, DPOSettings
@@ -43,9 +43,8 @@ class DPOStudy(Study):
                 ("DPO (log p_dpo - log p_base)", mode_points(dpo_curve, "dpo_base")),
             ]
         }
-        return line_figure(
-            panels, base_value(curve), f"{curve['model']}: DPO baseline on {curve['eval_data']}", "training examples"
-        )
+        title = f"{curve['model']}: DPO baseline on {curve['eval_data']} (bands: {interval_name(curve)})"
+        return line_figure(panels, base_value(curve), title, "training examples")
 
     def report(self, result: dict) -> list[str]:
         rows = [r for r in result["rows"] if r["metric"] == "acc_norm" and r["seed"] == 0]

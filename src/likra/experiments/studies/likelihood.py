@@ -88,15 +88,17 @@ class LikelihoodStudy(Study):
         import matplotlib.pyplot as plt
 
         heads = list(result["per_token"])
-        fig, axes = plt.subplots(1, len(heads), figsize=(4.7 * len(heads), 4), dpi=120, sharey=True)
+        size = (4.7 * len(heads), 4)
+        fig, axes = plt.subplots(1, len(heads), figsize=size, dpi=120, sharey=True, squeeze=False, layout="constrained")
+        axes = axes[0]
         for ax, head in zip(axes, heads):
             ax.violinplot([result["per_token"][head][k] for k in ANSWER_KINDS], showmeans=True)
             ax.set_xticks(range(1, len(ANSWER_KINDS) + 1), ANSWER_KINDS)
-            ax.set_title(f"{head} head" + ("" if head == BASE else f" after {result['last_step']} steps"), fontsize=10)
+            title = f"{head} head" + ("" if head == BASE else f" after {result['last_step']} steps")
+            ax.set_title(title, fontsize=10, wrap=True)
             ax.grid(True, alpha=0.3)
         axes[0].set_ylabel("answer log-likelihood per token")
-        fig.suptitle(f"{result['model']}: answer likelihoods on {result['eval_data']}", fontsize=10)
-        fig.tight_layout()
+        fig.suptitle(f"{result['model']}: answer likelihoods on {result['eval_data']}", fontsize=10, wrap=True)
         return fig
 
     def report(self, result: dict) -> list[str]:

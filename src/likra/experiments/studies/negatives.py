@@ -11,7 +11,15 @@ from likra.config import option, settings
 from likra.data.negative_sets import NEGATIVE_SETS
 from likra.errors import LikraError
 from likra.experiments.curve import CurveConfig, CurveRun, negative_spec, variant_name
-from likra.experiments.figures import base_value, baselines_line, fmt, line_figure, mode_points, summary_rows
+from likra.experiments.figures import (
+    base_value,
+    baselines_line,
+    fmt,
+    interval_name,
+    line_figure,
+    mode_points,
+    summary_rows,
+)
 from likra.experiments.studies.base import Study, register_study
 from likra.model.heads import NEGATIVE, HeadSpec, likra_heads
 
@@ -47,9 +55,8 @@ def variant_figure(result: dict):
         "Base-Likra (base - neg)": [(k, mode_points(c, "negbase")) for k, c in curves.items()],
         "SFT (shared positive head)": [("sft", mode_points(first, "sft"))],
     }
-    return line_figure(
-        panels, base_value(first), f"{first['model']}: {result['study']} on {first['eval_data']}", "training examples"
-    )
+    title = f"{first['model']}: {result['study']} on {first['eval_data']} (bands: {interval_name(first)})"
+    return line_figure(panels, base_value(first), title, "training examples")
 
 
 def variant_table(result: dict) -> list[str]:

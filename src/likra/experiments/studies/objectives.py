@@ -18,7 +18,15 @@ from dataclasses import asdict, fields, replace
 from likra.config import option, settings
 from likra.errors import LikraError
 from likra.experiments.curve import CurveConfig, CurveRun, negative_spec, variant_name
-from likra.experiments.figures import base_value, baselines_line, fmt, line_figure, mode_points, paired_summary
+from likra.experiments.figures import (
+    base_value,
+    baselines_line,
+    fmt,
+    interval_name,
+    line_figure,
+    mode_points,
+    paired_summary,
+)
 from likra.experiments.studies.base import Study, register_study
 from likra.model.heads import HeadSpec, likra_heads
 from likra.objectives import OBJECTIVES
@@ -110,9 +118,8 @@ class ObjectivesStudy(Study):
                 (name, mode_points(curve, ms[1])) for name, ms in modes.items()
             ],
         }
-        return line_figure(
-            panels, base_value(curve), f"{curve['model']}: objectives on {curve['eval_data']}", "training examples"
-        )
+        title = f"{curve['model']}: objectives on {curve['eval_data']} (bands: {interval_name(curve)})"
+        return line_figure(panels, base_value(curve), title, "training examples")
 
     def report(self, result: dict) -> list[str]:
         gains = result["gains"]

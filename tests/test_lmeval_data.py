@@ -1,0 +1,176 @@
+"""`lmeval:<task>` data: a task YAML read by the harness's TaskManager and rendered by the task, for training and
+evaluation, scored exactly as a stock harness run scores it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("lm_eval")
+
+from conftest import one_line_error  # noqa: E402
+
+from likra.cli import main  # noqa: E402
+
+COLOURS = ["red", "blue", "green", "yellow"]
+
+
+def _write_task(folder, name="toy_mc", extra: str = "", n_test=10, n_train=12):
+    """A multiple-choice task over local JSON files, in the harness's YAML, as a user keeps one."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("test", n_test)):
+        rows = [{"question": f"What colour is item {split}-{i}?", "options": COLOURS, "label": i % 4} for i in range(n)]
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / f"{name}.yaml").write_text(
+        f"""task: {name}
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    train: {folder / "train.jsonl"}
+    test: {folder / "test.jsonl"}
+output_type: multiple_choice
+training_split: train
+test_split: test
+fewshot_split: train
+description: "Name the colour.\\n\\n"
+doc_to_text: "Question: {{{{question}}}}\\nAnswer:"
+doc_to_choice: "{{{{options}}}}"
+doc_to_target: label
+metric_list:
+  - metric: acc
+  - metric: acc_norm
+metadata:
+  version: 2.0
+{extra}"""
+    )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tasks(tmp_path_factory):
+    from likra.data.lmeval_tasks import use_include_paths
+
+    folder = _write_task(tmp_path_factory.mktemp("tasks"))
+    use_include_paths([str(folder)])
+    yield folder
+    use_include_paths([])
+
+
+@pytest.fixture(scope="module")
+def tiny_hf(tmp_path_factory):
+    """The tiny model as a model folder that stock `lm_eval --model hf` loads."""
+    from likra.model.loading import build_tiny_model, build_tiny_tokenizer
+
+    folder = tmp_path_factory.mktemp("tiny") / "model"
+    tokenizer = build_tiny_tokenizer()
+    build_tiny_model(len(tokenizer)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_a_task_yaml_gives_the_tasks_own_questions(tasks):
+    from likra.data.benchmarks import load_spec
+
+    records = load_spec("lmeval:toy_mc")
+    assert len(records) == 10 and records[3].gold == 3 and records[3].choices == tuple(COLOURS)
+    assert records[3].prompt == "Name the colour.\n\nQuestion: What colour is item test-3?\nAnswer:"
+    assert records[3].separator == " " and records[3].id == "toy_mc/test/3"
+    train = load_spec("lmeval:toy_mc:train")
+    assert len(train) == 12 and train[0].prompt.endswith("item train-0?\nAnswer:")
+
+
+@pytest.mark.parametrize("shots", [0, 3])
+def test_likra_scores_an_lmeval_task_as_the_stock_harness_does(tasks, tiny_hf, shots):
+    """Per-choice log-likelihoods equal those a stock `lm_eval --model hf --log_samples` run records (its own
+    few-shot sampler), and so do acc and acc_norm."""
+    import numpy as np
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    from likra.data.lmeval_tasks import lmeval_records
+    from likra.model.loading import load_base_model, load_tokenizer
+    from likra.scoring.engine import ScoringEngine, tokenize_questions
+    from likra.scoring.metrics import accuracy, accuracy_norm
+    from tests.numerics import assert_kernel_close
+
+    stock = simple_evaluate(
+        model="hf",
+        model_args=f"pretrained={tiny_hf},dtype=float32",
+        tasks=["toy_mc"],
+        num_fewshot=shots,
+        log_samples=True,
+        task_manager=TaskManager(include_path=str(tasks), include_defaults=False),
+        device="cpu",
+    )
+    samples = sorted(stock["samples"]["toy_mc"], key=lambda s: s["doc_id"])
+    theirs = np.array([[r[0][0] for r in s["resps"]] for s in samples])
+    records = lmeval_records("lmeval:toy_mc", shots=shots)
+    assert [s["arguments"][0][0] for s in samples] == [r.prompt for r in records]  # the harness's own contexts
+    model, tokenizer = load_base_model(str(tiny_hf), "fp32"), load_tokenizer(str(tiny_hf))
+    _, questions = tokenize_questions(tokenizer, records)
+    ours = np.array(ScoringEngine(model).loglikelihoods(questions, ("base",))["base"])
+    assert_kernel_close(ours, theirs, kind="fp32", what="per-choice log-likelihoods")
+    golds = [r.gold for r in records]
+    result = stock["results"]["toy_mc"]
+    assert accuracy(list(ours), golds).value == pytest.approx(result["acc,none"])
+    assert accuracy_norm(list(ours), golds, [r.choices for r in records]).value == pytest.approx(
+        result["acc_norm,none"]
+    )
+
+
+def test_train_and_eval_on_a_task_yaml_from_the_command_line(tmp_path):
+    from likra.data.lmeval_tasks import lmeval_records, use_include_paths
+
+    tasks = _write_task(tmp_path / "tasks", n_train=16)
+    run, out = tmp_path / "run", tmp_path / "eval.json"
+    include = ["--include-path", str(tasks)]
+    train = ["-q", "train", "--model", "random-tiny", "--data", "lmeval:toy_mc:train", *include, "--batch-size", "4"]
+    assert main([*train, "--out", str(run)]) == 0
+    manifest = json.loads((run / "likra.json").read_text())
+    assert manifest["data"]["questions"] == 16 and manifest["data"]["lmeval"]["toy_mc"]["version"] == 2.0
+    assert manifest["data"]["lmeval"]["toy_mc"]["split"] == "train" and manifest["examples"]["negative"] == 16
+    evaluate = ["-q", "eval", "--run", str(run), "--data", "lmeval:toy_mc", *include, "--shots", "3", "--out", str(out)]
+    assert main(evaluate) == 0
+    result = json.loads(out.read_text())
+    assert result["metrics"]["likra"]["acc"]["n"] == 10
+    use_include_paths([str(tasks)])
+    with_shots = lmeval_records("lmeval:toy_mc", shots=3)
+    assert result["question_ids"] == [r.id for r in with_shots] if "question_ids" in result else True
+    assert with_shots[0].prompt.count("Answer:") == 4  # three shots from the harness's sampler, then the question
+
+
+@pytest.mark.parametrize(
+    "extra,name,said",
+    [
+        ("", "nope_task", "no such lm-eval task or group"),
+        ("", "toy_gen", "output type 'generate_until'"),
+        ("", "toy_wino", "multiple_input"),
+    ],
+)
+def test_tasks_likra_cannot_take_are_one_line_before_the_model_loads(tmp_path, capsys, monkeypatch, extra, name, said):
+    tasks = _write_task(tmp_path / "tasks")
+    (tasks / "toy_gen.yaml").write_text(
+        (tasks / "toy_mc.yaml").read_text().replace("task: toy_mc", "task: toy_gen")
+        .replace("output_type: multiple_choice", "output_type: generate_until")
+    )  # fmt: skip
+    (tasks / "toy_wino.yaml").write_text(
+        (tasks / "toy_mc.yaml").read_text().replace("task: toy_mc", "task: toy_wino")
+        .replace('doc_to_text: "Question: {{question}}\\nAnswer:"', "doc_to_text: label")
+        .replace('doc_to_choice: "{{options}}"', 'doc_to_choice: "{{options}}"')
+        .replace("doc_to_target: label", 'doc_to_target: "is it."')
+    )  # fmt: skip
+    monkeypatch.setattr("likra.scoring.evaluate.load_eval_model", lambda *a: pytest.fail("model loaded"))
+    argv = [
+        "eval",
+        "--model",
+        "random-tiny",
+        "--data",
+        f"lmeval:{name}",
+        "--include-path",
+        str(tasks),
+        "--modes",
+        "base",
+    ]
+    err = one_line_error(capsys, main([*argv, "--out", str(tmp_path / "e.json")]))
+    assert said in err and not (tmp_path / "e.json").exists()
