@@ -939,13 +939,13 @@ def test_a_random_shape_is_cached_in_memory_of_one_layer(tmp_path):
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), env.get("PYTHONPATH", "")])
     done = subprocess.run([sys.executable, "-c", CACHE_UNDER_LIMIT], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.splitlines() == ["whole model refused", str(tmp_path / "models" / "random-wide")]
+    assert done.stdout.splitlines() == ["whole model refused", str(tmp_path / "models" / "random-shape-wide")]
     import torch
     from transformers import AutoModelForCausalLM
 
     from likra.model import shapes
 
-    lm = AutoModelForCausalLM.from_pretrained(tmp_path / "models" / "random-wide", dtype=torch.bfloat16)
+    lm = AutoModelForCausalLM.from_pretrained(tmp_path / "models" / "random-shape-wide", dtype=torch.bfloat16)
     assert lm.config.num_hidden_layers == 12 and lm.config.hidden_size == 1024
     weights = dict(lm.named_parameters())
     std = lm.config.initializer_range

@@ -43,7 +43,7 @@ from likra.scoring.metrics import METRICS, mode_credits, mode_metrics
 from likra.scoring.modes import check_heads, check_modes
 from likra.scoring.settings import ScoringSettings
 from likra.scoring.stats import few_seeds_note, mode_statistics, parse_pairs, seeds_and_questions, trivial_baselines
-from likra.tracking import REPORT_TO, ReportTo, Tracker, check_available, make_tracker
+from likra.tracking import REPORT_TO, ReportTo, Tracker, check_available, examples_seen, make_tracker
 from likra.training.pipeline import (
     HeadsSettings,
     build_model,
@@ -114,8 +114,7 @@ def checkpoint_schedule(
     seen_total = round(n_examples * epochs)
 
     def seen(step: int) -> int:
-        full, part = divmod(step, per_epoch)
-        return min(full * n_examples + min(part * batch_size, n_examples), seen_total)
+        return examples_seen(step, n_examples, batch_size, epochs)
 
     if points is None:
         steps = {2**k for k in range(max(total.bit_length(), 1)) if 2**k < total}

@@ -359,7 +359,7 @@ def random_model_dir(model: str, dtype_name: str = "bf16") -> Path:
     """`random:<shape>` saved as a model folder with its tokenizer (for loaders that need one: device maps,
     4-bit bases), built once into the cache."""
     shape = get_shape(model)
-    target = cache_dir() / "models" / f"random-{shape.name}"
+    target = cache_dir() / "models" / f"random-shape-{shape.name}"  # not random-tiny's folder (that alias)
     if (target / "config.json").is_file():
         return target
     free = shutil.disk_usage(target.parent if target.parent.exists() else cache_dir().parent).free
