@@ -174,3 +174,49 @@ def test_tasks_likra_cannot_take_are_one_line_before_the_model_loads(tmp_path, c
     ]
     err = one_line_error(capsys, main([*argv, "--out", str(tmp_path / "e.json")]))
     assert said in err and not (tmp_path / "e.json").exists()
+
+
+def test_likras_exported_tasks_read_back_as_likras_own_records(tmp_path):
+    """`likra_<benchmark>` (the offline task likra writes for the harness) read as lmeval: data gives the records of
+    the benchmark's split: the same prompts, choices, separators and golds, in order."""
+    from likra.data.benchmarks import load_spec
+    from likra.data.lmeval_tasks import lmeval_records, use_include_paths
+    from likra.lmeval.tasks import export_task
+
+    folder = tmp_path / "exported"
+    export_task("arc_challenge", folder=folder)
+    use_include_paths([str(folder)])
+    try:
+        ours = load_spec("arc_challenge:test")
+        read = lmeval_records("lmeval:likra_arc_challenge")
+    finally:
+        use_include_paths([])
+    key = [(r.prompt, r.choices, r.gold, r.separator) for r in ours]
+    assert [(r.prompt, r.choices, r.gold, r.separator) for r in read] == key and len(read) > 1000
+
+
+def test_lm_eval_files_of_a_task_are_that_tasks_files(tasks, tiny_hf, tmp_path):
+    """`likra eval --lm-eval-out` on lmeval: data names the task as the harness does and its task_hashes equal a
+    stock run's over the same documents, prompts and targets; its configs block is the task's own."""
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+    from lm_eval.utils import hash_string
+
+    stock = simple_evaluate(
+        model="hf",
+        model_args=f"pretrained={tiny_hf},dtype=float32",
+        tasks=["toy_mc"],
+        num_fewshot=2,
+        log_samples=True,
+        task_manager=TaskManager(include_path=str(tasks), include_defaults=False),
+        device="cpu",
+    )
+    samples = stock["samples"]["toy_mc"]
+    stock_hash = hash_string("".join(s["doc_hash"] + s["prompt_hash"] + s["target_hash"] for s in samples))
+    out = tmp_path / "harness"
+    argv = ["-q", "eval", "--model", str(tiny_hf), "--data", "lmeval:toy_mc", "--include-path", str(tasks)]
+    assert main([*argv, "--shots", "2", "--modes", "base", "--lm-eval-out", str(out)]) == 0
+    written = json.loads(next(out.rglob("results_*.json")).read_text())
+    assert written["task_hashes"] == {"toy_mc": stock_hash}
+    assert written["configs"]["toy_mc"]["task"] == "toy_mc" and written["configs"]["toy_mc"]["num_fewshot"] == 2
+    assert written["configs"]["toy_mc"]["doc_to_text"] == stock["configs"]["toy_mc"]["doc_to_text"]

@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 PREFIX = "lmeval:"
 HARNESS_FEWSHOT_SEED = 1234  # lm_eval's default --fewshot_random_seed
 _include_paths: list[str] = []  # folders of task YAMLs, for every task found after `use_include_paths`
+_documents: dict[str, tuple[str, int, dict, Any]] = {}  # record id -> (task, doc id, the document, doc_to_target)
+_rendered: dict[str, tuple[Any, int]] = {}  # task name -> (the task, the shots of its last rendering)
 
 
 def is_lmeval(spec: str | None) -> bool:
@@ -177,7 +179,10 @@ def task_records(task: Any, name: str, split: str | None = None, shots: int = 0)
                 f"lmeval:{name}: document {i}'s target {shorten(repr(target))} is not one choice's index "
                 "(several gold answers are not taken)"
             )
-        records.append(MCRecord(f"{name}/{split}/{i}", context, tuple(choices), target, f"lmeval:{name}", delimiter))
+        record = MCRecord(f"{name}/{split}/{i}", context, tuple(choices), target, f"lmeval:{name}", delimiter)
+        _documents[record.id] = (name, i, dict(doc), task.doc_to_target(doc))
+        records.append(record)
+    _rendered[name] = (task, shots)
     if not records:
         raise LikraError(f"lmeval:{name}:{split}: no documents")
     return records
@@ -205,3 +210,18 @@ def task_identity(spec: str) -> dict:
             "split": split or task.config.test_split or task.config.validation_split,
         }
     return out
+
+
+def task_document(record: MCRecord) -> tuple[str, int, dict, Any] | None:
+    """(task, doc id, the task's document, its doc_to_target) behind a record of an lm-eval task, as a stock harness
+    run logs them (so likra's sample files hash as the harness's do); None for other records."""
+    return _documents.get(record.id) if record.source.startswith(PREFIX) else None
+
+
+def task_config(name: str) -> dict | None:
+    """The harness's own configuration of task `name` as last rendered (`dump_config`, with the shots it was
+    rendered with as `num_fewshot`): what a stock run records and reruns; None if it was not rendered here."""
+    if name not in _rendered:
+        return None
+    task, shots = _rendered[name]
+    return {**task.dump_config(), "num_fewshot": shots}

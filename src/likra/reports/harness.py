@@ -53,6 +53,8 @@ import numpy as np
 
 from likra.data.benchmarks import BENCHMARKS
 from likra.data.examples import FEWSHOT_SEED
+from likra.data.lmeval_tasks import PREFIX as LMEVAL
+from likra.data.lmeval_tasks import task_config, task_document
 from likra.data.records import MCRecord
 from likra.errors import LikraError
 from likra.io import atomic_write_text
@@ -190,6 +192,9 @@ class HarnessEvaluation:
 
     @property
     def task(self) -> str:
+        tasks = {r.source[len(LMEVAL) :] for r in self.records if r.source.startswith(LMEVAL)}
+        if len(tasks) == 1 and len(tasks) == len({r.source for r in self.records}):  # one lm-eval task: its name
+            return tasks.pop()
         return task_name(self.data_spec, self.prompt)
 
 
@@ -272,12 +277,15 @@ def sample_lines(ev: HarnessEvaluation) -> list[dict]:
             context = ev.prefix + rec.prompt
             arguments = [(context, rec.continuation(j)) for j in range(len(rec.choices))]
             responses = [(float(s), None) for s in summed[i]]
-            doc = rec.to_json()
+            doc, doc_id, target = rec.to_json(), i, rec.gold
+            behind = task_document(rec)  # an lm-eval task's record: the task's own document, id and target
+            if behind is not None:
+                _, doc_id, doc, target = behind
             lines.append(
                 {
-                    "doc_id": i,
+                    "doc_id": doc_id,
                     "doc": doc,
-                    "target": rec.gold,
+                    "target": target,
                     "arguments": arguments,
                     "resps": [[r] for r in responses],
                     "filtered_resps": responses,
@@ -285,7 +293,7 @@ def sample_lines(ev: HarnessEvaluation) -> list[dict]:
                     "metrics": list(METRICS),
                     "doc_hash": doc_hash(doc),
                     "prompt_hash": hash_string(context),
-                    "target_hash": hash_string(str(rec.gold)),
+                    "target_hash": hash_string(str(target)),
                     "acc": tie_credit(summed[i], rec.gold),
                     "acc_norm": tie_credit(normed[i], rec.gold),
                 }
@@ -451,7 +459,13 @@ def write_harness_files(out_dir: str | Path, model: HarnessModel, ev: HarnessEva
     `out_dir/<model_name_sanitized>/` (through lm-eval's EvaluationTracker when it is installed), and the
     task's data files under `out_dir/tasks/data/`; returns the two paths."""
     out_dir = Path(out_dir)
-    config = _full_config(write_task_data(out_dir, ev))
+    from_task = all(r.source == f"{LMEVAL}{ev.task}" for r in ev.records)
+    own = task_config(ev.task) if from_task else None  # an lm-eval task's records: the harness's own config
+    if own is not None:
+        metadata = {**(own.get("metadata") or {}), "likra_modes": {m: mode_model_args(m, ev.weight) for m in ev.modes}}
+        config = {**own, "metadata": metadata}
+    else:
+        config = _full_config(write_task_data(out_dir, ev))
     results = results_json(ev, model, config)
     samples = sample_lines(ev)
     by_mode = {mode: task_hash([s for s in samples if s["filter"] == mode]) for mode in ev.modes}
