@@ -220,3 +220,33 @@ def test_lm_eval_files_of_a_task_are_that_tasks_files(tasks, tiny_hf, tmp_path):
     assert written["task_hashes"] == {"toy_mc": stock_hash}
     assert written["configs"]["toy_mc"]["task"] == "toy_mc" and written["configs"]["toy_mc"]["num_fewshot"] == 2
     assert written["configs"]["toy_mc"]["doc_to_text"] == stock["configs"]["toy_mc"]["doc_to_text"]
+
+
+def test_the_readmes_example_task_trains_and_evaluates(tmp_path, monkeypatch):
+    """configs/tasks/arith_mc.yaml, as the README runs it from the repository's root."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)
+    run = tmp_path / "arith"
+    include = ["--include-path", "configs/tasks"]
+    train = ["-q", "train", "--model", "random-tiny", "--data", "lmeval:arith_mc:train", *include, "--batch-size", "8"]
+    assert main([*train, "--out", str(run)]) == 0
+    out = tmp_path / "e.json"
+    evaluate = [
+        "-q",
+        "eval",
+        "--run",
+        str(run),
+        "--data",
+        "lmeval:arith_mc",
+        *include,
+        "--shots",
+        "3",
+        "--out",
+        str(out),
+    ]
+    assert main(evaluate) == 0
+    result = json.loads(out.read_text())
+    assert result["metrics"]["likra"]["acc"]["n"] == 20
+    assert json.loads((run / "likra.json").read_text())["data"]["questions"] == 40
