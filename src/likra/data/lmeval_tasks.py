@@ -169,7 +169,7 @@ def task_records(task: Any, name: str, split: str | None = None, shots: int = 0)
     for i, doc in enumerate(docs):
         context = task.fewshot_context(doc, shots)
         choices = [str(c) for c in task.doc_to_choice(doc)]
-        target = task.doc_to_target(doc)
+        target = raw = task.doc_to_target(doc)
         if isinstance(target, str):
             if target not in choices:
                 raise LikraError(f"lmeval:{name}: document {i}'s target {shorten(repr(target))} is none of its choices")
@@ -180,7 +180,7 @@ def task_records(task: Any, name: str, split: str | None = None, shots: int = 0)
                 "(several gold answers are not taken)"
             )
         record = MCRecord(f"{name}/{split}/{i}", context, tuple(choices), target, f"lmeval:{name}", delimiter)
-        _documents[record.id] = (name, i, dict(doc), task.doc_to_target(doc))
+        _documents[record.id] = (name, i, doc, raw)
         records.append(record)
     _rendered[name] = (task, shots)
     if not records:
