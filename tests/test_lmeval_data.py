@@ -80,10 +80,21 @@ def test_a_task_yaml_gives_the_tasks_own_questions(tasks):
     assert len(train) == 12 and train[0].prompt.endswith("item train-0?\nAnswer:")
 
 
-@pytest.mark.parametrize("shots", [0, 3])
-def test_likra_scores_an_lmeval_task_as_the_stock_harness_does(tasks, tiny_hf, shots):
+@pytest.fixture(scope="module")
+def embedded_hf():
+    from likra.model.loading import embedded_model_dir
+
+    return embedded_model_dir()
+
+
+@pytest.mark.parametrize(
+    "model,shots",
+    [("tiny_hf", 0), ("tiny_hf", 3), pytest.param("embedded_hf", 2, marks=pytest.mark.slow)],
+)
+def test_likra_scores_an_lmeval_task_as_the_stock_harness_does(tasks, request, model, shots):
     """Per-choice log-likelihoods equal those a stock `lm_eval --model hf --log_samples` run records (its own
-    few-shot sampler), and so do acc and acc_norm."""
+    few-shot sampler), and so do acc and acc_norm: on the tiny model and on the embedded SmolLM2."""
+    tiny_hf = request.getfixturevalue(model)
     import numpy as np
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
@@ -250,3 +261,68 @@ def test_the_readmes_example_task_trains_and_evaluates(tmp_path, monkeypatch):
     result = json.loads(out.read_text())
     assert result["metrics"]["likra"]["acc"]["n"] == 20
     assert json.loads((run / "likra.json").read_text())["data"]["questions"] == 40
+
+
+def test_a_curve_on_task_yamls_records_the_tasks(tmp_path):
+    tasks = _write_task(tmp_path / "tasks", n_train=16)
+    out = tmp_path / "curve"
+    argv = ["-q", "curve", "--model", "random-tiny", "--data", "lmeval:toy_mc:train", "--eval-data", "lmeval:toy_mc"]
+    assert main([*argv, "--include-path", str(tasks), "--batch-size", "8", "--shots", "2", "--out", str(out)]) == 0
+    curve = json.loads((out / "curve.json").read_text())
+    assert curve["n_eval"] == 10 and curve["lmeval"]["eval_data"]["shots"] == 2
+    assert curve["lmeval"]["data"]["toy_mc"]["split"] == "train" and curve["lmeval"]["eval_data"]["toy_mc"]["version"]
+
+
+def test_a_group_expands_to_its_tasks(tmp_path):
+    from likra.data.lmeval_tasks import lmeval_records, use_include_paths
+
+    tasks = _write_task(tmp_path / "tasks")
+    _write_task(tmp_path / "tasks", name="toy_mc2")
+    (tasks / "toy_group.yaml").write_text("group: toy_group\ntask:\n  - toy_mc\n  - toy_mc2\n")
+    use_include_paths([str(tasks)])
+    try:
+        records = lmeval_records("lmeval:toy_group")
+    finally:
+        use_include_paths([])
+    assert len(records) == 20 and {r.source for r in records} == {"lmeval:toy_mc", "lmeval:toy_mc2"}
+    assert len({r.id for r in records}) == 20
+
+
+def test_every_command_refuses_a_task_it_cannot_take_before_a_model_loads(tmp_path, capsys, monkeypatch):
+    import likra.training.pipeline as pipeline
+
+    tasks = _write_task(tmp_path / "tasks")
+    (tasks / "toy_gen.yaml").write_text(
+        (tasks / "toy_mc.yaml").read_text().replace("task: toy_mc", "task: toy_gen")
+        .replace("output_type: multiple_choice", "output_type: generate_until")
+    )  # fmt: skip
+    monkeypatch.setattr(pipeline, "load_base_model", lambda *a, **k: pytest.fail("model loaded"))
+    common = ["--model", "random-tiny", "--include-path", str(tasks)]
+    for argv in (
+        ["train", *common, "--data", "lmeval:toy_gen:train", "--out", str(tmp_path / "r")],
+        [
+            "curve",
+            *common,
+            "--data",
+            "lmeval:toy_mc:train",
+            "--eval-data",
+            "lmeval:toy_gen",
+            "--out",
+            str(tmp_path / "c"),
+        ],
+        ["study", "negatives", *common, "--eval-data", "lmeval:toy_gen", "--out", str(tmp_path / "s")],
+    ):
+        assert "output type 'generate_until'" in one_line_error(capsys, main(argv))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tasks"]
+
+
+def test_a_hub_task_offline_without_its_data_is_one_line_in_seconds(tmp_path, capsys, monkeypatch):
+    import time
+
+    monkeypatch.setattr("likra.locations.hub_reachable", lambda *a, **k: False)
+    monkeypatch.setattr("datasets.config.HF_DATASETS_CACHE", tmp_path)  # an empty datasets cache
+    started = time.perf_counter()
+    argv = ["eval", "--model", "random-tiny", "--data", "lmeval:arc_easy", "--modes", "base"]
+    err = one_line_error(capsys, main(argv))
+    assert "lmeval:arc_easy: the harness could not load it (offline: not in the datasets cache)" in err
+    assert time.perf_counter() - started < 60  # indexing the harness's tasks takes most of it

@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from likra.config import config_from_args
-    from likra.data.lmeval_tasks import is_lmeval, lmeval_records, use_include_paths
+    from likra.data.lmeval_tasks import check_specs, use_include_paths
     from likra.distributed import is_main, start
     from likra.io import atomic_write_json
     from likra.model.loading import check_quantize_available, model_max_length
@@ -38,9 +38,8 @@ def run(args: argparse.Namespace) -> int:
     check_quantize_available(cfg.quantize)
     check_modes(cfg.modes)
     check_eval_outputs(cfg)
-    if is_lmeval(cfg.data):  # the task found, its output type checked and its data read before the model loads
-        use_include_paths(cfg.include_path)
-        lmeval_records(cfg.data, cfg.shots)
+    use_include_paths(cfg.include_path)
+    check_specs(cfg.data)  # lm-eval tasks found and of a kind likra takes before the model loads
     start()
     model, tokenizer = load_eval_model(cfg)
     data = load_eval_data(cfg, tokenizer, model_max_length(model))

@@ -188,6 +188,17 @@ def task_records(task: Any, name: str, split: str | None = None, shots: int = 0)
     return records
 
 
+def check_specs(*specs: str | None) -> None:
+    """Every lm-eval task the data specs name found and of a kind likra takes (one line otherwise), before a model
+    loads; the tasks are kept for the rendering that follows."""
+    for spec in specs:
+        for piece in (spec or "").split(","):
+            if is_lmeval(piece):
+                name, _ = parse_lmeval(piece)
+                for task_name, task in load_tasks(name, tuple(_include_paths)).items():
+                    check_task(task, task_name)
+
+
 def lmeval_records(spec: str, shots: int = 0) -> list[MCRecord]:
     """Every question of the task (or each task of the group) `spec` names, rendered by the harness."""
     name, split = parse_lmeval(spec)

@@ -22,7 +22,7 @@ from likra.config import Fraction, PositiveInt, check, option, settings
 from likra.data.benchmarks import load_spec
 from likra.data.examples import fewshot_prefix
 from likra.data.formats import DataSettings, fewshot_records, load_data
-from likra.data.lmeval_tasks import use_include_paths
+from likra.data.lmeval_tasks import check_specs, use_include_paths
 from likra.data.negative_sets import NEGATIVE_SETS, DataRecipe, SetInputs, parse_recipe
 from likra.distributed import barrier, is_main, rank_and_world, start
 from likra.errors import LikraError
@@ -222,6 +222,7 @@ class CurveRun:
         self.cfg = check(cfg)
         check_available(cfg.report_to)
         use_include_paths(cfg.include_path)
+        check_specs(cfg.data, cfg.eval_data)  # lm-eval tasks: found and of a kind likra takes, before a model loads
         self.progress = progress
         self.folder = CurveFolder(cfg.out)
         self.tracker = Tracker()
@@ -294,10 +295,12 @@ class CurveRun:
         ctx.objective_settings = self.objective_settings
         ctx.model = self.model = build_model(cfg, self.plan, ctx, cfg.train.gradient_checkpointing, precision)
         prompt = (cfg.source, cfg.format, cfg.chat_template, tokenizer)
-        eval_records = load_data(cfg.eval_data, *prompt, model_max_length(ctx.model), shots=cfg.shots)[0]
+        eval_records, eval_info = load_data(cfg.eval_data, *prompt, model_max_length(ctx.model), shots=cfg.shots)
         self.eval_total = len(eval_records)  # before --eval-limit
         eval_records = eval_records[: cfg.eval_limit]
-        train_records = load_data(cfg.data, *prompt, cfg.train.max_length)[0]
+        train_records, train_info = load_data(cfg.data, *prompt, cfg.train.max_length)
+        # lm-eval tasks as data: each task's version and config hash, so the curve names the harness's tasks
+        self.lmeval = {k: i.lmeval for k, i in (("data", train_info), ("eval_data", eval_info)) if i.lmeval}
         self.eval_records = eval_records  # in the curve's prompt format, for studies
         prefix_ids, questions = self.eval_tokens(tokenizer, eval_records)
         self.choice_tokens = [[len(c) for c in q.choice_ids] for q in questions]
@@ -339,6 +342,8 @@ class CurveRun:
             curve["head_data"] = [pick(self.head_data.get(r["seed"], {}), mine) for r in results]
             curve["baselines"] = baselines
             curve["seed_note"] = few_seeds_note(cfg.seeds)  # what fewer than 3 seeds' intervals can say; None from 3
+            if self.lmeval:
+                curve["lmeval"] = self.lmeval
             curve["timing"] = self.timing  # this process's wall time per phase (work found finished costs nothing)
         return CurveResult(
             cfg,

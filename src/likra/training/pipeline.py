@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 from likra.config import NonNegativeInt, PositiveInt, check, option, settings
 from likra.data.benchmarks import load_spec
 from likra.data.formats import DataSettings, load_data
-from likra.data.lmeval_tasks import use_include_paths
+from likra.data.lmeval_tasks import check_specs, use_include_paths
 from likra.data.negative_sets import SetInputs
 from likra.data.negatives import PER_QUESTION
 from likra.distributed import barrier, is_main, start
@@ -248,6 +248,7 @@ def setup_run(cfg: TrainConfig) -> RunSetup:
     check_available(cfg.report_to)
     check_quantize_available(cfg.quantize)
     use_include_paths(cfg.include_path)
+    check_specs(cfg.data)
     plan = run_plan(cfg, defaults={"per_question": cfg.negatives})
     unapplied = [name for name, r in plan.recipes.items() if r.set and "per_question" not in r.values]
     if cfg.negatives != "one" and unapplied:
