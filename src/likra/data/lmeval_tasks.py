@@ -98,7 +98,8 @@ def load_tasks(name: str, include: tuple[str, ...] = ()) -> dict[str, Any]:
         raise LikraError(f"lmeval:{shorten(name)}: no such lm-eval task or group{hint}")
     import datasets.config
 
-    offline = bool(hub_options().get("local_files_only"))
+    # the hub probe only for a task whose data may come from the hub (a local json/csv/... task never asks it)
+    offline = not _local_data(manager, name) and bool(hub_options().get("local_files_only"))
     saved = datasets.config.HF_HUB_OFFLINE
     if offline:  # the hub does not answer: the datasets cache only, failing at once where it lacks the data
         datasets.config.HF_HUB_OFFLINE = True
@@ -111,6 +112,23 @@ def load_tasks(name: str, include: tuple[str, ...] = ()) -> dict[str, Any]:
     finally:
         datasets.config.HF_HUB_OFFLINE = saved
     return _flatten(found)
+
+
+LOCAL_BUILDERS = ("json", "csv", "parquet", "text", "arrow")
+
+
+def _local_data(manager: Any, name: str) -> bool:
+    """Whether task `name`'s YAML reads local files (`dataset_path` a local builder or folder): no hub involved."""
+    import re
+
+    path = getattr(manager.task_index.get(name), "yaml_path", None)
+    try:
+        text = Path(path).read_text() if path else ""
+    except OSError:
+        return False
+    found = re.search(r"^dataset_path:\s*(\S+)", text, re.MULTILINE)
+    value = found.group(1).strip("'\"") if found else ""
+    return bool(value) and (value in LOCAL_BUILDERS or Path(value).is_dir())
 
 
 def _flatten(found: dict) -> dict[str, Any]:
