@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import platform
 import time
 from pathlib import Path
 
@@ -11,13 +10,9 @@ import torch
 
 def cpu_name() -> str:
     """The CPU's model name as /proc/cpuinfo gives it (what `lscpu` prints as "Model name")."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
+    from likra.model.precision import cpu_model_name
+
+    return cpu_model_name() or "unknown"
 
 
 def cpu_bf16_flags() -> list[str]:

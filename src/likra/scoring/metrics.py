@@ -103,13 +103,7 @@ def mode_metrics(
     per_head: dict[str, list[np.ndarray]], records: Sequence[MCRecord], modes: Sequence[str], weight: float
 ) -> dict[str, dict]:
     """{mode: {"acc": Metric json, "acc_norm": Metric json}} from cached per-head log-likelihoods."""
-    golds = [r.gold for r in records]
-    texts = [r.choices for r in records]
-    out = {}
-    for mode in modes:
-        scores = question_scores(mode, per_head, weight)
-        out[mode] = {
-            "acc": accuracy(scores, golds).to_json(),
-            "acc_norm": accuracy_norm(scores, golds, texts).to_json(),
-        }
-    return out
+    credits = mode_credits(per_head, records, modes, weight)
+    return {
+        mode: {metric: summarise(c).to_json() for metric, c in by_metric.items()} for mode, by_metric in credits.items()
+    }
