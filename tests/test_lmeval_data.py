@@ -267,7 +267,14 @@ def test_a_curve_on_task_yamls_records_the_tasks(tmp_path):
     tasks = _write_task(tmp_path / "tasks", n_train=16)
     out = tmp_path / "curve"
     argv = ["-q", "curve", "--model", "random-tiny", "--data", "lmeval:toy_mc:train", "--eval-data", "lmeval:toy_mc"]
-    assert main([*argv, "--include-path", str(tasks), "--batch-size", "8", "--shots", "2", "--out", str(out)]) == 0
+    harness = tmp_path / "harness"
+    argv += ["--include-path", str(tasks), "--batch-size", "8", "--shots", "2", "--lm-eval-out", str(harness)]
+    assert main([*argv, "--out", str(out)]) == 0
+    written = list(harness.rglob("results_*.json"))
+    assert written
+    for results in written:  # the training data (0 shots) was rendered after the evaluation
+        config = json.loads(results.read_text())["configs"]["toy_mc"]
+        assert (config["num_fewshot"], config["test_split"]) == (2, "test")
     curve = json.loads((out / "curve.json").read_text())
     assert curve["n_eval"] == 10 and curve["lmeval"]["eval_data"]["shots"] == 2
     assert curve["lmeval"]["data"]["toy_mc"]["split"] == "train" and curve["lmeval"]["eval_data"]["toy_mc"]["version"]
@@ -326,3 +333,22 @@ def test_a_hub_task_offline_without_its_data_is_one_line_in_seconds(tmp_path, ca
     err = one_line_error(capsys, main(argv))
     assert "lmeval:arc_easy: the harness could not load it (offline: not in the datasets cache)" in err
     assert time.perf_counter() - started < 60  # indexing the harness's tasks takes most of it
+
+
+def test_a_users_group_may_name_the_harnesss_own_tasks(tmp_path):
+    """A group in --include-path listing a harness task beside the user's: built with the harness's tasks indexed
+    (the harness task's data is not here offline, so its load is what fails, named, not the group)."""
+    from likra.data.lmeval_tasks import lmeval_records, use_include_paths
+    from likra.errors import LikraError
+
+    tasks = _write_task(tmp_path / "tasks")
+    (tasks / "mixed_group.yaml").write_text("group: mixed_group\ntask:\n  - toy_mc\n  - toy_mc_copy\n")
+    _write_task(tasks, name="toy_mc_copy")
+    use_include_paths([str(tasks)])
+    try:
+        assert len(lmeval_records("lmeval:mixed_group")) == 20
+        (tasks / "mixed_group.yaml").write_text("group: mixed_group2\ntask:\n  - toy_mc\n  - arc_easy\n")
+        with pytest.raises(LikraError, match="mixed_group2: the harness could not load it"):
+            lmeval_records("lmeval:mixed_group2")
+    finally:
+        use_include_paths([])

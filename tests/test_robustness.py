@@ -972,6 +972,10 @@ def test_a_head_name_too_long_for_a_file_name_is_one_line_and_leaves_nothing(tmp
     err = refused(capsys, TINY_TRAIN + ["--data", str(qa), "--out", str(out), "--heads", f"{name}=mle:gold"], "300")
     assert "at most 64" in err and len(err) < 300
     assert sorted(p.name for p in tmp_path.iterdir()) == ["qa.jsonl"]  # no run, no <out>.partial
+    from likra.model.heads import likra_heads
+
+    variant = "other_benchmark-mmlu_high_school_government_and_politics_test-contaminated0.25"  # likra's own name
+    assert len(likra_heads("other_benchmark", variant)[1].name) > 64  # a generated name is not a configured one
 
 
 def test_a_plain_train_prints_likras_progress_line_and_no_trainer_bars(tmp_path, qa, capsys):

@@ -52,7 +52,7 @@ def test_negatives_study_shares_the_positive_head(folder, monkeypatch):
         assert main(["-q", "curve", "--negative-kind", kind, *BASE, "--out", str(folder)]) == 0
         alone = json.loads((folder / "curve.json").read_text())
         assert alone["rows"] == view["rows"] and alone["paired"] == view["paired"]
-        assert alone["negatives"] == view["negatives"] == kind
+        assert alone["negatives"] == view["negatives"] == kind and view["config"]["negative_kind"] == kind
     assert trained == ["positive", "negative", "negative-random_question", "negative-hardest"]  # nothing retrained
     likra = {k: [r["value"] for r in c["rows"] if r["mode"] == "likra"] for k, c in study["curves"].items()}
     assert likra["random_question"] != likra["hardest"]  # each view reads its own negative head

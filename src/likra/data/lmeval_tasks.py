@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +33,24 @@ from likra.limits import shorten
 log = logging.getLogger(__name__)
 
 PREFIX = "lmeval:"
+
+
+@dataclass(frozen=True)
+class TaskDocument:
+    """What stands behind one record of an lm-eval task, as a stock harness run logs and configures it."""
+
+    task: Any  # the harness Task
+    name: str
+    split: str
+    shots: int
+    doc_id: int
+    doc: dict
+    target: Any  # doc_to_target, as the harness hashes it
+
+
 HARNESS_FEWSHOT_SEED = 1234  # lm_eval's default --fewshot_random_seed
 _include_paths: list[str] = []  # folders of task YAMLs, for every task found after `use_include_paths`
-_documents: dict[str, tuple[str, int, dict, Any]] = {}  # record id -> (task, doc id, the document, doc_to_target)
-_rendered: dict[str, tuple[Any, int]] = {}  # task name -> (the task, the shots of its last rendering)
+_documents: dict[str, TaskDocument] = {}  # record id -> what the harness logs of it
 
 
 def is_lmeval(spec: str | None) -> bool:
@@ -80,38 +95,36 @@ def load_tasks(name: str, include: tuple[str, ...] = ()) -> dict[str, Any]:
     `include` first (a user's folder: only it is indexed, which is fast) and then among the harness's own tasks;
     hub-backed datasets are read from the datasets cache when the hub does not answer."""
     _harness()
+    import datasets.config
     from lm_eval.tasks import get_task_dict
 
     from likra.locations import hub_options
 
-    managers = [(include, False)] if include else []
-    managers.append((include, True))
-    for include_paths, defaults in managers:
+    saved, error, offline = datasets.config.HF_HUB_OFFLINE, None, False
+    # a user's folder alone first (fast to index); then with the harness's tasks (a user's group may name them)
+    for include_paths, defaults in [(include, False)] * bool(include) + [(include, True)]:
         manager = _task_manager(include_paths, defaults)
-        if name in manager.all_tasks:
-            break
-    else:
+        if name not in manager.all_tasks:
+            continue
+        # the hub probe only for a task whose data may come from the hub (a local json/csv/... task never asks it)
+        offline = not _local_data(manager, name) and bool(hub_options().get("local_files_only"))
+        if offline:  # the hub does not answer: the datasets cache only, failing at once where it lacks the data
+            datasets.config.HF_HUB_OFFLINE = True
+        try:
+            return _flatten(get_task_dict([name], manager))
+        except Exception as e:  # noqa: BLE001 - datasets, YAML and the harness raise many kinds
+            error = e
+        finally:
+            datasets.config.HF_HUB_OFFLINE = saved
+    if error is None:
         import difflib
 
-        close = difflib.get_close_matches(name, manager.all_tasks, n=3)
+        close = difflib.get_close_matches(name, _task_manager(include, True).all_tasks, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else " (add --include-path DIR for your own task YAMLs)"
         raise LikraError(f"lmeval:{shorten(name)}: no such lm-eval task or group{hint}")
-    import datasets.config
-
-    # the hub probe only for a task whose data may come from the hub (a local json/csv/... task never asks it)
-    offline = not _local_data(manager, name) and bool(hub_options().get("local_files_only"))
-    saved = datasets.config.HF_HUB_OFFLINE
-    if offline:  # the hub does not answer: the datasets cache only, failing at once where it lacks the data
-        datasets.config.HF_HUB_OFFLINE = True
-    try:
-        found = get_task_dict([name], manager)
-    except Exception as e:  # noqa: BLE001 - datasets, YAML and the harness raise many kinds
-        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        where = " (offline: not in the datasets cache)" if offline else ""
-        raise LikraError(f"lmeval:{shorten(name)}: the harness could not load it{where}: {shorten(why, 200)}") from None
-    finally:
-        datasets.config.HF_HUB_OFFLINE = saved
-    return _flatten(found)
+    why = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    where = " (offline: not in the datasets cache)" if offline else ""
+    raise LikraError(f"lmeval:{shorten(name)}: the harness could not load it{where}: {shorten(why, 200)}")
 
 
 LOCAL_BUILDERS = ("json", "csv", "parquet", "text", "arrow")
@@ -198,9 +211,8 @@ def task_records(task: Any, name: str, split: str | None = None, shots: int = 0)
                 "(several gold answers are not taken)"
             )
         record = MCRecord(f"{name}/{split}/{i}", context, tuple(choices), target, f"lmeval:{name}", delimiter)
-        _documents[record.id] = (name, i, doc, raw)
+        _documents[record.id] = TaskDocument(task, name, split, shots, i, doc, raw)
         records.append(record)
-    _rendered[name] = (task, shots)
     if not records:
         raise LikraError(f"lmeval:{name}:{split}: no documents")
     return records
@@ -241,16 +253,20 @@ def task_identity(spec: str) -> dict:
     return out
 
 
-def task_document(record: MCRecord) -> tuple[str, int, dict, Any] | None:
-    """(task, doc id, the task's document, its doc_to_target) behind a record of an lm-eval task, as a stock harness
-    run logs them (so likra's sample files hash as the harness's do); None for other records."""
+def task_document(record: MCRecord) -> TaskDocument | None:
+    """What stands behind a record of an lm-eval task (its task, split, shots, doc id, document, target), as a stock
+    harness run logs them, so likra's sample files hash as the harness's do; None for other records."""
     return _documents.get(record.id) if record.source.startswith(PREFIX) else None
 
 
-def task_config(name: str) -> dict | None:
-    """The harness's own configuration of task `name` as last rendered (`dump_config`, with the shots it was
-    rendered with as `num_fewshot`): what a stock run records and reruns; None if it was not rendered here."""
-    if name not in _rendered:
+def task_config(records: Sequence[MCRecord]) -> dict | None:
+    """The harness's own configuration of the one task, split and shots `records` were rendered from (`dump_config`
+    with that split as its test split and those shots as `num_fewshot`): what a stock run of the same evaluation
+    records and reruns; None unless every record is of one such rendering."""
+    behind = [task_document(r) for r in records]
+    if not behind or any(b is None for b in behind):
         return None
-    task, shots = _rendered[name]
-    return {**task.dump_config(), "num_fewshot": shots}
+    first = behind[0]
+    if any((b.name, b.split, b.shots) != (first.name, first.split, first.shots) for b in behind):
+        return None
+    return {**first.task.dump_config(), "test_split": first.split, "num_fewshot": first.shots}

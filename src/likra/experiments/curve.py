@@ -221,8 +221,6 @@ class CurveRun:
     ):
         self.cfg = check(cfg)
         check_available(cfg.report_to)
-        use_include_paths(cfg.include_path)
-        check_specs(cfg.data, cfg.eval_data)  # lm-eval tasks: found and of a kind likra takes, before a model loads
         self.progress = progress
         self.folder = CurveFolder(cfg.out)
         self.tracker = Tracker()
@@ -284,8 +282,10 @@ class CurveRun:
     # -- main -----------------------------------------------------------------------------------
     def run(self) -> CurveResult:
         began = time.perf_counter()
-        start()
         cfg = self.cfg
+        use_include_paths(cfg.include_path)
+        check_specs(cfg.data, cfg.eval_data)  # lm-eval tasks: found and of a kind likra takes, before a model loads
+        start()
         self.timing = {"scoring_seconds": 0.0, "scoring_passes": 0}
         tokenizer = self.tokenizer = load_tokenizer(cfg.model)
         precision = run_precision(cfg)
@@ -527,8 +527,9 @@ def build_curve(cfg: CurveConfig, seeds: list[dict], eval_records, base, variant
                     )
     if len(seeds) > 1:  # each mean over seeds and questions, with an interval counting both (`seeds_and_questions`)
         base_credits = mode_credits({BASE: base}, eval_records, ["base"], cfg.weight)["base"]
+        everywhere = common_points(seeds)
         keys = sorted({(r["examples"], r["step"], r["mode"], r["metric"]) for r in rows})
-        for examples, step, mode, metric in keys:
+        for examples, step, mode, metric in (k for k in keys if k[0] == 0 or k[:2] in everywhere):
             if examples == 0:
                 matrix = np.stack([base_credits[metric]] * len(seeds))
             else:
@@ -570,6 +571,11 @@ def build_curve(cfg: CurveConfig, seeds: list[dict], eval_records, base, variant
     }
 
 
+def common_points(seeds: list[dict]) -> set[tuple[int, int]]:
+    """The (examples, step) checkpoints every seed has: a mean over seeds is made at those only."""
+    return set.intersection(*({(p["examples"], p["step"]) for p in r["points"]} for r in seeds))
+
+
 def point_at(result: dict, examples: int, step: int) -> dict:
     """The checkpoint of one seed's result at (examples, step)."""
     return next(p for p in result["points"] if (p["examples"], p["step"]) == (examples, step))
@@ -585,7 +591,10 @@ def paired_rows(seeds: list[dict]) -> list[dict]:
         for d in p.get("paired", [])
     ]
     if len(seeds) > 1:  # the mean difference over seeds and questions, paired question by question within each seed
+        everywhere = common_points(seeds)
         for key in sorted({(r["examples"], r["step"], r["a"], r["b"], r["metric"]) for r in rows}):
+            if key[:2] not in everywhere:
+                continue
             examples, step, a, b, metric = key
             points = [point_at(result, examples, step)["credits"] for result in seeds]
             mean = seeds_and_questions(np.stack([c[a][metric] - c[b][metric] for c in points]), bounded=False)

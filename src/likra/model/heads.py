@@ -25,7 +25,8 @@ NEGATIVE = "negative"
 BASE = "base"
 HEADS = (POSITIVE, NEGATIVE)
 HEAD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-MAX_HEAD_NAME = 64  # a head names its work folder and score files (step-<n>-<name>.json): well under 255 bytes
+MAX_HEAD_NAME = 64  # a configured head's name: it names its work folder and score files (step-<n>-<name>.json)
+MAX_FOLDER = 200  # any head's folder, with room for step-<n>-<folder>.json and <folder>.done.json in 255 bytes
 
 
 @settings
@@ -83,17 +84,14 @@ class HeadSpec:
     def __post_init__(self):
         if not HEAD_NAME.match(self.name) or self.name == BASE:
             raise LikraError(f"head name {shorten(repr(self.name))} must be letters, digits and '_' (and not {BASE!r})")
-        if len(self.name) > MAX_HEAD_NAME:
-            raise LikraError(
-                f"head name {shorten(repr(self.name))} has {len(self.name)} characters; at most {MAX_HEAD_NAME} "
-                "(it names folders and files)"
-            )
         if reserved_by_torch(self.name):
             raise LikraError(
                 f"head name {self.name!r} is an attribute of every torch module (peft adds heads as modules)"
             )
         object.__setattr__(self, "adapter", self.adapter or self.name)
         object.__setattr__(self, "folder", self.folder or self.name)
+        if len(self.folder.encode()) > MAX_FOLDER:
+            raise LikraError(f"head {shorten(repr(self.name))}: its folder name is longer than {MAX_FOLDER} bytes")
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -138,6 +136,12 @@ def head_specs(
         return likra_heads(negative_set, variant)
     if not heads:
         raise LikraError("heads: give at least one head (name=objective:data)")
+    long = next((h.name for h in heads if len(h.name) > MAX_HEAD_NAME), None)
+    if long is not None:
+        raise LikraError(
+            f"head name {shorten(repr(long))} has {len(long)} characters; at most {MAX_HEAD_NAME} (it names folders "
+            "and files)"
+        )
     specs = [
         HeadSpec(h.name, objective=h.objective, data=h.data, init=k, params=tuple(sorted(h.settings.items())))
         for k, h in enumerate(heads)

@@ -235,7 +235,9 @@ def largest_group_bytes(shape: Shape, element_size: int) -> int:
 def write_random_model(model: str, folder: Path, torch_dtype, tokenizer_size: int, seed: int = SEED) -> None:
     """Save `random:<shape>` into `folder` as a sharded safetensors model (its config, one shard per decoder layer or
     other tensor, the index) without ever holding more than one shard: the model is laid out on the meta device
-    and each shard's tensors are drawn (`random_tensor`), written and freed."""
+    and each shard's tensors are drawn (`random_tensor`), written and freed. These weights (what 4-bit and
+    device-map loads read) are not those `build_random_model` draws in memory (transformers' initialisation on the
+    device's generator): both are seeded and mean nothing; compare runs of one shape within one loading path."""
     import json
 
     import torch

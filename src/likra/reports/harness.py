@@ -280,7 +280,7 @@ def sample_lines(ev: HarnessEvaluation) -> list[dict]:
             doc, doc_id, target = rec.to_json(), i, rec.gold
             behind = task_document(rec)  # an lm-eval task's record: the task's own document, id and target
             if behind is not None:
-                _, doc_id, doc, target = behind
+                doc_id, doc, target = behind.doc_id, behind.doc, behind.target
             lines.append(
                 {
                     "doc_id": doc_id,
@@ -459,8 +459,7 @@ def write_harness_files(out_dir: str | Path, model: HarnessModel, ev: HarnessEva
     `out_dir/<model_name_sanitized>/` (through lm-eval's EvaluationTracker when it is installed), and the
     task's data files under `out_dir/tasks/data/`; returns the two paths."""
     out_dir = Path(out_dir)
-    from_task = all(r.source == f"{LMEVAL}{ev.task}" for r in ev.records)
-    own = task_config(ev.task) if from_task else None  # an lm-eval task's records: the harness's own config
+    own = task_config(ev.records)  # an lm-eval task's records: the harness's own config of what was evaluated
     if own is not None:
         metadata = {**(own.get("metadata") or {}), "likra_modes": {m: mode_model_args(m, ev.weight) for m in ev.modes}}
         config = {**own, "metadata": metadata}

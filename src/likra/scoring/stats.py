@@ -234,8 +234,11 @@ def seeds_and_questions(values: np.ndarray, bounded: bool = True, level: float =
         raise LikraError(f"seeds_and_questions needs a seeds x questions array, got shape {x.shape}")
     n_seeds, n_questions = x.shape
     mean = float(x.mean())
-    if n_questions < 2:
-        return SeedMean(mean, *across_seeds(x[:, 0])[1:], n_seeds, n_questions, float(max(n_seeds - 1, 0)), 1.0)
+    low_end = 0.0 if bounded else -1.0
+    if n_questions < 2:  # one question: only the seeds vary
+        _, low, high = across_seeds(x[:, 0])
+        low, high = (max(low, low_end), min(high, 1.0)) if n_seeds > 1 else (low, high)
+        return SeedMean(mean, low, high, n_seeds, n_questions, float(max(n_seeds - 1, 0)), float(n_seeds > 1))
     if n_seeds == 1:
         terms = [(float(x[0].var(ddof=1)), n_questions - 1)]
         seed_part = 0.0
@@ -245,12 +248,13 @@ def seeds_and_questions(values: np.ndarray, bounded: bool = True, level: float =
         ms_question = n_seeds * float(((questions - mean) ** 2).sum()) / (n_questions - 1)
         residual = x - seeds[:, None] - questions[None, :] + mean
         ms_residual = float((residual**2).sum()) / ((n_seeds - 1) * (n_questions - 1))
-        # sigma_seed^2 = (ms_seed - ms_residual)/Q and sigma_question^2 = (ms_question - ms_residual)/S, each >= 0
-        terms = [(ms_residual, (n_seeds - 1) * (n_questions - 1))]
-        if ms_seed > ms_residual:
-            terms += [(ms_seed, n_seeds - 1), (-ms_residual, (n_seeds - 1) * (n_questions - 1))]
-        if ms_question > ms_residual:
-            terms += [(ms_question, n_questions - 1), (-ms_residual, (n_seeds - 1) * (n_questions - 1))]
+        # S*Q*variance = ms_residual + (ms_seed - ms_residual) + (ms_question - ms_residual), each component >= 0:
+        # every mean square once, with its net coefficient (Satterthwaite's df needs them merged)
+        kept_seed, kept_question = ms_seed > ms_residual, ms_question > ms_residual
+        terms = [(ms_seed, n_seeds - 1)] * kept_seed + [(ms_question, n_questions - 1)] * kept_question
+        net = 1 - kept_seed - kept_question
+        if net:
+            terms.append((net * ms_residual, (n_seeds - 1) * (n_questions - 1)))
         seed_part = max(ms_seed - ms_residual, 0.0)
     combined = sum(ms for ms, _ in terms)
     variance = combined / (n_seeds * n_questions)
@@ -265,7 +269,7 @@ def seeds_and_questions(values: np.ndarray, bounded: bool = True, level: float =
     else:
         half = t * math.sqrt(variance)
         low, high = mean - half, mean + half
-        low, high = (max(low, 0.0), min(high, 1.0)) if bounded else (max(low, -1.0), min(high, 1.0))
+        low, high = max(low, low_end), min(high, 1.0)
     return SeedMean(mean, low, high, n_seeds, n_questions, float(df), float(share))
 
 

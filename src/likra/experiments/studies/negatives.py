@@ -4,7 +4,7 @@ positive head are trained and scored once, one negative head per kind."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Sequence
 
 from likra.config import option, settings
@@ -21,30 +21,31 @@ from likra.experiments.figures import (
     summary_rows,
 )
 from likra.experiments.studies.base import Study, register_study
-from likra.model.heads import NEGATIVE, HeadSpec, likra_heads
+from likra.model.heads import NEGATIVE, likra_heads
 
 
 def variant_curves(cfg: CurveConfig, variants: Sequence[dict], label_key: str, progress: bool) -> dict:
     """One curve per negative set (config overrides of the default negative head), from one run in `cfg.out`: the
     positive head and the base model are trained and scored once, one negative head per set, and each set's curve
-    reads its own head as the role `negative` (`CurveRun`'s views). Every set is checked before anything loads."""
+    reads its own head as the role `negative` (`CurveRun`'s views, named by the set as the folder names it). Every
+    set is checked before anything loads; each curve records its own settings."""
     if cfg.heads is not None:
         raise LikraError(f"--heads: this study trains its own heads (positive, one negative head per {label_key})")
-    negatives: dict[str, HeadSpec] = {}
+    settings, negatives = {}, {}
     for overrides in variants:
-        variant = replace(cfg, **overrides)
-        positive, head = likra_heads(negative_spec(variant), variant_name(variant))
-        negatives[str(overrides[label_key])] = replace(head, role="")  # each view binds its own
+        label = str(overrides[label_key])
+        settings[label] = replace(cfg, **overrides)
+        positive, head = likra_heads(negative_spec(settings[label]), variant_name(settings[label]))
+        negatives[label] = replace(head, role="")  # each view binds its own
     if len({h.name for h in negatives.values()}) < len(negatives):
         raise LikraError(f"the {label_key} values {', '.join(negatives)} name the same negative set twice")
-    run = CurveRun(
-        cfg,
-        progress,
-        heads=[positive, *negatives.values()],
-        views={label: {NEGATIVE: head.name} for label, head in negatives.items()},
-        label=label_key,
-    )
-    return {"by": label_key, "curves": run.run().curves}
+    views = {variant_name(settings[label]): {NEGATIVE: head.name} for label, head in negatives.items()}
+    run = CurveRun(cfg, progress, heads=[positive, *negatives.values()], views=views, label=label_key)
+    curves = run.run().curves
+    out = {}
+    for label, variant in zip(negatives, views):
+        out[label] = {**curves[variant], "config": asdict(settings[label])}  # its own negative kind, contamination
+    return {"by": label_key, "curves": out}
 
 
 def variant_figure(result: dict):
