@@ -196,15 +196,6 @@ class Trackers(Tracker):
             t.close()
 
 
-def _installed(package: str) -> bool:
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec(package) is not None
-    except ValueError:  # a module stand-in without a spec
-        return True
-
-
 def backends(report_to: str | Sequence[str]) -> list[str]:
     """The backends `--report-to` names, in BACKENDS order: `all` is every backend whose package is
     installed, `none` (or nothing) is none; a LikraError for an unknown name or `none` among backends."""
@@ -215,7 +206,9 @@ def backends(report_to: str | Sequence[str]) -> list[str]:
     if "none" in names and len(set(names)) > 1:
         raise LikraError(f"--report-to {','.join(names)}: `none` cannot be combined with a backend")
     if "all" in names:
-        return [b for b in BACKENDS if _installed(PACKAGES[b])]
+        from likra.extras import installed
+
+        return [b for b in BACKENDS if installed(PACKAGES[b])]
     return [b for b in BACKENDS if b in names]
 
 

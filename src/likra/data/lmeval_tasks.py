@@ -177,7 +177,7 @@ def task_docs(task: Any, name: str, split: str | None) -> tuple[str, Any]:
         return split, task.eval_docs
     roles = {config.training_split: task.training_docs, config.validation_split: task.validation_docs}
     roles[config.test_split] = task.test_docs
-    if split in roles and split is not None:
+    if split in roles:  # a split the task names (None never matches: `split` is a name here)
         return split, roles[split]()
     dataset = getattr(task, "dataset", None) or {}
     if split not in dataset:

@@ -47,6 +47,7 @@ from likra.tracking import REPORT_TO, ReportTo, Tracker, check_available, exampl
 from likra.training.pipeline import (
     HeadsSettings,
     build_model,
+    choice_scores_per_char,
     run_context,
     run_precision,
     select_questions,
@@ -290,7 +291,6 @@ class CurveRun:
         tokenizer = self.tokenizer = load_tokenizer(cfg.model)
         precision = run_precision(cfg)
         self.use_precision(precision)
-        # the overall progress line replaces the Trainer's bars
         ctx = run_context(cfg, tokenizer, precision)
         ctx.objective_settings = self.objective_settings
         ctx.model = self.model = build_model(cfg, self.plan, ctx, cfg.train.gradient_checkpointing, precision)
@@ -401,9 +401,8 @@ class CurveRun:
             raise LikraError(f"{path}: damaged file; delete it to mine the distractors again")
         missing = [r for r in records if r.id not in cache]
         if missing:
-            _, questions = tokenize_questions(tokenizer, missing, max_length=model_max_length(self.model))
-            for rec, ll in zip(missing, engine.loglikelihoods(questions, (BASE,))[BASE]):
-                cache[rec.id] = (ll / np.array([max(len(c), 1) for c in rec.choices])).tolist()
+            for rec, scores in zip(missing, choice_scores_per_char(self.model, tokenizer, missing, engine)):
+                cache[rec.id] = scores.tolist()
             if is_main():
                 atomic_write_json(path, cache)
         return [np.array(cache[r.id]) for r in records]

@@ -104,33 +104,17 @@ def default_out(cfg: TrainConfig) -> Path:
     return Path("runs") / name
 
 
-def run_plan(
-    cfg: HeadsSettings,
-    negative_set: str = "near_miss",
-    variant: str | None = None,
-    defaults: dict | None = None,
-    extra_heads: Sequence[HeadSpec] = (),
-    objective_settings: dict | None = None,
-) -> HeadPlan:
-    """The plan of `cfg`'s heads (configured, or the Likra pair on `negative_set`, named by `variant`) and a study's
-    `extra_heads`, resolved before anything loads (`plan_heads`); `defaults` for the sets' parameters,
-    `objective_settings` over `cfg.objectives` (a study's sections)."""
-    heads = [*head_specs(cfg.heads, negative_set, variant), *extra_heads]
-    return plan_heads(heads, cfg.train, {**cfg.objectives, **(objective_settings or {})}, defaults)
-
-
-def choice_scores_per_char(model, tokenizer, records) -> list:
+def choice_scores_per_char(model, tokenizer, records, engine=None) -> list:
     """The base model's summed log-likelihood per character of every choice of `records` (acc_norm's convention): what
-    the mined negative sets (hardest, easiest) rank distractors by."""
-    import numpy as np
-
+    the mined negative sets (hardest, easiest) rank distractors by; `engine`: a scoring engine of `model` to reuse."""
     from likra.model.heads import BASE
     from likra.model.loading import model_max_length
     from likra.scoring.engine import ScoringEngine, tokenize_questions
+    from likra.scoring.metrics import per_character
 
     _, questions = tokenize_questions(tokenizer, records, max_length=model_max_length(model))
-    scores = ScoringEngine(model).loglikelihoods(questions, (BASE,))[BASE]
-    return [ll / np.array([max(len(c), 1) for c in rec.choices]) for rec, ll in zip(records, scores)]
+    scores = (engine or ScoringEngine(model)).loglikelihoods(questions, (BASE,))[BASE]
+    return per_character(scores, [rec.choices for rec in records])
 
 
 def run_precision(cfg: ModelSettings, scores: bool = True) -> Precision:
@@ -249,7 +233,7 @@ def setup_run(cfg: TrainConfig) -> RunSetup:
     check_quantize_available(cfg.quantize)
     use_include_paths(cfg.include_path)
     check_specs(cfg.data)
-    plan = run_plan(cfg, defaults={"per_question": cfg.negatives})
+    plan = plan_heads(head_specs(cfg.heads), cfg.train, cfg.objectives, {"per_question": cfg.negatives})
     unapplied = [name for name, r in plan.recipes.items() if r.set and "per_question" not in r.values]
     if cfg.negatives != "one" and unapplied:
         raise LikraError(
