@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 
@@ -212,7 +212,16 @@ def head_settings(ctx_train: TrainSettings, sections: dict[str, Any], head: Head
     return section
 
 
-# -- checkpoints -----------------------------------------------------------------------------------
+def resolve_settings(train: TrainSettings, sections: Mapping[str, Any], heads: Sequence[HeadSpec]) -> list[Any]:
+    """Every head's settings, resolved once for a run's plan: the optional packages of every head's objective
+    (one line naming the extra), every section given checked whether a head uses it or not (`check_sections`),
+    then each head's settings (`head_settings`), in the order of `heads`."""
+    for head in heads:
+        check_requirements(get_objective(head.objective))
+    check_sections(dict(sections))
+    return [head_settings(train, dict(sections), head) for head in heads]
+
+
 # -- checkpoints -----------------------------------------------------------------------------------
 def checkpoint_dir(work_dir: Path, step: int) -> Path:
     return Path(work_dir) / f"{CHECKPOINT_PREFIX}{step}"

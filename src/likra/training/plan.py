@@ -21,7 +21,7 @@ from likra.data.records import MCRecord
 from likra.errors import LikraError
 from likra.model.heads import HeadSpec
 from likra.objectives import TrainContext, get_objective
-from likra.objectives.registry import check_requirements, check_sections, head_settings
+from likra.objectives.registry import resolve_settings
 from likra.objectives.settings import TrainSettings
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,12 @@ class HeadPlan:
     @property
     def recipes(self) -> dict[str, DataRecipe]:
         return {h.spec.name: h.recipe for h in self.heads}
+
+    @property
+    def sets(self) -> str:
+        """The negative sets its heads train on, as folder names name them (`DataRecipe.variant`), in head order and
+        joined by `+` (`near_miss+random_question`); `none` when every head trains on gold answers."""
+        return "+".join(dict.fromkeys(r.variant for r in self.recipes.values() if r.set)) or "none"
 
     def settings(self, head: HeadSpec, train: TrainSettings) -> Any:
         """The settings `head` trains with under the run's (or a curve seed's) training settings `train`."""
@@ -80,9 +86,7 @@ def plan_heads(
     resolved with `defaults`, each head's settings validated (its objective's section with its own values on top).
     An objective whose optional packages are missing (TRL for dpo and kto) is refused first, in one line naming the
     extra to install; a section no head uses needs none of them."""
-    for head in heads:
-        check_requirements(get_objective(head.objective))
-    check_sections(dict(objective_settings))
+    settings = resolve_settings(train, objective_settings, heads)
     for head in heads:
         shadowed = shadows(head.name)
         if shadowed:
@@ -97,11 +101,7 @@ def plan_heads(
             unused[0],
             unused[0],
         )
-    planned = []
-    for head in heads:
-        settings = head_settings(train, dict(objective_settings), head)
-        planned.append(PlannedHead(head, recipes[head.name], None if settings is train else settings))
-    return HeadPlan(tuple(planned))
+    return HeadPlan(tuple(PlannedHead(h, recipes[h.name], None if s is train else s) for h, s in zip(heads, settings)))
 
 
 def head_recipes(heads: Sequence[HeadSpec], defaults: Mapping[str, Any] | None = None) -> dict[str, DataRecipe]:
