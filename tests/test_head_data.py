@@ -8,6 +8,7 @@ import pytest
 from conftest import TINY_CURVE_ARGS, one_line_error
 
 from likra.cli import main
+from likra.config import validate
 from likra.data.examples import positive_pairs, tokenize_answers
 from likra.data.formats import load_data
 from likra.data.negative_sets import NEGATIVE_SETS, DataRecipe, NegativeSet, parse_recipe, register_negative_set
@@ -163,6 +164,40 @@ def test_several_negative_sets_on_one_curve_share_the_positive_head(tmp_path):
     near = {r["examples"]: r["value"] for r in curve["rows"] if r["mode"] == "positive-w*near"}
     rq = {r["examples"]: r["value"] for r in curve["rows"] if r["mode"] == "positive-w*rq"}
     assert near.keys() == rq.keys()
+    # the curve is named by the sets its heads trained on, not by --negative-kind's default
+    assert curve["negatives"] == "+".join(built[h]["set"] for h in ("near", "rq")) == "near_miss+random_question"
+
+
+@pytest.mark.parametrize(
+    "flag, value", [("--negative-kind", "random_question"), ("--contamination", "0.25")], ids=["kind", "contamination"]
+)
+def test_the_default_pairs_settings_beside_configured_heads_are_refused(tmp_path, capsys, monkeypatch, flag, value):
+    """--negative-kind and --contamination shape the default pair's negative head: beside --heads they would reach no
+    head and name the curve after a set nothing trained on. One line before anything loads or is written."""
+    import likra.experiments.curve as curve
+
+    monkeypatch.setattr(curve, "load_tokenizer", lambda *a: pytest.fail("loaded before the heads were checked"))
+    out = tmp_path / "curve"
+    args = ["-q", "curve", *TINY_CURVE_ARGS, "--heads", HEADS, "--modes", "positive-w*rq", "--out", str(out)]
+    err = one_line_error(capsys, main([*args, flag, value]))
+    assert err.startswith(f"likra: error: {flag} sets the default pair") and "head's data" in err
+    assert not out.exists()
+
+
+def test_a_negative_pool_no_head_draws_on_is_warned_about(tmp_path, caplog, monkeypatch):
+    import likra.experiments.curve as curve
+
+    class Loaded(Exception):
+        pass
+
+    monkeypatch.setattr(curve, "load_tokenizer", lambda *a: (_ for _ in ()).throw(Loaded()))
+    for heads, warned in ((HEADS, True), ("positive=mle:gold,far=mle:negatives:other_benchmark", False)):
+        values = {"heads": heads.split(","), "modes": ["sft"], "negative_pool": "arc_easy:train", "out": str(tmp_path)}
+        cfg = validate(curve.CurveConfig, values, None)
+        caplog.clear()
+        with pytest.raises(Loaded):
+            curve.CurveRun(cfg, progress=False).run()
+        assert ("--negative-pool arc_easy:train: no head trains on an other_benchmark set" in caplog.text) == warned
 
 
 def test_a_head_reused_with_other_settings_is_refused_and_other_runs_are_not(tmp_path, capsys):

@@ -1,7 +1,7 @@
 import json
 
 import pytest
-from conftest import TINY_CURVE_ARGS
+from conftest import TINY_CURVE_ARGS, one_line_error
 
 from likra.cli import main
 from likra.experiments.studies.weight import choose_weight
@@ -63,6 +63,18 @@ def test_contamination_study(folder):
     study = json.loads((folder / "study-contamination.json").read_text())
     assert set(study["curves"]) == {"0.0", "0.5"}
     assert (folder / "seed-0" / "negative-near_miss-contaminated0.5.done.json").is_file()
+
+
+@pytest.mark.parametrize(
+    "study, flag, value",
+    [("negatives", "--negative-kind", "hardest"), ("negatives", "--contamination", "0.5"),
+     ("contamination", "--contamination", "0.5")],
+)  # fmt: skip
+def test_a_setting_the_study_sets_for_each_curve_is_refused(tmp_path, capsys, study, flag, value):
+    out = tmp_path / "study"
+    err = one_line_error(capsys, main(["-q", "study", study, *BASE, flag, value, "--out", str(out)]))
+    assert err == f"likra: error: {flag}: this study sets it for each of its curves"
+    assert not out.exists()
 
 
 def test_weight_is_chosen_on_held_out_split_only(folder):

@@ -85,12 +85,21 @@ def _is_bool(hint: Any) -> bool:
     return hint is bool or set(typing.get_args(hint)) == {bool, type(None)}
 
 
-def _default_text(f: dataclasses.Field) -> str:
+def default_of(cls: type, name: str) -> Any:
+    """The default value of setting `name` of the settings class `cls` (MISSING where it has none)."""
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return _field_default(f)
+
+
+def _field_default(f: dataclasses.Field) -> Any:
     if f.default is not MISSING:
-        value = f.default
-    elif f.default_factory is not MISSING:
-        value = f.default_factory()
-    else:
+        return f.default
+    return f.default_factory() if f.default_factory is not MISSING else MISSING
+
+
+def _default_text(f: dataclasses.Field) -> str:
+    value = _field_default(f)
+    if value is MISSING:
         return ""
     if isinstance(value, list):
         value = ",".join(map(str, value))

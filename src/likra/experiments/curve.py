@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from likra.config import Fraction, PositiveInt, check, option, settings
+from likra.config import Fraction, PositiveInt, check, default_of, option, settings
 from likra.data.benchmarks import load_spec
 from likra.data.examples import fewshot_prefix
 from likra.data.formats import DataSettings, fewshot_records, load_data
@@ -152,6 +152,22 @@ def variant_name(cfg: CurveConfig) -> str:
     return negative_recipe(cfg).variant
 
 
+# Settings of the default Likra pair's negative head only: with configured heads each head's data names its set.
+PAIR_SETTINGS = {
+    "negative_kind": "name the set in each head's data, e.g. negatives:random_question",
+    "contamination": "give it in a head's data, e.g. negatives:near_miss?contamination=0.25",
+}
+
+
+def refuse_pair_settings(cfg: CurveConfig) -> None:
+    """One line for a setting of the default pair's negative head given beside configured heads, which it would not
+    reach (the curve would be named by a set no head trains on)."""
+    for name, how in PAIR_SETTINGS.items():
+        if getattr(cfg, name) != default_of(CurveConfig, name):
+            flag = "--" + name.replace("_", "-")
+            raise LikraError(f"{flag} sets the default pair's negative head; with --heads {how}")
+
+
 def eval_tag(cfg: CurveConfig, precision: Precision | None = None) -> str:
     """The name of an evaluation setting (data, shots, limit, shot source, and the scoring dtype where it is not the
     training one: folders of earlier versions scored in their training dtype) under scores/."""
@@ -230,15 +246,22 @@ class CurveRun:
                 "curves pair the heads' checkpoints by questions seen: use one negative per question "
                 "(--negatives one); `likra train --negatives all` trains on every incorrect choice"
             )
-        self.variant = variant_name(cfg)
         self.negative_spec = negative_spec(cfg)
-        # studies run several curves in one folder: the negative set tells their lines apart
-        self.line = CurveProgress(enabled=progress, label=f"likra {self.folder.root.name} ({label or self.variant})")
+        configured = heads is None and cfg.heads is not None  # the user's --heads, not the Likra pair
+        if configured:
+            refuse_pair_settings(cfg)
         self.objective_settings = {**cfg.objectives, **(objective_settings or {})}
         # every head's objective, data recipe and settings, resolved once before anything loads
-        specs = heads if heads is not None else head_specs(cfg.heads, self.negative_spec, self.variant)
+        specs = heads if heads is not None else head_specs(cfg.heads, self.negative_spec, variant_name(cfg))
         self.plan = plan_heads([*specs, *extra_heads], cfg.train, self.objective_settings, set_defaults(cfg))
         self.heads = self.plan.specs
+        if cfg.negative_pool != default_of(CurveConfig, "negative_pool") and not any(
+            "pool" in r.values for r in self.plan.recipes.values()
+        ):
+            log.warning("--negative-pool %s: no head trains on an other_benchmark set: not applied", cfg.negative_pool)
+        # the curve is named by the negative sets its heads train on (studies run several curves in one folder)
+        self.variant = self.plan.sets if configured else variant_name(cfg)
+        self.line = CurveProgress(enabled=progress, label=f"likra {self.folder.root.name} ({label or self.variant})")
         self.modes = list(check_modes(list(dict.fromkeys([*cfg.modes, *extra_modes]))))
         self.pairs = parse_pairs(cfg.pairs, self.modes)
         self.views = {k: dict(v) for k, v in views.items()} if views else {self.variant: {}}
@@ -275,8 +298,9 @@ class CurveRun:
         out["train"] = {
             k: v for k, v in out["train"].items() if k not in TRAIN_ADDED_DEFAULTS or v != TRAIN_ADDED_DEFAULTS[k]
         }
-        pair = likra_heads(self.negative_spec, self.variant)
-        if self.cfg.heads is not None and head_specs(self.cfg.heads, self.negative_spec, self.variant) == pair:
+        variant = variant_name(self.cfg)
+        pair = likra_heads(self.negative_spec, variant)
+        if self.cfg.heads is not None and head_specs(self.cfg.heads, self.negative_spec, variant) == pair:
             values["heads"] = None  # the Likra pair written out is the default pair: the same folder
         return out | {k: values[k] for k, v in ADDED_DEFAULTS.items() if values[k] != v}
 

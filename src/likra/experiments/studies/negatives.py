@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, replace
 from typing import Sequence
 
-from likra.config import option, settings
+from likra.config import default_of, option, settings
 from likra.data.negative_sets import NEGATIVE_SETS
 from likra.errors import LikraError
 from likra.experiments.curve import CurveConfig, CurveRun, negative_spec, variant_name
@@ -31,6 +31,9 @@ def variant_curves(cfg: CurveConfig, variants: Sequence[dict], label_key: str, p
     set is checked before anything loads; each curve records its own settings."""
     if cfg.heads is not None:
         raise LikraError(f"--heads: this study trains its own heads (positive, one negative head per {label_key})")
+    for key in dict.fromkeys(k for overrides in variants for k in overrides):
+        if getattr(cfg, key) != default_of(CurveConfig, key):
+            raise LikraError(f"--{key.replace('_', '-')}: this study sets it for each of its curves")
     settings, negatives = {}, {}
     for overrides in variants:
         label = str(overrides[label_key])
