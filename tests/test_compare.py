@@ -52,6 +52,25 @@ def test_a_folder_against_its_copy_differs_nowhere(curves, tmp_path, capsys):
     assert "0 of" in capsys.readouterr().out
 
 
+def test_a_folder_with_heads_and_pair_settings_of_an_earlier_version_compares(tmp_path, capsys):
+    """Earlier versions took --negative-kind beside --heads (it reached no head) and recorded it: such a folder
+    still loads, while a new curve refuses the pair."""
+    heads = ["--heads", "positive=mle:gold,near=mle:negatives:near_miss", "--modes", "positive-w*near"]
+    assert main(["-q", "curve", *TINY_CURVE_ARGS, *heads, "--out", str(tmp_path / "a")]) == 0
+    curve_file = tmp_path / "a" / "curve.json"
+    curve = json.loads(curve_file.read_text())
+    curve["config"] |= {"negative_kind": "random_question", "contamination": 0.25}
+    curve_file.write_text(json.dumps(curve))
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "c.json")]) == 0
+    rows = json.loads((tmp_path / "c.json").read_text())["rows"]
+    assert {r["mode"] for r in rows} >= {"positive-w*near"} and all(r["diff"] == 0 for r in rows)
+    capsys.readouterr()
+    refused = ["--negative-kind", "random_question", "--out", str(tmp_path / "x")]
+    code = main(["-q", "curve", *TINY_CURVE_ARGS, *heads, *refused])
+    assert "--negative-kind sets the default pair" in one_line_error(capsys, code)
+
+
 def test_mismatched_or_altered_folders_are_one_line(curves, tmp_path, capsys):
     # A score file that no longer gives its curve's values: refused, naming the folder.
     altered = tmp_path / "altered"

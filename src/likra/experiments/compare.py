@@ -21,7 +21,7 @@ import numpy as np
 
 from likra.config import validate
 from likra.errors import LikraError
-from likra.experiments.curve import CurveConfig, CurveRun
+from likra.experiments.curve import PAIR_SETTINGS, CurveConfig, CurveRun
 from likra.experiments.folder import CurveFolder, read_json, read_scores
 from likra.model.heads import BASE
 from likra.model.precision import Precision
@@ -43,6 +43,8 @@ class ComparedFolder:
         if not isinstance(self.curve, dict) or not isinstance(self.curve.get("config"), dict):
             raise LikraError(f"{self.folder.curve_file}: not a likra curve.json (it has no config)")
         values = {**self.curve["config"], "out": str(self.folder.root), "report_to": "none"}
+        if values.get("heads") is not None:  # earlier versions took these beside configured heads: they reached none
+            values = {k: v for k, v in values.items() if k not in PAIR_SETTINGS}
         self.cfg: CurveConfig = validate(CurveConfig, values, str(self.folder.curve_file))
         self.run = CurveRun(self.cfg, progress=False)  # heads, modes, eval tag and paths; nothing is loaded
         recorded = self.curve.get("precision")
