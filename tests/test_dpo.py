@@ -1,13 +1,17 @@
+import json
+import re
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from conftest import make_records
 from numerics import assert_kernel_close
 
+from likra.cli import main
 from likra.data.examples import negative_pairs
 from likra.errors import LikraError
-from likra.model.heads import BASE, LoraSettings, load_adapter_weights
+from likra.model.heads import BASE, HeadSpec, LoraSettings, load_adapter_weights
 from likra.model.loading import build_tiny_model
 from likra.objectives.dpo import (
     ALL_PROJECTIONS,
@@ -50,6 +54,46 @@ def test_defaults_are_the_papers_baseline():
     assert check_loss_type(DPOSettings(loss_type="ipo").loss_type) == "ipo"
     with pytest.raises(LikraError, match="unknown DPO loss type 'nope'"):
         check_loss_type("nope")
+
+
+def test_a_partial_dpo_section_keeps_the_dpo_defaults_and_records_them(tmp_path, capsys):
+    """--dpo-lora-r 4 changes the rank of the DPO adapter only: its alpha and modules stay DPO's (not the MLE heads'
+    LoRA), as the help says; the manifest records each head's LoRA as its adapter has it."""
+    pytest.importorskip("trl")
+    from likra.config import validate
+    from likra.objectives.dpo import DPOSettings, dpo_lora
+    from likra.objectives.registry import head_settings
+
+    assert validate(DPOSettings, {"lora": {"r": 4}}, None).lora == replace(dpo_lora(), r=4)
+    head = HeadSpec("d", objective="dpo", data="pairs:near_miss", params=(("lora", {"r": 4}),))
+    section = {"dpo": {"lora": {"alpha": 32, "target_modules": ["q_proj", "v_proj"]}}}
+    wanted = replace(dpo_lora(), r=4, alpha=32, target_modules=["q_proj", "v_proj"])
+    assert head_settings(TrainSettings(), section, head).lora == wanted
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert re.search(r"--dpo-lora-r R\s+LoRA rank \(default: 16\)", capsys.readouterr().out)
+    run = tmp_path / "run"
+    args = ["-q", "train", "--model", "random-tiny", "--data", "arc_easy:train", "--limit", "8", "--batch-size", "8"]
+    heads = ["--heads", "positive=mle:gold,d=dpo:pairs:near_miss", "--dpo-lora-r", "4"]
+    assert main([*args, *heads, "--out", str(run)]) == 0
+    manifest = json.loads((run / "likra.json").read_text())
+    for head in ("positive", "d"):
+        adapter = json.loads((run / "adapters" / head / "adapter_config.json").read_text())
+        lora = manifest["head_settings"][head]["lora"]
+        assert (lora["r"], lora["alpha"], set(lora["target_modules"])) == (
+            adapter["r"], adapter["lora_alpha"], set(adapter["target_modules"])
+        )  # fmt: skip
+    assert manifest["head_settings"]["d"]["lora"]["r"] == 4 and manifest["head_settings"]["d"]["lora"]["alpha"] == 16
+
+
+def test_dpo_negatives_all_is_refused_where_the_heads_data_names_them():
+    pytest.importorskip("trl")
+    from likra.objectives.dpo import DPOSettings
+    from likra.objectives.registry import check_sections
+
+    with pytest.raises(LikraError, match="pairs:near_miss\\?per_question=all"):
+        check_sections({"dpo": {"negatives": "all"}})
+    assert DPOSettings().negatives == "one"
 
 
 def test_pairs_use_likras_negatives():

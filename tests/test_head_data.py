@@ -140,7 +140,13 @@ def test_an_unknown_set_is_refused_before_anything_loads(tmp_path, capsys, monke
     err = one_line_error(capsys, main([*args, "--heads", "positive=mle:gold,rq=mle:negatives:banana"]))
     assert "head 'rq'" in err and "unknown negative set 'banana'" in err
     err = one_line_error(capsys, main([*args, "--negatives", "all", "--heads", "rq=mle:negatives:random_question"]))
-    assert "applies to near_miss sets only" in err
+    assert "applies to near_miss sets whose data gives no per_question, not to head(s) rq" in err
+    one = "near=mle:negatives:near_miss?per_question=one"  # the head's own value: --negatives would not reach it
+    err = one_line_error(capsys, main([*args, "--negatives", "all", "--heads", f"positive=mle:gold,{one}"]))
+    assert err.endswith("not to head(s) near")
+    for flag, value in (("--negatives", "all"), ("--negative-seed", "7")):
+        err = one_line_error(capsys, main([*args, flag, value, "--heads", "positive=mle:gold"]))
+        assert err == f"likra: error: {flag}: no head trains on negatives (heads: positive)"
     assert not (tmp_path / "r").exists()
 
 
@@ -212,3 +218,56 @@ def test_a_head_reused_with_other_settings_is_refused_and_other_runs_are_not(tmp
     assert main(["-q", "study", "dpo", "--dpo-lr", "0.01", *TINY_CURVE_ARGS, *out]) == 0  # the same: reused
     assert main(["-q", "curve", *TINY_CURVE_ARGS, *out]) == 0  # no DPO head: its settings do not matter
     assert json.loads(record.read_text())["objective"] in ("mle", "dpo")
+
+
+def test_a_configured_head_named_as_a_study_head_is_refused(tmp_path, capsys):
+    """`likra study dpo` adds a head named dpo: a configured one of that name would train on the study head's
+    pairs while its records named its own."""
+    pytest.importorskip("trl")
+    heads = "positive=mle:gold,negative=mle:negatives:near_miss,dpo=dpo:pairs:random_question"
+    out = tmp_path / "study"
+    err = one_line_error(capsys, main(["-q", "study", "dpo", *TINY_CURVE_ARGS, "--heads", heads, "--out", str(out)]))
+    assert err == "likra: error: heads: the name 'dpo' is given twice (a study's own heads included)"
+    assert not out.exists()
+
+
+def test_a_head_resumed_with_another_pool_is_refused(tmp_path, capsys):
+    """--negative-pool reaches an other_benchmark head through its recipe: a head trained on one pool is not reused
+    as if trained on another (its record keeps the data as resolved)."""
+    heads = ["--heads", "positive=mle:gold,far=mle:negatives:other_benchmark", "--modes", "positive-w*far"]
+    args = ["-q", "curve", *TINY_CURVE_ARGS, *heads, "--out", str(tmp_path / "c")]
+    assert main([*args, "--negative-pool", "arc_easy:validation"]) == 0
+    record = json.loads((tmp_path / "c" / "seed-0" / "far" / "head-settings.json").read_text())
+    assert record["recipe"]["params"]["pool"] == "arc_easy:validation"
+    assert main([*args, "--negative-pool", "arc_easy:validation"]) == 0  # the same: reused
+    err = one_line_error(capsys, main([*args, "--negative-pool", "arc_challenge:validation"]))
+    assert "head trained with other settings (recipe)" in err
+
+
+def test_a_record_of_an_earlier_version_without_the_recipe_is_taken_as_it_is(tmp_path):
+    from likra.objectives.registry import check_head_record
+
+    record = {"objective": "mle", "data": "gold", "settings": {}, "lora": None}
+    (tmp_path / "head-settings.json").write_text(json.dumps(record))
+    check_head_record(tmp_path, {**record, "recipe": {"kind": "gold"}})  # no error: compared without it
+    with pytest.raises(LikraError, match="other settings \\(data\\)"):
+        check_head_record(tmp_path, {**record, "data": "negatives:near_miss", "recipe": {"kind": "negatives"}})
+
+
+def test_the_runs_lora_and_learning_rate_that_reach_no_head_are_warned_about(caplog):
+    from likra.model.heads import HeadSpec, LoraSettings
+    from likra.objectives.settings import TrainSettings
+    from likra.training.plan import plan_heads
+
+    pytest.importorskip("trl")
+    dpo = HeadSpec("d", objective="dpo", data="pairs:near_miss")
+    mle = HeadSpec("positive", data="gold")
+    changed, lora = TrainSettings(learning_rate=0.5), LoraSettings(r=4)
+    for heads, warned in (([dpo], True), ([dpo, mle], False)):
+        caplog.clear()
+        plan = plan_heads(heads, changed, {}, None, lora)
+        assert ("--lora-*, --learning-rate given, but every head trains" in caplog.text) == warned
+        assert plan.settings(dpo, changed).learning_rate == 5e-5  # the DPO head's own, either way
+    caplog.clear()
+    plan_heads([dpo], TrainSettings(), {}, None, LoraSettings())
+    assert "not applied" not in caplog.text  # defaults left alone: nothing to warn about

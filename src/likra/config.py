@@ -97,8 +97,7 @@ def _field_default(f: dataclasses.Field) -> Any:
     return f.default_factory() if f.default_factory is not MISSING else MISSING
 
 
-def _default_text(f: dataclasses.Field) -> str:
-    value = _field_default(f)
+def _default_text(value: Any) -> str:
     if value is MISSING:
         return ""
     if isinstance(value, list):
@@ -115,25 +114,37 @@ class Flag:
     field: dataclasses.Field
     hint: Any
     dest: str
+    default: Any = MISSING  # the enclosing section's default (a DPO head's LoRA is not the MLE heads' LoRA)
 
     @property
     def is_list(self) -> bool:
         return _is_list(self.hint)
 
 
-def flags_of(cls: type, prefix: str = "", _path: tuple[str, ...] = (), _flag_prefix: str | None = None) -> list[Flag]:
+def flags_of(
+    cls: type,
+    prefix: str = "",
+    _path: tuple[str, ...] = (),
+    _flag_prefix: str | None = None,
+    _defaults: Any = None,
+) -> list[Flag]:
     """The flags of every field of `cls`, nested settings flattened with their prefix; `prefix` goes before
-    every flag (`dpo-` makes `--dpo-beta`) and keeps their destinations apart from other settings'."""
+    every flag (`dpo-` makes `--dpo-beta`) and keeps their destinations apart from other settings'. A nested
+    field's default is its enclosing section's (`_defaults`: that section's default instance)."""
     flag_prefix = prefix if _flag_prefix is None else _flag_prefix
     out = []
     hints = _hints(cls)
     for f in dataclasses.fields(cls):
         hint = hints[f.name]
+        default = getattr(_defaults, f.name) if _defaults is not None else _field_default(f)
         if _is_settings(hint):
             if not f.metadata.get("cli", True):
                 continue
             sub = f.metadata.get("prefix")
-            out += flags_of(hint, prefix, _path + (f.name,), flag_prefix + (f"{f.name}-" if sub is None else sub))
+            inner = default if dataclasses.is_dataclass(default) else None
+            out += flags_of(
+                hint, prefix, _path + (f.name,), flag_prefix + (f"{f.name}-" if sub is None else sub), inner
+            )
         elif f.metadata.get("cli", True):
             # Extra spellings live under the same prefix: `--lr` of a settings class flagged `dpo-` is `--dpo-lr`.
             aliases = tuple(
@@ -147,6 +158,7 @@ def flags_of(cls: type, prefix: str = "", _path: tuple[str, ...] = (), _flag_pre
                     f,
                     hint,
                     prefix + "__".join(_path + (f.name,)),
+                    default,
                 )
             )
     return out
@@ -156,7 +168,7 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> N
     """One flag per field of `cls`; values stay strings and are validated with the rest of the configuration."""
     for flag in flags_of(cls, prefix):
         dest = flag.dest
-        text = flag.field.metadata.get("help", "") + _default_text(flag.field)
+        text = flag.field.metadata.get("help", "") + _default_text(flag.default)
         if _is_bool(flag.hint):
             parser.add_argument(*flag.names, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
@@ -191,10 +203,27 @@ def flag_values(cls: type, args: argparse.Namespace, prefix: str = "") -> tuple[
     return values, names
 
 
-def _merge(base: dict, over: dict) -> dict:
+def merge(base: dict, over: dict) -> dict:
+    """`over` on top of `base`, nested mappings merged key by key."""
     out = dict(base)
     for key, value in over.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _with_section_defaults(cls: type, values: dict) -> dict:
+    """`values` with every nested section given in part completed from that field's default instance, not from
+    its class: `--dpo-lora-r 4` keeps the DPO adapter's other LoRA settings (alpha, modules), not the MLE heads'."""
+    out = dict(values)
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        given = out.get(f.name)
+        if not (isinstance(given, dict) and _is_settings(hints[f.name])):
+            continue
+        default = _field_default(f)
+        if dataclasses.is_dataclass(default):
+            given = merge(dataclasses.asdict(default), given)
+        out[f.name] = _with_section_defaults(hints[f.name], given)
     return out
 
 
@@ -281,6 +310,7 @@ def validate(cls: type, values: dict, where: str | None, flag_names: dict | None
     if not isinstance(values, dict):
         raise LikraError(f"{prefix}expected a mapping of settings, got {type(values).__name__}")
     _check_plain(cls, values, prefix, flag_names or {})
+    values = _with_section_defaults(cls, values)
     try:
         out = TypeAdapter(cls).validate_python(values)
     except ValidationError as e:
@@ -338,4 +368,4 @@ def config_from_args(
     if yaml_values:
         validate(cls, yaml_values, where or str(getattr(args, "config", None) or "config"))
     flags, names = flag_values(cls, args, prefix)
-    return validate(cls, _merge(yaml_values, flags), None, names)
+    return validate(cls, merge(yaml_values, flags), None, names)

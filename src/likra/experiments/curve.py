@@ -253,7 +253,7 @@ class CurveRun:
         self.objective_settings = {**cfg.objectives, **(objective_settings or {})}
         # every head's objective, data recipe and settings, resolved once before anything loads
         specs = heads if heads is not None else head_specs(cfg.heads, self.negative_spec, variant_name(cfg))
-        self.plan = plan_heads([*specs, *extra_heads], cfg.train, self.objective_settings, set_defaults(cfg))
+        self.plan = plan_heads([*specs, *extra_heads], cfg.train, self.objective_settings, set_defaults(cfg), cfg.lora)
         self.heads = self.plan.specs
         if cfg.negative_pool != default_of(CurveConfig, "negative_pool") and not any(
             "pool" in r.values for r in self.plan.recipes.values()

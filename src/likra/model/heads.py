@@ -146,12 +146,18 @@ def head_specs(
         HeadSpec(h.name, objective=h.objective, data=h.data, init=k, params=tuple(sorted(h.settings.items())))
         for k, h in enumerate(heads)
     ]
+    check_distinct(specs)
+    return specs
+
+
+def check_distinct(specs: Sequence[HeadSpec], note: str = "") -> None:
+    """One line when two heads share a name, an adapter or a folder (one would train on the other's data or
+    overwrite its weights); `note` ends the line."""
     for key in ("name", "adapter", "folder"):
         seen = [getattr(spec, key) for spec in specs]
         twice = sorted({x for x in seen if seen.count(x) > 1})
         if twice:
-            raise LikraError(f"heads: the {key} {', '.join(map(repr, twice))} is given twice")
-    return specs
+            raise LikraError(f"heads: the {key} {', '.join(map(repr, twice))} is given twice{note}")
 
 
 def likra_heads(negative_set: str = "near_miss", variant: str | None = None) -> list[HeadSpec]:

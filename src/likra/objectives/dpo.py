@@ -63,7 +63,13 @@ class DPOSettings(OptimizerSettings):
         "sigmoid", help="TRL's DPO loss type (any of TRL's: sigmoid, hinge, ipo, nca_pair, ...)", flags=("--loss",)
     )
     lora: LoraSettings = option(default_factory=lambda: dpo_lora(), help="the DPO adapter's LoRA")
-    negatives: str = option("one", help="incorrect choices per question", choices=("one", "all"), cli=False)
+    negatives: str = option(
+        "one",
+        help="kept for the records of earlier versions: a head's data names its negatives "
+        "(pairs:near_miss?per_question=all); all is refused",
+        choices=("one", "all"),
+        cli=False,
+    )
     append_eos: bool = option(False, help="train on answer + EOS, as stock TRL does for plain text")
 
 
@@ -260,6 +266,11 @@ class DPO(Objective):
 
     def check(self, settings: DPOSettings) -> None:
         check_loss_type(settings.loss_type)
+        if settings.negatives != "one":  # the head's data recipe builds its pairs: this would reach none of them
+            raise LikraError(
+                f"dpo negatives={settings.negatives}: a head's data names its negatives, e.g. "
+                "pairs:near_miss?per_question=all"
+            )
 
     def build_trainer(self, ctx: TrainContext, head: HeadSpec, items, settings: DPOSettings, arguments, callbacks):
         rows = tokenize_dpo_pairs(ctx.tokenizer, items, settings.max_length, settings.append_eos)

@@ -192,7 +192,7 @@ def head_settings(ctx_train: TrainSettings, sections: dict[str, Any], head: Head
     settings class. A LikraError names the head and the key."""
     from dataclasses import asdict
 
-    from likra.config import validate
+    from likra.config import merge, validate
 
     objective = get_objective(head.objective)
     check_head_data(objective, head)
@@ -207,7 +207,7 @@ def head_settings(ctx_train: TrainSettings, sections: dict[str, Any], head: Head
     elif isinstance(section, dict):
         section = validate(objective.settings, section, f"objectives.{objective.name}")
     if head.params:
-        section = validate(objective.settings, {**asdict(section), **dict(head.params)}, f"head {head.name!r}")
+        section = validate(objective.settings, merge(asdict(section), dict(head.params)), f"head {head.name!r}")
     objective.check(section)
     return section
 
@@ -455,16 +455,22 @@ def copy_adapter(source, target, adapter: str) -> None:
 HEAD_RECORD = "head-settings.json"
 
 
-def head_record(ctx: TrainContext, head: HeadSpec, objective: Objective, settings: Any) -> dict:
-    """What a head is trained with, resolved: objective, data, its settings section (or the run's training settings)
-    and LoRA; what a reused checkpoint must have been trained with too."""
+def head_record(ctx: TrainContext, head: HeadSpec, objective: Objective, settings: Any, recipe: dict | None) -> dict:
+    """What a head is trained with, resolved: objective, data as given and as resolved (`recipe`: kind, set and every
+    parameter, e.g. the pool a curve's --negative-pool gave it), its settings section (or the run's training
+    settings) and LoRA; what a reused checkpoint must have been trained with too."""
     lora = objective.lora(ctx, settings)  # None outside a run (`train_mle_head` on a model built elsewhere)
     return {
         "objective": head.objective,
         "data": head.data,
+        **({"recipe": recipe} if recipe is not None else {}),
         "settings": asdict(settings),
         "lora": asdict(lora) if lora is not None else None,
     }
+
+
+# Keys a head's record gained after folders were written without them: such a folder is compared without them.
+RECORD_ADDED_KEYS = ("recipe",)
 
 
 def check_head_record(work_dir: Path, record: dict, done_file: Path | None = None) -> None:
@@ -482,6 +488,7 @@ def check_head_record(work_dir: Path, record: dict, done_file: Path | None = Non
             raise LikraError(f"{path}: damaged file; delete {work_dir} to retrain that head") from None
         if not isinstance(previous, dict):
             raise LikraError(f"{path}: damaged file; delete {work_dir} to retrain that head")
+        record = {k: v for k, v in record.items() if k in previous or k not in RECORD_ADDED_KEYS}
         if previous != record:
             keys = sorted(k for k in {*record, *previous} if previous.get(k) != record.get(k))
             marker = f" and {done_file}" if done_file is not None and done_file.is_file() else ""
@@ -502,16 +509,18 @@ def run_head(
     resume: bool = False,
     done_file: Path | None = None,
     settings: Any = None,
+    recipe: dict | None = None,
 ) -> tuple[TrainStats, Any]:
     """Train head `head` on `items` with its objective (see `Objective`) and `settings` (the plan's; resolved here
-    when not given): skipped when its done-marker is there; otherwise the shared Trainer arguments and the
-    objective's trainer, run by `run_trainer`. Returns (statistics, the trainer or None when skipped)."""
+    when not given), `recipe` its data as resolved (kept in its record): skipped when its done-marker is there;
+    otherwise the shared Trainer arguments and the objective's trainer, run by `run_trainer`. Returns (statistics,
+    the trainer or None when skipped)."""
     from likra.distributed import start
 
     objective = get_objective(head.objective)
     if settings is None:  # a caller without a plan (a head trained on its own: benchmarks, tests)
         settings = head_settings(ctx.train, ctx.objective_settings, head)
-    check_head_record(work_dir, head_record(ctx, head, objective, settings), done_file)
+    check_head_record(work_dir, head_record(ctx, head, objective, settings, recipe), done_file)
     finished = finished_stats(done_file)  # before building anything (a TRL objective loads a fresh base)
     if finished is not None:
         return finished, None
@@ -548,10 +557,11 @@ def train_head(
     resume: bool = False,
     done_file: Path | None = None,
     settings: Any = None,
+    recipe: dict | None = None,
 ) -> TrainStats:
     """`run_head`, after which `ctx.model`'s adapter `head.adapter` holds the trained weights (copied from the
     trainer's model when the objective trained a model of its own) and is the active one, in eval mode."""
-    stats, trainer = run_head(ctx, head, items, work_dir, checkpoint_steps, resume, done_file, settings)
+    stats, trainer = run_head(ctx, head, items, work_dir, checkpoint_steps, resume, done_file, settings, recipe)
     if ctx.model is not None:
         if trainer is not None:
             copy_adapter(trainer.model, ctx.model, head.adapter)

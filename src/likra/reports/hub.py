@@ -252,6 +252,27 @@ def heads_paragraph(manifest: dict) -> str:
     )
 
 
+def _lora_text(lora: dict, learning_rate: object) -> str:
+    modules = ", ".join(lora.get("target_modules", []) or [])
+    return f"LoRA r={lora.get('r')}, alpha={lora.get('alpha')} on {modules}; learning rate {learning_rate}"
+
+
+def _training_sentence(manifest: dict) -> str:
+    """Each head's LoRA and learning rate as it trained with them (the manifest's `head_settings`); the run's own
+    for manifests written before those were recorded."""
+    records = manifest.get("head_settings")
+    if isinstance(records, dict) and records:
+        described = {
+            head: _lora_text(r.get("lora") or {}, (r.get("settings") or {}).get("learning_rate"))
+            for head, r in records.items()
+            if isinstance(r, dict)
+        }
+        if len(set(described.values())) == 1:
+            return next(iter(described.values()))
+        return "; ".join(f"`{head}`: {text}" for head, text in described.items())
+    return _lora_text(manifest.get("lora", {}), manifest.get("train", {}).get("learning_rate"))
+
+
 def model_card(
     name: str,
     manifest: dict,
@@ -276,7 +297,7 @@ def model_card(
     }
     heads = manifest["heads"]
     examples = manifest.get("examples", {})
-    train, lora = manifest.get("train", {}), manifest.get("lora", {})
+    train = manifest.get("train", {})
     lines = [
         "---",
         yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).rstrip(),
@@ -294,8 +315,10 @@ def model_card(
     for k, head in enumerate(heads):
         folder = f"`adapters/{head}/`" + (" and the folder's root" if k == 0 else "")
         spec = specs.get(head, {})
-        data = built.get(head, {}).get("spec") or spec.get("data", "-")
-        lines.append(f"| {head} | {spec.get('objective', 'mle')} | `{data}` | {examples.get(head, '-')} | {folder} |")
+        head_data = built.get(head, {}).get("spec") or spec.get("data", "-")
+        lines.append(
+            f"| {head} | {spec.get('objective', 'mle')} | `{head_data}` | {examples.get(head, '-')} | {folder} |"
+        )
     if base.card_base_model:
         origin = f"The metadata's `base_model` is `{base.card_base_model}`" + (
             ", where these weights come from (not the weights themselves)." if not base.hub_id else "."
@@ -310,8 +333,7 @@ def model_card(
         *_checksums(files, base),
         f"Training data: `{data}`"
         + (f" ({manifest['data'].get('questions')} questions)" if manifest.get("data", {}).get("questions") else "")
-        + f". LoRA r={lora.get('r')}, alpha={lora.get('alpha')} on {', '.join(lora.get('target_modules', []) or [])}; "
-        f"learning rate {train.get('learning_rate')}, batch size {train.get('batch_size')}, "
+        + f". {_training_sentence(manifest)}. Batch size {train.get('batch_size')}, "
         f"{train.get('epochs')} epoch(s), seed {train.get('seed')}. likra "
         f"{manifest.get('versions', {}).get('likra', '?')}. License: {license} (the heads; the base model keeps "
         "its own licence).",

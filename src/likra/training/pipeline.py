@@ -211,6 +211,7 @@ def train_heads(
                     resume=done is not None,
                     done_file=done,
                     settings=plan.settings(head, ctx.train),
+                    recipe=plan.recipes[head.name].to_json(),
                 )
             line.trained(seed, head.name, stats[head.name].steps, cached)
     return stats
@@ -233,11 +234,17 @@ def setup_run(cfg: TrainConfig) -> RunSetup:
     check_quantize_available(cfg.quantize)
     use_include_paths(cfg.include_path)
     check_specs(cfg.data)
-    plan = plan_heads(head_specs(cfg.heads), cfg.train, cfg.objectives, {"per_question": cfg.negatives})
-    unapplied = [name for name, r in plan.recipes.items() if r.set and "per_question" not in r.values]
+    plan = plan_heads(head_specs(cfg.heads), cfg.train, cfg.objectives, {"per_question": cfg.negatives}, cfg.lora)
+    sets = {name: r for name, r in plan.recipes.items() if r.set}
+    if not sets and (cfg.negatives != "one" or cfg.negative_seed != 0):
+        flag = "--negatives" if cfg.negatives != "one" else "--negative-seed"
+        raise LikraError(f"{flag}: no head trains on negatives (heads: {', '.join(plan.recipes)})")
+    # --negatives is the default per_question of near_miss sets; a head that names its own, or another set, keeps it
+    unapplied = [name for name, r in sets.items() if r.values.get("per_question") != cfg.negatives]
     if cfg.negatives != "one" and unapplied:
         raise LikraError(
-            f"--negatives {cfg.negatives} applies to near_miss sets only, not to head(s) {', '.join(unapplied)}"
+            f"--negatives {cfg.negatives} applies to near_miss sets whose data gives no per_question, not to head(s) "
+            f"{', '.join(unapplied)}"
         )
     out = Path(cfg.out) if cfg.out else default_out(cfg)
     check_out(out, cfg.overwrite)
@@ -293,6 +300,7 @@ def train_run(cfg: TrainConfig, progress: bool = True) -> Path:
         },
         "examples": {h.name: len(items[h.name]) for h in heads},
         "head_data": built,  # each head's data as built: kind, set, parameters, seed, questions, examples
+        "head_settings": {h.name: run.plan.record(ctx, h) for h in heads},  # what each head trained with, resolved
         "negatives": {"per_question": cfg.negatives, "seed": cfg.negative_seed},
         "lora": asdict(cfg.lora),
         "objectives": {k: v if isinstance(v, dict) else asdict(v) for k, v in cfg.objectives.items()},

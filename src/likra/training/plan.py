@@ -15,13 +15,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from likra.config import default_of
 from likra.data.negative_sets import DataRecipe, SetInputs, build_set, parse_recipe
 from likra.data.negatives import Pairs
 from likra.data.records import MCRecord
 from likra.errors import LikraError
-from likra.model.heads import HeadSpec
+from likra.model.heads import HeadSpec, LoraSettings, check_distinct
 from likra.objectives import TrainContext, get_objective
-from likra.objectives.registry import resolve_settings
+from likra.objectives.registry import head_record, resolve_settings
 from likra.objectives.settings import TrainSettings
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,12 @@ class HeadPlan:
         planned = next(h for h in self.heads if h.spec.name == head.name)
         return planned.own_settings if planned.own_settings is not None else train
 
+    def record(self, ctx: TrainContext, head: HeadSpec) -> dict:
+        """What `head` trains with, resolved (`head_record`: objective, data as given and resolved, settings, LoRA):
+        what its work folder keeps and a run's manifest records."""
+        settings = self.settings(head, ctx.train)
+        return head_record(ctx, head, get_objective(head.objective), settings, self.recipes[head.name].to_json())
+
 
 def shadows(name: str) -> str | None:
     """What a head named `name` would hide from the mode grammar: a registered mode's name (`--modes sft` would
@@ -76,22 +83,48 @@ def shadows(name: str) -> str | None:
     return None
 
 
+# The run's optimizer settings that an objective with settings of its own (DPO, KTO) replaces by its own.
+RUN_OPTIMIZER = ("learning_rate", "lr_scheduler_type", "warmup_steps", "weight_decay")
+
+
+def unreached_run_settings(train: TrainSettings, lora: LoraSettings | None, settings: Sequence[Any]) -> list[str]:
+    """The flags of the run's LoRA and optimizer settings that were changed from their defaults but that no head
+    trains with (`settings`: each head's resolved settings; a head with a section of its own has its own)."""
+    out = []
+    if lora is not None and lora != LoraSettings() and all(getattr(s, "lora", None) is not None for s in settings):
+        out.append("--lora-*")
+    if all(s is not train for s in settings):
+        out += [f"--{k.replace('_', '-')}" for k in RUN_OPTIMIZER if getattr(train, k) != default_of(TrainSettings, k)]
+    return out
+
+
 def plan_heads(
     heads: Sequence[HeadSpec],
     train: TrainSettings,
     objective_settings: Mapping[str, Any],
     defaults: Mapping[str, Any] | None = None,
+    lora: LoraSettings | None = None,
 ) -> HeadPlan:
     """The plan of `heads`: every objective section given checked (used by a head or not), each head's data recipe
     resolved with `defaults`, each head's settings validated (its objective's section with its own values on top).
     An objective whose optional packages are missing (TRL for dpo and kto) is refused first, in one line naming the
     extra to install; a section no head uses needs none of them."""
+    check_distinct(heads, " (a study's own heads included)")
     settings = resolve_settings(train, objective_settings, heads)
     for head in heads:
         shadowed = shadows(head.name)
         if shadowed:
             raise LikraError(f"head name {head.name!r} is {shadowed}: a mode could not name the head; rename it")
     recipes = head_recipes(heads, defaults)
+    unreached = unreached_run_settings(train, lora, settings)
+    if unreached:
+        log.warning(
+            "%s given, but every head trains with its objective's own settings (%s): not applied (set them per "
+            "objective, e.g. --%s-lr)",
+            ", ".join(unreached),
+            ", ".join(dict.fromkeys(h.objective for h in heads)),
+            heads[0].objective,
+        )
     unused = sorted(set(objective_settings) - {h.objective for h in heads})
     if unused:
         log.warning(
