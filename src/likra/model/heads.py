@@ -150,10 +150,12 @@ def head_specs(
     return specs
 
 
-def check_distinct(specs: Sequence[HeadSpec], note: str = "") -> None:
-    """One line when two heads share a name, an adapter or a folder (one would train on the other's data or
-    overwrite its weights); `note` ends the line."""
-    for key in ("name", "adapter", "folder"):
+def check_distinct(
+    specs: Sequence[HeadSpec], note: str = "", keys: Sequence[str] = ("name", "adapter", "folder")
+) -> None:
+    """One line when two heads share one of `keys` (one would train on the other's data or overwrite its weights);
+    `note` ends the line."""
+    for key in keys:
         seen = [getattr(spec, key) for spec in specs]
         twice = sorted({x for x in seen if seen.count(x) > 1})
         if twice:

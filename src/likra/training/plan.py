@@ -109,7 +109,8 @@ def plan_heads(
     resolved with `defaults`, each head's settings validated (its objective's section with its own values on top).
     An objective whose optional packages are missing (TRL for dpo and kto) is refused first, in one line naming the
     extra to install; a section no head uses needs none of them."""
-    check_distinct(heads, " (a study's own heads included)")
+    # a study's heads may take turns in one adapter (one negative head per set), never share a name or a folder
+    check_distinct(heads, " (a study's own heads included)", ("name", "folder"))
     settings = resolve_settings(train, objective_settings, heads)
     for head in heads:
         shadowed = shadows(head.name)
