@@ -220,15 +220,24 @@ def test_a_head_reused_with_other_settings_is_refused_and_other_runs_are_not(tmp
     assert json.loads(record.read_text())["objective"] in ("mle", "dpo")
 
 
-def test_a_configured_head_named_as_a_study_head_is_refused(tmp_path, capsys):
-    """`likra study dpo` adds a head named dpo: a configured one of that name would train on the study head's
-    pairs while its records named its own."""
+def test_a_configured_head_beside_a_studys_own_heads_is_refused(tmp_path, capsys):
+    """`likra study dpo` adds a head named dpo on the Likra pair's set: configured heads are refused there (one named
+    dpo trained on the study head's pairs while its records named its own), and a plan never holds two heads of
+    one name or folder, whoever adds them (a plug-in's study)."""
+    from likra.model.heads import HeadSpec
+    from likra.objectives.settings import TrainSettings
+    from likra.training.plan import plan_heads
+
     pytest.importorskip("trl")
     heads = "positive=mle:gold,negative=mle:negatives:near_miss,dpo=dpo:pairs:random_question"
-    out = tmp_path / "study"
-    err = one_line_error(capsys, main(["-q", "study", "dpo", *TINY_CURVE_ARGS, "--heads", heads, "--out", str(out)]))
-    assert err == "likra: error: heads: the name 'dpo' is given twice (a study's own heads included)"
-    assert not out.exists()
+    for study in ("dpo", "objectives"):
+        out = tmp_path / study
+        code = main(["-q", "study", study, *TINY_CURVE_ARGS, "--heads", heads, "--out", str(out)])
+        assert one_line_error(capsys, code).startswith("likra: error: --heads: this study trains its own heads")
+        assert not out.exists()
+    mine, studys = HeadSpec("dpo", objective="dpo", data="pairs:random_question"), HeadSpec("dpo", objective="dpo")
+    with pytest.raises(LikraError, match="the name 'dpo' is given twice \\(a study's own heads included\\)"):
+        plan_heads([mine, studys], TrainSettings(), {})
 
 
 def test_a_head_resumed_with_another_pool_is_refused(tmp_path, capsys):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+from likra.errors import LikraError
 from likra.experiments.curve import CurveConfig, CurveRun, negative_spec
 from likra.experiments.figures import base_value, baselines_line, fmt, interval_name, line_figure, mode_points
 from likra.experiments.studies.base import Study, register_study
@@ -25,6 +26,8 @@ class DPOStudy(Study):
     help = "the DPO baseline (TRL) on the same questions and negatives"
 
     def run(self, cfg: CurveConfig, options: None, progress: bool = True) -> dict:
+        if cfg.heads is not None:  # its DPO head trains on the Likra pair's negative set (--negative-kind)
+            raise LikraError("--heads: this study trains its own heads (the Likra pair and dpo, on one negative set)")
         head = HeadSpec(DPO_HEAD, objective="dpo", data=f"pairs:{negative_spec(cfg)}")
         dpo = cfg.objectives.get("dpo") or DPOSettings()
         curve = CurveRun(cfg, progress, extra_heads=[head], extra_modes=DPO_MODES).run().curve

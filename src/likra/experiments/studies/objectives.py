@@ -89,6 +89,8 @@ class ObjectivesStudy(Study):
     def run(self, cfg: CurveConfig, options: ObjectivesSettings, progress: bool = True) -> dict:
         if not options.objectives:
             raise LikraError("give at least one objective (--objectives)")
+        if cfg.heads is not None:  # every entry trains on the Likra pair's negative set (--negative-kind)
+            raise LikraError("--heads: this study trains its own heads (the Likra pair and one per objective)")
         heads, modes = [], {}
         for name in dict.fromkeys(options.objectives):  # every name checked before anything trains
             more, modes[name] = objective_heads(name, negative_spec(cfg))
