@@ -88,12 +88,13 @@ def test_a_partial_dpo_section_keeps_the_dpo_defaults_and_records_them(tmp_path,
 
 def test_dpo_negatives_all_is_refused_where_the_heads_data_names_them():
     pytest.importorskip("trl")
-    from likra.objectives.dpo import DPOSettings
-    from likra.objectives.registry import check_sections
+    from likra.training.plan import plan_heads
 
-    with pytest.raises(LikraError, match="pairs:near_miss\\?per_question=all"):
-        check_sections({"dpo": {"negatives": "all"}})
-    assert DPOSettings().negatives == "one"
+    head = HeadSpec("d", objective="dpo", data="pairs:near_miss")
+    for sections, params in (({"dpo": {"negatives": "all"}}, ()), ({}, (("negatives", "all"),))):
+        with pytest.raises(LikraError, match="head 'd': negatives=all: .* pairs:near_miss\\?per_question=all"):
+            plan_heads([replace(head, params=params)], TrainSettings(), sections)
+    assert plan_heads([head], TrainSettings(), {}).settings(head, TrainSettings()).negatives == "one"
 
 
 def test_pairs_use_likras_negatives():

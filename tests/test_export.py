@@ -249,7 +249,7 @@ def test_the_card_describes_the_heads_that_were_trained(tmp_path):
         and "`rq` (mle on incorrect answers (random_question?contamination=0.25))" in card
     )
     assert "| rq | mle | `negatives:random_question?contamination=0.25` | 8 |" in card
-    assert "Training data: `arc_easy:train` (8 questions). LoRA r=8, alpha=8" in card  # the data set, not a head's
+    assert "Training data: `arc_easy:train` (8 questions). LoRA r=8, alpha=8 on " in card  # the data set, not a head's
     pair = json.loads((tmp_path / "rq" / "likra.json").read_text())
     pair["head_specs"] = [
         {"name": "positive", "objective": "mle", "data": "gold"},

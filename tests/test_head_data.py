@@ -197,13 +197,14 @@ def test_a_negative_pool_no_head_draws_on_is_warned_about(tmp_path, caplog, monk
         pass
 
     monkeypatch.setattr(curve, "load_tokenizer", lambda *a: (_ for _ in ()).throw(Loaded()))
-    for heads, warned in ((HEADS, True), ("positive=mle:gold,far=mle:negatives:other_benchmark", False)):
+    own = "positive=mle:gold,far=mle:negatives:other_benchmark?pool=arc_easy:validation"  # its own pool, not --'s
+    for heads, warned in ((HEADS, True), ("positive=mle:gold,far=mle:negatives:other_benchmark", False), (own, True)):
         values = {"heads": heads.split(","), "modes": ["sft"], "negative_pool": "arc_easy:train", "out": str(tmp_path)}
         cfg = validate(curve.CurveConfig, values, None)
         caplog.clear()
         with pytest.raises(Loaded):
             curve.CurveRun(cfg, progress=False).run()
-        assert ("--negative-pool arc_easy:train: no head trains on an other_benchmark set" in caplog.text) == warned
+        assert ("--negative-pool arc_easy:train: no head draws on it (other_benchmark)" in caplog.text) == warned
 
 
 def test_a_head_reused_with_other_settings_is_refused_and_other_runs_are_not(tmp_path, capsys):
@@ -272,10 +273,13 @@ def test_the_runs_lora_and_learning_rate_that_reach_no_head_are_warned_about(cap
     dpo = HeadSpec("d", objective="dpo", data="pairs:near_miss")
     mle = HeadSpec("positive", data="gold")
     changed, lora = TrainSettings(learning_rate=0.5), LoraSettings(r=4)
-    for heads, warned in (([dpo], True), ([dpo, mle], False)):
+    unlikely = HeadSpec("u", objective="unlikelihood", data="pairs:near_miss")  # its settings: its loss's alone
+    warning = "--lora-*, --learning-rate given, but every head trains with its objective's own (dpo)"
+    for heads, warned in (([dpo], True), ([dpo, mle], False), ([dpo, unlikely], False)):
         caplog.clear()
         plan = plan_heads(heads, changed, {}, None, lora)
-        assert ("--lora-*, --learning-rate given, but every head trains" in caplog.text) == warned
+        assert (warning in caplog.text) == warned
+        assert warned or "not applied" not in caplog.text  # an MLE or unlikelihood head takes the run's lr and LoRA
         assert plan.settings(dpo, changed).learning_rate == 5e-5  # the DPO head's own, either way
     caplog.clear()
     plan_heads([dpo], TrainSettings(), {}, None, LoraSettings())

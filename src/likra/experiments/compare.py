@@ -45,6 +45,11 @@ class ComparedFolder:
         values = {**self.curve["config"], "out": str(self.folder.root), "report_to": "none"}
         if values.get("heads") is not None:  # earlier versions took these beside configured heads: they reached none
             values = {k: v for k, v in values.items() if k not in PAIR_SETTINGS}
+        if isinstance(values.get("objectives"), dict):  # a DPO section's negatives too (its head trained on one)
+            values["objectives"] = {
+                name: {k: v for k, v in section.items() if k != "negatives"} if isinstance(section, dict) else section
+                for name, section in values["objectives"].items()
+            }
         self.cfg: CurveConfig = validate(CurveConfig, values, str(self.folder.curve_file))
         self.run = CurveRun(self.cfg, progress=False)  # heads, modes, eval tag and paths; nothing is loaded
         recorded = self.curve.get("precision")

@@ -255,10 +255,6 @@ class CurveRun:
         specs = heads if heads is not None else head_specs(cfg.heads, self.negative_spec, variant_name(cfg))
         self.plan = plan_heads([*specs, *extra_heads], cfg.train, self.objective_settings, set_defaults(cfg), cfg.lora)
         self.heads = self.plan.specs
-        if cfg.negative_pool != default_of(CurveConfig, "negative_pool") and not any(
-            "pool" in r.values for r in self.plan.recipes.values()
-        ):
-            log.warning("--negative-pool %s: no head trains on an other_benchmark set: not applied", cfg.negative_pool)
         # the curve is named by the negative sets its heads train on (studies run several curves in one folder)
         self.variant = self.plan.sets if configured else variant_name(cfg)
         self.line = CurveProgress(enabled=progress, label=f"likra {self.folder.root.name} ({label or self.variant})")
@@ -310,6 +306,10 @@ class CurveRun:
         cfg = self.cfg
         use_include_paths(cfg.include_path)
         check_specs(cfg.data, cfg.eval_data)  # lm-eval tasks: found and of a kind likra takes, before a model loads
+        if cfg.negative_pool != default_of(CurveConfig, "negative_pool") and not any(
+            r.values.get("pool") == cfg.negative_pool for r in self.plan.recipes.values()
+        ):
+            log.warning("--negative-pool %s: no head draws on it (other_benchmark): not applied", cfg.negative_pool)
         start()
         self.timing = {"scoring_seconds": 0.0, "scoring_passes": 0}
         tokenizer = self.tokenizer = load_tokenizer(cfg.model)

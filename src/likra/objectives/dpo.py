@@ -65,8 +65,8 @@ class DPOSettings(OptimizerSettings):
     lora: LoraSettings = option(default_factory=lambda: dpo_lora(), help="the DPO adapter's LoRA")
     negatives: str = option(
         "one",
-        help="kept for the records of earlier versions: a head's data names its negatives "
-        "(pairs:near_miss?per_question=all); all is refused",
+        help="incorrect choices per question of `train_dpo` on records; a run's head names them in its data "
+        "(pairs:near_miss?per_question=all), and all is refused there",
         choices=("one", "all"),
         cli=False,
     )
@@ -266,11 +266,6 @@ class DPO(Objective):
 
     def check(self, settings: DPOSettings) -> None:
         check_loss_type(settings.loss_type)
-        if settings.negatives != "one":  # the head's data recipe builds its pairs: this would reach none of them
-            raise LikraError(
-                f"dpo negatives={settings.negatives}: a head's data names its negatives, e.g. "
-                "pairs:near_miss?per_question=all"
-            )
 
     def build_trainer(self, ctx: TrainContext, head: HeadSpec, items, settings: DPOSettings, arguments, callbacks):
         rows = tokenize_dpo_pairs(ctx.tokenizer, items, settings.max_length, settings.append_eos)

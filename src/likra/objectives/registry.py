@@ -266,6 +266,12 @@ def steps_per_epoch(n_examples: int, batch_size: int) -> int:
     return math.ceil(n_examples / batch_size)
 
 
+def optimizer_settings(settings: Any, train: TrainSettings) -> OptimizerSettings:
+    """The optimizer a head trains with: its objective's settings where they are `OptimizerSettings` (DPO's lr 5e-5
+    cosine), else the run's (`train`): MLE, and unlikelihood, whose settings are its loss's alone."""
+    return settings if isinstance(settings, OptimizerSettings) else train
+
+
 def trainer_arguments(
     ctx: TrainContext, settings: Any, work_dir: Path, rows_per_step: int, progress: bool | None = None
 ) -> dict:
@@ -274,7 +280,7 @@ def trainer_arguments(
     objective (or the run's), no saving but likra's own checkpoints, no tracking."""
     from likra.distributed import rank_and_world
 
-    optimizer = settings if isinstance(settings, OptimizerSettings) else ctx.train
+    optimizer = optimizer_settings(settings, ctx.train)
     progress = ctx.progress if progress is None else progress
     return dict(
         output_dir=str(work_dir),

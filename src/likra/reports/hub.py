@@ -254,23 +254,24 @@ def heads_paragraph(manifest: dict) -> str:
 
 def _lora_text(lora: dict, learning_rate: object) -> str:
     modules = ", ".join(lora.get("target_modules", []) or [])
-    return f"LoRA r={lora.get('r')}, alpha={lora.get('alpha')} on {modules}; learning rate {learning_rate}"
+    return f"LoRA r={lora.get('r')}, alpha={lora.get('alpha')} on {modules} and learning rate {learning_rate}"
 
 
 def _training_sentence(manifest: dict) -> str:
     """Each head's LoRA and learning rate as it trained with them (the manifest's `head_settings`); the run's own
     for manifests written before those were recorded."""
     records = manifest.get("head_settings")
+    run_rate = manifest.get("train", {}).get("learning_rate")
     if isinstance(records, dict) and records:
-        described = {
-            head: _lora_text(r.get("lora") or {}, (r.get("settings") or {}).get("learning_rate"))
+        described = {  # a head whose settings have no learning rate trains with the run's (unlikelihood)
+            head: _lora_text(r.get("lora") or {}, (r.get("settings") or {}).get("learning_rate", run_rate))
             for head, r in records.items()
             if isinstance(r, dict)
         }
         if len(set(described.values())) == 1:
             return next(iter(described.values()))
         return "; ".join(f"`{head}`: {text}" for head, text in described.items())
-    return _lora_text(manifest.get("lora", {}), manifest.get("train", {}).get("learning_rate"))
+    return _lora_text(manifest.get("lora", {}), run_rate)
 
 
 def model_card(

@@ -22,7 +22,7 @@ from likra.data.records import MCRecord
 from likra.errors import LikraError
 from likra.model.heads import HeadSpec, LoraSettings, check_distinct
 from likra.objectives import TrainContext, get_objective
-from likra.objectives.registry import head_record, resolve_settings
+from likra.objectives.registry import head_record, optimizer_settings, resolve_settings
 from likra.objectives.settings import TrainSettings
 
 log = logging.getLogger(__name__)
@@ -83,17 +83,19 @@ def shadows(name: str) -> str | None:
     return None
 
 
-# The run's optimizer settings that an objective with settings of its own (DPO, KTO) replaces by its own.
+# The run's settings that an objective with optimizer settings of its own (DPO, KTO) takes from its own section
+# alone (the run's gradient checkpointing and longest sequence still shape the base model and the data).
 RUN_OPTIMIZER = ("learning_rate", "lr_scheduler_type", "warmup_steps", "weight_decay")
 
 
 def unreached_run_settings(train: TrainSettings, lora: LoraSettings | None, settings: Sequence[Any]) -> list[str]:
     """The flags of the run's LoRA and optimizer settings that were changed from their defaults but that no head
-    trains with (`settings`: each head's resolved settings; a head with a section of its own has its own)."""
+    trains with (`settings`: each head's resolved settings; the run's reach a head whose objective has none of its
+    own: `optimizer_settings`, `Objective.lora`)."""
     out = []
     if lora is not None and lora != LoraSettings() and all(getattr(s, "lora", None) is not None for s in settings):
         out.append("--lora-*")
-    if all(s is not train for s in settings):
+    if all(optimizer_settings(s, train) is not train for s in settings):
         out += [f"--{k.replace('_', '-')}" for k in RUN_OPTIMIZER if getattr(train, k) != default_of(TrainSettings, k)]
     return out
 
@@ -117,14 +119,21 @@ def plan_heads(
         if shadowed:
             raise LikraError(f"head name {head.name!r} is {shadowed}: a mode could not name the head; rename it")
     recipes = head_recipes(heads, defaults)
+    for head, section in zip(heads, settings):
+        if getattr(section, "negatives", "one") != "one":  # DPO's, from before a head's data named its set
+            raise LikraError(
+                f"head {head.name!r}: negatives={section.negatives}: a head's data names its negatives, e.g. "
+                "pairs:near_miss?per_question=all"
+            )
     unreached = unreached_run_settings(train, lora, settings)
     if unreached:
         log.warning(
-            "%s given, but every head trains with its objective's own settings (%s): not applied (set them per "
-            "objective, e.g. --%s-lr)",
+            "%s given, but every head trains with its objective's own (%s): not applied (set them in its section, "
+            "e.g. --%s-%s)",
             ", ".join(unreached),
             ", ".join(dict.fromkeys(h.objective for h in heads)),
             heads[0].objective,
+            "lora-r" if unreached == ["--lora-*"] else "lr",
         )
     unused = sorted(set(objective_settings) - {h.objective for h in heads})
     if unused:
