@@ -284,3 +284,25 @@ def test_the_runs_lora_and_learning_rate_that_reach_no_head_are_warned_about(cap
     caplog.clear()
     plan_heads([dpo], TrainSettings(), {}, None, LoraSettings())
     assert "not applied" not in caplog.text  # defaults left alone: nothing to warn about
+
+
+def test_a_section_key_every_head_of_it_overrides_is_warned_about(caplog):
+    """`--dpo-beta 0.7` beside a YAML head `settings: {beta: 0.3}`: the head's own value is applied (the head is the
+    more specific), and the flag's is said not to be."""
+    from likra.model.heads import HeadSpec
+    from likra.objectives.dpo import DPOSettings
+    from likra.objectives.settings import TrainSettings
+    from likra.training.plan import plan_heads
+
+    pytest.importorskip("trl")
+    own = HeadSpec("d", objective="dpo", data="pairs:near_miss", params=(("beta", 0.3),))
+    plain = HeadSpec("e", objective="dpo", data="pairs:near_miss")
+    for sections in ({"dpo": {"beta": 0.7}}, {"dpo": DPOSettings(beta=0.7)}):  # as given, or validated by the CLI
+        caplog.clear()
+        plan = plan_heads([own], TrainSettings(), sections)
+        assert plan.settings(own, TrainSettings()).beta == 0.3
+        warning = "objectives.dpo: beta (--dpo-beta) given, but every dpo head sets its own (d): not applied"
+        assert warning in caplog.text
+        caplog.clear()
+        plan = plan_heads([own, plain], TrainSettings(), sections)
+        assert plan.settings(plain, TrainSettings()).beta == 0.7 and "not applied" not in caplog.text

@@ -90,3 +90,11 @@ def test_acc_norm_divides_by_character_length():
     texts = [("ab", "abcdefghijklmnopqrst")]
     assert accuracy(scores, [1]).value == 0.0
     assert accuracy_norm(scores, [1], texts).value == 1.0
+
+
+def test_a_pair_naming_a_mode_not_evaluated_is_warned_about_unless_a_default(caplog):
+    from likra.scoring.stats import DEFAULT_PAIRS, parse_pairs
+
+    assert parse_pairs([*DEFAULT_PAIRS, "likra:sfft"], ["base", "sft", "likra"]) == [("likra", "sft"), ("sft", "base")]
+    assert "pair likra:sfft: sfft not evaluated (--modes): skipped" in caplog.text
+    assert "negbase:base" not in caplog.text  # a default pair whose modes are not evaluated is skipped quietly

@@ -217,7 +217,17 @@ def test_a_qlora_run_records_and_reloads_its_4bit_base(tmp_path):
     out = tmp_path / "eval.json"
     args = ["eval", "--run", str(run), "--data", "arc_challenge:validation", "--limit", "6", "--bootstrap", "50"]
     assert main([*args, "--out", str(out)]) == 0
-    assert {"base", "sft", "likra"} <= set(json.loads(out.read_text())["metrics"])
+    quantized = json.loads(out.read_text())
+    assert {"base", "sft", "likra"} <= set(quantized["metrics"])
+    assert quantized["config"]["quantize"] == "4bit"  # as the run was trained, recorded as applied
+    # --quantize none scores the same heads on the full-precision base, and says so
+    full = tmp_path / "full.json"
+    assert main([*args, "--quantize", "none", "--out", str(full)]) == 0
+    full_precision = json.loads(full.read_text())
+    assert full_precision["config"]["quantize"] == "none" and "4bit" not in str(full_precision["precision"])
+    assert full_precision["loglikelihoods"]["base"] != quantized["loglikelihoods"]["base"]
+    plain = load_run_model(run, quantize="none")[0]
+    assert not is_quantized(plain)
 
 
 def test_4bit_without_bitsandbytes_is_one_line(monkeypatch, capsys):

@@ -1010,3 +1010,33 @@ def test_an_older_run_with_a_head_named_like_a_mode_loads_with_a_warning(tmp_pat
     with caplog.at_level("WARNING"):
         assert main(args) == 0
     assert "head 'sft' is the name of the registered mode 'sft'" in caplog.text
+
+
+def test_a_registered_mode_whose_heads_a_run_lacks_names_them(tmp_path, qa, capsys, monkeypatch):
+    """A run with configured heads (positive, nm) and the default modes: likra needs a negative head, which is what
+    the line says (not that likra is an unknown mode)."""
+    run = tmp_path / "nm"
+    heads = ["--heads", "positive=mle:gold,nm=mle:negatives:near_miss"]
+    assert main([*TINY_TRAIN, "--data", str(qa), *heads, "--out", str(run)]) == 0
+    monkeypatch.setattr("likra.runs.load_run_model", lambda *a, **k: pytest.fail("model loaded"))
+    err = refused(capsys, ["-q", "eval", "--run", str(run), "--data", str(qa)], "mode 'likra' needs head(s) negative")
+    assert "this run has nm, positive" in err and "unknown mode" not in err
+
+
+@pytest.mark.parametrize(
+    "flags", [["--fewshot-data", "arc_easy:train"], ["--fewshot-seed", "7"]], ids=["fewshot-data", "fewshot-seed"]
+)
+def test_a_fewshot_setting_with_no_shots_is_refused_before_anything_loads(tmp_path, qa, capsys, monkeypatch, flags):
+    monkeypatch.setattr("likra.runs.load_run_model", lambda *a, **k: pytest.fail("model loaded"))
+    monkeypatch.setattr("likra.scoring.evaluate.load_eval_model", lambda *a, **k: pytest.fail("model loaded"))
+    out = tmp_path / "e.json"
+    refused(capsys, ["-q", "eval", "--model", TINY_MODEL, "--data", str(qa), *flags, "--out", str(out)], "--shots 0")
+    if flags[0] == "--fewshot-data":  # a curve's scores would be named by it (and compare would call them apart)
+        refused(capsys, [*TINY_CURVE, *flags, "--out", str(tmp_path / "c")], "--shots 0 draws no shots")
+    assert not out.exists() and not (tmp_path / "c").exists()
+
+
+def test_a_json_key_given_twice_is_one_line(tmp_path, capsys):
+    data = tmp_path / "dup.jsonl"
+    data.write_text('{"id": "a", "prompt": "x", "choices": ["1", "2"], "gold": 0, "gold": 1}\n')
+    refused(capsys, ["-q", "eval", "--model", TINY_MODEL, "--data", str(data)], f"{data}:1: key 'gold' given twice")

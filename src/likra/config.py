@@ -193,7 +193,12 @@ def flag_values(cls: type, args: argparse.Namespace, prefix: str = "") -> tuple[
             continue
         if flag.is_list and isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
-        elif isinstance(value, str) and value.strip().lower() in ("none", "null") and _optional(flag.hint):
+        elif (
+            isinstance(value, str)
+            and value.strip().lower() in ("none", "null")
+            and _optional(flag.hint)
+            and value.strip() not in (flag.field.metadata.get("choices") or ())  # a choice named none is a value
+        ):
             value = None
         node = values
         for key in flag.path[:-1]:

@@ -76,10 +76,26 @@ def check_value(value: Any, where: str, strings: bool = True) -> Any:
     return value
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    out = dict(pairs)
+    if len(out) < len(pairs):
+        seen: set[str] = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise _DuplicateKey(twice)
+    return out
+
+
 def parse_json(text: str, where: str) -> Any:
-    """The JSON value of `text`, within the limits above; a LikraError naming `where` otherwise."""
+    """The JSON value of `text`, within the limits above; a LikraError naming `where` otherwise (a key given twice in
+    one object too, as in YAML: JSON would keep the last one silently)."""
     try:
-        value = json.loads(text)
+        value = json.loads(text, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as e:
+        raise LikraError(f"{where}: key {shorten(repr(e.args[0]))} given twice in one object") from None
     except RecursionError:
         raise LikraError(f"{where}: nested deeper than {MAX_DEPTH} levels") from None
     except json.JSONDecodeError as e:

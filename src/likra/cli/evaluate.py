@@ -19,6 +19,7 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from likra.config import config_from_args
+    from likra.data.examples import FEWSHOT_SEED
     from likra.data.lmeval_tasks import check_specs, use_include_paths
     from likra.distributed import is_main, start
     from likra.io import atomic_write_json
@@ -33,11 +34,13 @@ def run(args: argparse.Namespace) -> int:
         load_eval_model,
     )
     from likra.scoring.modes import check_modes
+    from likra.scoring.settings import check_shots
 
     cfg = config_from_args(EvalConfig, args)
     check_quantize_available(cfg.quantize)
     check_modes(cfg.modes)
     check_eval_outputs(cfg)
+    check_shots(cfg.shots, cfg.fewshot_data, cfg.fewshot_seed, FEWSHOT_SEED)
     use_include_paths(cfg.include_path)
     check_specs(cfg.data)  # lm-eval tasks found and of a kind likra takes before the model loads
     start()

@@ -41,7 +41,7 @@ from likra.progress import CurveProgress
 from likra.scoring.engine import ScoringEngine, tokenize_questions
 from likra.scoring.metrics import METRICS, mode_credits, mode_metrics
 from likra.scoring.modes import check_heads, check_modes
-from likra.scoring.settings import ScoringSettings
+from likra.scoring.settings import ScoringSettings, check_shots
 from likra.scoring.stats import few_seeds_note, mode_statistics, parse_pairs, seeds_and_questions, trivial_baselines
 from likra.tracking import REPORT_TO, ReportTo, Tracker, check_available, examples_seen, make_tracker
 from likra.training.pipeline import (
@@ -304,6 +304,7 @@ class CurveRun:
     def run(self) -> CurveResult:
         began = time.perf_counter()
         cfg = self.cfg
+        check_shots(cfg.shots, cfg.fewshot_data)
         use_include_paths(cfg.include_path)
         check_specs(cfg.data, cfg.eval_data)  # lm-eval tasks: found and of a kind likra takes, before a model loads
         if cfg.negative_pool != default_of(CurveConfig, "negative_pool") and not any(

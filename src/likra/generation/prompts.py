@@ -8,7 +8,7 @@ from likra.config import option, settings
 from likra.data.records import jsonl_objects
 from likra.errors import LikraError
 from likra.generation.decoder import GenerationSettings
-from likra.model.loading import QUANTIZE, ModelSettings, QuantizeOption
+from likra.model.loading import QUANTIZE, ModelSettings, RunQuantizeOption
 
 
 @settings
@@ -17,7 +17,7 @@ class GenerateConfig(GenerationSettings, ModelSettings):
 
     run: str | None = option(None, help="run folder written by `likra train`")
     model: str | None = option(None, help="a plain model instead of a run (mode base only)")
-    quantize: QuantizeOption = option(
+    quantize: RunQuantizeOption = option(
         None, help="load the base in 4-bit NF4 (bitsandbytes); default: as the run was trained", choices=QUANTIZE
     )
     prompt: str | None = option(None, help="one prompt to continue")

@@ -59,6 +59,9 @@ def full_precision(quantize: str | None) -> str | None:
 
 
 QuantizeOption = Annotated[str | None, BeforeValidator(full_precision)]
+# Where a run is loaded (eval, generate): None = as the run was trained, "none" = full precision even for a run
+# trained on a 4-bit base (so "none" is kept, not made None).
+RunQuantizeOption = str | None
 
 
 @settings

@@ -19,7 +19,7 @@ from likra.data.formats import (
 from likra.data.records import MCRecord
 from likra.errors import LikraError
 from likra.model.heads import available_heads
-from likra.model.loading import DEVICE_MAPS, QUANTIZE, ModelSettings, QuantizeOption
+from likra.model.loading import DEVICE_MAPS, QUANTIZE, ModelSettings, RunQuantizeOption
 from likra.runs import read_manifest, resolve_run
 from likra.scoring.engine import ScoringEngine, tokenize_questions
 from likra.scoring.metrics import mode_metrics
@@ -45,7 +45,7 @@ class EvalConfig(ScoringSettings, DataSettings, ModelSettings):
     cross_format: bool = option(False, help="score a run on another format or chat setting than it was trained on")
     fewshot_seed: int = option(FEWSHOT_SEED, help="seed of the few-shot order")
     limit: PositiveInt | None = option(None, help="evaluate the first N questions only")
-    quantize: QuantizeOption = option(
+    quantize: RunQuantizeOption = option(
         None, help="load the base in 4-bit NF4 (bitsandbytes); default: as the run was trained", choices=QUANTIZE
     )
     device_map: str | None = option(
@@ -109,7 +109,7 @@ def warn_shadowing_heads(run, manifest: dict) -> None:
 
 def load_eval_model(cfg: EvalConfig):
     """(model, tokenizer) of `likra eval`: a run's heads, or a plain base model for mode base."""
-    from likra.model.loading import load_base_model, load_tokenizer
+    from likra.model.loading import full_precision, load_base_model, load_tokenizer
     from likra.model.precision import mark, scoring_precision
     from likra.runs import load_run_model
 
@@ -118,7 +118,10 @@ def load_eval_model(cfg: EvalConfig):
     if cfg.train_dtype is not None:
         raise LikraError("--train-dtype: likra eval trains nothing (give --score-dtype or --dtype)")
     if cfg.run:
-        check_heads(cfg.modes, read_manifest(resolve_run(cfg.run))["heads"], "this run")  # before the model loads
+        trained = read_manifest(resolve_run(cfg.run))
+        check_heads(cfg.modes, trained["heads"], "this run")  # before the model loads
+        # what the base loads as, recorded as applied: as the run was trained unless told (none: full precision)
+        cfg.quantize = full_precision(cfg.quantize or trained["model"].get("quantize")) or "none"
         model, tokenizer, manifest = load_run_model(
             cfg.run, cfg.dtype, device_map=cfg.device_map, quantize=cfg.quantize, score_dtype=cfg.score_dtype
         )
@@ -131,8 +134,10 @@ def load_eval_model(cfg: EvalConfig):
             cfg.modes = ["base"]
         else:
             raise LikraError("a plain --model has no heads: only --modes base is possible")
-    precision = scoring_precision(cfg.model, cfg.dtype, cfg.score_dtype, None, cfg.quantize, cfg.device_map)
-    base = load_base_model(cfg.model, precision.score, device_map=cfg.device_map, quantize=cfg.quantize)
+    cfg.quantize = full_precision(cfg.quantize) or "none"
+    quantize = full_precision(cfg.quantize)
+    precision = scoring_precision(cfg.model, cfg.dtype, cfg.score_dtype, None, quantize, cfg.device_map)
+    base = load_base_model(cfg.model, precision.score, device_map=cfg.device_map, quantize=quantize)
     return mark(base, precision), load_tokenizer(cfg.model)
 
 

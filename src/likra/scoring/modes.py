@@ -134,12 +134,13 @@ def check_heads(modes: Sequence[str], heads: Sequence[str], where: str = "the mo
         if not missing:
             continue
         named = ", ".join(sorted(have - {BASE})) or "none"
-        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", mode):
+        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", mode) and mode not in MODES:
             raise LikraError(
                 f"unknown mode {mode!r}: not a registered mode ({', '.join(MODES)}) nor a head of {where} ({named});"
                 " a plug-in's mode needs its --plugin"
             )
-        raise LikraError(f"mode {mode!r} needs head(s) {', '.join(missing)}; {where} has {named}")
+        hint = " (give --modes naming its heads, e.g. a head's name or positive-w*<head>)" if mode in MODES else ""
+        raise LikraError(f"mode {mode!r} needs head(s) {', '.join(missing)}; {where} has {named}{hint}")
 
 
 def heads_for(modes: Sequence[str]) -> tuple[str, ...]:

@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import Field
 
 from likra.config import NonNegativeInt, PositiveInt, option, settings
+from likra.errors import LikraError
 from likra.scoring.stats import DEFAULT_PAIRS, DEFAULT_RESAMPLES
 
 DEFAULT_MODES = ("base", "sft", "likra", "negbase")
@@ -34,3 +35,14 @@ class ScoringSettings:
         help="mode pairs a:b whose per-question difference is tested (when both are evaluated)",
     )
     bootstrap: PositiveInt = option(DEFAULT_RESAMPLES, help="paired bootstrap resamples (seeded)")
+
+
+def check_shots(shots: int, fewshot_data: str | None, fewshot_seed: int | None = None, seed_default: int = 0) -> None:
+    """One line for a few-shot setting given with --shots 0: it would be recorded (and name the scores) while no
+    shot is drawn. `fewshot_seed` (eval's) counts as given where it is not `seed_default`."""
+    if shots:
+        return
+    if fewshot_data is not None:
+        raise LikraError(f"--fewshot-data {fewshot_data}: --shots 0 draws no shots (give --shots N)")
+    if fewshot_seed is not None and fewshot_seed != seed_default:
+        raise LikraError(f"--fewshot-seed {fewshot_seed}: --shots 0 draws no shots (give --shots N)")

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -287,7 +288,8 @@ def few_seeds_note(seeds: int) -> str | None:
 
 # -- every statistic of an evaluation ---------------------------------------------------------------------
 def parse_pairs(pairs: Sequence[str], modes: Sequence[str]) -> list[tuple[str, str]]:
-    """`a:b` pairs of evaluated modes (a pair naming a mode that is not evaluated is skipped)."""
+    """`a:b` pairs of evaluated modes: a pair naming a mode that is not evaluated is skipped (said in a warning,
+    unless it is one of the default pairs)."""
     out = []
     for pair in pairs:
         a, sep, b = pair.partition(":")
@@ -295,6 +297,9 @@ def parse_pairs(pairs: Sequence[str], modes: Sequence[str]) -> list[tuple[str, s
             raise LikraError(f"pair {pair!r}: write two modes as a:b (e.g. likra:sft)")
         if a in modes and b in modes:
             out.append((a, b))
+        elif pair not in DEFAULT_PAIRS:
+            absent = ", ".join(m for m in (a, b) if m not in modes)
+            logging.getLogger(__name__).warning("pair %s: %s not evaluated (--modes): skipped", pair, absent)
     return out
 
 

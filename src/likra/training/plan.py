@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any
 
 from likra.config import default_of
@@ -100,6 +100,18 @@ def unreached_run_settings(train: TrainSettings, lora: LoraSettings | None, sett
     return out
 
 
+def given_keys(objective: str, section: Any) -> list[str]:
+    """The keys of an objective's settings section that were given: a mapping's keys, or of a validated section
+    those that differ from the objective's defaults."""
+    if isinstance(section, Mapping):
+        return list(section)
+    settings_class = get_objective(objective).settings
+    if settings_class is None or not is_dataclass(section):
+        return []
+    defaults = asdict(settings_class())
+    return [k for k, v in asdict(section).items() if v != defaults.get(k)]
+
+
 def plan_heads(
     heads: Sequence[HeadSpec],
     train: TrainSettings,
@@ -135,6 +147,17 @@ def plan_heads(
             heads[0].objective,
             "lora-r" if unreached == ["--lora-*"] else "lr",
         )
+    for name, section in objective_settings.items():  # a section's key that every head of it sets for itself
+        mine = [h for h in heads if h.objective == name]
+        hidden = [k for k in given_keys(name, section) if mine and all(k in dict(h.params) for h in mine)]
+        if hidden:
+            log.warning(
+                "objectives.%s: %s given, but every %s head sets its own (%s): not applied",
+                name,
+                ", ".join(f"{k} (--{name}-{k.replace('_', '-')})" for k in hidden),
+                name,
+                ", ".join(h.name for h in mine),
+            )
     unused = sorted(set(objective_settings) - {h.objective for h in heads})
     if unused:
         log.warning(
