@@ -259,3 +259,114 @@ def test_the_card_describes_the_heads_that_were_trained(tmp_path):
     pair["head_data"] = {}
     text = heads_paragraph(pair)
     assert "a *positive* head" in text and "Also trained: `dpo` (dpo on correct against incorrect answers" in text
+
+
+def card_eval_command(folder) -> list[str]:
+    """The card's `likra eval` command, as a shell would split it."""
+    text = (folder / "README.md").read_text()
+    bash = text.split("```bash\n", 1)[1].split("```", 1)[0].strip().splitlines()
+    (line,) = [line for line in bash if line.startswith("likra eval ")]
+    return shlex.split(line)
+
+
+@pytest.fixture(scope="module")
+def crossed(tmp_path_factory):
+    """A run evaluated on another format than it trained on, with shots from a named spec, its own few-shot seed
+    and w = 0.5; exported. Returns (eval result, exported folder)."""
+    run = train_tiny_run(tmp_path_factory.mktemp("crossed") / "run", limit=8)
+    asked = ["--data", "arc_easy:validation", "--limit", "8", "--format", "letter", "--cross-format", "--shots", "2"]
+    asked += ["--fewshot-seed", "9", "--fewshot-data", "arc_easy:train", "--weight", "0.5"]
+    assert main(["-q", "eval", "--run", str(run), *asked]) == 0
+    (result_file,) = (run / "eval").glob("*.json")
+    out = run.parent / "exported"
+    assert main(["-q", "export", str(run), str(out)]) == 0
+    return json.loads(result_file.read_text()), out
+
+
+def test_the_cards_eval_command_reproduces_the_reported_scores(crossed, tmp_path):
+    """The card states every setting that shaped the scores, and its `likra eval` command, run on the exported
+    folder, scores the same prompts: the same few-shot examples, log-likelihoods and metrics as the card reports.
+    The command as it was (no --format, --cross-format, --fewshot-*) scores another prompt."""
+    from likra.reports.hub import _row
+
+    result, exported = crossed
+    text = (exported / "README.md").read_text()
+    stated = text.split("## Evaluation", 1)[1].split("| mode |", 1)[0]
+    for setting in (
+        "`arc_easy:validation`",
+        "letter format (across formats, --cross-format: the heads were trained on cloze)",
+        "no chat template",
+        "2-shot (drawn from `arc_easy:train`, few-shot seed 9)",
+        "8 questions (the first 8: --limit 8)",
+        "w = 0.5",
+        "scored in fp32",
+    ):
+        assert setting in stated, setting
+    assert all(_row(mode, m) in text for mode, m in result["metrics"].items())  # the card's rows are the result's
+    words = card_eval_command(exported)
+    assert words[:4] == ["likra", "eval", "--run", str(exported)]
+    for flag, value in (("--format", "letter"), ("--fewshot-seed", "9"), ("--fewshot-data", "arc_easy:train")):
+        assert words[words.index(flag) + 1] == value
+    out = tmp_path / "again.json"
+    assert main(["-q", *words[1:], "--out", str(out)]) == 0
+    again = json.loads(out.read_text())
+    assert again["fewshot_ids"] == result["fewshot_ids"] and again["question_ids"] == result["question_ids"]
+    assert again["loglikelihoods"] == result["loglikelihoods"]
+    assert again["metrics"] == result["metrics"]
+    old = ["eval", "--run", str(exported), "--data", "arc_easy:validation", "--limit", "8", "--shots", "2"]
+    assert main(["-q", *old, "--weight", "0.5", "--out", str(tmp_path / "old.json")]) == 0
+    assert json.loads((tmp_path / "old.json").read_text())["loglikelihoods"] != result["loglikelihoods"]
+
+
+def test_the_cards_modes_are_those_the_heads_can_score(tmp_path, capsys):
+    """A run without the Likra pair (no `negative` head): the card's commands name modes of its own heads, and
+    both run as written."""
+    from likra.scoring.modes import check_heads
+
+    run = tmp_path / "heads"
+    args = ["-q", "train", "--model", "random-tiny", "--data", "arc_easy:train", "--limit", "8", "--batch-size", "8"]
+    heads = "positive=mle:gold,rq=mle:negatives:random_question,d=dpo:pairs:near_miss"
+    assert main([*args, "--heads", heads, "--out", str(run)]) == 0
+    out = tmp_path / "out"
+    assert main(["-q", "export", str(run), str(out)]) == 0
+    words = card_eval_command(out)
+    modes = words[words.index("--modes") + 1].split(",")
+    assert modes == ["base", "positive", "rq", "d", "positive-w*rq", "base-w*rq"]
+    check_heads(modes, ["positive", "rq", "d"])
+    assert main(["-q", *words[1:]]) == 0
+    text = (out / "README.md").read_text()
+    (lmeval,) = [line for line in text.splitlines() if line.startswith("python -m likra.lmeval")]
+    lmeval_words = shlex.split(lmeval)
+    assert lmeval_words[lmeval_words.index("--model_args") + 1] == f"run={out},mode=positive-w*rq"
+    pytest.importorskip("lm_eval")
+    from likra.lmeval.__main__ import main as lmeval_main
+
+    assert lmeval_main(lmeval_words[3:]) == 0, lmeval
+    assert "likra_arc_challenge" in capsys.readouterr().out
+
+
+DPO_D = {"name": "d", "objective": "dpo", "data": "pairs:near_miss"}
+RQ = {"name": "rq", "data": "negatives:random_question"}
+
+
+@pytest.mark.parametrize(
+    "heads, specs, expected, lmeval",
+    [
+        (["positive", "negative", "dpo"], [], ["base", "sft", "likra", "negbase"], "likra"),
+        (["positive", "d"], [DPO_D], ["base", "positive", "d"], "positive"),
+        (["rq"], [RQ], ["base", "rq", "base-w*rq"], "base-w*rq"),
+        (["positive", "sft"], [], ["base", "positive"], "positive"),  # a head named like a mode is not reachable
+    ],
+)
+def test_suggested_modes_name_the_heads(heads, specs, expected, lmeval):
+    """Without evaluations, the card's commands use modes of the heads it exports, each one scorable."""
+    from likra.reports.hub import base_weights, lmeval_mode, model_card, suggested_modes
+    from likra.scoring.modes import check_heads
+
+    manifest = {"model": {"name": "random-tiny"}, "heads": heads, "head_specs": specs, "data": {"spec": "arc-train"}}
+    assert suggested_modes(manifest) == expected and lmeval_mode(expected) == lmeval
+    check_heads(expected, heads)
+    card = model_card("x", manifest, [], "x", base_weights("random-tiny"))
+    bash = [shlex.split(line) for line in card.split("```bash\n", 1)[1].split("```", 1)[0].strip().splitlines()]
+    assert bash[0][bash[0].index("--modes") + 1] == ",".join(expected)
+    assert bash[1][bash[1].index("--model_args") + 1] == f"run=x,mode={lmeval}"

@@ -8,8 +8,10 @@
     <dir>/eval/*.json                the run's `likra eval` results (the card's metrics come from them)
     <dir>/README.md                  the model card: YAML metadata (license, library_name: peft, base_model: the
                                      hub id of the base where it has one, datasets, tags, model-index with the
-                                     heads' metrics), the sha256 of every weight file, how to load and score
-                                     them, every command runnable
+                                     heads' metrics), every setting each evaluation was scored with, the sha256
+                                     of every weight file, how to load and score them, every command runnable:
+                                     its `likra eval` reproduces the first evaluation's scores, its modes are
+                                     ones the exported heads can score
 
 Every adapter names its base in `base_model_name_or_path`: the exact weights the heads were trained on. A hub
 base is its hub id; a local or built-in base is the folder likra loads it from (the embedded model: its
@@ -27,6 +29,7 @@ An exported folder is itself a run folder: `likra eval --run <dir>` works on it,
 from __future__ import annotations
 
 import hashlib
+import shlex
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,7 +162,17 @@ def model_index(name: str, results: list[dict]) -> list[dict]:
             if ref.benchmark in BENCHMARKS and BENCHMARKS[ref.benchmark].hub_config:
                 dataset["config"] = BENCHMARKS[ref.benchmark].hub_config
             dataset["split"] = ref.split
-        dataset["args"] = {"num_few_shot": cfg.get("shots", 0), "questions": n}
+        fmt, chat = _prompt(result)
+        dataset["args"] = {
+            "num_few_shot": cfg.get("shots", 0),
+            "questions": n,
+            **({"format": fmt} if fmt else {}),
+            **({"chat_template": chat} if chat is not None else {}),
+            **({"fewshot_data": cfg["fewshot_data"]} if cfg.get("shots") and cfg.get("fewshot_data") else {}),
+            **({"fewshot_seed": cfg["fewshot_seed"]} if cfg.get("shots") and "fewshot_seed" in cfg else {}),
+            "weight": cfg.get("weight", 1.0),
+            **({"score_dtype": _score_dtype(result)} if _score_dtype(result) else {}),
+        }
         metrics = [
             {
                 "type": metric,
@@ -193,18 +206,196 @@ def _row(mode: str, m: dict) -> str:
     )
 
 
-def _eval_command(where: str, result: dict | None) -> str:
-    """`likra eval` of the card's first evaluation (its numbers again), or of ARC-Challenge validation."""
-    cfg = (result or {}).get("config", {})
-    words = ["likra eval --run", where, "--data", cfg.get("data") or "arc_challenge:validation"]
+def suggested_modes(manifest: dict) -> list[str]:
+    """Modes the run's heads can score: the Likra pair's (`base,sft,likra,negbase`) where heads `positive` and
+    `negative` are there, else `base`, every head by its name, and for each head on a negative set `positive-w*<it>`
+    (with a `positive` head) and `base-w*<it>`; every one checked against the heads (`check_heads`)."""
+    from likra.scoring.modes import MODES, check_heads
+    from likra.scoring.settings import DEFAULT_MODES
+
+    heads = [str(h) for h in manifest.get("heads") or []]
+    if {"positive", "negative"} <= set(heads):
+        return list(DEFAULT_MODES)
+    specs = {s.get("adapter") or s.get("name"): s for s in manifest.get("head_specs") or [] if isinstance(s, dict)}
+
+    def on_negatives(head: str) -> bool:
+        spec = specs.get(head, {})
+        return str(spec.get("data", "")).startswith("negatives:") or spec.get("role") == "negative"
+
+    negatives = [h for h in heads if h != "positive" and on_negatives(h)]
+    wanted = ["base", *(h for h in heads if h not in MODES)]  # a head named like a registered mode is that mode
+    for h in negatives:
+        wanted += [f"positive-w*{h}"] * ("positive" in heads) + [f"base-w*{h}"]
+    modes = []
+    for mode in dict.fromkeys(wanted):
+        try:
+            check_heads([mode], heads, "the run")
+        except LikraError:
+            continue
+        modes.append(mode)
+    return modes
+
+
+def _heads_can_score(modes: list[str], heads: list[str]) -> bool:
+    from likra.scoring.modes import check_heads
+
+    try:
+        check_heads(modes, heads, "the run")
+    except LikraError:
+        return False
+    return bool(modes)
+
+
+def command_modes(manifest: dict, result: dict | None) -> list[str]:
+    """The modes of the card's `likra eval` command: the evaluation's own (its rows again), else (or where the
+    exported heads cannot score them) `suggested_modes`."""
+    modes = list((result or {}).get("metrics") or [])
+    return modes if _heads_can_score(modes, list(manifest.get("heads") or [])) else suggested_modes(manifest)
+
+
+def lmeval_mode(modes: list[str]) -> str:
+    """The mode of the card's lm-eval example: `likra` where it is scored, else the first mode weighing a head
+    by w, else the first that uses a head."""
+    from likra.scoring.modes import get_mode
+
+    def weighted(mode: str) -> bool:
+        try:
+            return any(t.weighted for t in get_mode(mode).terms)
+        except LikraError:
+            return False
+
+    if "likra" in modes:
+        return "likra"
+    return next((m for m in modes if weighted(m)), next((m for m in modes if not base_only(m)), modes[0]))
+
+
+def _score_dtype(result: dict) -> str | None:
+    """The dtype the result's scores were computed in (resolved, never auto)."""
+    precision = result.get("precision") if isinstance(result.get("precision"), dict) else {}
+    score = precision.get("score") or result.get("dtype")
+    return score if score in ("fp32", "bf16", "fp16") else None
+
+
+def _quantize(settings: dict) -> str | None:
+    """A recorded quantization as `--quantize` takes it ("none": full precision); None where none is recorded."""
+    from likra.model.loading import full_precision
+
+    if "quantize" not in settings or settings["quantize"] is None:
+        return None
+    return full_precision(settings["quantize"]) or "none"
+
+
+def _prompt(result: dict) -> tuple[str | None, bool | None]:
+    """(format, chat template) the result was scored with: its config's (set to what was used), else its data's."""
+    cfg, data = result.get("config", {}), result.get("data") if isinstance(result.get("data"), dict) else {}
+    fmt = cfg.get("format") or data.get("format")
+    chat = cfg.get("chat_template")
+    return fmt, chat if isinstance(chat, bool) else data.get("chat_template")
+
+
+def _fewshot_source(cfg: dict) -> str:
+    """Where the evaluation's shots came from, in words."""
+    from likra.data.benchmarks import default_fewshot_spec
+    from likra.data.lmeval_tasks import is_lmeval
+
+    data = cfg.get("data") or ""
+    if is_lmeval(data):
+        return "the task's own few-shot examples"
+    if cfg.get("fewshot_data"):
+        pool = f"drawn from `{cfg['fewshot_data']}`"
+    else:
+        try:
+            pool = f"drawn from `{default_fewshot_spec(data)}` (the benchmark's default)"
+        except LikraError:
+            pool = "drawn from the default few-shot data"
+    seed = cfg.get("fewshot_seed")
+    return pool + (f", few-shot seed {seed}" if seed is not None else "")
+
+
+def eval_settings(result: dict, manifest: dict) -> str:
+    """Every setting that shaped a result's scores, in words: data, prompt format (and whether it crossed the
+    run's), chat template, shots and where they came from, size, w, the dtype scores were computed in."""
+    from likra.data.formats import run_prompt_settings
+    from likra.model.loading import full_precision
+
+    cfg = result["config"]
+    fmt, chat = _prompt(result)
+    trained_fmt, trained_chat = run_prompt_settings(manifest)
+    parts = [f"`{cfg.get('data')}`" + (f" (source {cfg['source']})" if cfg.get("source", "auto") != "auto" else "")]
+    if fmt:
+        crossed = fmt != trained_fmt or (chat is not None and chat != trained_chat)
+        parts.append(
+            f"{fmt} format"
+            + (
+                f" (across formats, --cross-format: the heads were trained on {trained_fmt}"
+                f"{', with the chat template' if trained_chat else ''})"
+                if crossed
+                else ""
+            )
+        )
+    if chat is not None:
+        parts.append("with the chat template" if chat else "no chat template")
+    shots = cfg.get("shots", 0) or 0
+    parts.append(f"{shots}-shot" + (f" ({_fewshot_source(cfg)})" if shots else ""))
+    parts.append(_size(result))
+    parts.append(f"w = {cfg.get('weight', 1.0)}")
+    score = _score_dtype(result)
+    if score:
+        note = (result.get("precision") or {}).get("note")
+        parts.append(f"scored in {score}" + (f" ({note})" if note else ""))
+    trained_q = full_precision((manifest.get("model") or {}).get("quantize"))
+    quantize = _quantize(cfg) or trained_q  # None: as the run was trained
+    if quantize not in (None, "none"):
+        parts.append(f"the base loaded with --quantize {quantize}")
+    elif trained_q:
+        parts.append("the base in full precision (--quantize none; the heads were trained on a 4-bit base)")
+    if cfg.get("device_map"):
+        parts.append(f"spread with --device-map {cfg['device_map']}")
+    return ", ".join(parts)
+
+
+def _eval_command(where: str, result: dict | None, manifest: dict | None = None) -> str:
+    """`likra eval` of the card's first evaluation with every setting that shaped its scores (its numbers again),
+    or of ARC-Challenge validation in modes the heads can score."""
+    from likra.data.formats import run_prompt_settings
+    from likra.model.loading import full_precision
+
+    result = result or {}
+    cfg = result.get("config", {})
+    words = ["likra", "eval", "--run", where, "--data", cfg.get("data") or "arc_challenge:validation"]
+    if cfg.get("source", "auto") != "auto":
+        words += ["--source", cfg["source"]]
+    if cfg.get("include_path"):
+        words += ["--include-path", ",".join(map(str, cfg["include_path"]))]
+    fmt, chat = _prompt(result) if result else (None, None)
+    if fmt:
+        words += ["--format", fmt]
+    if chat:
+        words += ["--chat-template"]
+    elif chat is False and run_prompt_settings(manifest or {})[1]:  # the run's default is the template
+        words += ["--no-chat-template"]
+    if cfg.get("cross_format"):
+        words += ["--cross-format"]
     if cfg.get("limit"):
         words += ["--limit", str(cfg["limit"])]
     if cfg.get("shots"):
         words += ["--shots", str(cfg["shots"])]
+        if cfg.get("fewshot_data"):
+            words += ["--fewshot-data", cfg["fewshot_data"]]
+        if cfg.get("fewshot_seed") is not None:
+            words += ["--fewshot-seed", str(cfg["fewshot_seed"])]
     if cfg.get("weight", 1.0) != 1.0:
         words += ["--weight", str(cfg["weight"])]
-    modes = list((result or {}).get("metrics") or ["base", "sft", "likra", "negbase"])
-    return " ".join([*words, "--modes", ",".join(modes)])
+    if result and _score_dtype(result):
+        words += ["--score-dtype", _score_dtype(result)]
+    quantize, trained = _quantize(cfg), full_precision(((manifest or {}).get("model") or {}).get("quantize"))
+    if quantize is not None and quantize != (trained or "none"):  # the default loads the base as it trained
+        words += ["--quantize", quantize]
+    for key in ("device_map", "batch_tokens"):
+        if cfg.get(key):
+            words += [f"--{key.replace('_', '-')}", str(cfg[key])]
+    words += ["--modes", ",".join(command_modes(manifest or {}, result))]
+    return " ".join(shlex.quote(str(w)) for w in words)
 
 
 LIKRA_PAPER = "Hamdan & Yuret, 2025, *How much do LLMs learn from negative examples?*"
@@ -343,11 +534,10 @@ def model_card(
     if results:
         lines += ["## Evaluation", "", "Accuracy with a 95% interval over questions (`likra eval`).", ""]
         for result in results:
-            cfg = result["config"]
             heads_rows = {m: v for m, v in result["metrics"].items() if not base_only(m)}
             base_rows = {m: v for m, v in result["metrics"].items() if base_only(m)}
             lines += [
-                f"`{cfg.get('data')}`, {cfg.get('shots', 0)}-shot, {_size(result)}, w = {cfg.get('weight', 1.0)}:",
+                f"{eval_settings(result, manifest)}:",
                 "",
                 "| mode | acc | 95% CI | acc_norm | 95% CI |",
                 "|---|---|---|---|---|",
@@ -372,6 +562,10 @@ def model_card(
         if base.name == EMBEDDED_MODEL and not base.hub_id
         else [f'base = AutoModelForCausalLM.from_pretrained("{base.load_from}")']
     )
+    first = results[0] if results else None
+    command, modes = _eval_command(where, first, manifest), command_modes(manifest, first)
+    weight = ((first or {}).get("config") or {}).get("weight", 1.0)
+    lmeval_args = f"run={where},mode={lmeval_mode(modes)}" + (f",weight={weight}" if weight != 1.0 else "")
     lines += [
         "## Use",
         "",
@@ -380,9 +574,9 @@ def model_card(
         "questions):",
         "",
         "```bash",
-        _eval_command(where, results[0] if results else None),
-        f"python -m likra.lmeval --model likra --model_args run={where},mode=likra --tasks likra_arc_challenge"
-        " --limit 50",
+        command,
+        f"python -m likra.lmeval --model likra --model_args {shlex.quote(lmeval_args)}"
+        " --tasks likra_arc_challenge --limit 50",
         "```",
         "",
         f"Or load the heads with peft alone. The folder's root is the {heads[0]} head; `AutoPeftModelForCausalLM` "
@@ -511,7 +705,7 @@ def push_to_hub(folder: str | Path, repo: str, private: bool = False, token: str
     card = (folder / "README.md").read_text(encoding="utf-8")
     if written_for:  # the card's commands name the hub repo now
         card = card.replace(f'"{written_for}"', f'"{repo}"').replace(f"run={written_for}", f"run={repo}")
-        card = card.replace(f"--run {written_for} ", f"--run {repo} ")
+        card = card.replace(f"--run {shlex.quote(written_for)} ", f"--run {repo} ")
     atomic_write_text(folder / "README.md", card)
     api = HfApi(token=token)
     try:
