@@ -93,3 +93,68 @@ def test_mismatched_or_altered_folders_are_one_line(curves, tmp_path, capsys):
     assert "no curve.json" in one_line_error(capsys, 2)
     assert main(["compare", str(curves / "fp32"), str(curves / "bf16"), "--labels", "one"]) == 2
     assert "--labels has 1 names" in one_line_error(capsys, 2)
+
+
+def test_folders_scored_with_other_weights_or_chat_templates_are_refused(curves, tmp_path, capsys):
+    """likra and negbase weigh the negative head by w: two curves run with other --weight values score other
+    settings, and other chat templates give other prompts; both are refused, as other questions are."""
+    weighted = tmp_path / "w05"
+    assert main(["-q", "curve", *TINY_CURVE_ARGS, "--dtype", "fp32", "--weight", "0.5", "--out", str(weighted)]) == 0
+    capsys.readouterr()
+    report = (weighted / "report.md").read_text()  # the report says which w the modes scored with, and the shots
+    assert "(10 questions, 0-shot), 1 seed(s). Weight w = 0.5 in likra, negbase." in report
+    code = main(["compare", str(curves / "fp32"), str(weighted)])
+    err = one_line_error(capsys, code)
+    assert "differ in the weight w of likra, negbase (1.0 vs 0.5)" in err and str(weighted) in err
+    # A chat template (as curve.json records --chat-template): other prompts, refused before any data is loaded.
+    templated = tmp_path / "templated"
+    shutil.copytree(curves / "fp32", templated)
+    curve = json.loads((templated / "curve.json").read_text())
+    curve["config"]["chat_template"] = True
+    (templated / "curve.json").write_text(json.dumps(curve))
+    assert "differ in chat template (False vs True)" in one_line_error(
+        capsys, main(["compare", str(curves / "fp32"), str(templated)])
+    )
+    # Without a mode that uses w, the weight changes nothing compared: the two folders compare (and agree).
+    for folder in (curves / "fp32", weighted):
+        shutil.copytree(folder, tmp_path / f"plain-{folder.name}")
+        curve_file = tmp_path / f"plain-{folder.name}" / "curve.json"
+        curve = json.loads(curve_file.read_text())
+        curve["config"]["modes"] = ["base", "sft"]
+        curve_file.write_text(json.dumps(curve))
+    out = tmp_path / "plain.json"
+    assert main(["compare", str(tmp_path / "plain-fp32"), str(tmp_path / "plain-w05"), "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["mode"] for r in rows} == {"base", "sft"} and all(r["diff"] == 0 for r in rows)
+
+
+@pytest.mark.parametrize(
+    "damage, says",
+    [
+        (lambda c: c.pop("rows"), "not a likra curve.json (it lacks 'rows')"),
+        (lambda c: c["rows"][2].pop("value"), "row 3 lacks 'value'"),
+        (lambda c: c.update(rows="x"), "'rows' is str 'x', not a list of rows"),
+        (lambda c: c["rows"].__setitem__(0, 7), "row 1 is int 7, not an object"),
+        (lambda c: c["rows"][1].update(value="high"), "row 2 has value = str 'high', not a number"),
+        (lambda c: c.update(config=[]), "'config' is list, not an object"),
+    ],
+)
+def test_a_damaged_curve_json_is_one_line_naming_it(curves, tmp_path, capsys, damage, says):
+    """compare, report and plot read curve.json through one check: a damaged one is one line naming the file and
+    what is wrong, never a KeyError or TypeError."""
+    damaged = shutil.copytree(curves / "fp32", tmp_path / "damaged")
+    curve_file = damaged / "curve.json"
+    curve = json.loads(curve_file.read_text())
+    damage(curve)
+    curve_file.write_text(json.dumps(curve))
+    report = (damaged / "report.md").read_text()
+    for command in (
+        ["compare", str(curves / "bf16"), str(damaged)],
+        ["compare", str(damaged), str(curves / "bf16")],
+        ["report", str(damaged)],
+        ["plot", str(damaged), "--out", str(tmp_path / "fig")],
+        ["plot", str(curve_file), "--out", str(tmp_path / "fig")],
+    ):
+        err = one_line_error(capsys, main(command))
+        assert f"{curve_file}: {says}" in err, command
+    assert not list(tmp_path.glob("fig.*")) and (damaged / "report.md").read_text() == report  # nothing written

@@ -158,3 +158,19 @@ def test_plot_says_when_curves_were_evaluated_on_different_questions(tmp_path, c
     assert "all: arc_challenge:validation, 60 questions" in warning[0]
     assert "part: arc_challenge:validation, the first 30 questions" in warning[0]
     assert (tmp_path / "mixed.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_report_states_the_weight_and_the_shots():
+    """report.md says, where it describes the evaluation data, how many shots preceded each question (and from
+    where) and the weight w its weighted modes scored with; a curve with no weighted mode names no w."""
+    from likra.experiments.report import markdown_report
+
+    curve = _curve(1)
+    curve["config"] = {**curve["config"], "weight": 0.25, "shots": 3, "fewshot_data": "arc_easy:train"}
+    text = markdown_report(curve)
+    assert "(60 questions, 3-shot from `arc_easy:train`), 1 seed(s). Weight w = 0.25 in likra, negbase." in text
+    plain = {**_curve(1), "config": {"modes": ["base", "sft"], "shots": 0, "weight": 0.25}}
+    text = markdown_report(plain)
+    assert "(60 questions, 0-shot), 1 seed(s). Intervals:" in text and "Weight w" not in text
+    expression = {**_curve(3), "config": {"modes": ["base", "positive-w*near", "positive"], "weight": 2}}
+    assert "(60 questions, 0-shot), 3 seed(s). Weight w = 2.0 in positive-w*near. Values" in markdown_report(expression)

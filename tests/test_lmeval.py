@@ -111,6 +111,35 @@ def test_scores_are_the_unnormalised_ratio(tiny_run):
     assert sum(scores) != pytest.approx(0.0)
 
 
+def test_model_args_the_likra_model_lacks_are_refused_and_the_harness_own_pass(tiny_run, tmp_path, capsys):
+    """A misspelt setting (`wieght`) is refused in one line naming it and the valid ones, not run with w = 1.0
+    and recorded; what lm-eval 0.4 adds for every model (batch_size, max_batch_size and device through
+    create_from_arg_string / create_from_arg_obj, trust_remote_code from its flag) still passes."""
+    pairs = [("Question: Is ice cold?\nAnswer:", " yes"), ("Question: Is ice cold?\nAnswer:", " no")]
+    harness = {"batch_size": "auto", "max_batch_size": 64, "device": "cpu"}
+    with pytest.raises(LikraError) as refused:
+        LikraLM.create_from_arg_string(f"run={tiny_run},mode=likra,wieght=0.5", harness)
+    message = str(refused.value)
+    assert "wieght" in message and "did you mean 'weight'?" in message and "\n" not in message
+    assert "valid: run, model, mode, weight," in message and "batch_tokens" in message
+    with pytest.raises(LikraError, match="model_args pretrained, colour: not a setting"):
+        LikraLM.create_from_arg_obj({"run": str(tiny_run), "pretrained": "x", "colour": 1}, harness)
+    wanted = [s for s, _ in LikraLM(run=str(tiny_run), mode="likra", weight=0.5).score_pairs(pairs)]
+    for lm in (
+        LikraLM.create_from_arg_string(f"run={tiny_run},mode=likra,weight=0.5,trust_remote_code=True", harness),
+        LikraLM.create_from_arg_obj(
+            {"run": str(tiny_run), "mode": "likra", "weight": 0.5}, {**harness, "batch_size": 4}
+        ),
+    ):
+        assert lm.weight == 0.5 and [s for s, _ in lm.score_pairs(pairs)] == wanted
+    # The tester's command: one line, and no results file recording `wieght`.
+    out = tmp_path / "out"
+    argv = ["-q", "lm-eval", "--model_args", f"run={tiny_run},mode=likra,wieght=0.5", "--tasks", "likra_arc_challenge"]
+    err = one_line_error(capsys, main([*argv, "--limit", "2", "--device", "cpu", "-o", str(out)]))
+    assert "model_args wieght: not a setting of the likra model" in err
+    assert not list(out.rglob("results_*.json"))
+
+
 def test_rolling_refuses_a_ratio_clearly(tiny_run):
     lm = LikraLM(run=str(tiny_run))
     with pytest.raises(LikraError, match="loglikelihood_rolling"):

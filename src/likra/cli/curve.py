@@ -55,17 +55,10 @@ def run_curve(args: argparse.Namespace) -> int:
 
 
 def load_curve(path: str) -> dict:
-    from likra.experiments.folder import CurveFolder, read_json
+    """A curve.json file, or a curve folder's, checked (one line naming the file when damaged)."""
+    from likra.experiments.folder import read_curve
 
-    p = Path(path)
-    if p.is_dir():
-        p = CurveFolder(p).curve_file
-    if not p.is_file():
-        raise LikraError(f"{p}: no such curve file")
-    curve = read_json(p)
-    if not isinstance(curve, dict) or not {"rows", "config", "seeds", "model", "eval_data"} <= set(curve):
-        raise LikraError(f"{p}: not a likra curve.json (it needs rows, config, seeds, model, eval_data)")
-    return curve
+    return read_curve(path)
 
 
 def add_plot_arguments(parser: argparse.ArgumentParser) -> None:

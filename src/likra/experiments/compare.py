@@ -1,6 +1,7 @@
 """Two curve folders compared question by question (`likra compare A B`).
 
-Both folders must have scored the same evaluation questions (same data, limit, shots and format). For every
+Both folders must have scored the same evaluation questions (same data, limit, shots, format and chat template),
+and the modes both have that weigh a head by w (likra, negbase) with the same weight. For every
 seed both have, every checkpoint (matched by its position: the k-th checkpoint of A with the k-th of B, which
 must have seen equally many examples) and every mode both have, the per-question credits of A and B give a - b
 with a paired bootstrap 95% interval and McNemar's exact p-value (`scoring.stats.paired_difference`). The
@@ -22,11 +23,11 @@ import numpy as np
 from likra.config import validate
 from likra.errors import LikraError
 from likra.experiments.curve import PAIR_SETTINGS, CurveConfig, CurveRun
-from likra.experiments.folder import CurveFolder, read_json, read_scores
+from likra.experiments.folder import CurveFolder, read_curve, read_scores
 from likra.model.heads import BASE
 from likra.model.precision import Precision
 from likra.scoring.metrics import METRICS
-from likra.scoring.modes import question_scores
+from likra.scoring.modes import get_mode, question_scores
 from likra.scoring.stats import credits, length_normalised, paired_difference
 
 SIGNIFICANCE = 0.05
@@ -39,9 +40,7 @@ class ComparedFolder:
         self.folder = CurveFolder(root)
         if not self.folder.curve_file.is_file():
             raise LikraError(f"{self.folder.root}: no curve.json (not a finished curve folder)")
-        self.curve = read_json(self.folder.curve_file)
-        if not isinstance(self.curve, dict) or not isinstance(self.curve.get("config"), dict):
-            raise LikraError(f"{self.folder.curve_file}: not a likra curve.json (it has no config)")
+        self.curve = read_curve(self.folder.curve_file)  # rows, config, ... as its readers take them, or one line
         values = {**self.curve["config"], "out": str(self.folder.root), "report_to": "none"}
         if values.get("heads") is not None:  # earlier versions took these beside configured heads: they reached none
             values = {k: v for k, v in values.items() if k not in PAIR_SETTINGS}
@@ -127,11 +126,11 @@ class ComparedFolder:
         return records[: cfg.eval_limit]
 
 
-def _same(a: ComparedFolder, b: ComparedFolder, what: str, get) -> None:
+def _same(a: ComparedFolder, b: ComparedFolder, what: str, get, needs: str = "the same questions") -> None:
     if get(a) != get(b):
         raise LikraError(
             f"{a.folder.root} and {b.folder.root} differ in {what} ({get(a)!r} vs {get(b)!r}): "
-            "a paired comparison needs the same questions"
+            f"a paired comparison needs {needs}"
         )
 
 
@@ -145,6 +144,7 @@ def compare_curves(a_root: str | Path, b_root: str | Path, labels: Sequence[str]
         ("shots", lambda f: f.cfg.shots),
         ("few-shot data", lambda f: f.cfg.fewshot_data),
         ("prompt format", lambda f: f.cfg.format),
+        ("chat template", lambda f: f.cfg.chat_template),
         ("number of questions", lambda f: f.curve.get("n_eval")),
     ):
         _same(a, b, what, get)
@@ -156,6 +156,9 @@ def compare_curves(a_root: str | Path, b_root: str | Path, labels: Sequence[str]
     modes = [m for m in a.run.modes if m in b.run.modes]
     if not modes:
         raise LikraError(f"{a.folder.root} and {b.folder.root} have no mode in common")
+    weighted = [m for m in modes if any(t.weighted for t in get_mode(m).terms)]
+    if weighted:  # the modes that multiply a head by w (likra, negbase, ...) score another setting under another w
+        _same(a, b, f"the weight w of {', '.join(weighted)}", lambda f: f.cfg.weight, "the same setting")
     seeds = sorted(set(range(a.cfg.seeds)) & set(range(b.cfg.seeds)))
     rows = []
     for seed in seeds:

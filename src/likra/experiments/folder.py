@@ -27,7 +27,7 @@ import numpy as np
 from likra.distributed import is_main, start
 from likra.errors import LikraError
 from likra.io import atomic_write_json
-from likra.limits import read_json_file
+from likra.limits import read_json_file, shorten
 from likra.model.heads import HeadSpec, load_adapter_weights
 from likra.objectives.registry import checkpoint_dir, complete_checkpoints
 
@@ -49,6 +49,99 @@ def read_scores(path: Path, n_questions: int | None = None) -> list[np.ndarray] 
     if not isinstance(values, list) or (n_questions is not None and len(values) != n_questions):
         raise LikraError(f"{path}: damaged score file (expected {n_questions} questions); delete it to rescore")
     return [np.array(v) for v in values]
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_seed(v: Any) -> bool:
+    return (_is_int(v) and v >= 0) or v == "mean"
+
+
+# What every reader of curve.json (likra plot, compare, report and the figures) takes from it, and what it must be.
+CURVE_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "model": (lambda v: isinstance(v, str), "a name"),
+    "data": (lambda v: isinstance(v, str), "a name"),
+    "eval_data": (lambda v: isinstance(v, str), "a name"),
+    "seeds": (lambda v: _is_int(v) and v >= 1, "a number of seeds (1 or more)"),
+    "n_eval": (lambda v: _is_int(v) and v >= 0, "a number of questions"),
+    "config": (lambda v: isinstance(v, dict), "an object (the curve's settings)"),
+    "rows": (lambda v: isinstance(v, list), "a list of rows"),
+}
+CURVE_ROW_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "seed": (_is_seed, "a seed number or 'mean'"),
+    "examples": (lambda v: _is_int(v) and v >= 0, "a number of examples"),
+    "step": (lambda v: _is_int(v) and v >= 0, "a number of steps"),
+    "mode": (lambda v: isinstance(v, str), "a mode name"),
+    "metric": (lambda v: isinstance(v, str), "a metric name"),
+    "value": (_is_number, "a number"),
+    "n": (lambda v: _is_int(v) and v >= 0, "a count"),
+    "ci_low": (_is_number, "a number"),
+    "ci_high": (_is_number, "a number"),
+}
+# The optional sections the report and figures read, and the keys each of their rows needs.
+CURVE_SECTIONS = {
+    "paired": ("seed", "examples", "a", "b", "metric", "diff", "ci_low", "ci_high"),
+    "calibration": ("seed", "examples", "mode", "metric", "ece", "brier"),
+}
+CURVE_REWRITE = "a damaged curve.json: the folder's `likra curve` command, run again, writes it again"
+
+
+def check_curve(curve: Any, where: str | Path) -> dict:
+    """`curve` (curve.json's content) if it has what its readers take from it, else a LikraError naming `where`
+    and the first thing wrong (`<where>: row 3 lacks 'value'`)."""
+    if not isinstance(curve, dict):
+        raise LikraError(f"{where}: not a likra curve.json (a {type(curve).__name__}, not an object)")
+    missing = [k for k in CURVE_FIELDS if k not in curve]
+    if missing:
+        raise LikraError(f"{where}: not a likra curve.json (it lacks {', '.join(map(repr, missing))})")
+    for key, (ok, what) in CURVE_FIELDS.items():
+        if not ok(curve[key]):
+            raise LikraError(f"{where}: {key!r} is {_shown(curve[key])}, not {what} ({CURVE_REWRITE})")
+    modes = curve["config"].get("modes")
+    if not isinstance(modes, list) or not all(isinstance(m, str) for m in modes):
+        raise LikraError(f"{where}: config 'modes' is {_shown(modes)}, not a list of mode names ({CURVE_REWRITE})")
+    _check_rows(curve["rows"], "row", CURVE_ROW_FIELDS, where)
+    for section, keys in CURVE_SECTIONS.items():
+        if section in curve:
+            rows = curve[section]
+            if not isinstance(rows, list):
+                raise LikraError(f"{where}: {section!r} is {_shown(rows)}, not a list of rows ({CURVE_REWRITE})")
+            _check_rows(rows, f"{section} row", {k: (lambda v: True, "") for k in keys}, where)
+    return curve
+
+
+def _shown(value: Any) -> str:
+    """A value as an error shows it: its type, and the value itself when short and plain."""
+    plain = isinstance(value, (str, int, float)) and not isinstance(value, bool)
+    return f"{type(value).__name__} {shorten(repr(value), 40)}" if plain else type(value).__name__
+
+
+def _check_rows(rows: list, name: str, fields: dict, where: str | Path) -> None:
+    for i, row in enumerate(rows, 1):
+        if not isinstance(row, dict):
+            raise LikraError(f"{where}: {name} {i} is {_shown(row)}, not an object ({CURVE_REWRITE})")
+        for key, (ok, what) in fields.items():
+            if key not in row:
+                raise LikraError(f"{where}: {name} {i} lacks {key!r} ({CURVE_REWRITE})")
+            if not ok(row[key]):
+                raise LikraError(f"{where}: {name} {i} has {key} = {_shown(row[key])}, not {what} ({CURVE_REWRITE})")
+
+
+def read_curve(path: str | Path) -> dict:
+    """A curve.json (or a curve folder's), checked by `check_curve`: one LikraError line naming the file when it
+    is missing, not JSON or lacks what its readers need, never a KeyError or TypeError later."""
+    p = Path(path)
+    if p.is_dir():
+        p = CurveFolder(p).curve_file
+    if not p.is_file():
+        raise LikraError(f"{p}: no such curve file")
+    return check_curve(read_json(p), p)
 
 
 class CurveFolder:

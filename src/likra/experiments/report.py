@@ -19,7 +19,7 @@ from likra.experiments.figures import (
     series,
     summary_rows,
 )
-from likra.experiments.folder import CurveFolder, read_json
+from likra.experiments.folder import CurveFolder, read_curve, read_json
 from likra.io import atomic_write_json, atomic_write_text
 from likra.scoring.stats import length_rule_warnings
 
@@ -110,14 +110,44 @@ def interval_sentence(curve: dict) -> str:
     )
 
 
+def shots_phrase(curve: dict) -> str:
+    """How many worked examples preceded each evaluation question, e.g. `0-shot`, `5-shot from `arc_easy:train``."""
+    config = curve.get("config", {})
+    shots = config.get("shots") or 0
+    source = config.get("fewshot_data")
+    return f"{shots}-shot" + (f" from `{source}`" if shots and source else "")
+
+
+def weight_sentence(curve: dict) -> str | None:
+    """The weight w the curve's weighted modes (likra, negbase, expressions with `w*`) scored with, e.g.
+    `Weight w = 0.5 in likra, negbase.`; None when no mode of the curve weighs a head."""
+    from likra.scoring.modes import get_mode
+
+    config = curve.get("config", {})
+    weighted, unknown = [], []
+    for mode in config.get("modes", []):
+        try:
+            if any(t.weighted for t in get_mode(mode).terms):
+                weighted.append(mode)
+        except LikraError:  # a plug-in's mode not loaded here: it may use w
+            unknown.append(mode)
+    weight = config.get("weight", 1.0)
+    weight = str(float(weight)) if isinstance(weight, (int, float)) and not isinstance(weight, bool) else str(weight)
+    if weighted:
+        return f"Weight w = {weight} in {', '.join(weighted)}."
+    if unknown:
+        return f"Weight w = {weight} (in those of {', '.join(unknown)} that weigh a head)."
+    return None
+
+
 def markdown_report(curve: dict, figure_name: str = "curve.png") -> str:
-    heads, precision = heads_line(curve), precision_line(curve)
+    heads, precision, weight = heads_line(curve), precision_line(curve), weight_sentence(curve)
     lines = [
         f"# Likra learning curve: {curve['model']}",
         "",
         *([RANDOM_WEIGHTS_NOTE, ""] if curve.get("random_weights") else []),
-        f"Trained on `{curve['data']}`, evaluated on `{curve['eval_data']}` ({curve['n_eval']} questions), "
-        f"{curve['seeds']} seed(s). {interval_sentence(curve)}",
+        f"Trained on `{curve['data']}`, evaluated on `{curve['eval_data']}` ({curve['n_eval']} questions, "
+        f"{shots_phrase(curve)}), {curve['seeds']} seed(s). {weight + ' ' if weight else ''}{interval_sentence(curve)}",
         "",
         *([f"Note: {curve['seed_note']}.", ""] if curve.get("seed_note") and curve["seeds"] > 1 else []),
         *([f"Heads: {heads}.", ""] if heads else []),
@@ -332,7 +362,7 @@ def folder_report(folder: CurveFolder) -> str:
 
     parts = []
     if folder.curve_file.is_file():
-        parts.append(markdown_report(read_json(folder.curve_file)))
+        parts.append(markdown_report(read_curve(folder.curve_file)))
     for name, study in STUDIES.items():
         path = folder.study_file(name)
         if path.is_file():
@@ -346,7 +376,7 @@ def folder_report(folder: CurveFolder) -> str:
 def folder_figures(folder: CurveFolder, curve: dict | None = None) -> list[Path]:
     """The figures report.md links that `likra report` draws again from curve.json (today: worth.png)."""
     if curve is None:
-        curve = read_json(folder.curve_file) if folder.curve_file.is_file() else None
+        curve = read_curve(folder.curve_file) if folder.curve_file.is_file() else None
     worth = draw_worth(curve) if curve is not None else None
     return save_figure(worth, folder.figure_stem("worth")) if worth is not None else []
 

@@ -56,6 +56,41 @@ def _name_results_after_the_run() -> None:
 _name_results_after_the_run()
 
 
+# What lm-eval 0.4 hands every model beside its model_args: `simple_evaluate` adds batch_size, max_batch_size and
+# device (the non-None ones) through `create_from_arg_string` / `create_from_arg_obj`, and `--trust_remote_code` adds
+# trust_remote_code to the model_args. likra accepts these and does not use them (device excepted: a parameter).
+HARNESS_ARGS = ("batch_size", "max_batch_size", "trust_remote_code")
+
+
+def model_args_names() -> list[str]:
+    """The keywords of the `likra` model's model_args (its own settings, then those the harness adds)."""
+    import inspect
+
+    own = [
+        name
+        for name, p in inspect.signature(LikraLM.__init__).parameters.items()
+        if name != "self" and p.kind is not inspect.Parameter.VAR_KEYWORD
+    ]
+    return [*own, *HARNESS_ARGS]
+
+
+def check_model_args(extra: dict) -> None:
+    """Refuse keywords the `likra` model has no setting for (a setting given and not applied), in one line naming
+    them and the valid ones; the harness's own additions (`HARNESS_ARGS`) pass."""
+    import difflib
+
+    unknown = [k for k in extra if k not in HARNESS_ARGS]
+    if not unknown:
+        return
+    valid = model_args_names()
+    hints = [f"{k!r}: did you mean {close[0]!r}?" for k in unknown if (close := difflib.get_close_matches(k, valid, 1))]
+    raise LikraError(
+        f"model_args {', '.join(map(str, unknown))}: not a setting of the likra model"
+        + (f" ({'; '.join(hints)})" if hints else "")
+        + f"; valid: {', '.join(valid)}"
+    )
+
+
 @register_model("likra")
 class LikraLM(LM):
     """`--model likra --model_args run=RUN,mode=likra,weight=1.0[,dtype=bf16,batch_tokens=N]` (dtype: what scores
@@ -81,8 +116,10 @@ class LikraLM(LM):
         device: str | None = None,
         **harness_kwargs,
     ):
-        """`harness_kwargs`: what the harness adds for every model (batch_size, max_batch_size; likra sizes its
-        batches by tokens: `batch_tokens`) and flags such as trust_remote_code, accepted and unused."""
+        """`harness_kwargs`: only what the harness adds for every model (`HARNESS_ARGS`: batch_size,
+        max_batch_size, where likra sizes its batches by tokens: `batch_tokens`; trust_remote_code), accepted and
+        unused; any other keyword (a misspelt `wieght`) is refused, naming the valid ones."""
+        check_model_args(harness_kwargs)
         super().__init__()
         import torch
 
