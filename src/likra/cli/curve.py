@@ -54,13 +54,6 @@ def run_curve(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_curve(path: str) -> dict:
-    """A curve.json file, or a curve folder's, checked (one line naming the file when damaged)."""
-    from likra.experiments.folder import read_curve
-
-    return read_curve(path)
-
-
 def add_plot_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("curves", nargs="+", help="curve.json files or curve folders")
     parser.add_argument("--labels", help="comma-separated labels, one per curve (default: model names)")
@@ -78,12 +71,13 @@ def run_plot(args: argparse.Namespace) -> int:
     import logging
 
     from likra.experiments.figures import curve_title, draw_curves, question_set, save_figure
+    from likra.experiments.folder import read_curve
     from likra.io import check_output_file
 
     stem = Path(args.out).with_suffix("")
     for ext in (".png", ".svg"):
         check_output_file(stem.with_suffix(ext), args.overwrite)
-    curves = [load_curve(c) for c in args.curves]
+    curves = [read_curve(c) for c in args.curves]
     labels = args.labels.split(",") if args.labels else [c["model"] for c in curves]
     if len(labels) != len(curves):
         raise LikraError(f"--labels has {len(labels)} names for {len(curves)} curves")

@@ -26,9 +26,9 @@ from likra.experiments.curve import PAIR_SETTINGS, CurveConfig, CurveRun
 from likra.experiments.folder import CurveFolder, read_curve, read_scores
 from likra.model.heads import BASE
 from likra.model.precision import Precision
-from likra.scoring.metrics import METRICS
-from likra.scoring.modes import get_mode, question_scores
-from likra.scoring.stats import credits, length_normalised, paired_difference
+from likra.scoring.metrics import METRICS, mode_credits
+from likra.scoring.modes import get_mode
+from likra.scoring.stats import paired_difference
 
 SIGNIFICANCE = 0.05
 
@@ -152,11 +152,10 @@ def compare_curves(a_root: str | Path, b_root: str | Path, labels: Sequence[str]
     n = len(records)
     if a.curve.get("n_eval") != n:
         raise LikraError(f"{a.folder.root}: curve.json has {a.curve.get('n_eval')} questions, the data {n}")
-    golds, texts = [r.gold for r in records], [r.choices for r in records]
     modes = [m for m in a.run.modes if m in b.run.modes]
     if not modes:
         raise LikraError(f"{a.folder.root} and {b.folder.root} have no mode in common")
-    weighted = [m for m in modes if any(t.weighted for t in get_mode(m).terms)]
+    weighted = [m for m in modes if get_mode(m).weighted]
     if weighted:  # the modes that multiply a head by w (likra, negbase, ...) score another setting under another w
         _same(a, b, f"the weight w of {', '.join(weighted)}", lambda f: f.cfg.weight, "the same setting")
     seeds = sorted(set(range(a.cfg.seeds)) & set(range(b.cfg.seeds)))
@@ -172,12 +171,10 @@ def compare_curves(a_root: str | Path, b_root: str | Path, labels: Sequence[str]
             wanted = ["base"] if examples == 0 else modes
             credit = {}
             for side, folder, heads in (("a", a, heads_a), ("b", b, heads_b)):
-                for mode in wanted:
-                    acc = question_scores(mode, heads, folder.cfg.weight)
-                    credit[side, mode, "acc"] = credits(acc, golds)
-                    credit[side, mode, "acc_norm"] = credits(length_normalised(acc, texts), golds)
+                for mode, by_metric in mode_credits(heads, records, wanted, folder.cfg.weight).items():
                     for metric in METRICS:  # an accuracy is the mean credit, as curve.json's values are
-                        folder.check_against_curve((seed, examples, mode, metric), credit[side, mode, metric].mean())
+                        credit[side, mode, metric] = by_metric[metric]
+                        folder.check_against_curve((seed, examples, mode, metric), by_metric[metric].mean())
             for mode in wanted:
                 for metric in METRICS:
                     x, y = credit["a", mode, metric], credit["b", mode, metric]

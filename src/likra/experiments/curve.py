@@ -39,7 +39,7 @@ from likra.objectives.registry import (
 from likra.objectives.settings import TRAIN_ADDED_DEFAULTS
 from likra.progress import CurveProgress
 from likra.scoring.engine import ScoringEngine, tokenize_questions
-from likra.scoring.metrics import METRICS, mode_credits, mode_metrics
+from likra.scoring.metrics import METRICS, metrics_of, mode_credits, mode_metrics
 from likra.scoring.modes import check_heads, check_modes
 from likra.scoring.settings import ScoringSettings, check_shots
 from likra.scoring.stats import few_seeds_note, mode_statistics, parse_pairs, seeds_and_questions, trivial_baselines
@@ -490,8 +490,8 @@ class CurveRun:
             for view, binding in self.views.items():
                 scores = {**per_head, **{role: per_head[head] for role, head in binding.items()}}
                 stats = mode_statistics(scores, eval_records, self.modes, cfg.weight, self.pairs, None, cfg.bootstrap)
-                metrics = mode_metrics(scores, eval_records, self.modes, cfg.weight)
-                credits = mode_credits(scores, eval_records, self.modes, cfg.weight)  # for intervals over seeds
+                credits = mode_credits(scores, eval_records, self.modes, cfg.weight)  # kept for intervals over seeds
+                metrics = metrics_of(credits)
                 self.tracker.log_eval(seed, examples, metrics, self.series(view))
                 points[view].append(
                     {

@@ -127,7 +127,7 @@ def weight_sentence(curve: dict) -> str | None:
     weighted, unknown = [], []
     for mode in config.get("modes", []):
         try:
-            if any(t.weighted for t in get_mode(mode).terms):
+            if get_mode(mode).weighted:
                 weighted.append(mode)
         except LikraError:  # a plug-in's mode not loaded here: it may use w
             unknown.append(mode)
@@ -356,13 +356,16 @@ def write_outputs(curve: dict, folder: CurveFolder) -> list[Path]:
     return paths + [folder.report_file]
 
 
-def folder_report(folder: CurveFolder) -> str:
-    """report.md for a curve folder: the curve (if written) and a section for every study found there."""
+def folder_report(folder: CurveFolder, curve: dict | None = None) -> str:
+    """report.md for a curve folder: the curve (`curve`, read from the folder where not given and written) and a
+    section for every study found there."""
     from likra.experiments.studies import STUDIES
 
     parts = []
-    if folder.curve_file.is_file():
-        parts.append(markdown_report(read_curve(folder.curve_file)))
+    if curve is None and folder.curve_file.is_file():
+        curve = read_curve(folder.curve_file)
+    if curve is not None:
+        parts.append(markdown_report(curve))
     for name, study in STUDIES.items():
         path = folder.study_file(name)
         if path.is_file():
@@ -383,7 +386,8 @@ def folder_figures(folder: CurveFolder, curve: dict | None = None) -> list[Path]
 
 def write_folder_report(folder: CurveFolder) -> list[Path]:
     """`likra report`: the figures again and report.md of the whole folder."""
-    text = folder_report(folder)
-    paths = folder_figures(folder)
+    curve = read_curve(folder.curve_file) if folder.curve_file.is_file() else None  # read and checked once
+    text = folder_report(folder, curve)
+    paths = folder_figures(folder, curve)
     atomic_write_text(folder.report_file, text)
     return [*paths, folder.report_file]

@@ -59,9 +59,8 @@ from likra.data.records import MCRecord
 from likra.errors import LikraError
 from likra.io import atomic_write_text
 from likra.scoring.evaluate import EvalConfig, EvalData
-from likra.scoring.metrics import METRICS, mode_metrics, tie_credit
+from likra.scoring.metrics import METRICS, mode_metrics, per_character, tie_credit
 from likra.scoring.modes import question_scores
-from likra.scoring.stats import length_normalised
 
 if TYPE_CHECKING:
     from likra.experiments.curve import CurveResult
@@ -272,7 +271,7 @@ def sample_lines(ev: HarnessEvaluation) -> list[dict]:
     lines = []
     for mode in ev.modes:
         summed = question_scores(mode, ev.per_head, ev.weight)
-        normed = length_normalised(summed, texts)
+        normed = per_character(summed, texts)
         for i, rec in enumerate(ev.records):
             context = ev.prefix + rec.prompt
             arguments = [(context, rec.continuation(j)) for j in range(len(rec.choices))]

@@ -64,6 +64,11 @@ def summarise(credits: Sequence[float]) -> Metric:
     return Metric(mean, n, stderr, *wilson_interval(mean, n))
 
 
+def credits(scores: Sequence[np.ndarray], golds: Sequence[int]) -> np.ndarray:
+    """Per-question credit of the argmax (1, 0, or 1/k when the gold shares the top score with k-1 others)."""
+    return np.array([tie_credit(np.asarray(s), g) for s, g in zip(scores, golds)], dtype=np.float64)
+
+
 def accuracy(scores: Sequence[np.ndarray], golds: Sequence[int]) -> Metric:
     """acc: argmax of the summed score, ties shared."""
     return summarise([tie_credit(np.asarray(s), g) for s, g in zip(scores, golds)])
@@ -92,18 +97,17 @@ def mode_credits(
     out = {}
     for mode in modes:
         scores = question_scores(mode, per_head, weight)
-        out[mode] = {
-            "acc": np.array([tie_credit(np.asarray(s), g) for s, g in zip(scores, golds)], dtype=np.float64),
-            "acc_norm": np.array([tie_credit(s, g) for s, g in zip(per_character(scores, texts), golds)]),
-        }
+        out[mode] = {"acc": credits(scores, golds), "acc_norm": credits(per_character(scores, texts), golds)}
     return out
+
+
+def metrics_of(by_mode: dict[str, dict[str, np.ndarray]]) -> dict[str, dict]:
+    """{mode: {"acc": Metric json, "acc_norm": Metric json}} of per-question credits (`mode_credits`)."""
+    return {mode: {metric: summarise(c).to_json() for metric, c in of.items()} for mode, of in by_mode.items()}
 
 
 def mode_metrics(
     per_head: dict[str, list[np.ndarray]], records: Sequence[MCRecord], modes: Sequence[str], weight: float
 ) -> dict[str, dict]:
     """{mode: {"acc": Metric json, "acc_norm": Metric json}} from cached per-head log-likelihoods."""
-    credits = mode_credits(per_head, records, modes, weight)
-    return {
-        mode: {metric: summarise(c).to_json() for metric, c in by_metric.items()} for mode, by_metric in credits.items()
-    }
+    return metrics_of(mode_credits(per_head, records, modes, weight))

@@ -49,6 +49,11 @@ class Mode:
         return tuple(dict.fromkeys(t.head for t in self.terms))
 
     @property
+    def weighted(self) -> bool:
+        """Whether the mode weighs a head by w (`--weight`): likra, negbase, expressions with `w*`."""
+        return any(t.weighted for t in self.terms)
+
+    @property
     def greedy_head(self) -> str:
         """The head whose greedy flags the mode reports (its first head)."""
         return self.terms[0].head

@@ -20,20 +20,12 @@ import numpy as np
 
 from likra.data.records import MCRecord
 from likra.errors import LikraError
-from likra.scoring.metrics import METRICS, accuracy, per_character, summarise, tie_credit
+from likra.scoring.metrics import METRICS, accuracy, credits, per_character, summarise
 from likra.scoring.modes import question_scores
 
 DEFAULT_RESAMPLES = 10_000
 DEFAULT_PAIRS = ("likra:sft", "negbase:base", "sft:base")  # mode pairs a:b tested when both are evaluated
 ECE_BINS = 15
-
-
-def credits(scores: Sequence[np.ndarray], golds: Sequence[int]) -> np.ndarray:
-    """Per-question credit of the argmax (1, 0, or 1/k when the gold shares the top score with k-1 others)."""
-    return np.array([tie_credit(np.asarray(s), g) for s, g in zip(scores, golds)], dtype=np.float64)
-
-
-length_normalised = per_character  # scores divided by each choice's character length (acc_norm's convention)
 
 
 @dataclass(frozen=True)
@@ -317,7 +309,7 @@ def mode_statistics(
     golds, texts = [r.gold for r in records], [r.choices for r in records]
     scores = {m: {"acc": question_scores(m, per_head, weight)} for m in {*modes, *(x for p in pairs for x in p)}}
     for s in scores.values():
-        s["acc_norm"] = length_normalised(s["acc"], texts)
+        s["acc_norm"] = per_character(s["acc"], texts)
     paired = [
         {
             "a": a,
