@@ -118,13 +118,13 @@ def load_run_model(
     trained in) and quantized as the run was unless told otherwise; `device_map` spreads it over devices (see
     `load_base_model`). The precision is kept with the model (`precision_of`)."""
     from likra.model.heads import load_heads
-    from likra.model.loading import full_precision, load_base_model, load_tokenizer
+    from likra.model.loading import load_base_model, load_tokenizer
     from likra.model.precision import Precision, mark, scoring_precision
 
     run = resolve_run(run)
     manifest = read_manifest(run)
     model_info = manifest["model"]
-    quantize = full_precision(quantize or model_info.get("quantize"))  # "none": full precision, even for a 4-bit run
+    quantize = quantize or model_info.get("quantize")  # "none": full precision, even for a run on a 4-bit base
     precision = scoring_precision(model_info["name"], dtype, score_dtype, device, quantize, device_map)
     trained = (manifest.get("precision") or {}).get("train") or model_info.get("dtype")
     precision = Precision(trained if trained in ("fp32", "bf16", "fp16") else None, precision.score, precision.note)

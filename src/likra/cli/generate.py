@@ -74,9 +74,9 @@ def run(args: argparse.Namespace) -> int:
 
         model, tokenizer, _ = load_run_model(cfg.run, cfg.dtype, quantize=cfg.quantize)
     else:
-        from likra.model.loading import full_precision, load_base_model, load_tokenizer
+        from likra.model.loading import load_base_model, load_tokenizer
 
-        model = load_base_model(cfg.model, cfg.dtype, quantize=full_precision(cfg.quantize))
+        model = load_base_model(cfg.model, cfg.dtype, quantize=cfg.quantize)
         tokenizer = load_tokenizer(cfg.model)
     results = HeadDecoder(model, tokenizer, cfg).generate([r["prompt"] for r in rows])
     out_rows = [

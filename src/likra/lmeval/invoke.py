@@ -43,10 +43,10 @@ def run_parser(prog: str = "lm-eval") -> argparse.ArgumentParser:
 
 def _check_likra_model_args(model_args: dict) -> None:
     """What LikraLM would refuse after minutes of the harness's set-up, refused now."""
-    from likra.lmeval.model import check_model_args, model_args_names
+    from likra.lmeval.model import check_model_args
     from likra.scoring.modes import check_modes
 
-    check_model_args({k: v for k, v in model_args.items() if k not in model_args_names()})  # a misspelt key
+    check_model_args(model_args)  # a misspelt key
     run, model = model_args.get("run"), model_args.get("model")
     if run and model:
         raise LikraError("model_args: give run=RUN (a trained run) or model=MODEL (mode base), not both")

@@ -74,15 +74,15 @@ def model_args_names() -> list[str]:
     return [*own, *HARNESS_ARGS]
 
 
-def check_model_args(extra: dict) -> None:
+def check_model_args(model_args: dict) -> None:
     """Refuse keywords the `likra` model has no setting for (a setting given and not applied), in one line naming
-    them and the valid ones; the harness's own additions (`HARNESS_ARGS`) pass."""
+    them and the valid ones; its own settings and the harness's additions (`HARNESS_ARGS`) pass."""
     import difflib
 
-    unknown = [k for k in extra if k not in HARNESS_ARGS]
+    valid = model_args_names()
+    unknown = [k for k in model_args if k not in valid]
     if not unknown:
         return
-    valid = model_args_names()
     hints = [f"{k!r}: did you mean {close[0]!r}?" for k in unknown if (close := difflib.get_close_matches(k, valid, 1))]
     raise LikraError(
         f"model_args {', '.join(map(str, unknown))}: not a setting of the likra model"

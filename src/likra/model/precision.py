@@ -94,13 +94,13 @@ def bf16_probe_key() -> str:
 
 def _probe_cache(path: Path) -> dict:
     """The cached probe figures by key; {} where the file is missing or damaged (measured again, rewritten)."""
-    import json
+    from likra.limits import read_json_file
 
     try:
-        table = json.loads(path.read_text(encoding="utf-8"))
+        table = read_json_file(path)
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError) as e:
+    except (OSError, LikraError) as e:
         log.debug("%s: unreadable (%s); measuring again", path, type(e).__name__)
         return {}
     return table if isinstance(table, dict) else {}

@@ -210,7 +210,7 @@ def suggested_modes(manifest: dict) -> list[str]:
     """Modes the run's heads can score: the Likra pair's (`base,sft,likra,negbase`) where heads `positive` and
     `negative` are there, else `base`, every head by its name, and for each head on a negative set `positive-w*<it>`
     (with a `positive` head) and `base-w*<it>`; every one checked against the heads (`check_heads`)."""
-    from likra.scoring.modes import MODES, check_heads
+    from likra.scoring.modes import MODES
     from likra.scoring.settings import DEFAULT_MODES
 
     heads = [str(h) for h in manifest.get("heads") or []]
@@ -226,14 +226,7 @@ def suggested_modes(manifest: dict) -> list[str]:
     wanted = ["base", *(h for h in heads if h not in MODES)]  # a head named like a registered mode is that mode
     for h in negatives:
         wanted += [f"positive-w*{h}"] * ("positive" in heads) + [f"base-w*{h}"]
-    modes = []
-    for mode in dict.fromkeys(wanted):
-        try:
-            check_heads([mode], heads, "the run")
-        except LikraError:
-            continue
-        modes.append(mode)
-    return modes
+    return [mode for mode in dict.fromkeys(wanted) if _heads_can_score([mode], heads)]
 
 
 def _heads_can_score(modes: list[str], heads: list[str]) -> bool:
@@ -260,7 +253,7 @@ def lmeval_mode(modes: list[str]) -> str:
 
     def weighted(mode: str) -> bool:
         try:
-            return any(t.weighted for t in get_mode(mode).terms)
+            return get_mode(mode).weighted
         except LikraError:
             return False
 
@@ -354,7 +347,7 @@ def eval_settings(result: dict, manifest: dict) -> str:
     return ", ".join(parts)
 
 
-def _eval_command(where: str, result: dict | None, manifest: dict | None = None) -> str:
+def _eval_command(where: str, result: dict | None, manifest: dict, modes: list[str]) -> str:
     """`likra eval` of the card's first evaluation with every setting that shaped its scores (its numbers again),
     or of ARC-Challenge validation in modes the heads can score."""
     from likra.data.formats import run_prompt_settings
@@ -372,7 +365,7 @@ def _eval_command(where: str, result: dict | None, manifest: dict | None = None)
         words += ["--format", fmt]
     if chat:
         words += ["--chat-template"]
-    elif chat is False and run_prompt_settings(manifest or {})[1]:  # the run's default is the template
+    elif chat is False and run_prompt_settings(manifest)[1]:  # the run's default is the template
         words += ["--no-chat-template"]
     if cfg.get("cross_format"):
         words += ["--cross-format"]
@@ -388,13 +381,13 @@ def _eval_command(where: str, result: dict | None, manifest: dict | None = None)
         words += ["--weight", str(cfg["weight"])]
     if result and _score_dtype(result):
         words += ["--score-dtype", _score_dtype(result)]
-    quantize, trained = _quantize(cfg), full_precision(((manifest or {}).get("model") or {}).get("quantize"))
+    quantize, trained = _quantize(cfg), full_precision((manifest.get("model") or {}).get("quantize"))
     if quantize is not None and quantize != (trained or "none"):  # the default loads the base as it trained
         words += ["--quantize", quantize]
     for key in ("device_map", "batch_tokens"):
         if cfg.get(key):
             words += [f"--{key.replace('_', '-')}", str(cfg[key])]
-    words += ["--modes", ",".join(command_modes(manifest or {}, result))]
+    words += ["--modes", ",".join(modes)]
     return " ".join(shlex.quote(str(w)) for w in words)
 
 
@@ -563,7 +556,8 @@ def model_card(
         else [f'base = AutoModelForCausalLM.from_pretrained("{base.load_from}")']
     )
     first = results[0] if results else None
-    command, modes = _eval_command(where, first, manifest), command_modes(manifest, first)
+    modes = command_modes(manifest, first)
+    command = _eval_command(where, first, manifest, modes)
     weight = ((first or {}).get("config") or {}).get("weight", 1.0)
     lmeval_args = f"run={where},mode={lmeval_mode(modes)}" + (f",weight={weight}" if weight != 1.0 else "")
     lines += [

@@ -109,7 +109,7 @@ def warn_shadowing_heads(run, manifest: dict) -> None:
 
 def load_eval_model(cfg: EvalConfig):
     """(model, tokenizer) of `likra eval`: a run's heads, or a plain base model for mode base."""
-    from likra.model.loading import full_precision, load_base_model, load_tokenizer
+    from likra.model.loading import is_quantized, load_base_model, load_tokenizer
     from likra.model.precision import mark, scoring_precision
     from likra.runs import load_run_model
 
@@ -118,13 +118,11 @@ def load_eval_model(cfg: EvalConfig):
     if cfg.train_dtype is not None:
         raise LikraError("--train-dtype: likra eval trains nothing (give --score-dtype or --dtype)")
     if cfg.run:
-        trained = read_manifest(resolve_run(cfg.run))
-        check_heads(cfg.modes, trained["heads"], "this run")  # before the model loads
-        # what the base loads as, recorded as applied: as the run was trained unless told (none: full precision)
-        cfg.quantize = full_precision(cfg.quantize or trained["model"].get("quantize")) or "none"
+        check_heads(cfg.modes, read_manifest(resolve_run(cfg.run))["heads"], "this run")  # before the model loads
         model, tokenizer, manifest = load_run_model(
             cfg.run, cfg.dtype, device_map=cfg.device_map, quantize=cfg.quantize, score_dtype=cfg.score_dtype
         )
+        cfg.quantize = "4bit" if is_quantized(model) else "none"  # recorded as applied (default: as the run trained)
         warn_shadowing_heads(cfg.run, manifest)
         return model, tokenizer
     if not cfg.model:
@@ -134,10 +132,9 @@ def load_eval_model(cfg: EvalConfig):
             cfg.modes = ["base"]
         else:
             raise LikraError("a plain --model has no heads: only --modes base is possible")
-    cfg.quantize = full_precision(cfg.quantize) or "none"
-    quantize = full_precision(cfg.quantize)
-    precision = scoring_precision(cfg.model, cfg.dtype, cfg.score_dtype, None, quantize, cfg.device_map)
-    base = load_base_model(cfg.model, precision.score, device_map=cfg.device_map, quantize=quantize)
+    precision = scoring_precision(cfg.model, cfg.dtype, cfg.score_dtype, None, cfg.quantize, cfg.device_map)
+    base = load_base_model(cfg.model, precision.score, device_map=cfg.device_map, quantize=cfg.quantize)
+    cfg.quantize = "4bit" if is_quantized(base) else "none"  # recorded as applied
     return mark(base, precision), load_tokenizer(cfg.model)
 
 
